@@ -1,0 +1,31 @@
+"""Sans-IO wire codecs: bytes in, neutral events out, and back (see events.py).
+
+No sockets, no trio, no clocks: only the stdlib, h11/h2/wsproto and apigw_core.native may be
+imported here.  Every connection object has the same three verbs: `receive_data(bytes)`
+(b"" = the peer closed) returning a list of events, `send(event)`, and `data_to_send()`.
+"""
+
+from ._errors import ProtocolError, UsageError
+from .events import (
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    InformationalResponse,
+    Request,
+    Response,
+    StreamReset,
+)
+
+__all__ = [
+    "ProtocolError",
+    "UsageError",
+    "Event",
+    "Request",
+    "InformationalResponse",
+    "Response",
+    "Data",
+    "EndOfMessage",
+    "StreamReset",
+    "ConnectionClosed",
+]
