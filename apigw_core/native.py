@@ -82,10 +82,7 @@ class CHeadParser:
 
     def __init__(self, max_request_line: int = 8192, max_head: int = 65536,
                  max_fields: int = 100) -> None:
-        for name, v in (("max_request_line", max_request_line), ("max_head", max_head),
-                        ("max_fields", max_fields)):
-            if not 0 < v < 2**31:
-                raise ValueError(f"{name} must be in 1..2**31-1, got {v!r}")
+        _py_head.check_limits(max_request_line, max_head, max_fields)
         self.max_request_line = max_request_line
         self.max_head = max_head
         self.max_fields = max_fields

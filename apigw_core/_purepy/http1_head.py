@@ -186,6 +186,14 @@ def _field_rule(st: _State, name: bytes, v: bytes) -> int:
 _Head = tuple  # (consumed, method, target, version_minor, headers, content_length, flags)
 
 
+def check_limits(max_request_line: int, max_head: int, max_fields: int) -> None:
+    """Refuse limits the C structs cannot hold, with the name of the bad one."""
+    for name, v, lo in (("max_request_line", max_request_line, 1), ("max_head", max_head, 1),
+                        ("max_fields", max_fields, 0)):
+        if type(v) is not int or not lo <= v < 2**31:
+            raise ValueError(f"{name} must be an int in {lo}..2**31-1, got {v!r}")
+
+
 class HeadParser:
     """Parses one request head; same interface as the C-backed parser in native.py."""
 
@@ -193,6 +201,7 @@ class HeadParser:
 
     def __init__(self, max_request_line: int = 8192, max_head: int = 65536,
                  max_fields: int = 100) -> None:
+        check_limits(max_request_line, max_head, max_fields)
         self.max_request_line = max_request_line
         self.max_head = max_head
         self.max_fields = max_fields
