@@ -1,0 +1,352 @@
+"""HTTP/1.1 client connection for talking to backends, sans-IO (RFC 9112).
+
+Strategy.  One request at a time (no pipelining: pools open another connection instead).
+Response heads are parsed here, in Python, as strictly as the C parser reads request heads,
+because a gateway that believes a lenient reading of a backend's response can be made to
+mis-frame the *next* response on a pooled connection (response smuggling).  h11 tolerates
+several things we refuse with ProtocolError(status_hint=502):
+- bare LF line endings and leading empty lines (§2.2), obs-fold continuation lines (§5.2),
+  whitespace before ":" (§5.1), CTLs in values;
+- Content-Length repeated (even with identical values) or as a list, or not 1*DIGIT (§6.3);
+- Transfer-Encoding together with Content-Length, on an HTTP/1.0 response, or with any
+  coding besides a single final "chunked" (we cannot forward other transfer codings);
+- an unsolicited response (bytes before we sent a request), a 101 we did not ask for.
+Bodies use the same readers as the server side (`_h1body`), so the chunk-size and trailer
+rules are identical both ways.
+
+Message length (§6.3): no body for responses to HEAD, for 1xx, 204 and 304; a 2xx answer to
+CONNECT and a 101 to our Upgrade request switch the connection (`switched`, `trailing_data`);
+otherwise chunked, then Content-Length, else the body runs until the server closes (and the
+connection cannot be reused).  `is_reusable` is True when both messages are complete and
+neither side asked to close.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from ._errors import ProtocolError, UsageError
+from ._h1body import (
+    TOKEN_RE,
+    ChunkedReader,
+    ChunkedWriter,
+    CloseDelimitedReader,
+    ContentLengthReader,
+    ContentLengthWriter,
+    NoBodyWriter,
+    parse_field_lines,
+    write_fields,
+)
+from .events import (
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    InformationalResponse,
+    Request,
+    Response,
+    _new_data,
+    _new_eom,
+)
+
+__all__ = ["ClientConnection"]
+
+_STATUS_LINE_RE = re.compile(
+    rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t \x21-\x7e\x80-\xff]*))?")
+_TARGET_RE = re.compile(rb"[\x21-\x7e\x80-\xff]+")
+_HTTP_PREFIX = b"HTTP/"
+_BAD = 502
+
+# receive states
+_IDLE, _HEAD, _BODY, _DONE, _SWITCHED, _CLOSED, _ERROR = range(7)
+
+
+def _bad(msg: str) -> ProtocolError:
+    return ProtocolError(f"bad backend response: {msg}", status_hint=_BAD)
+
+
+class ClientConnection:
+    """One HTTP/1.1 connection to a backend, client side.  See the module docstring."""
+
+    def __init__(self, *, max_head: int = 65536, max_fields: int = 100,
+                 max_chunk_size: int = 1 << 30, max_body_size: Optional[int] = None) -> None:
+        self._max_head = max_head
+        self._max_fields = max_fields
+        self._max_chunk = max_chunk_size
+        self._max_body = max_body_size
+        self._buf = b""
+        self._rstate = _IDLE
+        self._reader: Optional[object] = None
+        self._writer: Optional[object] = None   # None: no request body in progress
+        self._out: list[bytes] = []
+        self._error: Optional[ProtocolError] = None
+        self._stream_id = 0
+        self._method = b""
+        self._req_keep = True
+        self._resp_keep = True
+        self._req_upgrade = False
+        self._req_done = True
+        self._switched = False
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, event: Event) -> None:
+        """Queue the bytes for a Request, Data or EndOfMessage.  UsageError on misuse."""
+        t = event.__class__
+        if t is Data or t is EndOfMessage:
+            if self._writer is None or event.stream_id != self._stream_id:  # type: ignore
+                raise UsageError("no request body in progress for this stream")
+            if t is Data:
+                chunk = self._writer.data(event.data)  # type: ignore[attr-defined]
+                if chunk:
+                    self._out.append(chunk)
+            else:
+                self._out.append(self._writer.eom(event.trailers))  # type: ignore
+                self._writer = None
+                self._req_done = True
+        elif t is Request:
+            self._send_request(event)  # type: ignore[arg-type]
+        else:
+            raise UsageError(f"a client cannot send {t.__name__}")
+
+    def _send_request(self, ev: Request) -> None:
+        if self._stream_id and not self.is_reusable:
+            raise UsageError("connection cannot carry another request")
+        if TOKEN_RE.fullmatch(ev.method) is None:
+            raise UsageError(f"invalid method {ev.method!r}")
+        if _TARGET_RE.fullmatch(ev.target) is None:
+            raise UsageError(f"invalid request target {ev.target!r}")
+        if ev.http_version not in (b"1.1", b"1.0"):
+            raise UsageError("http_version must be b'1.1' or b'1.0'")
+        v11 = ev.http_version == b"1.1"
+        clen: Optional[int] = None
+        chunked = False
+        host = False
+        upgrade = False
+        tokens: set[bytes] = set()
+        for name, value in ev.headers:
+            low = name.lower()
+            if low == b"content-length":
+                if clen is not None or not value.isdigit():
+                    raise UsageError(f"bad or repeated content-length {value!r}")
+                clen = int(value)
+            elif low == b"transfer-encoding":
+                if chunked or value.strip().lower() != b"chunked":
+                    raise UsageError("transfer-encoding must be a single 'chunked'")
+                chunked = True
+            elif low == b"host":
+                host = True
+            elif low == b"upgrade":
+                upgrade = True
+            elif low == b"connection":
+                tokens.update(t.strip().lower() for t in value.split(b","))
+        if chunked and (clen is not None or not v11):
+            raise UsageError("chunked needs HTTP/1.1 and no content-length")
+        if v11 and not host:
+            raise UsageError("HTTP/1.1 requests need a host header")
+        out = [b"%b %b HTTP/%b\r\n" % (ev.method, ev.target, ev.http_version)]
+        write_fields(ev.headers, out)
+        out.append(b"\r\n")
+        self._out.append(b"".join(out))
+        self._stream_id = ev.stream_id
+        self._method = ev.method
+        self._req_keep = (b"close" not in tokens) if v11 else (b"keep-alive" in tokens)
+        self._req_upgrade = upgrade and b"upgrade" in tokens
+        self._resp_keep = True
+        self._rstate = _HEAD
+        if chunked:
+            self._writer = ChunkedWriter()
+        elif clen:
+            self._writer = ContentLengthWriter(clen)
+        else:
+            self._writer = NoBodyWriter(drop=False)
+        self._req_done = False
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the backend, in order; empty when there is nothing."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self._out = []
+        return data
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes from the backend (b"" = EOF).  Raises ProtocolError(502) and nothing
+        else when the bytes break HTTP/1.1."""
+        if self._error is not None:
+            raise self._error
+        st = self._rstate
+        if st == _SWITCHED:
+            raise UsageError("connection switched protocols: no more HTTP input")
+        if st == _CLOSED:
+            if data:
+                raise UsageError("data after EOF")
+            return []
+        events: list[Event] = []
+        try:
+            if not data:
+                self._eof(events)
+                return events
+            if data.__class__ is not bytes:
+                data = bytes(data)
+            if st == _IDLE or st == _DONE:
+                raise _bad("data received while no request was outstanding")
+            buf = self._buf + data if self._buf else data
+            pos = 0
+            n = len(buf)
+            while pos < n:
+                st = self._rstate
+                if st == _HEAD:
+                    pos = self._head(buf, pos, events)
+                    if pos < 0:  # incomplete
+                        pos = -pos - 1
+                        break
+                elif st == _BODY:
+                    pos, body, trailers = self._reader.read(buf, pos)  # type: ignore
+                    if body:
+                        events.append(_new_data(self._stream_id, body))
+                    if trailers is not None:
+                        events.append(_new_eom(self._stream_id, trailers))
+                        self._rstate = _DONE
+                        self._reader = None
+                elif st == _DONE:
+                    raise _bad("bytes after the end of the response")
+                else:  # switched
+                    break
+            self._buf = buf[pos:] if pos else buf
+        except ProtocolError as exc:
+            exc.stream_id = self._stream_id or None
+            self._error = exc
+            self._rstate = _ERROR
+            self._buf = b""
+            if events:
+                return events  # the error is raised by the next call
+            raise
+        return events
+
+    def _eof(self, events: list[Event]) -> None:
+        st = self._rstate
+        if st == _BODY:
+            trailers = self._reader.eof(_BAD)  # type: ignore[union-attr]
+            events.append(_new_eom(self._stream_id, trailers))
+            self._resp_keep = False
+        elif st == _HEAD and self._buf:
+            raise _bad("connection closed inside the response head")
+        self._rstate = _CLOSED
+        events.append(ConnectionClosed())
+
+    def _head(self, buf: bytes, pos: int, events: list[Event]) -> int:
+        """Parse one response head at `pos`; return the offset after it, or -(pos+1)."""
+        n = len(buf)
+        end = buf.find(b"\r\n\r\n", pos, pos + self._max_head)
+        if end < 0:
+            start = buf[pos:pos + 5]
+            if not _HTTP_PREFIX.startswith(start):
+                raise _bad("does not start with HTTP/")
+            if b"\n" in buf[pos:].replace(b"\r\n", b""):
+                raise _bad("bare LF")
+            if n - pos >= self._max_head:
+                raise _bad("head too large")
+            return -(pos + 1)
+        lines = buf[pos:end]
+        line, _, rest = lines.partition(b"\r\n")
+        m = _STATUS_LINE_RE.fullmatch(line)
+        if m is None:
+            raise _bad("status line")
+        if m.group(1) != b"1":
+            raise _bad("HTTP major version is not 1")
+        minor = m.group(2) != b"0"
+        status = int(m.group(3))
+        if status < 100:
+            raise _bad("status code below 100")
+        reason = m.group(4) or b""
+        headers = parse_field_lines(rest, self._max_fields, _BAD, "header") if rest else []
+        pos = end + 4
+        sid = self._stream_id
+        if status < 200:
+            events.append(InformationalResponse(sid, status, headers, reason))
+            if status == 101:
+                if not self._req_upgrade:
+                    raise _bad("101 without an Upgrade request")
+                self._switch()
+            return pos
+        clen = -1
+        chunked = False
+        tokens: set[bytes] = set()
+        for name, value in headers:
+            if name == b"content-length":
+                if clen >= 0:
+                    raise _bad("repeated content-length")
+                if not value.isdigit() or len(value) > 18:
+                    raise _bad("content-length is not 1*DIGIT")
+                clen = int(value)
+            elif name == b"transfer-encoding":
+                for coding in value.split(b","):
+                    coding = coding.strip(b" \t").lower()
+                    if coding != b"chunked" or chunked:
+                        raise _bad("transfer-encoding other than one 'chunked'")
+                    chunked = True
+            elif name == b"connection":
+                tokens.update(t.strip(b" \t").lower() for t in value.split(b","))
+        if chunked and clen >= 0:
+            raise _bad("transfer-encoding with content-length")
+        if chunked and not minor:
+            raise _bad("transfer-encoding on HTTP/1.0")
+        self._resp_keep = (b"close" not in tokens) if minor else (b"keep-alive" in tokens)
+        events.append(Response(sid, status, headers, b"1.1" if minor else b"1.0", reason))
+        if self._method == b"CONNECT" and status < 300:
+            self._switch()
+            return pos
+        if self._method == b"HEAD" or status == 204 or status == 304:
+            events.append(_new_eom(sid))
+            self._rstate = _DONE
+            return pos
+        if chunked:
+            self._reader = ChunkedReader(
+                max_chunk=self._max_chunk, max_body=self._max_body,
+                max_trailer=self._max_head, max_fields=self._max_fields,
+                status=_BAD, limit_status=_BAD)
+        elif clen == 0:
+            events.append(_new_eom(sid))
+            self._rstate = _DONE
+            return pos
+        elif clen > 0:
+            if self._max_body is not None and clen > self._max_body:
+                raise _bad("content-length larger than max_body_size")
+            self._reader = ContentLengthReader(clen)
+        else:
+            self._reader = CloseDelimitedReader(self._max_body, _BAD)
+            self._resp_keep = False
+        self._rstate = _BODY
+        return pos
+
+    def _switch(self) -> None:
+        self._rstate = _SWITCHED
+        self._switched = True
+        self._resp_keep = False
+
+    # -- state for the pool ---------------------------------------------------------------
+
+    @property
+    def is_reusable(self) -> bool:
+        """True when another request may be sent on this connection."""
+        return (self._rstate == _DONE and self._req_done and self._req_keep
+                and self._resp_keep and self._error is None)
+
+    @property
+    def response_complete(self) -> bool:
+        return self._rstate == _DONE
+
+    @property
+    def switched(self) -> bool:
+        """True after a 101 to our Upgrade request (or a 2xx to CONNECT)."""
+        return self._switched
+
+    @property
+    def trailing_data(self) -> bytes:
+        """After switching: the bytes the backend sent after the response head."""
+        return self._buf
