@@ -57,21 +57,18 @@ if not enabled and _why is not None:
 
 class _Scratch(threading.local):
     """Per-thread output slots: cffi releases the GIL during the call, so two threads
-    must never share them; per connection they would cost 64 KiB each."""
+    must never share them (and per connection they would cost 64 KiB each).  `bufs` is
+    one tuple so the hot path reads the thread-local once."""
 
-    def __init__(self) -> None:
-        self.cap = 0
-        self.slots = 0
+    cap = 0
+    slots = -1
 
     def ensure(self, cap: int, slots: int) -> None:
-        if cap > self.cap:
-            self.out = _ffi.new("char[]", cap)
-            self.out_u = _ffi.cast("unsigned char *", self.out)
-            self.cap = cap
-        if slots > self.slots or not hasattr(self, "req"):
-            self.fields = _ffi.new("apigw_h1_field[]", max(slots, 1))
-            self.req = _ffi.new("apigw_h1_request *")
-            self.slots = slots
+        cap, slots = max(cap, self.cap), max(slots, self.slots)
+        out = _ffi.new("char[]", cap)
+        self.bufs = (_ffi.new("apigw_h1_request *"), _ffi.new("apigw_h1_field[]", max(slots, 1)),
+                     _ffi.cast("unsigned char *", out), out, cap)
+        self.cap, self.slots = cap, slots
 
 
 class CHeadParser:
@@ -94,20 +91,21 @@ class CHeadParser:
         s = self._scratch
         if s.cap < self.max_head or s.slots < self.max_fields:
             s.ensure(self.max_head, self.max_fields)
+        req, fields, out_u, out, cap = s.bufs
         if type(buf) is not bytes:
             buf = _ffi.from_buffer(buf)
-        n = _lib.apigw_h1_parse_request(buf, len(buf), self._limits, s.req, s.fields,
-                                        s.out_u, s.cap)
+        n = _parse_request(buf, len(buf), self._limits, req, fields, out_u, cap)
         if n < 0:
             return n
-        req = s.req
-        parts = _ffi.unpack(s.out, req.out_len).split(b"\0")
-        return (n, parts[0], parts[1], req.version_minor,
-                list(zip(parts[2::2], parts[3::2])), req.content_length, req.flags)
+        it = iter(_unpack(out, req.out_len).split(b"\0"))
+        return (n, next(it), next(it), req.version_minor, list(zip(it, it)),
+                req.content_length, req.flags)
 
 
 if enabled:
     _SCRATCH = _Scratch()
+    _parse_request = _lib.apigw_h1_parse_request
+    _unpack = _ffi.unpack
     HeadParser: type = CHeadParser
 else:
     CHeadParser = None  # type: ignore[assignment,misc]
