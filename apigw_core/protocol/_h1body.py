@@ -202,11 +202,14 @@ class ChunkedReader:
                     pos += 2
                     trailers = ()
                     break
-                end = buf.find(b"\r\n\r\n", pos, pos + self.max_trailer)
+                # resume the search where the last call stopped (slow senders)
+                start = pos + self.remaining - 3 if self.remaining > 3 else pos
+                end = buf.find(b"\r\n\r\n", start, pos + self.max_trailer)
                 if end < 0:
                     if n - pos >= self.max_trailer:
                         raise self._error("trailer section too large",
                                           431 if self.status == 400 else self.status)
+                    self.remaining = n - pos  # bytes of trailer section already searched
                     break
                 fields = parse_field_lines(buf[pos:end], self.max_fields, self.status,
                                            "trailer")

@@ -209,10 +209,11 @@ class ClientConnection:
                     pos, body, trailers = self._reader.read(buf, pos)  # type: ignore
                     if body:
                         events.append(_new_data(self._stream_id, body))
-                    if trailers is not None:
-                        events.append(_new_eom(self._stream_id, trailers))
-                        self._rstate = _DONE
-                        self._reader = None
+                    if trailers is None:
+                        break  # the reader took all it can use: wait for more bytes
+                    events.append(_new_eom(self._stream_id, trailers))
+                    self._rstate = _DONE
+                    self._reader = None
                 elif st == _DONE:
                     raise _bad("bytes after the end of the response")
                 else:  # switched

@@ -196,6 +196,8 @@ class ServerConnection:
         try:
             pos = self._run(buf, events)
         except ProtocolError as exc:
+            if exc.stream_id is None and self._rx is not None:  # raised by a body reader
+                exc.stream_id = self._error_stream_id = self._rx.stream_id
             self._fail(exc)
             if events:
                 return events  # raised by the next call; visible as pending_error
@@ -230,9 +232,10 @@ class ServerConnection:
                 pos, data, trailers = self._reader.read(buf, pos)  # type: ignore[union-attr]
                 if data:
                     events.append(_new_data(rx.stream_id, data))  # type: ignore[union-attr]
-                if trailers is not None:
-                    events.append(_new_eom(rx.stream_id, trailers))  # type: ignore
-                    self._end_request(rx)  # type: ignore[arg-type]
+                if trailers is None:
+                    break  # the reader took all it can use: wait for more bytes
+                events.append(_new_eom(rx.stream_id, trailers))  # type: ignore
+                self._end_request(rx)  # type: ignore[arg-type]
             else:  # PAUSED / IGNORE: leave the rest in the buffer (or drop it)
                 break
         return pos
@@ -406,7 +409,7 @@ class ServerConnection:
             headers.append((name, value))
         if ex.expect and not ex.sent_100 and not ex.request_done:
             ex.keep_alive = False  # the client may or may not send the body now
-        if b"close" in tokens or self._error is not None:
+        if b"close" in tokens:
             ex.keep_alive = False
         if ex.head or status in (204, 304):
             w: object = NoBodyWriter(drop=ex.head)
