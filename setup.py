@@ -37,6 +37,13 @@ def _skip(exc: BaseException) -> None:
 class OptionalBuildExt(build_ext):
     """build_ext that reports a failed C build instead of failing the install."""
 
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        # `optional` also makes setuptools skip copying a missing extension back into
+        # the source tree (editable installs), instead of failing there.
+        for ext in self.extensions or ():
+            ext.optional = not _native_required()
+
     def run(self) -> None:
         try:
             super().run()

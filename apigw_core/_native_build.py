@@ -100,6 +100,13 @@ ffibuilder.set_source(
 )
 
 if __name__ == "__main__":
-    # Build in place: apigw_core/_native.*.so next to this file.
-    os.chdir(_ROOT)
-    ffibuilder.compile(tmpdir=_ROOT, verbose=True)
+    # Build by hand, from any directory: compile in a scratch dir, then put the
+    # extension next to this file (where an editable install would put it).
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        built = ffibuilder.compile(tmpdir=tmp, verbose=True)
+        dest = os.path.join(_HERE, os.path.basename(built))
+        shutil.copyfile(built, dest)
+    print(dest)
