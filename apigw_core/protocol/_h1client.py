@@ -297,6 +297,8 @@ class ClientConnection:
             raise _bad("transfer-encoding with content-length")
         if chunked and not minor:
             raise _bad("transfer-encoding on HTTP/1.0")
+        if self._max_body is not None and clen > self._max_body:
+            raise _bad("content-length larger than max_body_size")
         self._resp_keep = (b"close" not in tokens) if minor else (b"keep-alive" in tokens)
         events.append(Response(sid, status, headers, b"1.1" if minor else b"1.0", reason))
         if self._method == b"CONNECT" and status < 300:
@@ -316,8 +318,6 @@ class ClientConnection:
             self._rstate = _DONE
             return pos
         elif clen > 0:
-            if self._max_body is not None and clen > self._max_body:
-                raise _bad("content-length larger than max_body_size")
             self._reader = ContentLengthReader(clen)
         else:
             self._reader = CloseDelimitedReader(self._max_body, _BAD)
@@ -337,6 +337,11 @@ class ClientConnection:
         """True when another request may be sent on this connection."""
         return (self._rstate == _DONE and self._req_done and self._req_keep
                 and self._resp_keep and self._error is None)
+
+    @property
+    def pending_error(self) -> Optional[ProtocolError]:
+        """The ProtocolError met so far (raised by receive_data now or at its next call)."""
+        return self._error
 
     @property
     def response_complete(self) -> bool:
