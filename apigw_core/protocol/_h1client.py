@@ -297,14 +297,15 @@ class ClientConnection:
             raise _bad("transfer-encoding with content-length")
         if chunked and not minor:
             raise _bad("transfer-encoding on HTTP/1.0")
-        if self._max_body is not None and clen > self._max_body:
+        no_body = self._method == b"HEAD" or status == 204 or status == 304
+        if self._max_body is not None and clen > self._max_body and not no_body:
             raise _bad("content-length larger than max_body_size")
         self._resp_keep = (b"close" not in tokens) if minor else (b"keep-alive" in tokens)
         events.append(Response(sid, status, headers, b"1.1" if minor else b"1.0", reason))
         if self._method == b"CONNECT" and status < 300:
             self._switch()
             return pos
-        if self._method == b"HEAD" or status == 204 or status == 304:
+        if no_body:
             events.append(_new_eom(sid))
             self._rstate = _DONE
             return pos

@@ -300,10 +300,16 @@ class ServerConnection:
                 self._error_stream_id = sid
                 self._fail(exc)
                 raise
-        elif st == _R_HEAD and self._buf.strip(b"\r\n"):
-            self._error_stream_id = self._next_id
-            exc = ProtocolError("connection closed in the middle of a request head",
-                                status_hint=400, stream_id=self._next_id)
+        elif st == _R_HEAD and self._buf.replace(b"\r\n", b""):
+            # the verdict on bytes we skipped re-scanning (slow-drip guard) comes first
+            r = self._parse(self._buf)
+            sid = self._error_stream_id = self._next_id
+            if r.__class__ is int and r != _INCOMPLETE:
+                exc = ProtocolError(f"bad request head: {native.error_name(r)}",
+                                    status_hint=native.error_status(r), stream_id=sid)
+            else:
+                exc = ProtocolError("connection closed in the middle of a request head",
+                                    status_hint=400, stream_id=sid)
             self._fail(exc)
             raise exc
         self._buf = b""
