@@ -38,7 +38,8 @@ is surfaced with `Request.upgrade` (first protocol token, lower-cased).  As in h
 request and no HTTP event is accepted any more.  A final Response instead refuses the upgrade
 and HTTP goes on.  HTTP/1.0 requests never upgrade.
 
-Responses: the app's Content-Length is used and enforced; otherwise chunked for HTTP/1.1
+Responses always say HTTP/1.1 (RFC 9110 §6.2: our own version; `Response.http_version` is
+for received responses).  The app's Content-Length is used and enforced; otherwise chunked for HTTP/1.1
 clients and close-delimited for HTTP/1.0 ones.  HEAD, 1xx, 204 and 304 responses carry no
 body (Data for a HEAD response is dropped, so the GET path can be reused).  A
 `transfer-encoding` given by the app is always dropped: framing is ours to choose.
@@ -175,9 +176,15 @@ class ServerConnection:
             if st == _R_CLOSED and not data:
                 return []
             raise UsageError("connection is switched or closed: no more HTTP input")
+        if self._closing:  # our closing response is complete: the rest is moot
+            if not data:
+                self._rstate = _R_CLOSED
+                self._buf = b""
+                return [ConnectionClosed()]
+            return []
         if not data:
             return self._receive_eof()
-        if st == _R_IGNORE or self._closing:
+        if st == _R_IGNORE:
             return []
         if data.__class__ is not bytes:
             data = bytes(data)

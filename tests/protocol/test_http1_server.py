@@ -507,3 +507,24 @@ def test_eof(data, status):
         assert err is None and events[-1] == ConnectionClosed()
     else:
         assert err.status_hint == status
+
+
+def test_early_closing_response_then_eof_mid_body_is_a_clean_close():
+    conn = ServerConnection()
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc")
+    conn.send(Response(1, 413, [(b"content-length", b"0"), (b"connection", b"close")]))
+    conn.send(EndOfMessage(1))
+    assert conn.should_close
+    assert conn.receive_data(b"more body") == []
+    assert conn.receive_data(b"") == [ConnectionClosed()]
+
+
+def test_early_keep_alive_response_keeps_reading_the_body():
+    conn = ServerConnection()
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\na")
+    conn.send(Response(1, 200, [(b"content-length", b"0")]))
+    conn.send(EndOfMessage(1))
+    assert not conn.should_close
+    events = conn.receive_data(b"bcGET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert [(type(e), e.stream_id) for e in events] == [
+        (Data, 1), (EndOfMessage, 1), (Request, 2), (EndOfMessage, 2)]
