@@ -58,7 +58,8 @@ enum {
     APIGW_H1_E_MISSING_HOST = -22,          /* 400: HTTP/1.1 without Host */
     APIGW_H1_E_DUPLICATE_HOST = -23,        /* 400 */
     APIGW_H1_E_BAD_HOST = -24,              /* 400: not a valid uri-host [":" port] */
-    APIGW_H1_E_BAD_CONNECTION = -25,        /* 400: empty or non-token element */
+    APIGW_H1_E_BAD_CONNECTION = -25,        /* 400: non-token element (empty ones are
+                                               skipped, RFC 9110 §5.6.1) */
     APIGW_H1_E_CONNECTION_NAMES_FRAMING = -26, /* 400: names content-length,
                                                   transfer-encoding or host */
     APIGW_H1_E_LAST = -26
