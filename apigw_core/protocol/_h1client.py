@@ -3,14 +3,19 @@
 Strategy.  One request at a time (no pipelining: pools open another connection instead).
 Response heads are parsed here, in Python, as strictly as the C parser reads request heads,
 because a gateway that believes a lenient reading of a backend's response can be made to
-mis-frame the *next* response on a pooled connection (response smuggling).  h11 tolerates
-several things we refuse with ProtocolError(status_hint=502):
-- bare LF line endings and leading empty lines (§2.2), obs-fold continuation lines (§5.2),
-  whitespace before ":" (§5.1), CTLs in values;
-- Content-Length repeated (even with identical values) or as a list, or not 1*DIGIT (§6.3);
-- Transfer-Encoding together with Content-Length, on an HTTP/1.0 response, or with any
-  coding besides a single final "chunked" (we cannot forward other transfer codings);
-- an unsolicited response (bytes before we sent a request), a 101 we did not ask for.
+mis-frame the *next* response on a pooled connection (response smuggling).  h11 0.16 (read
+for this) accepts, and we refuse with ProtocolError(status_hint=502):
+- bare LF line endings and empty lines before the status line (h11 `_receivebuffer`: "\n
+  or \n\n are also acceptable"; RFC 9112 §2.2 allows that leniency, a proxy should not);
+- obs-fold continuation lines, which h11 unfolds (`_obsolete_line_fold`; §5.2);
+- Content-Length repeated with identical values or as a list "3, 3" (h11 `_headers`
+  collapses them; §6.3 lets a recipient do so, we do not);
+- Transfer-Encoding together with Content-Length (h11 `_body_framing`: "T-E beats C-L"
+  silently; §6.3 item 3 says the message then MUST be treated as an error or the connection
+  closed), or TE on an HTTP/1.0 response (§6.1);
+- chunk extensions of any shape (h11: `;.*`) and whitespace after the chunk size;
+- also: any transfer coding besides a single final "chunked" (we cannot forward it), an
+  unsolicited response (bytes before we sent a request), and a 101 we did not ask for.
 Bodies use the same readers as the server side (`_h1body`), so the chunk-size and trailer
 rules are identical both ways.
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-Headers = list  # list[tuple[bytes, bytes]]; an alias only for readability of signatures
-
 __all__ = [
     "Event",
     "Request",

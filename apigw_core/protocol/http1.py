@@ -91,15 +91,6 @@ def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"")
 
 
-def connection_tokens(headers: Sequence[tuple[bytes, bytes]]) -> set[bytes]:
-    """Lower-cased tokens of every Connection field (RFC 9110 §7.6.1)."""
-    out: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            out.update(t.strip().lower() for t in value.split(b","))
-    return out
-
-
 # receive states
 _R_HEAD, _R_BODY, _R_PAUSED, _R_IGNORE, _R_SWITCHED, _R_CLOSED, _R_ERROR = range(7)
 _F_CHUNKED = native.F_CHUNKED
