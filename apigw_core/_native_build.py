@@ -85,6 +85,15 @@ typedef struct {
 long apigw_h1_parse_request(const unsigned char *buf, size_t len,
                             const apigw_h1_limits *limits, apigw_h1_request *req,
                             apigw_h1_field *fields, unsigned char *out, size_t out_cap);
+typedef struct {
+    apigw_h1_limits limits;
+    apigw_h1_request req;
+    apigw_h1_field *fields;
+    unsigned char *out;
+    size_t out_cap;
+} apigw_h1_parser;
+
+long apigw_h1_parse(apigw_h1_parser *p, const unsigned char *buf, size_t off, size_t len);
 int apigw_h1_error_status(long code);
 const char *apigw_h1_error_name(long code);
 """

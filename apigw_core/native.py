@@ -11,6 +11,7 @@ extension) so that tests can compare them on the same inputs.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import warnings
@@ -55,27 +56,11 @@ if not enabled and _why is not None:
     )
 
 
-class _Scratch(threading.local):
-    """Per-thread output slots: cffi releases the GIL during the call, so two threads
-    must never share them (and per connection they would cost 64 KiB each).  `bufs` is
-    one tuple so the hot path reads the thread-local once."""
-
-    cap = 0
-    slots = -1
-
-    def ensure(self, cap: int, slots: int) -> None:
-        cap, slots = max(cap, self.cap), max(slots, self.slots)
-        out = _ffi.new("char[]", cap)
-        self.bufs = (_ffi.new("apigw_h1_request *"), _ffi.new("apigw_h1_field[]", max(slots, 1)),
-                     _ffi.cast("unsigned char *", out), out, cap)
-        self.cap, self.slots = cap, slots
-
-
 class CHeadParser:
     """Parses one request head with the C parser; see ``_purepy.http1_head.HeadParser``
     for the result's shape (the two are interchangeable)."""
 
-    __slots__ = ("max_request_line", "max_head", "max_fields", "_limits", "_scratch")
+    __slots__ = ("max_request_line", "max_head", "max_fields", "_tls")
 
     def __init__(self, max_request_line: int = 8192, max_head: int = 65536,
                  max_fields: int = 100) -> None:
@@ -83,18 +68,28 @@ class CHeadParser:
         self.max_request_line = max_request_line
         self.max_head = max_head
         self.max_fields = max_fields
-        self._limits = _ffi.new("apigw_h1_limits *",
-                                [max_request_line, max_head, max_fields])
-        self._scratch = _SCRATCH
+        # Slots per thread: cffi releases the GIL during the call, so two threads must
+        # never share them (and per connection they would cost max_head bytes each).
+        self._tls = threading.local()
 
-    def parse(self, buf: bytes | bytearray | memoryview) -> int | tuple:
-        s = self._scratch
-        if s.cap < self.max_head or s.slots < self.max_fields:
-            s.ensure(self.max_head, self.max_fields)
-        req, fields, out_u, out, cap = s.bufs
+    def _context(self) -> tuple:
+        out = _ffi.new("char[]", self.max_head)
+        fields = _ffi.new("apigw_h1_field[]", max(self.max_fields, 1))
+        ctx = _ffi.new("apigw_h1_parser *", {
+            "limits": [self.max_request_line, self.max_head, self.max_fields],
+            "fields": fields, "out": _ffi.cast("unsigned char *", out),
+            "out_cap": self.max_head})
+        t = self._tls.ctx = (ctx, ctx.req, out, fields)  # fields: kept alive with ctx
+        return t
+
+    def parse(self, buf: bytes | bytearray | memoryview, pos: int = 0) -> int | tuple:
+        try:
+            ctx, req, out, _ = self._tls.ctx
+        except AttributeError:
+            ctx, req, out, _ = self._context()
         if type(buf) is not bytes:
             buf = _ffi.from_buffer(buf)
-        n = _parse_request(buf, len(buf), self._limits, req, fields, out_u, cap)
+        n = _parse(ctx, buf, pos, len(buf))
         if n < 0:
             return n
         it = iter(_unpack(out, req.out_len).split(b"\0"))
@@ -102,9 +97,16 @@ class CHeadParser:
                 req.content_length, req.flags)
 
 
+@functools.lru_cache(maxsize=64)
+def head_parser(max_request_line: int = 8192, max_head: int = 65536,
+                max_fields: int = 100) -> Any:
+    """A shared HeadParser for these limits: parsers hold no state, and building one
+    costs more than parsing a small head."""
+    return HeadParser(max_request_line, max_head, max_fields)
+
+
 if enabled:
-    _SCRATCH = _Scratch()
-    _parse_request = _lib.apigw_h1_parse_request
+    _parse = _lib.apigw_h1_parse
     _unpack = _ffi.unpack
     HeadParser: type = CHeadParser
 else:

@@ -165,3 +165,32 @@ def test_head(benchmark, impl):
     benchmark.group = "head-browser_get"
     result = benchmark(HEADS[impl], BROWSER_GET)
     assert result is not None
+
+
+# Keep-alive, the usual case for a gateway: one connection carries many requests, so the
+# per-connection set-up drops out.  100 pipelined requests in one receive_data call; the
+# figure is per batch (divide by 100).  h11 cannot parse a pipelined request before the
+# previous response is sent, so it is not in this group.
+PIPELINE = 100
+
+
+def pipelined_native(data: bytes) -> list:
+    return http1.ServerConnection().receive_data(data)
+
+
+def pipelined_httptools(data: bytes) -> list:
+    return HttptoolsServer().receive_data(data)
+
+
+PIPELINED = {"native": pipelined_native, "httptools": pipelined_httptools}
+
+
+@pytest.mark.parametrize("name", list(INPUTS))
+@pytest.mark.parametrize("impl", list(PIPELINED))
+def test_pipelined_x100(benchmark, impl, name):
+    if impl == "native" and not native.enabled:
+        pytest.skip("C extension not built")
+    data = INPUTS[name].replace(b"Connection: keep-alive\r\n", b"") * PIPELINE
+    benchmark.group = f"pipelined-x{PIPELINE}-{name}"
+    events = benchmark(PIPELINED[impl], data)
+    assert len(events) == PIPELINE * (3 if b"POST" in data[:4] else 2)

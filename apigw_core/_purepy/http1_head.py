@@ -206,10 +206,12 @@ class HeadParser:
         self.max_head = max_head
         self.max_fields = max_fields
 
-    def parse(self, buf: bytes | bytearray | memoryview) -> int | _Head:
-        """Negative code (INCOMPLETE or an error), or the parsed head as a tuple
-        (consumed, method, target, version_minor, headers, content_length, flags)."""
-        buf = bytes(buf[: self.max_head + 1]) if type(buf) is not bytes else buf
+    def parse(self, buf: bytes | bytearray | memoryview, pos: int = 0) -> int | _Head:
+        """Parse the head that starts at buf[pos]: a negative code (INCOMPLETE or an
+        error), or the head as a tuple (consumed, method, target, version_minor, headers,
+        content_length, flags), `consumed` counted from `pos`."""
+        if pos or type(buf) is not bytes:
+            buf = bytes(buf[pos:pos + self.max_head + 1])
         n = len(buf)
         end = min(n, self.max_head)
         cut = E_HEAD_TOO_LARGE if n >= self.max_head else INCOMPLETE

@@ -52,7 +52,6 @@ with `connection: close`, then `should_close` is True.
 
 from __future__ import annotations
 
-from collections import deque
 from http import HTTPStatus
 from typing import Optional, Sequence
 
@@ -98,6 +97,7 @@ _F_CONN_CLOSE = native.F_CONN_CLOSE
 _F_KEEP = native.F_CONN_KEEP_ALIVE
 _F_UPGRADE_BOTH = native.F_CONN_UPGRADE | native.F_UPGRADE
 _F_EXPECT = native.F_EXPECT_CONTINUE
+_F_SLOW = _F_CHUNKED | _F_CONN_CLOSE | _F_UPGRADE_BOTH | _F_EXPECT  # not for the fast path
 _INCOMPLETE = native.INCOMPLETE
 
 
@@ -134,25 +134,40 @@ class ServerConnection:
     def __init__(self, *, max_request_line: int = 8192, max_head: int = 65536,
                  max_fields: int = 100, max_chunk_size: int = 1 << 30,
                  max_body_size: Optional[int] = None) -> None:
-        self._parse = native.HeadParser(max_request_line, max_head, max_fields).parse
-        self._max_head = max_head
-        self._max_fields = max_fields
-        self._max_line = max_request_line + 2
-        self._max_chunk = max_chunk_size
-        self._max_body = max_body_size
-        self._buf = b""
-        self._partial = False  # self._buf holds a head the parser called incomplete
-        self._rstate = _R_HEAD
-        self._reader: Optional[object] = None
-        self._rx: Optional[_Exchange] = None  # the exchange whose body is being read
-        self._next_id = 1
-        self._pending: deque[_Exchange] = deque()  # received, response not finished
-        self._writer: Optional[object] = None
+        if (max_request_line, max_head, max_fields) != (8192, 65536, 100):
+            self._parse = native.head_parser(max_request_line, max_head, max_fields).parse
+            self._max_head = max_head
+            self._max_fields = max_fields
+            self._max_line = max_request_line + 2
+        if max_chunk_size != 1 << 30:
+            self._max_chunk = max_chunk_size
+        if max_body_size is not None:
+            self._max_body = max_body_size
+        # received, response not finished; a list: pipelines are short and a deque costs
+        # more to build than a connection serves on average
+        self._pending: list[_Exchange] = []
         self._out: list[bytes] = []
-        self._error: Optional[ProtocolError] = None
-        self._error_stream_id: Optional[int] = None
-        self._closing = False   # a response that ends the connection has been completed
-        self._switched = False
+
+    # The default limits, and per-connection state, start as these class-level values: a
+    # connection is built per client connection, and assigning a dozen attributes costs
+    # more than a head parse.
+    _parse = native.head_parser().parse
+    _max_head = 65536
+    _max_fields = 100
+    _max_line = 8192 + 2
+    _max_chunk = 1 << 30
+    _max_body: Optional[int] = None
+    _buf = b""
+    _partial = False  # _buf holds a head the parser called incomplete
+    _rstate = _R_HEAD
+    _reader: Optional[object] = None
+    _rx: Optional[_Exchange] = None  # the exchange whose body is being read
+    _next_id = 1
+    _writer: Optional[object] = None
+    _error: Optional[ProtocolError] = None
+    _error_stream_id: Optional[int] = None
+    _closing = False  # a response that ends the connection has been completed
+    _switched = False
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -160,6 +175,25 @@ class ServerConnection:
         """Feed bytes from the client (b"" = EOF); return the events they complete.
 
         Raises ProtocolError (and nothing else) when the bytes break HTTP/1.1."""
+        first = None
+        if self._rstate == _R_HEAD and not self._buf and not self._closing and data:
+            # Fast path for the usual segment: exactly one whole keep-alive HTTP/1.1
+            # request with no body or all of it.  Anything else goes the general way
+            # below, starting from this parse.
+            first = self._parse(data) if data.__class__ is bytes else None
+            if first.__class__ is tuple and first[3] and not first[6] & _F_SLOW:
+                consumed, method, target, _, headers, clen, _ = first
+                if (consumed + clen if clen > 0 else consumed) == len(data) and (
+                        self._max_body is None or clen <= self._max_body):
+                    sid = self._next_id
+                    self._next_id = sid + 1
+                    ex = _Exchange(sid, method == b"HEAD", 1, True, None, False)
+                    ex.request_done = True
+                    self._pending.append(ex)
+                    req = _new_request(sid, method, target, headers, b"1.1", None, False)
+                    if clen > 0:
+                        return [req, _new_data(sid, data[consumed:]), _new_eom(sid)]
+                    return [req, _new_eom(sid)]
         if self._error is not None:
             raise self._error
         st = self._rstate
@@ -192,7 +226,7 @@ class ServerConnection:
             return []
         events: list[Event] = []
         try:
-            pos = self._run(buf, events)
+            pos = self._run(buf, events, first)
         except ProtocolError as exc:
             if exc.stream_id is None and self._rx is not None:  # raised by a body reader
                 exc.stream_id = self._error_stream_id = self._rx.stream_id
@@ -207,7 +241,8 @@ class ServerConnection:
             self._buf = buf[pos:] if pos else buf
         return events
 
-    def _run(self, buf: bytes, events: list[Event]) -> int:
+    def _run(self, buf: bytes, events: list[Event], r: object = None) -> int:
+        """Turn `buf` into events; `r` is the parse of its start when the caller has it."""
         self._partial = False
         pos = 0
         n = len(buf)
@@ -215,7 +250,8 @@ class ServerConnection:
         while pos < n:
             st = self._rstate
             if st == _R_HEAD:
-                r = parse(buf if pos == 0 else buf[pos:])
+                if r is None:
+                    r = parse(buf, pos)
                 if r.__class__ is int:
                     if r == _INCOMPLETE:
                         self._partial = True
@@ -224,7 +260,8 @@ class ServerConnection:
                     raise ProtocolError(f"bad request head: {native.error_name(r)}",
                                         status_hint=native.error_status(r),
                                         stream_id=self._next_id)
-                pos += self._on_head(r, events)
+                pos = self._on_head(r, events, buf, pos)  # type: ignore[arg-type]
+                r = None
             elif st == _R_BODY:
                 rx = self._rx
                 pos, data, trailers = self._reader.read(buf, pos)  # type: ignore[union-attr]
@@ -238,7 +275,9 @@ class ServerConnection:
                 break
         return pos
 
-    def _on_head(self, r: tuple, events: list[Event]) -> int:
+    def _on_head(self, r: tuple, events: list[Event], buf: bytes, pos: int) -> int:
+        """Emit the Request (and the body events when the whole body is already in `buf`);
+        return the position after what was consumed."""
         consumed, method, target, minor, headers, clen, flags = r
         sid = self._next_id
         self._next_id = sid + 1
@@ -266,14 +305,20 @@ class ServerConnection:
                 ex.keep_alive = False
                 raise ProtocolError("Content-Length larger than max_body_size",
                                     status_hint=413, stream_id=sid)
+            end = pos + consumed + clen
+            if end <= len(buf):  # the common small body: all here, no reader needed
+                events.append(_new_data(sid, buf[end - clen:end]))
+                events.append(_new_eom(sid))
+                self._end_request(ex)
+                return end
             self._reader = ContentLengthReader(clen)
         else:  # no framing: no body, whatever the method (RFC 9112 §6.3 item 7)
             events.append(_new_eom(sid))
             self._end_request(ex)
-            return consumed
+            return pos + consumed
         self._rx = ex
         self._rstate = _R_BODY
-        return consumed
+        return pos + consumed
 
     def _end_request(self, ex: _Exchange) -> None:
         ex.request_done = True
@@ -349,7 +394,7 @@ class ServerConnection:
                 raise UsageError("EndOfMessage without a Response in progress")
             self._out.append(w.eom(event.trailers))  # type: ignore[attr-defined]
             self._writer = None
-            ex = self._pending.popleft()
+            ex = self._pending.pop(0)
             if not ex.keep_alive:
                 self._closing = True
                 self._buf = b""

@@ -447,6 +447,14 @@ out_of_window:
     return len >= max_head ? APIGW_H1_E_HEAD_TOO_LARGE : APIGW_H1_INCOMPLETE;
 }
 
+long apigw_h1_parse(apigw_h1_parser *p, const unsigned char *buf, size_t off, size_t len)
+{
+    if (off > len)
+        return APIGW_H1_INCOMPLETE;
+    return apigw_h1_parse_request(buf + off, len - off, &p->limits, &p->req, p->fields,
+                                  p->out, p->out_cap);
+}
+
 int apigw_h1_error_status(long code)
 {
     switch (code) {

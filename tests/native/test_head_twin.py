@@ -98,3 +98,12 @@ def test_same_answer_on_random_bytes(data, lim):
 def test_same_answer_on_special_bytes(data, lim):
     c, py = both(b"GET / HTTP/1.1\r\n" + data, lim)
     assert c == py
+
+
+@settings(max_examples=EXAMPLES // 3, deadline=None)
+@given(st.binary(max_size=40), heads(), limits)
+def test_parse_at_offset_equals_parse_of_the_rest(prefix, data, lim):
+    c, py = native.CHeadParser(*lim), native.PyHeadParser(*lim)
+    assert c.parse(prefix + data, len(prefix)) == py.parse(prefix + data, len(prefix)) \
+        == py.parse(data)
+    assert c.parse(bytearray(prefix + data), len(prefix)) == c.parse(data)

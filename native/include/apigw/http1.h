@@ -108,6 +108,20 @@ long apigw_h1_parse_request(const unsigned char *buf, size_t len,
                             const apigw_h1_limits *limits, apigw_h1_request *req,
                             apigw_h1_field *fields, unsigned char *out, size_t out_cap);
 
+/* The same call with its arguments in one struct, for bindings that parse many heads with
+ * the same limits and slots (one pointer to convert per call instead of five); it parses
+ * buf[off, len), e.g. the next pipelined request, and offsets in req/fields count from
+ * buf + off.  Returns what apigw_h1_parse_request returns (0 < consumed <= len - off). */
+typedef struct {
+    apigw_h1_limits limits;
+    apigw_h1_request req;
+    apigw_h1_field *fields;    /* limits.max_fields slots */
+    unsigned char *out;        /* optional, as above */
+    size_t out_cap;
+} apigw_h1_parser;
+
+long apigw_h1_parse(apigw_h1_parser *p, const unsigned char *buf, size_t off, size_t len);
+
 /* The HTTP status to answer a negative code with (0 for APIGW_H1_INCOMPLETE). */
 int apigw_h1_error_status(long code);
 
