@@ -26,7 +26,7 @@ _PY = native.PyHeadParser(64, 512, 8)
 
 def test_one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    cuts = [fdp.ConsumeIntInRange(0, 64) for _ in range(fdp.ConsumeIntInRange(0, 4))]
+    cuts = [fdp.ConsumeIntInRange(1, 64) for _ in range(fdp.ConsumeIntInRange(0, 4))]
     payload = fdp.ConsumeBytes(fdp.remaining_bytes())
     if _C is not None:
         c, py = _C.parse(payload), _PY.parse(payload)
@@ -35,7 +35,7 @@ def test_one_input(data: bytes) -> None:
     conn = ServerConnection(max_request_line=64, max_head=512, max_fields=8)
     pos = 0
     try:
-        for n in cuts + [len(payload)]:
+        for n in cuts + [len(payload)]:  # never b"" before the end: that is EOF
             conn.receive_data(payload[pos:pos + n])
             pos += n
         conn.receive_data(b"")

@@ -792,6 +792,42 @@ static void test_status_and_names(void)
     case_end();
 }
 
+/* apigw_h1_parse: the one-struct entry point walks a pipeline by offset, guarded. */
+static void test_parse_at_offset(void)
+{
+    static const char two[] = "GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+                              "GET /bb HTTP/1.1\r\nHost: b\r\nX-Y: z\r\n\r\nGE";
+    const size_t len = sizeof two - 1, first = 28, second = 37;
+    guard_t gi, gf, go;
+    apigw_h1_parser p;
+    const unsigned char *buf = guard_place(&gi, two, len, 1);
+    long rc;
+
+    case_begin("apigw_h1_parse: pipelined heads by offset, all buffers guarded");
+    memset(&p, 0, sizeof p);
+    p.limits = DEFAULT_LIMITS;
+    p.limits.max_fields = 2;
+    p.fields = (apigw_h1_field *)(void *)guard_place(&gf, NULL, 2 * sizeof *p.fields, 0);
+    p.out_cap = 64;
+    p.out = guard_place(&go, NULL, p.out_cap, 0);
+    rc = apigw_h1_parse(&p, buf, 0, len);
+    CHECK(rc == (long)first);
+    CHECK(p.req.target_len == 2 && memcmp(buf + p.req.target_off, "/a", 2) == 0);
+    rc = apigw_h1_parse(&p, buf, first, len);
+    CHECK(rc == (long)second);
+    /* offsets count from buf + off */
+    CHECK(p.req.target_len == 3 && memcmp(buf + first + p.req.target_off, "/bb", 3) == 0);
+    CHECK(p.req.num_fields == 2 && p.req.out_len == 3 + 1 + 3 + 1 + 4 + 1 + 1 + 1 + 3 + 1 + 1);
+    CHECK(memcmp(p.out, "GET\0/bb\0host\0b\0x-y\0z", p.req.out_len) == 0);
+    CHECK(apigw_h1_parse(&p, buf, first + second, len) == APIGW_H1_INCOMPLETE);
+    CHECK(apigw_h1_parse(&p, buf, len, len) == APIGW_H1_INCOMPLETE);
+    CHECK(apigw_h1_parse(&p, buf, len + 1, len) == APIGW_H1_INCOMPLETE);
+    guard_free(&go);
+    guard_free(&gf);
+    guard_free(&gi);
+    case_end();
+}
+
 static void test_every_code_covered(void)
 {
     long c;
@@ -812,6 +848,7 @@ int main(void)
     test_head_limit();
     test_field_limit();
     test_status_and_names();
+    test_parse_at_offset();
     test_every_code_covered();
     return check_summary("test_http1");
 }
