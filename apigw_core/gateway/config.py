@@ -648,7 +648,7 @@ def load_config(path: str | os.PathLike) -> GatewayConfig:
     OSError if it cannot be read; ConfigError for a syntax error or an invalid config.
     """
     path = os.fspath(path)
-    source = os.path.basename(path)
+    source = path                   # as given: that is how the user named it
     with open(path, "rb") as f:
         raw = f.read()
     try:
