@@ -279,9 +279,10 @@ _HOSTNAME_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 def _hostname(v: object, wildcard: bool = False) -> str:
     """A DNS name or IP literal, lower-cased; IPv6 without brackets."""
     h = _string(v).lower()
-    if h.startswith("[") and h.endswith("]"):
+    bracketed = h.startswith("[") and h.endswith("]")
+    if bracketed:
         h = h[1:-1]
-    if ":" in h:
+    if ":" in h or bracketed:
         try:
             return str(ipaddress.IPv6Address(h))
         except ValueError:
@@ -532,7 +533,7 @@ def _api_path(v: object) -> str:
     return v
 
 
-def _apis(c: _Checker, value: object, backend_names: set) -> list[ApiConfig]:
+def _apis(c: _Checker, value: object, backend_names: set | None) -> list[ApiConfig]:
     if not isinstance(value, list):
         c.error("apis", f"expected a list, got {_kind(value)}")
         return []
@@ -552,7 +553,7 @@ def _apis(c: _Checker, value: object, backend_names: set) -> list[ApiConfig]:
         api_path = c.required(m, "path", path, _api_path)
         if api_path is not None:
             kw["path"] = api_path
-        if "backend" in kw and kw["backend"] not in backend_names:
+        if "backend" in kw and backend_names is not None and kw["backend"] not in backend_names:
             c.error(f"{path}.backend", f"unknown backend {kw['backend']!r}")
         if "name" in kw:
             if kw["name"] in names:
@@ -591,17 +592,18 @@ def parse_config(data: object, source: str = "<config>", base_dir: str | None = 
 
     backends: dict[str, BackendConfig] = {}
     raw_backends = top.get("backends", {})
-    if not isinstance(raw_backends, dict):
+    if isinstance(raw_backends, dict):
+        for name, b in raw_backends.items():
+            bc = _backend(c, name, b)
+            if bc is not None:
+                backends[bc.name] = bc
+    else:
         c.error("backends", f"expected a mapping of name to backend, got {_kind(raw_backends)}")
-        raw_backends = {}
-    for name, b in raw_backends.items():
-        bc = _backend(c, name, b)
-        if bc is not None:
-            backends[bc.name] = bc
 
-    # Unknown-backend errors only for names not declared at all: a declared but invalid
-    # backend already has its own error.
-    apis = _apis(c, top.get("apis", []), set(raw_backends))
+    # "unknown backend" only for names not declared at all: a declared but invalid backend
+    # (or an invalid backends section) already has its own error.
+    declared = set(raw_backends) if isinstance(raw_backends, dict) else None
+    apis = _apis(c, top.get("apis", []), declared)
 
     server = ServerConfig()
     if "server" in top:
@@ -686,15 +688,17 @@ def _load_yaml(text: str) -> object:
         pass
 
     def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-        loader.flatten_mapping(node)
         seen: set = set()
-        for key_node, _ in node.value:
+        for key_node, _ in node.value:    # own keys only: "<<" merges may be overridden
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = loader.construct_object(key_node)
             if isinstance(key, (str, int, float, bool)):   # others fail in construct_mapping
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {key!r}", key_node.start_mark)
                 seen.add(key)
+        loader.flatten_mapping(node)
         return loader.construct_mapping(node)
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
