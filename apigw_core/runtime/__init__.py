@@ -1,0 +1,80 @@
+"""The trio runtime: the only layer that owns sockets, TLS, timers, tasks and processes.
+
+`serve(config, workers=1)` runs a gateway in the foreground until SIGTERM/SIGINT (first
+signal: graceful drain; second: stop now) and returns the exit status.  `Gateway` is the
+embeddable piece: `await nursery.start(Gateway(config).run)`, then `gateway.shutdown()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Optional
+
+import trio
+
+from ..gateway.config import GatewayConfig
+from .echo import serve_echo
+from .gateway import Gateway
+from .listeners import split_hostport
+
+__all__ = ["serve", "Gateway", "serve_echo", "run_gateway"]
+
+log = logging.getLogger("apigw_core.runtime")
+
+
+async def run_gateway(config: GatewayConfig, *, echo: Optional[str] = None,
+                      reuse_port: bool = False, announce: bool = True) -> None:
+    """Run one gateway (and optionally the echo backend) until a signal drains it."""
+    gw = Gateway(config, reuse_port=reuse_port)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            if echo:
+                host, port = split_hostport(echo)
+                await nursery.start(serve_echo, host, port)
+                if announce:
+                    print(f"apigw: echo backend on http://{echo}/", flush=True)
+
+            async def gateway(task_status=trio.TASK_STATUS_IGNORED) -> None:
+                await gw.run(task_status=task_status)
+                nursery.cancel_scope.cancel()  # drained: stop the echo and the watcher
+
+            await nursery.start(gateway)
+            if announce:
+                for (host, port), lc in zip(gw.addresses, config.listeners):
+                    scheme = "https" if lc.tls is not None else "http"
+                    print(f"apigw: listening on {scheme}://{_fmt(host)}:{port}/", flush=True)
+                if gw.admin_address:
+                    host, port = gw.admin_address
+                    print(f"apigw: admin on http://{_fmt(host)}:{port}/healthz", flush=True)
+
+            async def watch_signals() -> None:
+                async for sig in signals:
+                    if not gw.draining:
+                        log.info("signal %d: draining", sig)
+                        gw.shutdown()
+                    else:
+                        nursery.cancel_scope.cancel()  # a second signal: now
+
+            nursery.start_soon(watch_signals)
+
+
+def _fmt(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(config: GatewayConfig, *, workers: int = 1, echo: Optional[str] = None) -> int:
+    """Run the gateway in the foreground; the process exit status."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    if workers > 1:
+        from .workers import supervise
+        return supervise(config, workers, echo=echo)
+    try:
+        trio.run(lambda: run_gateway(config, echo=echo))
+    except OSError as exc:  # e.g. the port is taken
+        print(f"apigw: {exc}", file=sys.stderr)
+        return 1
+    return 0

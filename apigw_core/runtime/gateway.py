@@ -1,0 +1,175 @@
+"""The gateway process: listeners, connections, pools, admin endpoints, graceful shutdown.
+
+`Gateway(config).run()` opens every listener (and the admin one), serves until
+`shutdown()`, then drains: the listeners close at once, idle keep-alive connections are
+closed, requests in flight finish (their responses say `connection: close`) until
+`server.shutdown_timeout`, and whatever is left is cancelled.  `run` is meant for
+`nursery.start(gateway.run)`: it reports the bound addresses when it is ready, so tests
+and embedding servers can bind port 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from typing import Optional
+
+import trio
+
+from ..gateway.config import GatewayConfig, ListenerConfig
+from ..gateway.forwarding import RequestIds
+from ..gateway.router import Router
+from .h1server import H1Driver, HTTPStream
+from .listeners import ConnectionLimit, accept_loop, bind_socket
+from .proxy import proxy_handler
+from .tls import server_ssl_context
+from .transport import SocketTransport, StreamTransport, Transport
+from .upstream import UpstreamPool
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("apigw_core.runtime")
+
+
+class Gateway:
+    """One gateway process (one worker).  See the module docstring."""
+
+    def __init__(self, config: GatewayConfig, *, reuse_port: bool = False) -> None:
+        self.config = config
+        self.router = Router(config)
+        self.pools = {name: UpstreamPool(b) for name, b in config.backends.items()}
+        self.request_ids = RequestIds()
+        self.reuse_port = reuse_port
+        self.draining = False
+        self.addresses: list[tuple[str, int]] = []      # bound listener addresses
+        self.admin_address: Optional[tuple[str, int]] = None
+        self.limit = ConnectionLimit(config.server.max_connections)
+        self._drivers: set[H1Driver] = set()
+        self._stop = trio.Event()
+        self._ready = False
+        self._handler = proxy_handler(self)
+
+    @property
+    def active_connections(self) -> int:
+        return self.limit.active
+
+    def shutdown(self) -> None:
+        """Start a graceful shutdown (idempotent; callable from any task of this run)."""
+        self._stop.set()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.config
+        socks: list[tuple[socket.socket, ListenerConfig]] = []
+        admin_sock = None
+        try:
+            for lc in cfg.listeners:
+                socks.append((bind_socket(lc.host, lc.port, reuse_port=self.reuse_port), lc))
+            if cfg.admin is not None:
+                admin_sock = bind_socket(cfg.admin.host, cfg.admin.port,
+                                         reuse_port=self.reuse_port)
+            self.addresses = [s.getsockname()[:2] for s, _ in socks]
+            if admin_sock is not None:
+                self.admin_address = admin_sock.getsockname()[:2]
+            async with trio.open_nursery() as conns:
+                async with trio.open_nursery() as accepting:
+                    for sock, lc in socks:
+                        accepting.start_soon(accept_loop, sock, conns,
+                                             self._serve_for(lc), self.limit)
+                    if admin_sock is not None:
+                        accepting.start_soon(accept_loop, admin_sock, conns,
+                                             self._serve_admin)
+                    self._ready = True
+                    task_status.started(self)
+                    await self._stop.wait()
+                    accepting.cancel_scope.cancel()
+                for sock, _ in socks:
+                    sock.close()
+                socks.clear()
+                await self._drain(conns)
+        finally:
+            for sock, _ in socks:
+                sock.close()
+            if admin_sock is not None:
+                admin_sock.close()
+            for pool in self.pools.values():
+                pool.close()
+
+    async def _drain(self, conns: trio.Nursery) -> None:
+        self.draining = True
+        self._ready = False
+        for drv in list(self._drivers):
+            drv.close_if_idle()
+        with trio.move_on_after(self.config.server.shutdown_timeout):
+            while self._drivers:
+                for drv in list(self._drivers):
+                    drv.close_if_idle()  # those that just finished a request
+                await trio.sleep(0.05)
+        conns.cancel_scope.cancel()
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _serve_for(self, lc: ListenerConfig):
+        settings = self.config.server
+        handler = self._handler
+        draining = self._is_draining
+        ctx = server_ssl_context(lc.tls) if lc.tls is not None else None
+
+        async def serve(sock: socket.socket, addr: tuple) -> None:
+            if ctx is None:
+                transport: Transport = SocketTransport(sock, addr)
+                scheme = b"http"
+            else:
+                t = await _tls_accept(sock, ctx, settings.head_timeout)
+                if t is None:
+                    return
+                transport, scheme = t, b"https"
+            await self._drive(H1Driver(transport, handler, settings, scheme, draining))
+
+        return serve
+
+    async def _drive(self, drv: H1Driver) -> None:
+        self._drivers.add(drv)
+        try:
+            await drv.run()
+        finally:
+            self._drivers.discard(drv)
+
+    def _is_draining(self) -> bool:
+        return self.draining
+
+    async def _serve_admin(self, sock: socket.socket, addr: tuple) -> None:
+        await self._drive(H1Driver(SocketTransport(sock, addr), self._admin_handler,
+                                   self.config.server, b"http", self._is_draining))
+
+    async def _admin_handler(self, stream: HTTPStream) -> None:
+        path = stream.request.target.partition(b"?")[0]
+        if path == b"/healthz":
+            await _text(stream, 200, b"ok\n")
+        elif path == b"/ready":
+            if self._ready and not self.draining:
+                await _text(stream, 200, b"ready\n")
+            else:
+                await _text(stream, 503, b"draining\n" if self.draining else b"starting\n")
+        else:
+            await stream.error(404, "admin endpoints: /healthz, /ready")
+
+
+async def _text(stream: HTTPStream, status: int, body: bytes) -> None:
+    await stream.reply(status, [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", b"%d" % len(body))], body)
+
+
+async def _tls_accept(sock: socket.socket, ctx: ssl.SSLContext,
+                      timeout: float) -> Optional[Transport]:
+    stream = trio.SSLStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)), ctx,
+                            server_side=True, https_compatible=True)
+    with trio.move_on_after(timeout):
+        try:
+            await stream.do_handshake()
+            return StreamTransport(stream, sock)
+        except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+            log.debug("TLS handshake failed: %s", exc)
+    await trio.aclose_forcefully(stream)
+    return None
+

@@ -1,0 +1,369 @@
+"""The HTTP/1.1 connection driver: bytes from a transport through `ServerConnection` to a
+request handler, and the handler's response back.
+
+Strategy.  HTTP/1.1 answers requests strictly in order (RFC 9112 §9.3.2), so one request is
+handled at a time and the connection's own task runs the handler: no task per request, no
+channel, no lock (spawning a task and handing it the body costs more than parsing the request
+here).  The handler is therefore the only writer while it runs, and the only reader while it
+pulls its body (`HTTPStream.receive_body`).  HTTP/2 (issue 4) gets a writer task and a task
+per stream behind the same `HTTPStream` verbs, so handlers never know which one carries them.
+
+Timeouts (ServerConfig): `idle_timeout` waiting for the first byte of a request (then a
+silent close, as nginx), `head_timeout` from that first byte to the end of the head
+(slowloris: 408 and close), `body_timeout` between two reads of a body, `write_timeout` for
+a stalled client.  A ProtocolError is answered with its status and a close; a handler that
+fails before answering gets a 500, after answering an abort.  One scheduling checkpoint per
+request keeps trio fair when every read succeeds at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Sequence
+
+import trio
+
+from ..gateway.replies import json_error
+from ..protocol import (
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    InformationalResponse,
+    ProtocolError,
+    Request,
+    Response,
+)
+from ..protocol.http1 import ServerConnection, reason_phrase
+from .transport import Transport, TransportClosed, TransportTimeout
+
+if TYPE_CHECKING:
+    from ..gateway.config import ServerConfig
+
+__all__ = ["HTTPStream", "H1Driver", "ClientGone", "BodyError", "Handler"]
+
+log = logging.getLogger("apigw_core.runtime")
+
+_checkpoint = trio.lowlevel.checkpoint
+
+
+class ClientGone(Exception):
+    """The client closed or reset the connection, or stopped reading (write stall)."""
+
+
+class BodyError(Exception):
+    """The request body could not be read: `status` is the answer (400, 408, 413)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class HTTPStream:
+    """One request as a handler sees it, whatever protocol carried it.
+
+    `send(event)` queues a Response / Data / EndOfMessage (stream ids are filled in),
+    `flush()` writes what is queued, `receive_body()` returns the next Data or
+    EndOfMessage of the request body, `continue_()` sends `100 Continue` once if the client
+    asked for it."""
+
+    __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
+                 "response_started", "response_complete", "_sent_100")
+
+    def __init__(self, drv: "H1Driver", request: Request, body_complete: bool) -> None:
+        self._drv = drv
+        self.request = request
+        self.stream_id = request.stream_id
+        self.client = drv.transport.peer
+        self.scheme = drv.scheme
+        self.body_complete = body_complete  # the EndOfMessage is already received
+        self.response_started = False
+        self.response_complete = False
+        self._sent_100 = False
+
+    # -- request body --------------------------------------------------------------------
+
+    async def receive_body(self) -> Event:
+        """The next Data or EndOfMessage of the request body."""
+        return await self._drv.next_body_event(self)
+
+    async def continue_(self) -> None:
+        if self.request.expect_continue and not self._sent_100 and not self.response_started:
+            self._sent_100 = True
+            self._drv.conn.send(InformationalResponse(self.stream_id, 100, []))
+            await self.flush()
+
+    # -- response ------------------------------------------------------------------------
+
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
+                      reason: bytes = b"") -> None:
+        if self._drv.gateway_draining():
+            headers = headers + [(b"connection", b"close")]
+        self._drv.conn.send(Response(self.stream_id, status, headers, reason=reason))
+        self.response_started = True
+
+    def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self._drv.conn.send(InformationalResponse(self.stream_id, status, headers))
+
+    def send_data(self, data: bytes) -> None:
+        if data:
+            self._drv.conn.send(Data(self.stream_id, data))
+
+    def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        self._drv.conn.send(EndOfMessage(self.stream_id, trailers))
+        self.response_complete = True
+
+    async def flush(self) -> None:
+        await self._drv.flush()
+
+    async def reply(self, status: int, headers: list[tuple[bytes, bytes]],
+                    body: bytes = b"") -> None:
+        """A whole small response at once."""
+        self.send_response(status, headers)
+        self.send_data(body)
+        self.send_end()
+        await self.flush()
+
+    async def error(self, status: int, message: str,
+                    request_id: Optional[bytes] = None) -> None:
+        headers, body = json_error(status, message, request_id)
+        await self.reply(status, headers, body)
+
+
+Handler = Callable[[HTTPStream], Awaitable[None]]
+
+
+class H1Driver:
+    """Runs one HTTP/1.1 connection until it closes.  See the module docstring."""
+
+    __slots__ = ("transport", "conn", "handler", "settings", "scheme", "_events", "_i",
+                 "_draining", "idle", "idle_scope", "_body_done_id", "_served")
+
+    def __init__(self, transport: Transport, handler: Handler, settings: "ServerConfig",
+                 scheme: bytes = b"http",
+                 draining: Callable[[], bool] = lambda: False) -> None:
+        self.transport = transport
+        self.handler = handler
+        self.settings = settings
+        self.scheme = scheme
+        self.conn = ServerConnection(max_request_line=settings.max_request_line,
+                                     max_head=settings.max_head,
+                                     max_fields=settings.max_fields,
+                                     max_body_size=settings.max_body)
+        self._events: list[Event] = []
+        self._i = 0
+        self._draining = draining
+        self.idle = False   # waiting for the first byte of a request: may be closed
+        self.idle_scope: Optional[trio.CancelScope] = None
+        self._body_done_id = 0  # the stream whose EndOfMessage the handler has taken
+        self._served = 0
+
+    def gateway_draining(self) -> bool:
+        return self._draining()
+
+    def close_if_idle(self) -> None:
+        """Graceful shutdown: end the connection now if no request is in progress."""
+        if self.idle and self.idle_scope is not None:
+            self.idle_scope.cancel()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._loop()
+        except ClientGone:
+            self.transport.abort()
+        finally:
+            await self.transport.close()
+
+    async def _loop(self) -> None:
+        conn = self.conn
+        while True:
+            events = self._events
+            i = self._i
+            if i >= len(events):
+                if conn.pending_error is not None:  # a later pipelined request was bad
+                    await self._protocol_error(conn.pending_error)
+                    return
+                if conn.should_close or self._draining():
+                    return
+                if not await self._read_head():
+                    return
+                continue
+            ev = events[i]
+            self._i = i + 1
+            t = ev.__class__
+            if t is Request:
+                nxt = events[i + 1] if i + 1 < len(events) else None
+                complete = nxt.__class__ is EndOfMessage or (
+                    nxt.__class__ is Data and i + 2 < len(events)
+                    and events[i + 2].__class__ is EndOfMessage)
+                stream = HTTPStream(self, ev, complete)  # type: ignore[arg-type]
+                self._served += 1
+                await self._serve(stream)
+                if not stream.response_complete:
+                    return  # the handler gave up mid-response: the close says so
+                if not self._skip_body(stream.stream_id):
+                    return  # body left unread: the next bytes are not a request head
+                await _checkpoint()
+            elif t is ConnectionClosed:
+                return
+            # Data / EndOfMessage of an answered request were skipped by _skip_body
+
+    async def _serve(self, stream: HTTPStream) -> None:
+        try:
+            await self.handler(stream)
+        except (ClientGone, trio.Cancelled):
+            raise
+        except BodyError as exc:
+            if not stream.response_started:
+                await self._answer_error(exc.status, exc.message, stream)
+            return
+        except Exception:  # a bug in a handler must not show on the wire
+            log.exception("handler failed for %r", stream.request.target)
+            if not stream.response_started:
+                await self._answer_error(500, "internal error", stream)
+            return
+
+    async def _answer_error(self, status: int, message: str, stream: HTTPStream) -> None:
+        headers, body = json_error(status, message)
+        headers.append((b"connection", b"close"))
+        try:
+            stream.send_response(status, headers)
+            stream.send_data(body)
+            stream.send_end()
+        except Exception:  # the connection state refuses: just close
+            return
+        await self.flush()
+
+    def _skip_body(self, stream_id: int) -> bool:
+        """After a response: drop the rest of this request's body if it was received
+        whole; False if some of it is still on the wire (then we close)."""
+        events = self._events
+        i = self._i
+        n = len(events)
+        while i < n:
+            ev = events[i]
+            if ev.__class__ is Data and ev.stream_id == stream_id:  # type: ignore
+                i += 1
+            elif ev.__class__ is EndOfMessage and ev.stream_id == stream_id:  # type: ignore
+                self._i = i + 1
+                return True
+            else:
+                break
+        self._i = i
+        # else the EndOfMessage was already taken by receive_body, or is still to come
+        return i < n or self._body_done_id == stream_id
+
+    async def _read_head(self) -> bool:
+        """Read until the next request head is complete; False to close."""
+        conn = self.conn
+        s = self.settings
+        t = self.transport
+        # idle: no byte of the next request yet.  A new connection gets head_timeout for
+        # its first byte (nginx's client_header_timeout): an idle keep-alive allowance is
+        # earned by a first request, or slowloris would hold sockets for idle_timeout.
+        self.idle = True
+        try:
+            with trio.CancelScope() as scope:
+                self.idle_scope = scope
+                data = await t.receive(s.idle_timeout if self._served else s.head_timeout)
+            if scope.cancelled_caught:
+                return False  # graceful shutdown
+        except TransportTimeout:
+            return False  # keep-alive idle timeout: close silently (nginx, Envoy)
+        except TransportClosed:
+            return False
+        finally:
+            self.idle = False
+            self.idle_scope = None
+        deadline = None
+        while True:
+            try:
+                events = conn.receive_data(data)
+            except ProtocolError as exc:
+                await self._protocol_error(exc)
+                return False
+            if events:
+                self._events = events
+                self._i = 0
+                return True
+            if not data:
+                return False
+            if deadline is None:
+                deadline = trio.current_time() + s.head_timeout
+            left = deadline - trio.current_time()
+            try:
+                if left <= 0:
+                    raise TransportTimeout
+                data = await t.receive(left)
+            except TransportTimeout:
+                await self._send_raw_error(408, "request head not received in time")
+                return False
+            except TransportClosed:
+                return False
+
+    async def next_body_event(self, stream: HTTPStream) -> Event:
+        events = self._events
+        i = self._i
+        if i < len(events):
+            ev = events[i]
+            if ev.stream_id == stream.stream_id:  # type: ignore[attr-defined]
+                self._i = i + 1
+                if ev.__class__ is EndOfMessage:
+                    self._body_done_id = stream.stream_id
+                return ev
+            raise RuntimeError("request body already consumed")
+        if self._body_done_id == stream.stream_id:
+            raise RuntimeError("request body already consumed")
+        await stream.continue_()
+        while True:
+            try:
+                data = await self.transport.receive(self.settings.body_timeout)
+            except TransportTimeout:
+                raise BodyError(408, "request body not received in time") from None
+            except TransportClosed:
+                raise ClientGone("reset while sending the body") from None
+            try:
+                events = self.conn.receive_data(data)
+            except ProtocolError as exc:
+                if not data:
+                    raise ClientGone("closed before the end of the body") from None
+                raise BodyError(exc.status_hint, exc.message) from None
+            if events:
+                self._events = events
+                self._i = 0
+                return await self.next_body_event(stream)
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            try:
+                await self.transport.send(data, self.settings.write_timeout)
+            except (TransportClosed, TransportTimeout) as exc:
+                raise ClientGone(str(exc)) from None
+
+    async def _protocol_error(self, exc: ProtocolError) -> None:
+        conn = self.conn
+        headers, body = json_error(exc.status_hint, exc.message)
+        try:
+            conn.send_error(exc.status_hint, body, headers[:1])
+            await self.flush()
+        except ClientGone:
+            pass
+        except Exception:  # nothing to answer (e.g. the peer closed mid-head)
+            pass
+
+    async def _send_raw_error(self, status: int, message: str) -> None:
+        """An answer with no request to attach it to (408 on a partial head)."""
+        headers, body = json_error(status, message)
+        head = [b"HTTP/1.1 %d %b\r\n" % (status, reason_phrase(status))]
+        head += [b"%b: %b\r\n" % h for h in headers]
+        head.append(b"connection: close\r\n\r\n")
+        try:
+            await self.transport.send(b"".join(head) + body, self.settings.write_timeout)
+        except (TransportClosed, TransportTimeout):
+            pass

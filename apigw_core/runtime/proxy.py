@@ -1,0 +1,221 @@
+"""Forwarding one request to its backend and streaming the answer back.
+
+Strategy.  The handler routes the request, rewrites its headers (gateway.forwarding), takes a
+connection from the backend's pool and relays events between the client's `HTTPStream` and
+the backend's sans-IO `ClientConnection`.  Bodies stream both ways with backpressure: every
+piece read from one side is written to the other before the next read, so at most one read
+buffer (64 KiB) per direction is held, whatever the body size.  A request body that is not
+yet complete is pumped by a second task, so a backend that answers early (413, 401) is
+relayed at once and the unread rest of the upload closes the client connection.
+
+Errors (APIM / Envoy): no route 404; connect refused or unreachable 502; connect or response
+timeout 504; pool full 503; a bad backend response 502.  Once the response head went to the
+client nothing can be said any more: the client connection is aborted instead, and the
+backend connection is never reused.
+
+A request is retried once, on a fresh connection, only when that is safe: the failed
+connection was a reused keep-alive one (the backend may have closed it just as we wrote),
+nothing of the response arrived, the method is idempotent and there is no body (so the
+whole request is still at hand).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Optional
+
+import trio
+
+from ..gateway.forwarding import forward_request_headers, forward_response_headers
+from ..protocol import (
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    InformationalResponse,
+    ProtocolError,
+    Request,
+    Response,
+)
+from .h1server import BodyError, ClientGone, HTTPStream
+from .transport import TransportClosed, TransportTimeout
+from .upstream import PoolOverflow, Upstream, UpstreamConnectError, UpstreamTimeout
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+__all__ = ["proxy_handler"]
+
+log = logging.getLogger("apigw_core.runtime")
+
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+
+
+class _Retry(Exception):
+    """The reused connection failed before anything of the response arrived."""
+
+
+class _BackendFailed(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _host_of(headers: list[tuple[bytes, bytes]]) -> Optional[bytes]:
+    for name, value in headers:
+        if name == b"host":
+            return value
+    return None
+
+
+def proxy_handler(gw: "Gateway"):
+    """The request handler of a gateway listener."""
+    router = gw.router
+    pools = gw.pools
+    new_id = gw.request_ids
+    write_timeout = gw.config.server.write_timeout
+
+    async def handle(stream: HTTPStream) -> None:
+        req = stream.request
+        route = router.match(_host_of(req.headers), req.target)
+        if route is None:
+            await stream.error(404, "no API matches this request")
+            return
+        pool = pools[route.backend.name]
+        headers, rid = forward_request_headers(
+            req.headers, client_ip=stream.client[0], scheme=stream.scheme,
+            backend_authority=pool.authority, new_id=new_id)
+        upreq = Request(1, req.method, route.path, headers)
+        body: list = []
+        if stream.body_complete:  # small bodies arrive with the head: replayable
+            while True:
+                ev = await stream.receive_body()
+                body.append(ev)
+                if ev.__class__ is EndOfMessage:
+                    break
+        retry_ok = stream.body_complete and req.method in _IDEMPOTENT and (
+            len(body) == 1)
+        for attempt in (1, 2):
+            try:
+                await _exchange(stream, pool, upreq, body, route.backend.timeout,
+                                write_timeout, retry_ok and attempt == 1)
+                return
+            except _Retry:
+                continue
+            except _BackendFailed as exc:
+                if not stream.response_started:
+                    await stream.error(exc.status, exc.message, rid)
+                    return
+                raise ClientGone("backend failed mid-response") from None
+
+    return handle
+
+
+async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
+                    timeout: float, write_timeout: float, may_retry: bool) -> None:
+    try:
+        up = await pool.acquire()
+    except PoolOverflow as exc:
+        raise _BackendFailed(503, str(exc)) from None
+    except UpstreamTimeout as exc:
+        raise _BackendFailed(504, str(exc)) from None
+    except UpstreamConnectError as exc:
+        raise _BackendFailed(502, str(exc)) from None
+    ok = False
+    try:
+        conn = up.conn
+        conn.send(upreq)
+        for ev in body:
+            conn.send(_renumber(ev))
+        try:
+            await up.transport.send(conn.data_to_send(), write_timeout)
+        except (TransportClosed, TransportTimeout) as exc:
+            if may_retry and up.reused:
+                raise _Retry() from None
+            raise _BackendFailed(502, f"sending to backend: {exc}") from None
+        if stream.body_complete:
+            await _relay_response(stream, up, timeout, may_retry and up.reused)
+        else:
+            await _relay_with_upload(stream, up, timeout, write_timeout)
+        ok = True
+    finally:
+        if ok:
+            pool.release(up)
+        else:
+            pool.discard(up)
+
+
+def _renumber(ev):
+    if ev.__class__ is Data:
+        return Data(1, ev.data)
+    return EndOfMessage(1, ev.trailers)
+
+
+async def _relay_with_upload(stream: HTTPStream, up: Upstream, timeout: float,
+                             write_timeout: float) -> None:
+    """The request body is still arriving: pump it in a second task while relaying."""
+    conn = up.conn
+    body_error: list[BaseException] = []
+
+    async def pump() -> None:
+        try:
+            while True:
+                ev = await stream.receive_body()
+                conn.send(_renumber(ev))
+                await up.transport.send(conn.data_to_send(), write_timeout)
+                if ev.__class__ is EndOfMessage:
+                    return
+        except (TransportClosed, TransportTimeout):
+            return  # the backend stopped reading: its answer (or EOF) tells the rest
+        except (BodyError, ClientGone) as exc:
+            body_error.append(exc)
+            nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump)
+        await _relay_response(stream, up, timeout, False)
+        nursery.cancel_scope.cancel()  # the answer is complete: stop reading the upload
+    if body_error:
+        raise body_error[0]
+
+
+async def _relay_response(stream: HTTPStream, up: Upstream, timeout: float,
+                          may_retry: bool) -> None:
+    conn = up.conn
+    transport = up.transport
+    got_any = False
+    while True:
+        try:
+            data = await transport.receive(timeout)
+        except TransportTimeout:
+            raise _BackendFailed(504, f"backend did not answer within {timeout}s") from None
+        except TransportClosed as exc:
+            if may_retry and not got_any:
+                raise _Retry() from None
+            raise _BackendFailed(502, f"backend connection reset: {exc}") from None
+        try:
+            events = conn.receive_data(data)
+        except ProtocolError as exc:
+            if may_retry and not data and not got_any:
+                raise _Retry() from None
+            raise _BackendFailed(502, exc.message) from None
+        got_any = True
+        for ev in events:
+            t = ev.__class__
+            if t is Data:
+                stream.send_data(ev.data)  # type: ignore[attr-defined]
+            elif t is Response:
+                stream.send_response(ev.status_code,  # type: ignore[attr-defined]
+                                     forward_response_headers(ev.headers),  # type: ignore
+                                     ev.reason)  # type: ignore[attr-defined]
+            elif t is EndOfMessage:
+                stream.send_end(ev.trailers)  # type: ignore[attr-defined]
+                await stream.flush()
+                return
+            elif t is InformationalResponse:
+                if ev.status_code not in (100, 101):  # type: ignore[attr-defined]
+                    stream.send_informational(ev.status_code,  # type: ignore
+                                              forward_response_headers(ev.headers))  # type: ignore
+            elif t is ConnectionClosed:
+                raise _BackendFailed(502, "backend closed the connection before answering")
+        await stream.flush()

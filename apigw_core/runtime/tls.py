@@ -1,0 +1,38 @@
+"""Server-side TLS contexts: certificate and key from files, SNI, ALPN.
+
+ALPN offers `http/1.1` only until HTTP/2 lands (issue 4); a client that offers nothing we
+speak still gets HTTP/1.1 (RFC 7301 lets the server pick no protocol).  SNI picks the
+certificate configured for the name the client asked for, else the listener's default.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from ..gateway.config import TLSConfig
+
+__all__ = ["server_ssl_context", "ALPN_PROTOCOLS"]
+
+ALPN_PROTOCOLS = ["http/1.1"]
+
+
+def _context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(ALPN_PROTOCOLS)
+    return ctx
+
+
+def server_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    ctx = _context(tls.cert, tls.key)
+    if tls.sni:
+        by_name = {name.lower(): _context(c, k) for name, (c, k) in tls.sni.items()}
+
+        def pick(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+            if name:
+                other = by_name.get(name.lower())
+                if other is not None:
+                    sslobj.context = other
+        ctx.sni_callback = pick  # type: ignore[assignment]
+    return ctx

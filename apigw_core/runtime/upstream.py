@@ -1,0 +1,199 @@
+"""Upstream connection pools: one per backend, HTTP/1.1 keep-alive, bounded.
+
+Strategy (nginx `keepalive` / Envoy's HTTP/1 pool):
+- idle connections are kept LIFO (the most recently used is the most likely alive and warm)
+  and dropped after the backend's `idle_timeout`;
+- before reuse an idle connection is checked without blocking (`MSG_PEEK`): a backend that
+  closed it, reset it or sent unsolicited bytes gets it discarded instead of reused;
+- at most `max_connections` are open (in use + idle); a request that finds the pool full
+  waits for one up to `connect_timeout`, then gets 503 (Envoy's overflow);
+- connect errors raise `UpstreamConnectError` (→ 502), a connect timeout
+  `UpstreamTimeout` (→ 504, as nginx's proxy_connect_timeout).
+A connection is returned with `release()` only when its HTTP/1.1 exchange ended cleanly and
+both sides allow reuse (`ClientConnection.is_reusable`); anything else is closed.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Optional
+
+import trio
+
+from ..gateway.config import BackendConfig
+from ..protocol.http1 import ClientConnection
+from .transport import SocketTransport, StreamTransport, Transport
+
+__all__ = ["UpstreamPool", "Upstream", "UpstreamConnectError", "UpstreamTimeout",
+           "PoolOverflow"]
+
+
+class UpstreamConnectError(Exception):
+    """The backend refused the connection or could not be reached."""
+
+
+class UpstreamTimeout(Exception):
+    """The backend did not accept the connection (or answer) in time."""
+
+
+class PoolOverflow(Exception):
+    """Every allowed connection to the backend is busy."""
+
+
+class Upstream:
+    """One connection to a backend: its transport and its sans-IO HTTP/1.1 state."""
+
+    __slots__ = ("transport", "conn", "idle_since", "reused")
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.conn = ClientConnection()
+        self.idle_since = 0.0
+        self.reused = False
+
+
+def client_ssl_context(backend: BackendConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=backend.tls.ca)
+    if not backend.tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class UpstreamPool:
+    """Connections to one backend.  Not thread-safe; one per trio run."""
+
+    def __init__(self, backend: BackendConfig) -> None:
+        self.backend = backend
+        self.authority = (backend.host.encode() if backend.port == (
+            443 if backend.scheme == "https" else 80) else
+            b"%s:%d" % (_bracket(backend.host).encode(), backend.port))
+        self._idle: list[Upstream] = []
+        self._open = 0
+        self._freed = trio.lowlevel.ParkingLot()
+        self._ssl = client_ssl_context(backend) if backend.scheme == "https" else None
+        self.closed = False
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
+
+    async def acquire(self) -> Upstream:
+        """A connection ready for one request: reused if a live idle one exists."""
+        idle = self._idle
+        if idle:
+            now = trio.current_time()
+            limit = self.backend.idle_timeout
+            while idle:
+                up = idle.pop()
+                if now - up.idle_since < limit and up.transport.alive():  # type: ignore
+                    up.conn = ClientConnection()
+                    up.reused = True
+                    return up
+                self._drop(up)
+        if self._open >= self.backend.max_connections:
+            with trio.move_on_after(self.backend.connect_timeout):
+                while self._open >= self.backend.max_connections and not self._idle:
+                    await self._freed.park()
+            if self._idle:
+                return await self.acquire()
+            if self._open >= self.backend.max_connections:
+                raise PoolOverflow(f"backend {self.backend.name}: "
+                                   f"{self.backend.max_connections} connections busy")
+        self._open += 1
+        try:
+            return Upstream(await self._connect())
+        except BaseException:
+            self._open -= 1
+            self._freed.unpark()
+            raise
+
+    async def _connect(self) -> Transport:
+        b = self.backend
+        with trio.move_on_after(b.connect_timeout):
+            try:
+                infos = await trio.socket.getaddrinfo(b.host, b.port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise UpstreamConnectError(f"resolve {b.host}: {exc}") from exc
+            last: Optional[Exception] = None
+            for family, type_, proto, _, addr in infos:
+                sock = socket.socket(family, type_, proto)
+                sock.setblocking(False)
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    try:
+                        sock.connect(addr)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_writable(sock)
+                        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        if err:
+                            raise OSError(err, f"connect to {addr}: {_strerror(err)}")
+                except OSError as exc:
+                    trio.lowlevel.notify_closing(sock)
+                    sock.close()
+                    last = exc
+                    continue
+                except BaseException:
+                    trio.lowlevel.notify_closing(sock)
+                    sock.close()
+                    raise
+                if self._ssl is None:
+                    return SocketTransport(sock)
+                return await self._tls(sock)
+            raise UpstreamConnectError(f"connect to {b.host}:{b.port}: {last}")
+        raise UpstreamTimeout(f"connect to {b.host}:{b.port}: timed out "
+                              f"after {b.connect_timeout}s")
+
+    async def _tls(self, sock: socket.socket) -> Transport:
+        stream = trio.SSLStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)),
+                                self._ssl, server_hostname=self.backend.host,  # type: ignore
+                                https_compatible=True)
+        try:
+            await stream.do_handshake()
+        except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+            await trio.aclose_forcefully(stream)
+            raise UpstreamConnectError(f"TLS to {self.backend.host}: {exc}") from exc
+        return StreamTransport(stream, sock)
+
+    def release(self, up: Upstream) -> None:
+        """Give a connection back after its exchange: kept if reusable, else closed."""
+        if up.conn.is_reusable and not self.closed:
+            up.idle_since = trio.current_time()
+            self._idle.append(up)
+            self._freed.unpark()
+        else:
+            self._drop(up)
+
+    def discard(self, up: Upstream) -> None:
+        """Reset a connection whose exchange did not end cleanly (never reused): the
+        backend sees an abort, not a request that looks complete."""
+        self._drop(up, reset=True)
+
+    def _drop(self, up: Upstream, reset: bool = False) -> None:
+        self._open -= 1
+        if reset:
+            up.transport.abort()
+        else:
+            up.transport.close_now()
+        self._freed.unpark()
+
+    def close(self) -> None:
+        """Close the idle connections; in-use ones are closed by their release()."""
+        self.closed = True
+        while self._idle:
+            self._drop(self._idle.pop())
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _strerror(err: int) -> str:
+    import os
+    return os.strerror(err)
