@@ -104,7 +104,8 @@ class HTTPStream:
         self.response_started = True
 
     def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self._drv.conn.send(InformationalResponse(self.stream_id, status, headers))
+        if self.request.http_version != b"1.0":  # no 1xx to HTTP/1.0 (RFC 9110 §15.2)
+            self._drv.conn.send(InformationalResponse(self.stream_id, status, headers))
 
     def send_data(self, data: bytes) -> None:
         if data:
@@ -138,7 +139,7 @@ class H1Driver:
     """Runs one HTTP/1.1 connection until it closes.  See the module docstring."""
 
     __slots__ = ("transport", "conn", "handler", "settings", "scheme", "_events", "_i",
-                 "_draining", "idle", "idle_scope", "_body_done_id", "_served")
+                 "_draining", "idle", "idle_scope", "_body_done_id", "_served", "_wlock")
 
     def __init__(self, transport: Transport, handler: Handler, settings: "ServerConfig",
                  scheme: bytes = b"http",
@@ -158,6 +159,9 @@ class H1Driver:
         self.idle_scope: Optional[trio.CancelScope] = None
         self._body_done_id = 0  # the stream whose EndOfMessage the handler has taken
         self._served = 0
+        # The handler is the only writer, except for a `100 Continue` sent by the task that
+        # pumps an upload: the lock keeps a blocked partial write from being interleaved.
+        self._wlock = trio.Lock()
 
     def gateway_draining(self) -> bool:
         return self._draining()
@@ -339,12 +343,19 @@ class H1Driver:
     # -- writing -------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            try:
+        lock = self._wlock
+        try:
+            lock.acquire_nowait()  # no checkpoint when uncontended (the usual case)
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            data = self.conn.data_to_send()
+            if data:
                 await self.transport.send(data, self.settings.write_timeout)
-            except (TransportClosed, TransportTimeout) as exc:
-                raise ClientGone(str(exc)) from None
+        except (TransportClosed, TransportTimeout) as exc:
+            raise ClientGone(str(exc)) from None
+        finally:
+            lock.release()
 
     async def _protocol_error(self, exc: ProtocolError) -> None:
         conn = self.conn
