@@ -21,7 +21,7 @@ _DEMO_BANNER = """\
 apigw demo: gateway on http://127.0.0.1:8080 -> echo backend on http://{echo}
   curl -i http://127.0.0.1:8080/echo/hello?x=1
   curl -i -d '{{"a":1}}' http://127.0.0.1:8080/echo/post
-  admin: http://127.0.0.1:9901   (Ctrl-C stops)
+  curl -i http://127.0.0.1:9901/healthz        (admin; Ctrl-C stops)
 """
 
 
