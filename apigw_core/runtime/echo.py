@@ -92,10 +92,12 @@ def _serve_one(settings: ServerConfig):
 
 
 async def echo_until_signal(host: str, port: int) -> None:
-    """Serve the echo backend until SIGTERM or SIGINT."""
+    """Serve the echo backend until SIGTERM or SIGINT; announce it once it listens."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_echo, host, port)
+            bound_host, bound_port = await nursery.start(serve_echo, host, port)
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            print(f"apigw echo backend on http://{shown}:{bound_port}/", flush=True)
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 break
@@ -103,5 +105,4 @@ async def echo_until_signal(host: str, port: int) -> None:
 
 def run_echo(host: str = "127.0.0.1", port: int = 8081) -> None:
     """`apigw echo`: run the echo backend in the foreground until Ctrl-C or SIGTERM."""
-    print(f"apigw echo backend on http://{host}:{port}/", flush=True)
     trio.run(echo_until_signal, host, port)
