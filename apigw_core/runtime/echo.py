@@ -25,6 +25,13 @@ __all__ = ["echo_handler", "serve_echo", "run_echo"]
 
 _KEEP = 64 * 1024
 
+# A backend behind a proxy must accept more than the proxy accepts from its clients: the
+# gateway adds its forwarding fields (X-Forwarded-*, Forwarded, Via, X-Request-Id) to a head
+# that its own limits let through, so with the same defaults (100 fields, 64 KiB) a request
+# at the gateway's limits would pass the gateway and be refused by the echo with a 431.
+BACKEND_LIMITS = ServerConfig(max_request_line=16 * 1024, max_head=256 * 1024,
+                              max_fields=1000)
+
 
 async def echo_handler(stream: HTTPStream) -> None:
     req = stream.request
@@ -75,7 +82,7 @@ async def serve_echo(host: str, port: int, *,
                      task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve the echo backend until cancelled; `task_status.started((host, port))`."""
     sock = bind_socket(host, port)
-    settings = ServerConfig()
+    settings = BACKEND_LIMITS
     try:
         async with trio.open_nursery() as nursery:
             task_status.started(sock.getsockname()[:2])
