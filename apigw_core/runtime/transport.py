@@ -41,11 +41,19 @@ class TransportClosed(Exception):
     """The connection was reset, or written after the peer went away."""
 
 
+_LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {on, 0 s}
+
+
 class Transport:
     """What the drivers use; see the module docstring."""
 
+    __slots__ = ()
+    raw: socket.socket  # the connected socket underneath
     peer: tuple  # (ip, port) of the other end
     local: tuple
+    closed: bool
+    # An idle HTTP/1.1 peer has nothing to say, but under TLS it may (a session ticket).
+    idle_bytes_ok = False
 
     async def receive(self, timeout: float) -> bytes:
         raise NotImplementedError
@@ -58,32 +66,48 @@ class Transport:
 
     def close_now(self) -> None:
         """Close at once with a FIN (no TLS close_notify): for idle pooled connections."""
-        raise NotImplementedError
+        if not self.closed:
+            self.closed = True
+            # The socket may be registered with trio's epoll (we waited on it): tell trio
+            # before the fd goes away, or a later fd with the same number gets confused.
+            trio.lowlevel.notify_closing(self.raw)
+            self.raw.close()
 
     def abort(self) -> None:
         """Close with a reset (SO_LINGER 0): the peer must not take what it got as
         complete."""
-        raise NotImplementedError
+        if not self.closed:
+            try:
+                self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+            except OSError:
+                pass
+            self.close_now()
 
     def alive(self) -> bool:
         """For pooled idle connections: False if the peer closed, reset or sent bytes."""
-        raise NotImplementedError
+        try:
+            data = self.raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return self.idle_bytes_ok and data != b""
 
 
 class SocketTransport(Transport):
     """A connected non-blocking stdlib socket, driven through trio's low-level waits."""
 
-    __slots__ = ("sock", "peer", "local", "closed")
+    __slots__ = ("raw", "peer", "local", "closed")
 
     def __init__(self, sock: socket.socket, peer: Optional[tuple] = None) -> None:
         sock.setblocking(False)
-        self.sock = sock
+        self.raw = sock
         self.peer = peer if peer is not None else sock.getpeername()
         self.local = sock.getsockname()
         self.closed = False
 
     async def receive(self, timeout: float) -> bytes:
-        sock = self.sock
+        sock = self.raw
         try:
             return sock.recv(RECV_SIZE)
         except BlockingIOError:
@@ -102,7 +126,7 @@ class SocketTransport(Transport):
         raise TransportTimeout("receive timed out")
 
     async def send(self, data: bytes, timeout: float) -> None:
-        sock = self.sock
+        sock = self.raw
         try:
             n = sock.send(data)
         except BlockingIOError:
@@ -127,42 +151,15 @@ class SocketTransport(Transport):
             return
         raise TransportTimeout("send stalled")
 
-    def alive(self) -> bool:
-        try:
-            data = self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        return False  # EOF (b"") or unsolicited bytes: either way, not reusable
-
     async def close(self) -> None:
         self.close_now()
-
-    def close_now(self) -> None:
-        if not self.closed:
-            self.closed = True
-            # The socket may be registered with trio's epoll (we waited on it): tell trio
-            # before the fd goes away, or a later fd with the same number gets confused.
-            trio.lowlevel.notify_closing(self.sock)
-            self.sock.close()
-
-    def abort(self) -> None:
-        if not self.closed:
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                     b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            except OSError:
-                pass
-            self.closed = True
-            trio.lowlevel.notify_closing(self.sock)
-            self.sock.close()
 
 
 class StreamTransport(Transport):
     """Any trio Stream (an SSLStream over a SocketStream, for TLS)."""
 
     __slots__ = ("stream", "peer", "local", "closed", "raw")
+    idle_bytes_ok = True
 
     def __init__(self, stream: trio.abc.Stream, raw: socket.socket) -> None:
         self.stream = stream
@@ -188,16 +185,6 @@ class StreamTransport(Transport):
             return
         raise TransportTimeout("send stalled")
 
-    def alive(self) -> bool:
-        try:
-            data = self.raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        # TLS may legitimately have bytes pending (a session ticket): don't discard for it
-        return data != b""
-
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -207,21 +194,5 @@ class StreamTransport(Transport):
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
             if self.raw.fileno() != -1:
+                trio.lowlevel.notify_closing(self.raw)
                 self.raw.close()
-
-    def close_now(self) -> None:
-        if not self.closed:
-            self.closed = True
-            trio.lowlevel.notify_closing(self.raw)
-            self.raw.close()
-
-    def abort(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            except OSError:
-                pass
-            trio.lowlevel.notify_closing(self.raw)
-            self.raw.close()
