@@ -1,0 +1,661 @@
+#!/usr/bin/env python3
+"""End-to-end load benchmark: wrk against nginx, an nginx reverse proxy and the gateway.
+
+Strategy.  Everything runs on loopback, on free ports, from private temp directories:
+one nginx is the backend (a fixed 12-byte body over HTTP/1.1 keep-alive); a second nginx
+with an upstream keep-alive pool proxies to it (the "native ceiling" for a proxy); our
+gateway (`python -m apigw_core serve CONFIG --workers N`, N = 1 and 2) proxies to the same
+backend.  Each target gets a short wrk warm-up, then a measured wrk run with `--latency`.
+Around the measured run we read the CPU ticks (utime + stime) of every process in the
+tree of the proxy under test from /proc, so that besides requests per second (which on a
+small machine depends on how the cores are shared with wrk and the backend) we report
+requests per CPU-second of the proxy, which does not.  Every process we start gets its
+own session (process group) and is killed in a `finally`, on Ctrl-C and on SIGTERM too.
+
+Usage:
+    python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
+                                 [--only nginx,proxy,gw1,gw2] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import http.client
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, asdict
+from typing import Dict, List, Optional, Tuple
+
+TARGETS = ("nginx", "proxy", "gw1", "gw2")
+TARGET_LABELS = {
+    "nginx": "nginx direct (backend)",
+    "proxy": "nginx reverse proxy",
+    "gw1": "apigw 1 worker",
+    "gw2": "apigw 2 workers",
+}
+BODY = "hello world\n"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- wrk output
+
+_TIME_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _to_ms(value: str, unit: str) -> float:
+    return float(value) * _TIME_UNITS_MS[unit]
+
+
+def parse_wrk(text: str) -> dict:
+    """Parse the text output of `wrk --latency` into numbers.
+
+    Returns a dict with: requests (int), duration_s, rps (Requests/sec line), latency
+    percentiles in ms (p50, p75, p90, p99; those wrk printed), latency_avg_ms, socket
+    errors (connect, read, write, timeout), non_2xx_3xx, and errors (sum of all those).
+    Raises ValueError if the output has no "requests in" or "Requests/sec" line.
+    """
+    out: dict = {}
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h),", text, re.M)
+    if not m:
+        raise ValueError("no 'N requests in T' line in wrk output")
+    out["requests"] = int(m.group(1))
+    out["duration_s"] = _to_ms(m.group(2), m.group(3)) / 1e3
+    m = re.search(r"^Requests/sec:\s*([\d.]+)", text, re.M)
+    if not m:
+        raise ValueError("no 'Requests/sec:' line in wrk output")
+    out["rps"] = float(m.group(1))
+    m = re.search(r"^\s*Latency\s+([\d.]+)(us|ms|s|m|h)\s", text, re.M)
+    out["latency_avg_ms"] = _to_ms(m.group(1), m.group(2)) if m else None
+    dist = text.split("Latency Distribution", 1)
+    pcts: Dict[str, float] = {}
+    if len(dist) == 2:
+        for pm in re.finditer(r"^\s*(\d+(?:\.\d+)?)%\s+([\d.]+)(us|ms|s|m|h)\s*$", dist[1], re.M):
+            pcts[pm.group(1)] = _to_ms(pm.group(2), pm.group(3))
+    for p in ("50", "75", "90", "99"):
+        out["p" + p + "_ms"] = pcts.get(p)
+    sock = {"connect": 0, "read": 0, "write": 0, "timeout": 0}
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        sock = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups())))
+    out["socket_errors"] = sock
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non_2xx_3xx"] = int(m.group(1)) if m else 0
+    out["errors"] = out["non_2xx_3xx"] + sum(sock.values())
+    return out
+
+
+# --------------------------------------------------------------------------- /proc CPU
+
+
+def _proc_stat(pid: int) -> Optional[Tuple[int, int]]:
+    """(utime + stime ticks, starttime) of one process, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name is in parentheses and may contain spaces: split after the last ')'.
+    fields = data[data.rindex(b")") + 2:].split()
+    # fields[0] is field 3 (state); utime is field 14, stime 15, starttime 22.
+    return int(fields[11]) + int(fields[12]), int(fields[19])
+
+
+def _children(pid: int) -> List[int]:
+    kids: List[int] = []
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            with open(path) as f:
+                kids.extend(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return kids
+
+
+def process_tree(root: int) -> List[int]:
+    """root and all its descendants (through /proc/PID/task/*/children)."""
+    seen: List[int] = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.append(pid)
+        todo.extend(_children(pid))
+    return seen
+
+
+def sample_cpu(root: int) -> Dict[Tuple[int, int], int]:
+    """{(pid, starttime): utime+stime ticks} for every live process in root's tree."""
+    snap = {}
+    for pid in process_tree(root):
+        st = _proc_stat(pid)
+        if st is not None:
+            snap[(pid, st[1])] = st[0]
+    return snap
+
+
+def cpu_delta_s(before: Dict[Tuple[int, int], int], after: Dict[Tuple[int, int], int]) -> float:
+    """CPU seconds used between two samples, over processes present in either.
+
+    A process that appeared after `before` counts from 0; one that was gone at `after`
+    counts only to its `before` value (its last ticks are lost: workers are not expected
+    to exit during a run, and we report how many did)."""
+    ticks = 0
+    for key in set(before) | set(after):
+        ticks += after.get(key, before.get(key, 0)) - before.get(key, 0)
+    return ticks / CLK_TCK
+
+
+def machine_cpu_ticks() -> Tuple[int, int]:
+    """(busy, total) ticks over all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    total = sum(vals[:8])  # guest time is already inside user/nice
+    return total - idle, total
+
+
+# --------------------------------------------------------------------------- processes
+
+_STARTED: List[subprocess.Popen] = []
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(argv: List[str], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw) -> subprocess.Popen:
+    """Start a process in its own session so that its whole group can be signalled."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                         start_new_session=True, **kw)
+    _STARTED.append(p)
+    return p
+
+
+def _gone(pid: int) -> bool:
+    """True if pid no longer runs (absent, or a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    return data[data.rindex(b")") + 2:][:1] == b"Z"
+
+
+def stop(p: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM the process, its group and its descendants; SIGKILL what is left after grace."""
+    tree = process_tree(p.pid) if p.poll() is None else []
+
+    def alive() -> bool:
+        return p.poll() is None or not all(_gone(pid) for pid in tree[1:])
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not alive():
+            break
+        try:
+            os.killpg(p.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pid in tree:  # descendants that left our process group, if any
+            if not _gone(pid):
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        deadline = time.monotonic() + grace
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if p in _STARTED:
+        _STARTED.remove(p)
+
+
+def stop_all() -> None:
+    for p in list(reversed(_STARTED)):
+        stop(p)
+
+
+def wait_http_200(port: int, proc: subprocess.Popen, timeout: float) -> Optional[str]:
+    """Poll GET / until it answers 200; None when ready, else the reason it is not."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"process exited with status {proc.returncode}"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status == 200:
+                return None
+            last = f"HTTP {resp.status}: {body[:200]!r}"
+        except (OSError, http.client.HTTPException) as e:
+            last = f"{type(e).__name__}: {e}"
+        finally:
+            conn.close()
+        time.sleep(0.1)
+    return f"not ready after {timeout:.0f} s ({last})"
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("nginx", "wrk") if shutil.which(t) is None
+               and not os.path.exists("/usr/sbin/" + t)]
+    if not missing:
+        return
+    print(f"# installing {' '.join(missing)} from Debian (apt-get) ...", flush=True)
+    if os.geteuid() != 0:
+        sys.exit(f"nginx/wrk missing ({missing}) and not root: "
+                 "apt-get install -y --no-install-recommends nginx wrk")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "nginx", "wrk"]
+    if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
+
+
+def nginx_bin() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def tool_version(argv: List[str]) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "?"
+
+
+def machine_info() -> dict:
+    try:
+        r = subprocess.run([sys.executable, "-c",
+                            "import apigw_core.native as n; print(n.enabled)"],
+                           capture_output=True, text=True, timeout=60)
+        native = r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() \
+            else f"import failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
+    except (OSError, subprocess.SubprocessError) as e:
+        native = f"?: {e}"
+    cpu_model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "apigw_core_native_enabled": native,
+        "kernel": platform.release(),
+        "nginx": tool_version([nginx_bin(), "-v"]),
+        "wrk": tool_version(["wrk", "-v"]),
+    }
+
+
+# --------------------------------------------------------------------------- nginx
+
+NGINX_COMMON = """\
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+{body}
+}}
+"""
+
+NGINX_BACKEND = """\
+    server {{
+        listen 127.0.0.1:{port};
+        default_type text/plain;
+        location / {{ return 200 "hello world\\n"; }}
+    }}"""
+
+NGINX_PROXY = """\
+    upstream backend {{
+        server 127.0.0.1:{backend_port};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+
+
+def start_nginx(workdir: str, name: str, body: str, port: int) -> subprocess.Popen:
+    d = os.path.join(workdir, name)
+    os.makedirs(d)
+    os.chmod(d, 0o755)  # nginx workers run as nobody when we are root
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_COMMON.format(d=d, body=body))
+    p = start([nginx_bin(), "-e", os.path.join(d, "error.log"), "-p", d, "-c", conf,
+               "-g", "daemon off;"])
+    err = wait_http_200(port, p, 10)
+    if err:
+        try:
+            with open(os.path.join(d, "error.log")) as f:
+                log = f.read()[-2000:]
+        except OSError:
+            log = ""
+        stop(p)
+        raise RuntimeError(f"nginx {name} on port {port}: {err}\n{log}")
+    return p
+
+
+# --------------------------------------------------------------------------- gateway
+
+GATEWAY_CONFIG = """\
+listeners: [{{bind: "127.0.0.1:{port}"}}]
+backends: {{nginx: {{url: "http://127.0.0.1:{backend_port}"}}}}
+apis: [{{name: bench, path: "", backend: nginx}}]
+"""
+DEFAULT_GW_CMD = "{python} -m apigw_core serve {config} --workers {workers}"
+
+
+def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
+                  cmd: str = "") -> Tuple[Optional[subprocess.Popen], Optional[str]]:
+    d = os.path.join(workdir, f"gw{workers}")
+    os.makedirs(d)
+    conf = os.path.join(d, "gateway.yaml")
+    with open(conf, "w") as f:
+        f.write(GATEWAY_CONFIG.format(port=port, backend_port=backend_port))
+    errpath = os.path.join(d, "stderr.log")
+    outpath = os.path.join(d, "stdout.log")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = repo + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(errpath, "wb") as ferr, open(outpath, "wb") as fout:
+        argv = [a.format(python=sys.executable, config=conf, workers=workers)
+                for a in shlex.split(cmd or DEFAULT_GW_CMD)]
+        p = start(argv, stdout=fout, stderr=ferr, cwd=d, env=env)
+    err = wait_http_200(port, p, timeout)
+    if err is None:
+        return p, None
+    stop(p)
+    with open(errpath, errors="replace") as f:
+        stderr = f.read()
+    with open(outpath, errors="replace") as f:
+        stdout = f.read()
+    return None, f"{err}\n--- gateway stderr ---\n{stderr[-4000:]}" + (
+        f"\n--- gateway stdout ---\n{stdout[-2000:]}" if stdout.strip() else "")
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class Result:
+    target: str
+    label: str
+    ok: bool = False
+    error: Optional[str] = None
+    wrk_threads: int = 0
+    connections: int = 0
+    duration_s: float = 0.0
+    requests: int = 0
+    rps: Optional[float] = None
+    p50_ms: Optional[float] = None
+    p99_ms: Optional[float] = None
+    latency_avg_ms: Optional[float] = None
+    errors: Optional[int] = None
+    non_2xx_3xx: Optional[int] = None
+    socket_errors: dict = field(default_factory=dict)
+    proxy_cpu_s: Optional[float] = None
+    req_per_cpu_s: Optional[float] = None
+    proxy_processes: int = 0
+    proxy_processes_exited: int = 0
+    wrk_cpu_s: Optional[float] = None
+    machine_busy_pct: Optional[float] = None
+    wrk_output: str = ""
+
+
+def run_wrk(url: str, threads: int, conns: int, duration: float) -> Tuple[str, float]:
+    """Run wrk, return (stdout, CPU seconds wrk used)."""
+    argv = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{duration:g}s", "--latency", url]
+    before = os.times()
+    p = start(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=duration + 60)
+    finally:
+        stop(p)
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    if p.returncode != 0:
+        raise RuntimeError(f"wrk exited with {p.returncode}:\n{out.decode(errors='replace')}")
+    return out.decode(errors="replace"), cpu
+
+
+def bench(res: Result, port: int, cpu_root: int, args, threads: int) -> None:
+    url = f"http://127.0.0.1:{port}/"
+    conns = max(args.connections, threads)
+    res.wrk_threads, res.connections = threads, conns
+    if args.warmup > 0:
+        run_wrk(url, threads, conns, args.warmup)
+    before = sample_cpu(cpu_root)
+    m_before = machine_cpu_ticks()
+    out, wrk_cpu = run_wrk(url, threads, conns, args.duration)
+    after = sample_cpu(cpu_root)
+    m_after = machine_cpu_ticks()
+    res.wrk_output = out
+    parsed = parse_wrk(out)
+    res.requests = parsed["requests"]
+    res.duration_s = parsed["duration_s"]
+    res.rps = parsed["rps"]
+    res.p50_ms = parsed["p50_ms"]
+    res.p99_ms = parsed["p99_ms"]
+    res.latency_avg_ms = parsed["latency_avg_ms"]
+    res.errors = parsed["errors"]
+    res.non_2xx_3xx = parsed["non_2xx_3xx"]
+    res.socket_errors = parsed["socket_errors"]
+    res.proxy_cpu_s = cpu_delta_s(before, after)
+    res.proxy_processes = len(set(before) | set(after))
+    res.proxy_processes_exited = len(set(before) - set(after))
+    res.req_per_cpu_s = res.requests / res.proxy_cpu_s if res.proxy_cpu_s > 0 else None
+    res.wrk_cpu_s = wrk_cpu
+    busy, total = m_after[0] - m_before[0], m_after[1] - m_before[1]
+    res.machine_busy_pct = 100.0 * busy / total if total else None
+    res.ok = True
+
+
+def run_target(target: str, res: Result, ctx: dict, args) -> None:
+    workdir, backend_port = ctx["workdir"], ctx["backend_port"]
+    if target == "nginx":
+        bench(res, backend_port, ctx["backend"].pid, args, args.threads)
+        return
+    if target == "proxy":
+        port = free_port()
+        p = start_nginx(workdir, "proxy", NGINX_PROXY.format(port=port, backend_port=backend_port), port)
+        try:
+            bench(res, port, p.pid, args, args.threads)
+        finally:
+            stop(p)
+        return
+    workers = int(target[2:])
+    port = free_port()
+    p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd)
+    if p is None:
+        res.error = err
+        print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
+        return
+    try:
+        bench(res, port, p.pid, args, args.threads)
+        if p.poll() is not None:
+            res.error = f"gateway exited during the run with status {p.returncode}"
+    finally:
+        stop(p)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(v, spec: str, dash: str = "-") -> str:
+    return dash if v is None else format(v, spec)
+
+
+def _fmt_ms(v: Optional[float]) -> str:
+    if v is None:
+        return "-"
+    return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.2f} ms"
+
+
+def report(results: List[Result], info: dict, args) -> str:
+    lines = [
+        f"wrk: {args.threads} thread(s), {args.connections} connections, {args.duration:g} s "
+        f"per target (after a {args.warmup:g} s warm-up)",
+        "",
+        "| target | wrk -t | req/s | p50 | p99 | errors | proxy CPU-s | req per CPU-s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if not r.ok:
+            why = "interrupted" if r.error == "interrupted" else "FAILED"
+            lines.append(f"| {r.label} | - | {why} | - | - | - | - | - |")
+            continue
+        lines.append(
+            f"| {r.label} | {r.wrk_threads} | {r.rps:,.0f} | {_fmt_ms(r.p50_ms)} | {_fmt_ms(r.p99_ms)} | "
+            f"{r.errors} | {r.proxy_cpu_s:.2f} | {_fmt(r.req_per_cpu_s, ',.0f')} |")
+    by = {r.target: r for r in results}
+    lines.append("")
+    g1, g2 = by.get("gw1"), by.get("gw2")
+    if g1 and g2 and g1.ok and g2.ok and g1.rps:
+        lines.append(f"gw2/gw1 req/s: {g2.rps / g1.rps:.2f}"
+                     + (f"; gw2/gw1 req per CPU-s: {g2.req_per_cpu_s / g1.req_per_cpu_s:.2f}"
+                        if g1.req_per_cpu_s and g2.req_per_cpu_s else ""))
+    else:
+        lines.append("gw2/gw1 req/s: n/a")
+    px = by.get("proxy")
+    for g in (g1, g2):
+        if g and g.ok and px and px.ok and px.req_per_cpu_s and g.req_per_cpu_s:
+            lines.append(f"{g.label}: {g.req_per_cpu_s / px.req_per_cpu_s:.1%} of nginx proxy's "
+                         f"req per CPU-s, {g.rps / px.rps:.1%} of its req/s")
+    extra = ", ".join(f"{r.target}: wrk {r.wrk_cpu_s:.2f} CPU-s, machine {r.machine_busy_pct:.0f}% busy"
+                      for r in results if r.ok and r.machine_busy_pct is not None)
+    if extra:
+        lines.append(f"load generator and machine during the runs: {extra}")
+    lines.append("")
+    lines.append(f"machine: nproc {info['nproc']} ({info['cpu_model']}), Python {info['python']}, "
+                 f"apigw_core.native.enabled = {info['apigw_core_native_enabled']}, "
+                 f"{info['nginx']}, {info['wrk']}, Linux {info['kernel']}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=10, help="measured seconds per target (10)")
+    ap.add_argument("--warmup", type=float, default=2, help="warm-up seconds per target (2)")
+    ap.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="wrk threads, the same for every row (1: see README on 2-core machines)")
+    ap.add_argument("--only", default=",".join(TARGETS),
+                    help="comma-separated subset of " + ",".join(TARGETS))
+    ap.add_argument("--ready-timeout", type=float, default=20,
+                    help="seconds to wait for the gateway to answer 200 (20)")
+    ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    ap.add_argument("--gw-cmd", default=DEFAULT_GW_CMD,
+                    help="gateway command template; {python}, {config} and {workers} are "
+                         "substituted (default: %(default)r)")
+    args = ap.parse_args(argv)
+    only = [t.strip() for t in args.only.split(",") if t.strip()]
+    bad = [t for t in only if t not in TARGETS]
+    if bad:
+        ap.error(f"unknown target(s) {bad}; choose from {','.join(TARGETS)}")
+    targets = [t for t in TARGETS if t in only]
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    ensure_tools()
+    info = machine_info()
+    workdir = tempfile.mkdtemp(prefix="apigw-e2e-")
+    os.chmod(workdir, 0o755)
+    results: List[Result] = []
+    try:
+        backend_port = free_port()
+        backend = start_nginx(workdir, "backend", NGINX_BACKEND.format(port=backend_port), backend_port)
+        ctx = {"workdir": workdir, "backend_port": backend_port, "backend": backend}
+        for t in targets:
+            res = Result(target=t, label=TARGET_LABELS[t])
+            results.append(res)
+            print(f"# {t}: running ...", file=sys.stderr, flush=True)
+            try:
+                run_target(t, res, ctx, args)
+            except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as e:
+                res.ok = False
+                res.error = f"{type(e).__name__}: {e}"
+                print(f"# {t}: failed: {res.error}", file=sys.stderr, flush=True)
+            if backend.poll() is not None:
+                raise RuntimeError("the nginx backend died")
+    except KeyboardInterrupt:
+        print("\n# interrupted; cleaning up", file=sys.stderr)
+        for r in results:
+            if not r.ok and r.error is None:
+                r.error = "interrupted"
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop_all()
+        if args.keep:
+            print(f"# temp dir kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if results:
+            print(report(results, info, args))
+        if args.json and results:
+            doc = {
+                "machine": info,
+                "params": {"duration": args.duration, "warmup": args.warmup,
+                           "connections": args.connections, "threads": args.threads,
+                           "gw_cmd": args.gw_cmd, "targets": targets},
+                "results": [asdict(r) for r in results],
+            }
+            by = {r.target: r for r in results}
+            if by.get("gw1") and by.get("gw2") and by["gw1"].ok and by["gw2"].ok:
+                doc["gw2_over_gw1_rps"] = by["gw2"].rps / by["gw1"].rps
+            with open(args.json, "w") as f:
+                json.dump(doc, f, indent=2)
+    return 0 if results and all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
