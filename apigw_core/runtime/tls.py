@@ -2,7 +2,10 @@
 
 ALPN offers `http/1.1` only until HTTP/2 lands (issue 4); a client that offers nothing we
 speak still gets HTTP/1.1 (RFC 7301 lets the server pick no protocol).  SNI picks the
-certificate configured for the name the client asked for, else the listener's default.
+certificate configured for the name the client asked for, else the listener's default; a
+`*.suffix` entry covers any name under the suffix (not the suffix itself), the longest
+matching suffix winning over shorter ones and an exact entry over any wildcard, as the
+router does for API hosts and Envoy for `server_names`.
 """
 
 from __future__ import annotations
@@ -27,12 +30,27 @@ def _context(cert: str, key: str) -> ssl.SSLContext:
 def server_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     ctx = _context(tls.cert, tls.key)
     if tls.sni:
-        by_name = {name.lower(): _context(c, k) for name, (c, k) in tls.sni.items()}
+        exact: dict[str, ssl.SSLContext] = {}
+        wild: list[tuple[str, ssl.SSLContext]] = []     # (".suffix", context)
+        for name, (c, k) in tls.sni.items():
+            name = name.lower().rstrip(".")
+            if name.startswith("*."):
+                wild.append((name[1:], _context(c, k)))
+            else:
+                exact[name] = _context(c, k)
+        wild.sort(key=lambda w: len(w[0]), reverse=True)
 
         def pick(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
-            if name:
-                other = by_name.get(name.lower())
-                if other is not None:
-                    sslobj.context = other
+            if not name:
+                return
+            name = name.lower().rstrip(".")
+            other = exact.get(name)
+            if other is None:
+                for suffix, wctx in wild:
+                    if name.endswith(suffix) and len(name) > len(suffix):
+                        other = wctx
+                        break
+            if other is not None:
+                sslobj.context = other
         ctx.sni_callback = pick  # type: ignore[assignment]
     return ctx
