@@ -3,9 +3,10 @@
 `Gateway(config).run()` opens every listener (and the admin one), serves until
 `shutdown()`, then drains: the listeners close at once, idle keep-alive connections are
 closed, requests in flight finish (their responses say `connection: close`) until
-`server.shutdown_timeout`, and whatever is left is cancelled.  `run` is meant for
-`nursery.start(gateway.run)`: it reports the bound addresses when it is ready, so tests
-and embedding servers can bind port 0.
+`server.shutdown_timeout`, and whatever is left is cancelled.  The admin listener keeps
+answering during the drain, so a load balancer polling `/ready` sees 503, not silence.
+`run` is meant for `nursery.start(gateway.run)`: it reports the bound addresses when it is
+ready, so tests and embedding servers can bind port 0.
 """
 
 from __future__ import annotations
@@ -72,13 +73,12 @@ class Gateway:
             if admin_sock is not None:
                 self.admin_address = admin_sock.getsockname()[:2]
             async with trio.open_nursery() as conns:
+                if admin_sock is not None:  # answers (/ready: 503) until the drain ends
+                    conns.start_soon(accept_loop, admin_sock, conns, self._serve_admin)
                 async with trio.open_nursery() as accepting:
                     for sock, lc in socks:
                         accepting.start_soon(accept_loop, sock, conns,
                                              self._serve_for(lc), self.limit)
-                    if admin_sock is not None:
-                        accepting.start_soon(accept_loop, admin_sock, conns,
-                                             self._serve_admin)
                     self._ready = True
                     task_status.started(self)
                     await self._stop.wait()
@@ -139,8 +139,11 @@ class Gateway:
         return self.draining
 
     async def _serve_admin(self, sock: socket.socket, addr: tuple) -> None:
-        await self._drive(H1Driver(SocketTransport(sock, addr), self._admin_handler,
-                                   self.config.server, b"http", self._is_draining))
+        # Not in self._drivers, and never "draining" (a draining driver closes before it
+        # reads a request): a health check during the drain must get its /ready 503.  The
+        # drain does not wait for admin connections; they end with it.
+        await H1Driver(SocketTransport(sock, addr), self._admin_handler,
+                       self.config.server, b"http").run()
 
     async def _admin_handler(self, stream: HTTPStream) -> None:
         path = stream.request.target.partition(b"?")[0]
