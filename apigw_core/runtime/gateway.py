@@ -25,7 +25,7 @@ from .h1server import H1Driver, HTTPStream
 from .listeners import ConnectionLimit, accept_loop, bind_socket
 from .proxy import proxy_handler
 from .tls import server_ssl_context
-from .transport import SocketTransport, StreamTransport, Transport
+from .transport import SocketTransport, StreamTransport, Transport, Watchdog
 from .upstream import UpstreamPool
 
 __all__ = ["Gateway"]
@@ -39,7 +39,9 @@ class Gateway:
     def __init__(self, config: GatewayConfig, *, reuse_port: bool = False) -> None:
         self.config = config
         self.router = Router(config)
-        self.pools = {name: UpstreamPool(b) for name, b in config.backends.items()}
+        self.watchdog = Watchdog()
+        self.pools = {name: UpstreamPool(b, self.watchdog)
+                      for name, b in config.backends.items()}
         self.request_ids = RequestIds()
         self.reuse_port = reuse_port
         self.draining = False
@@ -73,6 +75,7 @@ class Gateway:
             if admin_sock is not None:
                 self.admin_address = admin_sock.getsockname()[:2]
             async with trio.open_nursery() as conns:
+                conns.start_soon(self.watchdog.run)
                 if admin_sock is not None:  # answers (/ready: 503) until the drain ends
                     conns.start_soon(accept_loop, admin_sock, conns, self._serve_admin)
                 async with trio.open_nursery() as accepting:
@@ -117,7 +120,7 @@ class Gateway:
 
         async def serve(sock: socket.socket, addr: tuple) -> None:
             if ctx is None:
-                transport: Transport = SocketTransport(sock, addr)
+                transport: Transport = SocketTransport(sock, addr, self.watchdog)
                 scheme = b"http"
             else:
                 t = await _tls_accept(sock, ctx, settings.head_timeout)
@@ -142,7 +145,7 @@ class Gateway:
         # Not in self._drivers, and never "draining" (a draining driver closes before it
         # reads a request): a health check during the drain must get its /ready 503.  The
         # drain does not wait for admin connections; they end with it.
-        await H1Driver(SocketTransport(sock, addr), self._admin_handler,
+        await H1Driver(SocketTransport(sock, addr, self.watchdog), self._admin_handler,
                        self.config.server, b"http").run()
 
     async def _admin_handler(self, stream: HTTPStream) -> None:

@@ -139,7 +139,7 @@ class H1Driver:
     """Runs one HTTP/1.1 connection until it closes.  See the module docstring."""
 
     __slots__ = ("transport", "conn", "handler", "settings", "scheme", "_events", "_i",
-                 "_draining", "idle", "idle_scope", "_body_done_id", "_served", "_wlock")
+                 "_draining", "idle", "_body_done_id", "_served", "_wlock")
 
     def __init__(self, transport: Transport, handler: Handler, settings: "ServerConfig",
                  scheme: bytes = b"http",
@@ -156,7 +156,6 @@ class H1Driver:
         self._i = 0
         self._draining = draining
         self.idle = False   # waiting for the first byte of a request: may be closed
-        self.idle_scope: Optional[trio.CancelScope] = None
         self._body_done_id = 0  # the stream whose EndOfMessage the handler has taken
         self._served = 0
         # The handler is the only writer, except for a `100 Continue` sent by the task that
@@ -168,8 +167,8 @@ class H1Driver:
 
     def close_if_idle(self) -> None:
         """Graceful shutdown: end the connection now if no request is in progress."""
-        if self.idle and self.idle_scope is not None:
-            self.idle_scope.cancel()
+        if self.idle:
+            self.transport.expire()
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -268,20 +267,15 @@ class H1Driver:
         # idle: no byte of the next request yet.  A new connection gets head_timeout for
         # its first byte (nginx's client_header_timeout): an idle keep-alive allowance is
         # earned by a first request, or slowloris would hold sockets for idle_timeout.
+        # A timeout here ends the connection silently (nginx, Envoy), so the transport's
+        # cheap watchdog timeout fits; a graceful shutdown expires idle transports too.
         self.idle = True
         try:
-            with trio.CancelScope() as scope:
-                self.idle_scope = scope
-                data = await t.receive(s.idle_timeout if self._served else s.head_timeout)
-            if scope.cancelled_caught:
-                return False  # graceful shutdown
-        except TransportTimeout:
-            return False  # keep-alive idle timeout: close silently (nginx, Envoy)
-        except TransportClosed:
+            data = await t.receive(s.idle_timeout if self._served else s.head_timeout)
+        except (TransportTimeout, TransportClosed):
             return False
         finally:
             self.idle = False
-            self.idle_scope = None
         deadline = None
         while True:
             try:
@@ -301,7 +295,7 @@ class H1Driver:
             try:
                 if left <= 0:
                     raise TransportTimeout
-                data = await t.receive(left)
+                data = await t.receive_or_timeout(left)
             except TransportTimeout:
                 await self._send_raw_error(408, "request head not received in time")
                 return False
@@ -324,7 +318,7 @@ class H1Driver:
         await stream.continue_()
         while True:
             try:
-                data = await self.transport.receive(self.settings.body_timeout)
+                data = await self.transport.receive_or_timeout(self.settings.body_timeout)
             except TransportTimeout:
                 raise BodyError(408, "request body not received in time") from None
             except TransportClosed:

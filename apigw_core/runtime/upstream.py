@@ -23,7 +23,7 @@ import trio
 
 from ..gateway.config import BackendConfig
 from ..protocol.http1 import ClientConnection
-from .transport import SocketTransport, StreamTransport, Transport
+from .transport import SocketTransport, StreamTransport, Transport, Watchdog
 
 __all__ = ["UpstreamPool", "Upstream", "UpstreamConnectError", "UpstreamTimeout",
            "PoolOverflow"]
@@ -65,8 +65,9 @@ def client_ssl_context(backend: BackendConfig) -> ssl.SSLContext:
 class UpstreamPool:
     """Connections to one backend.  Not thread-safe; one per trio run."""
 
-    def __init__(self, backend: BackendConfig) -> None:
+    def __init__(self, backend: BackendConfig, watchdog: Optional[Watchdog] = None) -> None:
         self.backend = backend
+        self.watchdog = watchdog
         self.authority = (backend.host.encode() if backend.port == (
             443 if backend.scheme == "https" else 80) else
             b"%s:%d" % (_bracket(backend.host).encode(), backend.port))
@@ -144,7 +145,7 @@ class UpstreamPool:
                     sock.close()
                     raise
                 if self._ssl is None:
-                    return SocketTransport(sock)
+                    return SocketTransport(sock, None, self.watchdog)
                 return await self._tls(sock)
             raise UpstreamConnectError(f"connect to {b.host}:{b.port}: {last}")
         raise UpstreamTimeout(f"connect to {b.host}:{b.port}: timed out "
