@@ -47,6 +47,8 @@ class Request(Event):
     `upgrade` is the protocol token (lower-cased, e.g. b"websocket", b"h2c") when the request
     asks to switch protocols (RFC 9110 §7.8: `Connection: upgrade` plus an `Upgrade` field,
     HTTP/1.1 only), else None.  `expect_continue` is True for `Expect: 100-continue`.
+    `protocol` is the `:protocol` pseudo-header of an HTTP/2 extended CONNECT (RFC 8441,
+    e.g. b"websocket"), else None.
     """
 
     stream_id: int
@@ -56,6 +58,7 @@ class Request(Event):
     http_version: bytes = b"1.1"
     upgrade: Optional[bytes] = None
     expect_continue: bool = False
+    protocol: Optional[bytes] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,7 @@ class ConnectionClosed(Event):
 _new = object.__new__
 _RQ = [Request.__dict__[f].__set__ for f in
        ("stream_id", "method", "target", "headers", "http_version", "upgrade",
-        "expect_continue")]
+        "expect_continue", "protocol")]
 _D_SID = Data.__dict__["stream_id"].__set__
 _D_DATA = Data.__dict__["data"].__set__
 _E_SID = EndOfMessage.__dict__["stream_id"].__set__
@@ -128,9 +131,9 @@ _E_TR = EndOfMessage.__dict__["trailers"].__set__
 
 def _new_request(stream_id: int, method: bytes, target: bytes, headers: list,
                  http_version: bytes, upgrade: Optional[bytes],
-                 expect_continue: bool) -> Request:
+                 expect_continue: bool, protocol: Optional[bytes] = None) -> Request:
     r = _new(Request)
-    s0, s1, s2, s3, s4, s5, s6 = _RQ
+    s0, s1, s2, s3, s4, s5, s6, s7 = _RQ
     s0(r, stream_id)
     s1(r, method)
     s2(r, target)
@@ -138,6 +141,7 @@ def _new_request(stream_id: int, method: bytes, target: bytes, headers: list,
     s4(r, http_version)
     s5(r, upgrade)
     s6(r, expect_continue)
+    s7(r, protocol)
     return r
 
 
