@@ -355,6 +355,10 @@ def scripted(req: RawReq, s: socket.socket, cid: int, nth: int):
         assert req.method == "HEAD"
         s.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
                   b"transfer-encoding: chunked\r\n\r\n")
+    elif path.startswith("/resp-head/"):  # /resp-head/COUNT/SIZE: COUNT fields of SIZE
+        count, size = map(int, path.split("/")[2:4])
+        fields = b"".join(b"x-f-%d: %b\r\n" % (i, b"v" * size) for i in range(count - 1))
+        s.sendall(b"HTTP/1.1 200 OK\r\n%bcontent-length: 2\r\n\r\nok" % fields)
     elif path == "/sink":  # the body was read (slowly, see before_body): report it
         body = json.dumps({"length": req.body_length, "sha256": req.body_sha256}).encode()
         s.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
@@ -562,6 +566,21 @@ def test_absolute_form_target_forwards_its_authority(gw):
     assert (doc["path"], doc["query"]) == ("/api/1", "x=1")     # routed by the target: ok
     assert doc["headers"]["x-forwarded-host"] == "shop.example"
     assert doc["headers"]["forwarded"].endswith('host="shop.example"')
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: Via always says 1.1; RFC 9110 7.6.3 received-protocol is the version the "
+    "message was received with (1.0 from an HTTP/1.0 client or backend)"))
+def test_via_names_the_received_protocol_version(gw):
+    c = RawClient(gw.port)
+    try:
+        c.send(b"GET /v10 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        r = read_response(c.f)
+        via_to_backend = r.json()["headers"]["via"]
+        via_to_client = c.request("GET", "/s/http10").header("via")
+    finally:
+        c.close()
+    assert (via_to_backend, via_to_client) == ("1.0 apigw", "1.0 apigw")
 
 
 def test_request_id_generated_unique_or_kept(client):
@@ -1044,6 +1063,25 @@ def test_field_count_limit(gw, count, status):
         assert r.status == status, r.body
         if status == 200:
             assert r.json()["headers"][f"x-h-{count - 2}"] == str(count - 2)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("count, size, status", [
+    (100, 10, 200),          # 100 fields from the backend pass (+ our Via)
+    (15, 4100, 200),         # a ~60 KiB response head passes
+    (101, 10, 502),          # past the upstream field limit (Envoy's 100 too): a bad response
+])
+def test_backend_response_head_limits(gw, count, size, status):
+    c = RawClient(gw.port)
+    try:
+        r = c.request("GET", f"/s/resp-head/{count}/{size}")
+        assert r.status == status
+        if status == 200:
+            assert len(r.headers) == count + 1 and r.body == b"ok"
+            assert r.header(f"x-f-{count - 2}") == "v" * size
+        else:
+            assert r.json()["statusCode"] == 502
     finally:
         c.close()
 
