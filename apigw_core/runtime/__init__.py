@@ -25,8 +25,10 @@ log = logging.getLogger("apigw_core.runtime")
 
 
 async def run_gateway(config: GatewayConfig, *, echo: Optional[str] = None,
-                      reuse_port: bool = False, announce: bool = True) -> None:
-    """Run one gateway (and optionally the echo backend) until a signal drains it."""
+                      reuse_port: bool = False, announce: bool = True,
+                      task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Run one gateway (and optionally the echo backend) until a signal drains it;
+    `task_status.started()` once every listener accepts connections."""
     gw = Gateway(config, reuse_port=reuse_port)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
@@ -58,6 +60,7 @@ async def run_gateway(config: GatewayConfig, *, echo: Optional[str] = None,
                         nursery.cancel_scope.cancel()  # a second signal: now
 
             nursery.start_soon(watch_signals)
+            task_status.started()
 
 
 def _fmt(host: str) -> str:

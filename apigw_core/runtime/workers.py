@@ -4,8 +4,10 @@ Strategy.  The supervisor does no trio and serves nothing.  It first binds every
 with `SO_REUSEPORT` but does not listen (a bound, non-listening socket takes no connections
 yet holds the port, and turns port 0 into a concrete port the workers all use), then forks
 the workers; each binds and listens on the same ports with `SO_REUSEPORT`, so the kernel
-spreads connections over them.  A worker that dies is forked again (with a back-off when it
-dies young, so a broken worker cannot fork-bomb).  SIGTERM/SIGINT are forwarded as SIGTERM
+spreads connections over them.  The supervisor announces the ports only once each first
+worker has reported (one byte on a pipe) that it accepts connections: until then a client
+that believed the announcement would be refused.  A worker that dies is forked again (with
+a back-off when it dies young, so a broken worker cannot fork-bomb).  SIGTERM/SIGINT are forwarded as SIGTERM
 (each worker drains gracefully); workers still alive after the drain deadline are killed.
 Workers run in their own process group, so a terminal's Ctrl-C reaches only the
 supervisor (a second signal would make a worker stop without draining), and ask the kernel
@@ -18,9 +20,11 @@ import ctypes
 import dataclasses
 import logging
 import os
+import select
 import signal
 import sys
 import time
+from functools import partial
 from typing import Optional
 
 import trio
@@ -54,7 +58,8 @@ def _reserve(config: GatewayConfig) -> tuple[GatewayConfig, list]:
     return dataclasses.replace(config, listeners=tuple(listeners), admin=admin), socks
 
 
-def _child(config: GatewayConfig, role: str, echo: Optional[str], socks: list) -> int:
+def _child(config: GatewayConfig, role: str, echo: Optional[str], socks: list,
+           ready_fd: int) -> int:
     for s in socks:
         s.close()
     os.setpgid(0, 0)
@@ -66,16 +71,49 @@ def _child(config: GatewayConfig, role: str, echo: Optional[str], socks: list) -
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     from . import run_gateway
     from .echo import echo_until_signal
+
+    def ready() -> None:
+        try:
+            os.write(ready_fd, b"r")
+        except OSError:  # the supervisor no longer listens (a restarted worker)
+            pass
+        os.close(ready_fd)
+
+    async def worker() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(run_gateway, config, reuse_port=True,
+                                        announce=False))
+            ready()
+
     try:
         if role == "echo":
             host, port = split_hostport(echo)  # type: ignore[arg-type]
+            ready()
             trio.run(echo_until_signal, host, port)
         else:
-            trio.run(lambda: run_gateway(config, reuse_port=True, announce=False))
+            trio.run(worker)
     except BaseException:  # noqa: BLE001 - a worker must report, then exit non-zero
         log.exception("worker %s failed", role)
         return 1
     return 0
+
+
+def _wait_ready(fds: list[int], timeout: float = 30.0) -> None:
+    """Until each child wrote its ready byte or exited (EOF: the main loop restarts it)."""
+    deadline = time.monotonic() + timeout
+    pending = set(fds)
+    try:
+        while pending and time.monotonic() < deadline:
+            readable, _, _ = select.select(list(pending), [], [],
+                                           max(0.0, deadline - time.monotonic()))
+            for fd in readable:
+                os.read(fd, 1)
+                pending.discard(fd)
+    except InterruptedError:  # a signal: the main loop handles it
+        pass
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -> int:
@@ -88,17 +126,22 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
     young_deaths = 0
     stopping = False
 
-    def spawn(role: str) -> None:
+    def spawn(role: str) -> int:
+        """Fork a child; the read end of its readiness pipe."""
         sys.stdout.flush()
         sys.stderr.flush()
+        r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = _child(config, role, echo, socks)
+                os.close(r)
+                code = _child(config, role, echo, socks, w)
             finally:
                 os._exit(code)
+        os.close(w)
         children[pid] = (role, time.monotonic())
+        return r
 
     def on_signal(signum: int, _frame) -> None:
         nonlocal stopping
@@ -112,10 +155,9 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         if echo:
-            spawn("echo")
+            os.close(spawn("echo"))
             print(f"apigw: echo backend on http://{echo}/", flush=True)
-        for i in range(workers):
-            spawn(f"worker-{i}")
+        _wait_ready([spawn(f"worker-{i}") for i in range(workers)])
         for lc in config.listeners:
             scheme = "https" if lc.tls is not None else "http"
             print(f"apigw: listening on {scheme}://{lc.bind}/ with {workers} workers "
@@ -145,7 +187,7 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
                 on_signal(signal.SIGTERM, None)
                 continue
             time.sleep(min(0.1 * 2 ** young_deaths, 5))
-            spawn(role)
+            os.close(spawn(role))
     finally:
         for s, h in old.items():
             signal.signal(s, h)
