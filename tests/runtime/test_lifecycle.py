@@ -1,0 +1,294 @@
+"""Process lifecycle against real gateway processes: graceful shutdown with requests in
+flight, the drain deadline, the admin endpoints, and `--workers N` supervision.
+
+Worker processes are found as the supervisor's children (/proc/PID/task/PID/children), and
+which worker accepted a given client connection is read from /proc: the gateway-side socket
+of the connection (local port = the gateway's, remote port = the client's) is found in
+/proc/net/tcp, and its inode among the workers' open file descriptors.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import httpx
+import pytest
+
+from backends import Backend, ResponseReader, connect, read_until_close
+from procs import start_gateway
+
+
+def _config(backends: dict[str, str], **server) -> dict:
+    return {
+        "listeners": [{"bind": "127.0.0.1:0"}],
+        "backends": {n: {"url": u} for n, u in backends.items()},
+        "apis": [{"name": n, "path": f"/{n}", "backend": n} for n in backends],
+        "admin": {"bind": "127.0.0.1:0"},
+        "server": {k.replace("_", "-"): v for k, v in server.items()},
+    }
+
+
+def _get(port: int, path: str, timeout: float = 5.0):
+    s = connect(port, timeout)
+    try:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: gw\r\n\r\n" % path.encode())
+        return ResponseReader(s).read()
+    finally:
+        s.close()
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _wait(pred, timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+# -- graceful shutdown ---------------------------------------------------------------------
+
+def test_sigterm_drains_requests_in_flight(tmp_path):
+    with Backend("slow", delay=1.5) as slow, Backend("ok") as rec:
+        gw = start_gateway(tmp_path, _config({"slow": slow.url, "rec": rec.url},
+                                             shutdown_timeout=5))
+        try:
+            assert _get(gw.admin_port, "/ready").status == 200
+            assert _get(gw.admin_port, "/healthz").status == 200
+            idle = connect(gw.port)    # a keep-alive connection, idle at the signal
+            idle.sendall(b"GET /rec/idle HTTP/1.1\r\nHost: gw\r\n\r\n")
+            assert ResponseReader(idle).read().status == 200
+
+            results: list = [None] * 5
+
+            def call(i: int) -> None:
+                try:
+                    results[i] = _get(gw.port, f"/slow/{i}", timeout=10)
+                except Exception as exc:  # noqa: BLE001 - reported by the assert below
+                    results[i] = exc
+
+            threads = [threading.Thread(target=call, args=(i,)) for i in range(5)]
+            for th in threads:
+                th.start()
+            assert slow.wait_connections(5), "requests did not reach the backend"
+            t0 = time.monotonic()
+            gw.proc.send_signal(signal.SIGTERM)
+
+            # new connections are refused at once; the idle one is closed silently
+            assert _wait(lambda: _refused(gw.port), 1.0), "still accepting after SIGTERM"
+            assert time.monotonic() - t0 < 1.0
+            assert read_until_close(idle, 1.0) == (b"", "eof")
+            idle.close()
+
+            for th in threads:
+                th.join(10)
+            for r in results:
+                assert not isinstance(r, Exception), r
+                assert r.status == 200, r
+                assert r.headers.get("connection") == "close"   # draining
+            assert gw.proc.wait(5) == 0
+            assert time.monotonic() - t0 < 1.5 + 1.0
+        finally:
+            gw.stop()
+
+
+def test_ready_is_503_while_draining(tmp_path):
+    """A load balancer polls /ready to take a draining gateway out of rotation: during the
+    drain the admin listener answers 503, it does not go silent."""
+    with Backend("slow", delay=1.5) as slow:
+        gw = start_gateway(tmp_path, _config({"slow": slow.url}, shutdown_timeout=5))
+        try:
+            assert _get(gw.admin_port, "/ready").status == 200
+            th = threading.Thread(target=lambda: _get(gw.port, "/slow/x", timeout=10))
+            th.start()
+            assert slow.wait_connections(1)
+            gw.proc.send_signal(signal.SIGTERM)
+            assert _wait(lambda: _refused(gw.port), 1.0)
+            r = _get(gw.admin_port, "/ready", timeout=1.0)
+            assert r.status == 503
+            assert r.body == b"draining\n"
+            assert _get(gw.admin_port, "/healthz", timeout=1.0).status == 200
+            th.join(10)
+            assert gw.proc.wait(5) == 0
+        finally:
+            gw.stop()
+
+
+def test_drain_deadline_ends_a_request_that_never_finishes(tmp_path):
+    with Backend("hang") as hang:
+        cfg = _config({"hang": hang.url}, shutdown_timeout=1)
+        cfg["backends"]["hang"]["timeout"] = 30
+        gw = start_gateway(tmp_path, cfg)
+        try:
+            s = connect(gw.port)
+            s.sendall(b"GET /hang/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+            assert hang.wait_connections(1)
+            t0 = time.monotonic()
+            gw.proc.send_signal(signal.SIGTERM)
+            assert gw.proc.wait(5) == 0
+            elapsed = time.monotonic() - t0
+            assert 0.9 <= elapsed < 2.0, elapsed
+            data, how = read_until_close(s, 2)
+            assert how in ("eof", "reset")
+            assert not data.startswith(b"HTTP/1.1 200")
+            s.close()
+            # the backend connection went with it
+            assert hang.new_conns[0].done.wait(2)
+        finally:
+            gw.stop()
+
+
+def test_second_signal_stops_without_waiting(tmp_path):
+    with Backend("hang") as hang:
+        cfg = _config({"hang": hang.url}, shutdown_timeout=20)
+        cfg["backends"]["hang"]["timeout"] = 30
+        gw = start_gateway(tmp_path, cfg)
+        try:
+            s = connect(gw.port)
+            s.sendall(b"GET /hang/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+            assert hang.wait_connections(1)
+            gw.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            assert gw.proc.poll() is None   # draining, the request still in flight
+            t0 = time.monotonic()
+            gw.proc.send_signal(signal.SIGINT)
+            gw.proc.wait(5)
+            assert time.monotonic() - t0 < 1.0
+            s.close()
+        finally:
+            gw.stop()
+
+
+# -- workers -------------------------------------------------------------------------------
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return set()
+    return {int(x) for x in text.split()}
+
+
+def _socket_inode(server_port: int, client_port: int) -> Optional[str]:
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            f = line.split()
+            local, remote, inode = f[1], f[2], f[9]
+            if (int(local.rsplit(":", 1)[1], 16) == server_port
+                    and int(remote.rsplit(":", 1)[1], 16) == client_port):
+                return inode
+    return None
+
+
+def _owner(pids: set[int], server_port: int, client: socket.socket) -> Optional[int]:
+    """The worker holding the gateway side of `client`'s connection."""
+    inode = _socket_inode(server_port, client.getsockname()[1])
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in pids:
+        try:
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                try:
+                    if os.readlink(fd.path) == target:
+                        return pid
+                except OSError:
+                    continue
+        except OSError:
+            continue
+    return None
+
+
+def _owners(port: int, pids: set[int], n: int) -> list[Optional[int]]:
+    """Open n connections, one request each (so each is accepted), and tell who holds it."""
+    held = []
+    try:
+        for i in range(n):
+            s = connect(port)
+            s.sendall(b"GET /rec/w%d HTTP/1.1\r\nHost: gw\r\n\r\n" % i)
+            assert ResponseReader(s).read().status == 200
+            held.append(s)
+        return [_owner(pids, port, s) for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def test_workers_share_the_port_and_a_killed_worker_is_restarted(tmp_path):
+    with Backend("ok") as rec:
+        gw = start_gateway(tmp_path, _config({"rec": rec.url}, shutdown_timeout=2), workers=2)
+        try:
+            assert gw.port != 0     # port 0: the supervisor picked one port for all
+            assert _wait(lambda: len(_children(gw.pid)) == 2, 5)
+            workers = _children(gw.pid)
+            # both workers accept connections on the one port
+            assert _wait(lambda: set(_owners(gw.port, workers, 4)) == workers, 5, 0), \
+                "connections did not reach both workers"
+
+            # kill -9 one worker while a client loops over new connections
+            stop = threading.Event()
+            ok: list[float] = []
+            failed: list[tuple[float, str]] = []
+
+            def loop() -> None:
+                while not stop.is_set():
+                    try:
+                        r = httpx.get(gw.url + "/rec/loop", timeout=2)
+                        assert r.status_code == 200
+                        ok.append(time.monotonic())
+                    except Exception as exc:  # noqa: BLE001 - counted
+                        failed.append((time.monotonic(), repr(exc)))
+
+            th = threading.Thread(target=loop)
+            th.start()
+            try:
+                time.sleep(0.2)
+                victim = min(workers)
+                os.kill(victim, signal.SIGKILL)
+                t_kill = time.monotonic()
+                assert _wait(lambda: len(_children(gw.pid) - workers) == 1, 5), \
+                    "the killed worker was not restarted"
+                new = (_children(gw.pid) - workers).pop()
+                assert victim not in _children(gw.pid)
+                now = _children(gw.pid)
+                assert _wait(lambda: new in _owners(gw.port, now, 4), 5, 0), \
+                    "the new worker does not take connections"
+                time.sleep(0.2)
+            finally:
+                stop.set()
+                th.join(5)
+            assert len(failed) <= 1, failed   # at most the killed worker's one connection
+            assert sum(1 for t in ok if t > t_kill) > 10
+
+            # SIGTERM to the supervisor: every process exits, status 0
+            gw.proc.send_signal(signal.SIGTERM)
+            assert gw.proc.wait(10) == 0
+            assert _wait(lambda: all(_gone(p) for p in now), 3)
+        finally:
+            gw.stop()
