@@ -61,9 +61,12 @@ def _ip_for_forwarded(ip: str) -> bytes:
 
 def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: str,
                             scheme: bytes, backend_authority: bytes, new_id: RequestIds,
+                            authority: Optional[bytes] = None, version: bytes = b"1.1",
                             ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """The headers to send to the backend, and the request id.
 
+    `authority` is the absolute-form target's (RFC 9112 §3.2.2: it overrides Host);
+    `version` the HTTP version the request was received with (for Via).
     A chunked request stays chunked (`transfer-encoding: chunked` is re-added after the
     hop-by-hop sweep); a Content-Length is kept as it is (the server connection checked it)."""
     named = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) \
@@ -96,6 +99,8 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
             out.append((name, value))
     if not rid:
         rid = new_id()
+    if authority is not None:
+        host = authority
     ip = client_ip.encode()
     out.append((b"host", backend_authority))
     out.append((b"x-forwarded-for", xff + b", " + ip if xff else ip))
@@ -106,15 +111,18 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
     if host:
         elem += b';host="%s"' % host.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
     out.append((b"forwarded", fwd + b", " + elem if fwd else elem))
-    out.append((b"via", via + b", " + VIA if via else VIA))
+    me = VIA if version == b"1.1" else version + b" apigw"
+    out.append((b"via", via + b", " + me if via else me))
     out.append((b"x-request-id", rid))
     if chunked:
         out.append((b"transfer-encoding", b"chunked"))
     return out, rid
 
 
-def forward_response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The backend's response headers as the client gets them."""
+def forward_response_headers(headers: list[tuple[bytes, bytes]], version: bytes = b"1.1",
+                             ) -> list[tuple[bytes, bytes]]:
+    """The backend's response headers as the client gets them (`version`: the one the
+    response was received with, for Via)."""
     named = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) \
         else set()
     named.discard(b"content-length")
@@ -125,5 +133,6 @@ def forward_response_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[b
             via = value if not via else via + b", " + value
         elif not _is_hop(name, named):
             out.append((name, value))
-    out.append((b"via", via + b", " + VIA if via else VIA))
+    me = VIA if version == b"1.1" else version + b" apigw"
+    out.append((b"via", via + b", " + me if via else me))
     return out

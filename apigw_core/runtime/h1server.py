@@ -198,6 +198,12 @@ class H1Driver:
             self._i = i + 1
             t = ev.__class__
             if t is Request:
+                err = conn.pending_error
+                if err is not None and conn.error_stream_id == ev.stream_id:  # type: ignore
+                    # its own body is already known to be bad (a chunk-size line, over
+                    # max-body): answer now, before anything reaches a backend
+                    await self._protocol_error(err)
+                    return
                 nxt = events[i + 1] if i + 1 < len(events) else None
                 complete = nxt.__class__ is EndOfMessage or (
                     nxt.__class__ is Data and i + 2 < len(events)
@@ -315,6 +321,9 @@ class H1Driver:
             raise RuntimeError("request body already consumed")
         if self._body_done_id == stream.stream_id:
             raise RuntimeError("request body already consumed")
+        err = self.conn.pending_error
+        if err is not None:  # the rest of the body is bad: no point waiting for it
+            raise BodyError(err.status_hint, err.message)
         await stream.continue_()
         while True:
             try:

@@ -68,6 +68,19 @@ def _host_of(headers: list[tuple[bytes, bytes]]) -> Optional[bytes]:
     return None
 
 
+def _authority_of(target: bytes) -> Optional[bytes]:
+    """The authority of an absolute-form target (`http://a:1/p` -> `a:1`)."""
+    scheme, sep, rest = target.partition(b"://")
+    if not sep:
+        return None
+    end = len(rest)
+    for c in (b"/", b"?", b"#"):
+        i = rest.find(c)
+        if 0 <= i < end:
+            end = i
+    return rest[:end].rpartition(b"@")[2] or None
+
+
 def proxy_handler(gw: "Gateway"):
     """The request handler of a gateway listener."""
     router = gw.router
@@ -82,9 +95,12 @@ def proxy_handler(gw: "Gateway"):
             await stream.error(404, "no API matches this request")
             return
         pool = pools[route.backend.name]
+        target = req.target
         headers, rid = forward_request_headers(
             req.headers, client_ip=stream.client[0], scheme=stream.scheme,
-            backend_authority=pool.authority, new_id=new_id)
+            backend_authority=pool.authority, new_id=new_id,
+            authority=None if target[:1] == b"/" else _authority_of(target),
+            version=req.http_version)
         upreq = Request(1, req.method, route.path, headers)
         body: list = []
         if stream.body_complete:  # small bodies arrive with the head: replayable
@@ -206,7 +222,8 @@ async def _relay_response(stream: HTTPStream, up: Upstream, timeout: float,
                 stream.send_data(ev.data)  # type: ignore[attr-defined]
             elif t is Response:
                 stream.send_response(ev.status_code,  # type: ignore[attr-defined]
-                                     forward_response_headers(ev.headers),  # type: ignore
+                                     forward_response_headers(  # type: ignore
+                                         ev.headers, ev.http_version),  # type: ignore
                                      ev.reason)  # type: ignore[attr-defined]
             elif t is EndOfMessage:
                 stream.send_end(ev.trailers)  # type: ignore[attr-defined]

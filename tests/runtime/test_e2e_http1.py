@@ -553,9 +553,6 @@ def test_forwarding_headers_ipv6(tmp_path):
     assert h["forwarded"] == f'for="[::1]";proto=http;host="[::1]:{p.port}"'
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: absolute-form target: the API is chosen by the target's authority (RFC 9112 "
-    "3.2.2) but X-Forwarded-Host / Forwarded host= report the ignored Host field"))
 def test_absolute_form_target_forwards_its_authority(gw):
     c = RawClient(gw.port)
     try:
@@ -568,9 +565,6 @@ def test_absolute_form_target_forwards_its_authority(gw):
     assert doc["headers"]["forwarded"].endswith('host="shop.example"')
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: Via always says 1.1; RFC 9110 7.6.3 received-protocol is the version the "
-    "message was received with (1.0 from an HTTP/1.0 client or backend)"))
 def test_via_names_the_received_protocol_version(gw):
     c = RawClient(gw.port)
     try:
@@ -1174,7 +1168,12 @@ def test_demo_serve_without_config():
     """`apigw serve` alone: the banner's curl commands work as printed; admin answers."""
     if not all(_port_free(p) for p in (8080, 8081, 9901)):
         pytest.skip("the demo's fixed ports 8080/8081/9901 are in use")
-    p = _start(["serve"], 1, admin=True)
+    try:
+        p = _start(["serve"], 1, admin=True)
+    except RuntimeError as exc:  # another test run took a port since we looked
+        if "in use" in str(exc):
+            pytest.skip(f"the demo's fixed ports are in use: {exc}")
+        raise
     try:
         banner = "".join(p.output)
         # "  curl -i URL   (comment)" -> the command without the comment
