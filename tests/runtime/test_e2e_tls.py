@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -269,8 +270,10 @@ class TLSBackend:
     """An https backend (http.server over ssl) that answers with what it saw: the SNI the
     client sent, the ALPN chosen, the client's port (one per connection) and the request."""
 
-    def __init__(self, cert: str, key: str, sni: dict[str, tuple[str, str]] | None = None
-                 ) -> None:
+    def __init__(self, cert: str, key: str, sni: dict[str, tuple[str, str]] | None = None,
+                 idle_close: float | None = None, close_notify: bool = False) -> None:
+        """`idle_close`: close a keep-alive connection after that many idle seconds (with
+        a TLS close_notify first if `close_notify`, as nginx and Node do; else FIN only)."""
         def context(c: str, k: str) -> ssl.SSLContext:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(c, k)
@@ -288,6 +291,15 @@ class TLSBackend:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            timeout = idle_close
+
+            def finish(self) -> None:
+                super().finish()
+                if close_notify:
+                    try:   # sends close_notify, then waits (in vain) for the peer's
+                        self.connection.unwrap()
+                    except (OSError, ValueError):
+                        pass
 
             def log_message(self, *args) -> None:
                 pass
@@ -397,3 +409,33 @@ def test_tls_gateway_chain(tmp_path, pki, tls_gw):
     assert h["x-forwarded-proto"] == "https"       # the last hop was TLS
     assert h["via"] == "1.1 apigw, 1.1 apigw"
     assert h["x-request-id"] == "chain-1"
+
+
+@pytest.mark.parametrize("close_notify", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+        "bug: transport.StreamTransport.alive() takes any pending bytes for a live TLS "
+        "connection (session tickets), so a pooled connection the backend closed with "
+        "close_notify + FIN is reused and a POST on it gets 502"))),
+])
+def test_pooled_tls_connection_closed_by_backend_is_replaced(tmp_path, pki, close_notify):
+    """An https backend closes idle keep-alive connections after 0.2 s (FIN only, or a
+    TLS close_notify then FIN): the next request, a POST (never retried), must get a new
+    connection, not the dead one."""
+    b = TLSBackend(*pki["default"], idle_close=0.2, close_notify=close_notify)
+    cfg = {"listeners": [{"bind": "127.0.0.1:0"}],
+           "backends": {"b": {"url": f"https://localhost:{b.port}",
+                              "tls": {"ca": str(pki["ca"].pem)}}},
+           "apis": [{"name": "r", "path": "", "backend": "b"}]}
+    p = start_gateway(tmp_path, cfg)
+    try:
+        with httpx.Client(base_url=p.url, timeout=10) as c:
+            first = c.post("/one", content=b"1")
+            assert first.status_code == 200
+            time.sleep(0.6)                  # the backend closes the idle connection
+            second = c.post("/two", content=b"2")
+            assert second.status_code == 200, second.text
+            assert second.json()["client_port"] != first.json()["client_port"]
+    finally:
+        p.stop()
+        b.close()
