@@ -99,6 +99,24 @@ def test_via_appended_both_ways():
     assert one(forward_response_headers([]), b"via") == b"1.1 apigw"
 
 
+@pytest.mark.parametrize("version, via", [(b"1.0", b"1.0 apigw"), (b"1.1", b"1.1 apigw")])
+def test_via_names_the_received_version(version, via):
+    out, _ = forward_request_headers([(b"via", b"1.1 edge")], client_ip="192.0.2.7",
+                                     scheme=b"http", backend_authority=b"b",
+                                     new_id=RequestIds(), version=version)
+    assert one(out, b"via") == b"1.1 edge, " + via
+    assert one(forward_response_headers([], version=version), b"via") == via
+
+
+def test_absolute_form_authority_overrides_host():
+    out, _ = forward_request_headers([(b"host", b"evil.example")], client_ip="192.0.2.7",
+                                     scheme=b"https", backend_authority=b"b:1",
+                                     new_id=RequestIds(), authority=b"shop.example")
+    assert one(out, b"host") == b"b:1"
+    assert one(out, b"x-forwarded-host") == b"shop.example"
+    assert one(out, b"forwarded") == b'for=192.0.2.7;proto=https;host="shop.example"'
+
+
 # -- request ids -------------------------------------------------------------------------
 
 def test_request_id_generated_32_hex_and_counting():
