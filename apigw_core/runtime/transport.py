@@ -80,8 +80,6 @@ class Transport:
     peer: tuple  # (ip, port) of the other end
     local: tuple
     closed: bool
-    # An idle HTTP/1.1 peer has nothing to say, but under TLS it may (a session ticket).
-    idle_bytes_ok = False
 
     async def receive(self, timeout: float) -> bytes:
         """The next bytes (b"" at EOF); on timeout the connection is closed."""
@@ -124,12 +122,14 @@ class Transport:
     def alive(self) -> bool:
         """For pooled idle connections: False if the peer closed, reset or sent bytes."""
         try:
-            data = self.raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            self.raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
             return True
         except OSError:
             return False
-        return self.idle_bytes_ok and data != b""
+        # EOF, or bytes from a peer that has nothing to say: under TLS a close_notify
+        # alert (session tickets come with the first response and were read with it)
+        return False
 
 
 class SocketTransport(Transport):
@@ -238,7 +238,6 @@ class StreamTransport(Transport):
     """Any trio Stream (an SSLStream over a SocketStream, for TLS)."""
 
     __slots__ = ("stream", "peer", "local", "closed", "raw")
-    idle_bytes_ok = True
 
     def __init__(self, stream: trio.abc.Stream, raw: socket.socket) -> None:
         self.stream = stream

@@ -413,10 +413,7 @@ def test_tls_gateway_chain(tmp_path, pki, tls_gw):
 
 @pytest.mark.parametrize("close_notify", [
     False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "bug: transport.StreamTransport.alive() takes any pending bytes for a live TLS "
-        "connection (session tickets), so a pooled connection the backend closed with "
-        "close_notify + FIN is reused and a POST on it gets 502"))),
+    True,
 ])
 def test_pooled_tls_connection_closed_by_backend_is_replaced(tmp_path, pki, close_notify):
     """An https backend closes idle keep-alive connections after 0.2 s (FIN only, or a
