@@ -20,7 +20,6 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 import httpx

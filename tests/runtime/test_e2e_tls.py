@@ -436,3 +436,71 @@ def test_pooled_tls_connection_closed_by_backend_is_replaced(tmp_path, pki, clos
     finally:
         p.stop()
         b.close()
+
+
+# ---------------------------------------------------------------------------------------
+# 100 MiB over TLS, both ways (the TLS transport's own backpressure)
+# ---------------------------------------------------------------------------------------
+
+MiB = 1024 * 1024
+BIG = 100 * MiB
+BLOCK = hashlib.sha256(b"tls").digest() * (MiB // 32)
+
+
+def _serve_bytes(lsock: socket.socket) -> None:
+    """A plain backend: every request gets BIG bytes with Content-Length, then close."""
+    while True:
+        try:
+            conn, _ = lsock.accept()
+        except OSError:
+            return
+        with conn:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                buf += data
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nconnection: close\r\n"
+                             b"content-length: %d\r\n\r\n" % BIG)
+                for _ in range(BIG // MiB):
+                    conn.sendall(BLOCK)
+            except OSError:
+                pass
+
+
+def test_100mib_both_ways_over_tls(tmp_path, pki, echo):
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    threading.Thread(target=_serve_bytes, args=(lsock,), daemon=True).start()
+    cert, key = pki["default"]
+    cfg = {"listeners": [{"bind": "127.0.0.1:0", "tls": {"cert": cert, "key": key}}],
+           "backends": {"bytes": {"url": f"http://127.0.0.1:{lsock.getsockname()[1]}"},
+                        "echo": {"url": f"http://127.0.0.1:{echo.port}"}},
+           "apis": [{"name": "down", "path": "/down", "backend": "bytes"},
+                    {"name": "up", "path": "/up", "backend": "echo"}]}
+    p = start_gateway(tmp_path, cfg)
+    ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
+    expected = hashlib.sha256(BLOCK * 100).hexdigest()
+    try:
+        base = (p.rss_kib(), p.hwm_kib())
+        h = hashlib.sha256()
+        with httpx.stream("GET", f"{https(p)}/down", verify=ctx, timeout=60) as r:
+            assert r.headers["content-length"] == str(BIG)
+            for piece in r.iter_raw():
+                h.update(piece)
+        down = (p.rss_kib(), p.hwm_kib())
+        r = httpx.post(f"{https(p)}/up", content=(BLOCK for _ in range(100)), verify=ctx,
+                       timeout=60)
+        up = (p.rss_kib(), p.hwm_kib())
+    finally:
+        p.stop()
+        lsock.close()
+    print(f"\n[100 MiB over TLS] gateway RSS {base[0] / 1024:.1f} MiB; peak "
+          f"{base[1] / 1024:.1f} -> {down[1] / 1024:.1f} (download) -> "
+          f"{up[1] / 1024:.1f} MiB (chunked upload)")
+    assert h.hexdigest() == expected
+    assert (r.json()["body_length"], r.json()["body_sha256"]) == (BIG, expected)
+    assert up[1] - base[1] < 40 * 1024
