@@ -9,10 +9,16 @@ every byte received (`received`), how many connections were opened, and how each
 - `Blackhole()`: a loopback port that never answers a SYN (connect timeout);
 - `Backend("hang")`: accepts and reads, never answers;
 - `Backend("half")`: answers `Content-Length: 1000` and sends 500 bytes, then closes;
+- `Backend("stall")`: the same 500 of 1000 bytes, then neither sends nor closes;
+- `Backend("once")`: answers the first request of each connection; at the next one on the
+  same connection it closes without answering (a keep-alive connection that dies just as
+  the gateway reuses it);
 - `Backend("ok")`: records everything; answers each request with a small 200 (keep-alive)
   whose body is the request target (or `body=`);
 - `Backend("slow", delay=s)`: as "ok" after waiting `delay` seconds per request;
-- `Backend("stream")`: a chunked 200 whose chunks never end (every 10 ms) until the
+- `Backend("ok", idle_close=s)`: closes a keep-alive connection idle for `s` seconds;
+- `Backend("stream", interval=s)`: a chunked 200 whose 1 KB chunks never end (one every
+  `interval` seconds, 10 ms by default; 0: as fast as the gateway reads) until the
   gateway closes or resets the connection.
 
 Requests are framed by Content-Length or chunked encoding, enough for the gateway's
@@ -102,10 +108,13 @@ class Backend:
     """A purpose-built backend; use as a context manager.  See the module docstring."""
 
     def __init__(self, mode: str = "ok", *, delay: float = 0.0,
-                 body: Optional[bytes] = None) -> None:
-        assert mode in ("hang", "half", "ok", "slow", "stream"), mode
+                 body: Optional[bytes] = None, interval: float = 0.01,
+                 idle_close: Optional[float] = None) -> None:
+        assert mode in ("hang", "half", "stall", "once", "ok", "slow", "stream"), mode
         self.mode = mode
         self.delay = delay
+        self.interval = interval
+        self.idle_close = idle_close
         self.body = body
         self.conns: list[BackendConn] = []
         self._base = 0
@@ -154,7 +163,8 @@ class Backend:
         while time.monotonic() < deadline:
             if self.connections >= n:
                 return True
-            time.sleep(0.01)
+            if self.interval:
+                time.sleep(self.interval)
         return False
 
     # -- lifecycle --------------------------------------------------------------------
@@ -245,6 +255,8 @@ class Backend:
 
     def _serve(self, s: socket.socket, rec: BackendConn) -> None:
         buf = bytearray()
+        if self.idle_close:
+            s.settimeout(self.idle_close)   # a timeout in recv closes the connection
         try:
             if self.mode == "hang":
                 while True:
@@ -252,9 +264,16 @@ class Backend:
             while True:
                 target, buf = self._read_request(s, rec, buf)
                 rec.requests += 1
-                if self.mode == "half":
+                if self.mode in ("half", "stall"):
                     s.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"x" * 500)
+                    if self.mode == "stall":
+                        while True:
+                            self._recv(s, rec)
                     time.sleep(0.05)
+                    s.close()
+                    rec.finish("closed-by-us")
+                    return
+                if self.mode == "once" and rec.requests > 1:
                     s.close()
                     rec.finish("closed-by-us")
                     return
@@ -309,7 +328,8 @@ class Backend:
                 except (BrokenPipeError, ConnectionResetError):
                     rec.finish("reset")
                     return
-            time.sleep(0.01)
+            if self.interval:
+                time.sleep(self.interval)
 
 
 # -- raw clients: what a test needs to look at the bytes the gateway sends ------------------
