@@ -98,7 +98,11 @@ class HTTPStream:
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
                       reason: bytes = b"") -> None:
-        if self._drv.gateway_draining():
+        drv = self._drv
+        if drv.gateway_draining() or (not self.body_complete
+                                      and drv._body_done_id != self.stream_id):
+            # draining, or answering before the whole upload arrived: the rest of it
+            # would be read as the next request, so the connection ends with this answer
             headers = headers + [(b"connection", b"close")]
         self._drv.conn.send(Response(self.stream_id, status, headers, reason=reason))
         self.response_started = True

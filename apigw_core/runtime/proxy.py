@@ -187,12 +187,20 @@ async def _relay_with_upload(stream: HTTPStream, up: Upstream, timeout: float,
             body_error.append(exc)
             nursery.cancel_scope.cancel()
 
+    # Nothing may be raised out of the nursery block: trio (strict exception groups)
+    # would wrap it in an ExceptionGroup, which our callers do not catch.
+    failed: list[BaseException] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(pump)
-        await _relay_response(stream, up, timeout, False)
+        try:
+            await _relay_response(stream, up, timeout, False)
+        except (_BackendFailed, ClientGone) as exc:
+            failed.append(exc)
         nursery.cancel_scope.cancel()  # the answer is complete: stop reading the upload
     if body_error:
         raise body_error[0]
+    if failed:
+        raise failed[0]
 
 
 async def _relay_response(stream: HTTPStream, up: Upstream, timeout: float,
