@@ -143,6 +143,50 @@ class RawClient:
         return parse_frames(self.server.data_to_send(), self.dec)
 
 
+class RawServer:
+    """A hand-driven server in front of our ClientConnection."""
+
+    def __init__(self, client: Optional[ClientConnection] = None, **client_kw: object
+                 ) -> None:
+        self.client = client or ClientConnection(**client_kw)  # type: ignore[arg-type]
+        self.enc = Encoder()
+        self.dec = Decoder()
+        self.events: list[Event] = []
+        self.error: Optional[ProtocolError] = None
+
+    def handshake(self, settings: Optional[dict] = None) -> list[Frame]:
+        """Read the client preface; answer SETTINGS (+ ACK of the client's)."""
+        data = self.client.data_to_send()
+        assert data.startswith(PREFACE)
+        frames = parse_frames(data[len(PREFACE):], self.dec)
+        self.send_bytes(settings_frame(settings) + settings_frame(ack=True))
+        return frames + self.read()
+
+    def headers(self, stream_id: int, headers: Iterable[tuple[bytes, bytes]],
+                end_stream: bool = False, end_headers: bool = True) -> bytes:
+        flags = (["END_STREAM"] if end_stream else []) + (
+            ["END_HEADERS"] if end_headers else [])
+        return HeadersFrame(stream_id, self.enc.encode(list(headers)), flags=flags).serialize()
+
+    def send_bytes(self, data: bytes) -> list[Event]:
+        try:
+            evs = self.client.receive_data(data)
+            if self.client.pending_error is not None:
+                self.error = self.client.pending_error
+        except ProtocolError as exc:
+            self.error = exc
+            return []
+        self.events += evs
+        return evs
+
+    def send(self, *frames: object) -> list[Event]:
+        data = b"".join(f if isinstance(f, bytes) else f.serialize() for f in frames)
+        return self.send_bytes(data)
+
+    def read(self) -> list[Frame]:
+        return parse_frames(self.client.data_to_send(), self.dec)
+
+
 def parse_frames(data: bytes, dec: Optional[Decoder] = None) -> list[Frame]:
     frames = []
     pos = 0
@@ -165,7 +209,7 @@ def rsts(frames: list[Frame]) -> list[RstStreamFrame]:
     return [f for f in frames if isinstance(f, RstStreamFrame)]
 
 
-__all__ = ["Pair", "RawClient", "parse_frames", "settings_frame", "raw_frame", "goaways",
+__all__ = ["Pair", "RawClient", "RawServer", "parse_frames", "settings_frame", "raw_frame", "goaways",
            "rsts", "merge_data", "REQ", "POST", "PREFACE", "DataFrame", "HeadersFrame",
            "ContinuationFrame", "PingFrame", "PriorityFrame", "RstStreamFrame",
            "SettingsFrame", "WindowUpdateFrame", "GoAwayFrame"]
