@@ -193,7 +193,9 @@ class H1Driver:
                 if conn.pending_error is not None:  # a later pipelined request was bad
                     await self._protocol_error(conn.pending_error)
                     return
-                if conn.should_close or self._draining():
+                # draining: a connection accepted just before the drain still gets its
+                # first request served (its answer says connection: close)
+                if conn.should_close or (self._served and self._draining()):
                     return
                 if not await self._read_head():
                     return

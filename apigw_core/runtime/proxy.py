@@ -223,7 +223,8 @@ async def _relay_response(stream: HTTPStream, up: Upstream, timeout: float,
             if may_retry and not data and not got_any:
                 raise _Retry() from None
             raise _BackendFailed(502, exc.message) from None
-        got_any = True
+        if data:
+            got_any = True  # a response byte arrived: from now on, never retried
         for ev in events:
             t = ev.__class__
             if t is Data:
@@ -241,6 +242,8 @@ async def _relay_response(stream: HTTPStream, up: Upstream, timeout: float,
                 if ev.status_code not in (100, 101):  # type: ignore[attr-defined]
                     stream.send_informational(ev.status_code,  # type: ignore
                                               forward_response_headers(ev.headers))  # type: ignore
-            elif t is ConnectionClosed:
+            elif t is ConnectionClosed:  # EOF before any response byte
+                if may_retry and not got_any:
+                    raise _Retry()
                 raise _BackendFailed(502, "backend closed the connection before answering")
         await stream.flush()

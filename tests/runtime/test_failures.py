@@ -168,11 +168,6 @@ def test_backend_stalls_mid_body_client_aborted_at_the_timeout(env):
     assert c.done.wait(2) and c.end in ("eof", "reset"), c.end
 
 
-@pytest.mark.xfail(
-    reason="bug: proxy._relay_response: EOF before any response byte comes back from "
-    "ClientConnection as [ConnectionClosed], not a ProtocolError, and that branch raises "
-    "502 without looking at may_retry (got_any is also set for the empty read)",
-    strict=True)
 def test_reused_connection_dying_get_is_retried_on_a_new_one(env):
     """The backend closes a pooled connection just as the gateway reuses it: a GET
     without a body is safe to send again, on a fresh connection."""
