@@ -139,7 +139,9 @@ class H2Base:
             return []  # the peer sent GOAWAY with an error: what follows is moot
         if data.__class__ is not bytes:
             data = bytes(data)
-        h2events, exc = self._engine.receive(data)
+        eng = self._engine
+        refused = eng.refused
+        h2events, exc = eng.receive(data)
         out: list[Event] = []
         dispatch = self._dispatch
         try:
@@ -147,6 +149,8 @@ class H2Base:
                 handler = dispatch.get(ev.__class__)
                 if handler is not None:
                     handler(ev, out)
+            if eng.refused != refused and exc is None:
+                self._check_premature()
         except Calm as calm:
             self._engine._terminate_connection(calm.error_code)
             exc = calm
