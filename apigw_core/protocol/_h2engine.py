@@ -46,7 +46,7 @@ from typing import Optional
 
 from h2 import events as h2e
 from h2.config import H2Configuration
-from h2.connection import AllowedStreamIDs, H2Connection
+from h2.connection import AllowedStreamIDs, ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import DenialOfServiceError, FrameTooLargeError
 from h2.exceptions import ProtocolError as H2ProtocolError
@@ -189,6 +189,7 @@ class Engine(H2Connection):
         self.refused = 0            # streams refused for concurrency
         self.goaway_sent: Optional[int] = None      # graceful GOAWAY: its last stream id
         self.goaway_received: Optional[int] = None
+        self.failed = False         # we sent GOAWAY with an error: nothing more goes out
 
     def start(self, settings_header: Optional[bytes] = None, upgrade: bool = False) -> None:
         """Queue our preface (and open the connection window to its configured size)."""
@@ -225,8 +226,8 @@ class Engine(H2Connection):
             self._closed_streams[stream_id] = s.state_machine.stream_closed_by
 
     def _prepare_for_sending(self, frames: list) -> None:
-        if not frames:
-            return
+        if not frames or self.failed:
+            return  # nothing follows our GOAWAY for an error
         for f in frames:
             c = f.__class__
             if c is DataFrame:
@@ -250,6 +251,7 @@ class Engine(H2Connection):
         last = self.highest_inbound_stream_id if last_stream_id is None else last_stream_id
         if error_code:
             self.close_connection(error_code, debug or None, last)
+            self.failed = True
             return
         if self.goaway_sent is not None:
             last = min(last, self.goaway_sent)  # never raise it again (§6.8)
@@ -327,10 +329,15 @@ class Engine(H2Connection):
         return bool(sid) and (sid in self.streams or sid <= max(
             self.highest_inbound_stream_id, self.highest_outbound_stream_id))
 
+    def _terminate_connection(self, error_code: ErrorCodes) -> None:
+        super()._terminate_connection(error_code)
+        self.failed = True
+
     def reset_if_open(self, sid: int, code: int) -> None:
-        """RST_STREAM `sid` unless it is closed already (nothing may follow a close)."""
+        """RST_STREAM `sid` unless it (or the connection) is closed already."""
         s = self.streams.get(sid)
-        if s is not None and s.state_machine.state is not StreamState.CLOSED:
+        if (s is not None and s.state_machine.state is not StreamState.CLOSED
+                and self.state_machine.state is not ConnectionState.CLOSED):
             self.reset_stream(sid, code)
         self.reap(sid)
 
