@@ -299,6 +299,9 @@ class Engine(H2Connection):
                         break
                     try:
                         frame, _ = Frame.parse_frame_header(mv[pos:pos + 9])
+                    except InvalidDataError as exc:  # stream id wrong for the type
+                        raise H2ProtocolError(f"invalid frame: {exc}") from exc
+                    try:
                         frame.parse_body(mv[pos + 9:end])
                     except InvalidFrameError as exc:
                         if buf[pos + 3] == 2 and self._stream_known(frame.stream_id):
@@ -308,6 +311,8 @@ class Engine(H2Connection):
                             continue
                         raise _FrameSizeError(f"bad frame size: {exc}") from exc
                     except (InvalidDataError, InvalidPaddingError) as exc:
+                        if frame.__class__ is SettingsFrame:  # an ACK with a payload
+                            raise _FrameSizeError(f"invalid frame: {exc}") from exc
                         raise H2ProtocolError(f"invalid frame: {exc}") from exc
                     pos = end
                     frame = self._guard(frame, length)
