@@ -69,6 +69,8 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from ._h2hpack import FastDecoder, FastEncoder
+
 __all__ = ["H2Limits", "Engine", "PREFACE", "Calm"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -158,6 +160,8 @@ class Engine(H2Connection):
             validate_outbound_headers=False, normalize_outbound_headers=False,
             validate_inbound_headers=False, normalize_inbound_headers=False))
         self.limits = limits
+        self.encoder = FastEncoder()
+        self.decoder = FastDecoder()
         initial = {
             SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
             SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,

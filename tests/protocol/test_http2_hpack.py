@@ -1,0 +1,112 @@
+"""Our HPACK fast paths against hpack itself: for any sequence of header lists (with table
+hits, evictions, sensitive fields, size changes) the encoder emits the same bytes, and for
+any block (valid or not) the decoder gives the same headers, table and exception."""
+
+from __future__ import annotations
+
+import os
+import timeit
+
+from hpack import Decoder, Encoder, HeaderTuple, NeverIndexedHeaderTuple
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from apigw_core.protocol._h2hpack import FastDecoder, FastEncoder
+
+DIFF = settings(max_examples=int(os.environ.get("H2FUZZ", 500)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+NAMES = [b":method", b":path", b":authority", b"accept", b"cookie", b"x-a", b"x-b",
+         b"authorization", b"content-type", b"x-long-name-" * 3]
+VALUES = [b"GET", b"/", b"/x", b"", b"a", b"text/html", b"v" * 100, b"v" * 1500,
+          b"\xff\x00bin"]
+
+header = st.builds(
+    lambda n, v, kind: (HeaderTuple(n, v) if kind == 1 else NeverIndexedHeaderTuple(n, v)
+                        if kind == 2 else (n, v, True) if kind == 3 else (n, v)),
+    st.sampled_from(NAMES) | st.binary(max_size=12),
+    st.sampled_from(VALUES) | st.binary(max_size=40),
+    st.integers(0, 3))
+step = st.one_of(st.lists(header, max_size=8).map(lambda h: ("headers", h)),
+                 st.sampled_from([0, 64, 256, 1024, 4096]).map(lambda s: ("size", s)))
+
+
+def table_state(t):
+    return list(t.dynamic_entries), t._current_size, t.maxsize
+
+
+@DIFF
+@given(st.lists(step, max_size=12), st.booleans())
+def test_encoder_matches_hpack(steps, huffman):
+    ours, ref = FastEncoder(), Encoder()
+    for kind, arg in steps:
+        if kind == "size":
+            ours.header_table_size = ref.header_table_size = arg
+            continue
+        assert ours.encode(arg, huffman) == ref.encode(arg, huffman)
+        assert table_state(ours.header_table) == table_state(ref.header_table)
+
+
+def outcome(dec, block):
+    try:
+        return ("ok", [(type(h), tuple(h)) for h in dec.decode(block, raw=True)],
+                table_state(dec.header_table))
+    except Exception as exc:  # the exception type is what is compared
+        return ("error", type(exc))
+
+
+@DIFF
+@given(st.lists(step, max_size=8), st.integers(0, 4096), st.integers(30, 3000))
+def test_decoder_matches_hpack_on_valid_blocks(steps, allowed, limit):
+    enc = Encoder()
+    ours, ref = FastDecoder(), Decoder()
+    for d in (ours, ref):
+        d.max_allowed_table_size = allowed
+        d.max_header_list_size = limit
+    for kind, arg in steps:
+        if kind == "size":
+            enc.header_table_size = arg
+            continue
+        block = enc.encode(arg)
+        a, b = outcome(ours, block), outcome(ref, block)
+        assert a == b
+        if a[0] == "error":
+            break
+
+
+@DIFF
+@given(st.lists(st.binary(max_size=30) | st.sampled_from(
+    [b"\x82\x86\x84", b"\xbe", b"\xff\x80\x01", b"\x3f\xe1\x1f", b"\x20", b"\x40\x01a\x01b",
+     b"\x10\x01a\x81\xff", b"\x0f\x2f\x01x"]), max_size=6))
+def test_decoder_matches_hpack_on_any_bytes(blocks):
+    ours, ref = FastDecoder(), Decoder()
+    for block in blocks:
+        a, b = outcome(ours, block), outcome(ref, block)
+        assert a == b
+        if a[0] == "error":
+            break
+
+
+def test_eviction_keeps_the_index_maps_small():
+    enc = FastEncoder()
+    for i in range(10_000):
+        enc.encode([(b":path", b"/item/%d" % i)])
+    t = enc.header_table
+    assert len(t._full) == len(t.dynamic_entries) < 200
+    assert len(t._names) == 1
+
+
+def test_fast_paths_are_faster():
+    req = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"example.com"),
+           (b":path", b"/orders/7"), (b"user-agent", b"bench/1"), (b"accept", b"*/*")]
+
+    def cost(enc_cls, dec_cls):
+        e, d = enc_cls(), dec_cls()
+        d.decode(e.encode(req), raw=True)
+        block = e.encode(req)
+        d.decode(block, raw=True)
+        te = min(timeit.repeat(lambda: e.encode(req), number=2000, repeat=5))
+        td = min(timeit.repeat(lambda: d.decode(block, raw=True), number=2000, repeat=5))
+        return te, td
+
+    (fe, fd), (re, rd) = cost(FastEncoder, FastDecoder), cost(Encoder, Decoder)
+    assert fe < 0.7 * re and fd < 0.7 * rd, (fe, re, fd, rd)
