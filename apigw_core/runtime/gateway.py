@@ -21,11 +21,14 @@ import trio
 from ..gateway.config import GatewayConfig, ListenerConfig
 from ..gateway.forwarding import RequestIds
 from ..gateway.router import Router
+from ..protocol.alpn import H2, HTTP11, alpn_protocols, protocol_from_alpn, sniff
 from .h1server import H1Driver, HTTPStream
+from .h2server import H2Driver
 from .listeners import ConnectionLimit, accept_loop, bind_socket
 from .proxy import proxy_handler
 from .tls import server_ssl_context
-from .transport import SocketTransport, StreamTransport, Transport, Watchdog
+from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
+                        TransportTimeout, Watchdog)
 from .upstream import UpstreamPool
 
 __all__ = ["Gateway"]
@@ -48,7 +51,7 @@ class Gateway:
         self.addresses: list[tuple[str, int]] = []      # bound listener addresses
         self.admin_address: Optional[tuple[str, int]] = None
         self.limit = ConnectionLimit(config.server.max_connections)
-        self._drivers: set[H1Driver] = set()
+        self._drivers: set = set()  # H1Driver / H2Driver
         self._stop = trio.Event()
         self._ready = False
         self._handler = proxy_handler(self)
@@ -113,25 +116,54 @@ class Gateway:
     # -- connections ---------------------------------------------------------------------
 
     def _serve_for(self, lc: ListenerConfig):
+        """The connection handler of one listener: TLS or not, then the protocol (ALPN
+        over TLS; the client preface, or an `Upgrade: h2c`, over cleartext h2c)."""
         settings = self.config.server
         handler = self._handler
         draining = self._is_draining
-        ctx = server_ssl_context(lc.tls) if lc.tls is not None else None
+        http1 = "http1" in lc.protocols
+        ctx = (server_ssl_context(lc.tls, alpn_protocols("h2" in lc.protocols, http1))
+               if lc.tls is not None else None)
+        h2c = "h2c" in lc.protocols
 
         async def serve(sock: socket.socket, addr: tuple) -> None:
-            if ctx is None:
-                transport: Transport = SocketTransport(sock, addr, self.watchdog)
-                scheme = b"http"
-            else:
+            if ctx is not None:
                 t = await _tls_accept(sock, ctx, settings.head_timeout)
                 if t is None:
                     return
-                transport, scheme = t, b"https"
-            await self._drive(H1Driver(transport, handler, settings, scheme, draining))
+                alpn = t.stream.selected_alpn_protocol()  # type: ignore[attr-defined]
+                if protocol_from_alpn(alpn) == H2:
+                    await self._drive(H2Driver(t, handler, settings, b"https", draining))
+                elif http1:
+                    await self._drive(H1Driver(t, handler, settings, b"https", draining))
+                else:
+                    await t.close()
+                return
+            transport = SocketTransport(sock, addr, self.watchdog)
+            initial = b""
+            if h2c:  # prior knowledge: the client preface, or else HTTP/1.1
+                proto = None
+                while proto is None:
+                    try:
+                        data = await transport.receive(settings.head_timeout)
+                    except (TransportTimeout, TransportClosed):
+                        await transport.close()
+                        return
+                    initial += data
+                    proto = sniff(initial) if data else HTTP11
+                if proto == H2:
+                    await self._drive(H2Driver(transport, handler, settings, b"http",
+                                               draining, initial=initial))
+                    return
+            if not http1:
+                await transport.close()
+                return
+            await self._drive(H1Driver(transport, handler, settings, b"http", draining,
+                                       initial=initial, h2c=h2c))
 
         return serve
 
-    async def _drive(self, drv: H1Driver) -> None:
+    async def _drive(self, drv: "H1Driver | H2Driver") -> None:
         self._drivers.add(drv)
         try:
             await drv.run()

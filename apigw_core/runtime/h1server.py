@@ -143,12 +143,17 @@ class H1Driver:
     """Runs one HTTP/1.1 connection until it closes.  See the module docstring."""
 
     __slots__ = ("transport", "conn", "handler", "settings", "scheme", "_events", "_i",
-                 "_draining", "idle", "_body_done_id", "_served", "_wlock")
+                 "_draining", "idle", "_body_done_id", "_served", "_wlock", "_initial",
+                 "h2c", "upgraded")
 
     def __init__(self, transport: Transport, handler: Handler, settings: "ServerConfig",
                  scheme: bytes = b"http",
-                 draining: Callable[[], bool] = lambda: False) -> None:
+                 draining: Callable[[], bool] = lambda: False, *, initial: bytes = b"",
+                 h2c: bool = False) -> None:
         self.transport = transport
+        self._initial = initial  # bytes already read from the transport (protocol sniffing)
+        self.h2c = h2c           # honour `Upgrade: h2c` (a cleartext listener with h2c)
+        self.upgraded: Optional[object] = None  # the H2Driver after an h2c upgrade
         self.handler = handler
         self.settings = settings
         self.scheme = scheme
@@ -171,7 +176,9 @@ class H1Driver:
 
     def close_if_idle(self) -> None:
         """Graceful shutdown: end the connection now if no request is in progress."""
-        if self.idle:
+        if self.upgraded is not None:
+            self.upgraded.close_if_idle()  # type: ignore[attr-defined]
+        elif self.idle:
             self.transport.expire()
 
     # -- the loop ------------------------------------------------------------------------
@@ -214,6 +221,9 @@ class H1Driver:
                 complete = nxt.__class__ is EndOfMessage or (
                     nxt.__class__ is Data and i + 2 < len(events)
                     and events[i + 2].__class__ is EndOfMessage)
+                if ev.upgrade == b"h2c" and self.h2c and complete:  # type: ignore
+                    if await self._upgrade_h2c(ev):  # type: ignore[arg-type]
+                        return
                 stream = HTTPStream(self, ev, complete)  # type: ignore[arg-type]
                 self._served += 1
                 await self._serve(stream)
@@ -225,6 +235,35 @@ class H1Driver:
             elif t is ConnectionClosed:
                 return
             # Data / EndOfMessage of an answered request were skipped by _skip_body
+
+    async def _upgrade_h2c(self, req: Request) -> bool:
+        """`Upgrade: h2c` (RFC 7540 §3.2): answer 101 and go on as HTTP/2, the request
+        becoming stream 1; False (plain HTTP/1.1 goes on) when the upgrade is not valid."""
+        from ..protocol.alpn import h2c_settings
+        from ..protocol.http2 import ServerConnection as H2ServerConnection
+        from .h2server import H2Driver, h2_limits
+
+        if h2c_settings(req) is None:
+            return False
+        body = []
+        i = self._i
+        while i < len(self._events) and self._events[i].__class__ is Data:
+            body.append(self._events[i].data)  # type: ignore[attr-defined]
+            i += 1
+        try:
+            h2conn, first = H2ServerConnection.from_h1_upgrade(
+                req, self.conn.trailing_data, body=b"".join(body),
+                limits=h2_limits(self.settings), clock=trio.current_time)
+        except ProtocolError:
+            return False
+        self.conn.send(InformationalResponse(req.stream_id, 101, [
+            (b"connection", b"Upgrade"), (b"upgrade", b"h2c")]))
+        await self.flush()
+        drv = H2Driver(self.transport, self.handler, self.settings, self.scheme,
+                       self._draining, conn=h2conn, first_events=first)
+        self.upgraded = drv
+        await drv.run()
+        return True
 
     async def _serve(self, stream: HTTPStream) -> None:
         try:
@@ -281,13 +320,16 @@ class H1Driver:
         # earned by a first request, or slowloris would hold sockets for idle_timeout.
         # A timeout here ends the connection silently (nginx, Envoy), so the transport's
         # cheap watchdog timeout fits; a graceful shutdown expires idle transports too.
-        self.idle = True
-        try:
-            data = await t.receive(s.idle_timeout if self._served else s.head_timeout)
-        except (TransportTimeout, TransportClosed):
-            return False
-        finally:
-            self.idle = False
+        if self._initial:
+            data, self._initial = self._initial, b""
+        else:
+            self.idle = True
+            try:
+                data = await t.receive(s.idle_timeout if self._served else s.head_timeout)
+            except (TransportTimeout, TransportClosed):
+                return False
+            finally:
+                self.idle = False
         deadline = None
         while True:
             try:

@@ -1,7 +1,8 @@
 """Server-side TLS contexts: certificate and key from files, SNI, ALPN.
 
-ALPN offers `http/1.1` only until HTTP/2 lands (issue 4); a client that offers nothing we
-speak still gets HTTP/1.1 (RFC 7301 lets the server pick no protocol).  SNI picks the
+ALPN offers what the listener's `protocols` allow, `h2` first (the client's choice among
+them decides; RFC 7301); a client that offers nothing we speak, or no ALPN at all, gets
+HTTP/1.1 (when the listener speaks it).  SNI picks the
 certificate configured for the name the client asked for, else the listener's default; a
 `*.suffix` entry covers any name under the suffix (not the suffix itself), the longest
 matching suffix winning over shorter ones and an exact entry over any wildcard, as the
@@ -11,6 +12,7 @@ router does for API hosts and Envoy for `server_names`.
 from __future__ import annotations
 
 import ssl
+from typing import Sequence
 
 from ..gateway.config import TLSConfig
 
@@ -19,25 +21,26 @@ __all__ = ["server_ssl_context", "ALPN_PROTOCOLS"]
 ALPN_PROTOCOLS = ["http/1.1"]
 
 
-def _context(cert: str, key: str) -> ssl.SSLContext:
+def _context(cert: str, key: str, alpn: Sequence[str]) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols(ALPN_PROTOCOLS)
+    ctx.set_alpn_protocols(list(alpn))
     return ctx
 
 
-def server_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
-    ctx = _context(tls.cert, tls.key)
+def server_ssl_context(tls: TLSConfig, alpn: Sequence[str] = ALPN_PROTOCOLS
+                       ) -> ssl.SSLContext:
+    ctx = _context(tls.cert, tls.key, alpn)
     if tls.sni:
         exact: dict[str, ssl.SSLContext] = {}
         wild: list[tuple[str, ssl.SSLContext]] = []     # (".suffix", context)
         for name, (c, k) in tls.sni.items():
             name = name.lower().rstrip(".")
             if name.startswith("*."):
-                wild.append((name[1:], _context(c, k)))
+                wild.append((name[1:], _context(c, k, alpn)))
             else:
-                exact[name] = _context(c, k)
+                exact[name] = _context(c, k, alpn)
         wild.sort(key=lambda w: len(w[0]), reverse=True)
 
         def pick(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:

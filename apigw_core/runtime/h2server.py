@@ -1,0 +1,382 @@
+"""The HTTP/2 connection driver (server side): streams as tasks, one writer per connection.
+
+Strategy (DESIGN.md "one writer per connection").  Three kinds of task share one
+`http2.ServerConnection`, which is sans-IO and synchronous, so no lock is needed around it:
+- the reader (the connection's own task) feeds received bytes to the connection and hands
+  each event to its stream: a Request starts a stream task, Data / EndOfMessage go to that
+  stream's queue, a StreamReset cancels its task;
+- one task per stream runs the request handler with an `H2Stream`, which has the same verbs
+  as the HTTP/1.1 `HTTPStream`, so the proxy does not know which protocol carries it;
+- the writer is the only task that writes to the transport: it sleeps until kicked, then
+  writes whatever `data_to_send()` frames (two tasks writing one trio stream at once raise
+  BusyResourceError; one writer cannot).
+
+Flow control ties a stream to its client's pace.  Inbound: a Data event's credit is given
+back (`acknowledge_received`) only when the handler takes it from the queue, so a slow
+backend stops the client after one stream window (64 KiB) per stream.  Outbound:
+`H2Stream.flush()` waits while the client's windows leave no room for this stream
+(`available() == 0`), so at most one window plus one read buffer is queued per stream;
+a client that never opens its window is dropped after `write_timeout`.
+
+Timeouts: `idle_timeout` while no stream is open (then GOAWAY and close, as Envoy), none on
+the connection while streams run (a long download is not idle), `body_timeout` for a
+stream waiting for its request body (408), `write_timeout` for a stalled writer.
+Graceful shutdown sends GOAWAY(NO_ERROR) once, lets open streams finish, then closes.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
+
+import trio
+
+from ..gateway.replies import json_error
+from ..protocol import (
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    InformationalResponse,
+    ProtocolError,
+    Request,
+    Response,
+    StreamReset,
+)
+from ..protocol.http2 import H2Limits, ServerConnection
+from .h1server import BodyError, ClientGone, Handler
+from .transport import Transport, TransportClosed, TransportTimeout
+
+if TYPE_CHECKING:
+    from ..gateway.config import ServerConfig
+
+__all__ = ["H2Driver", "H2Stream", "h2_limits"]
+
+log = logging.getLogger("apigw_core.runtime")
+
+_NO_ERROR, _INTERNAL_ERROR = 0, 2
+_FOREVER = 365 * 86400.0
+
+
+def h2_limits(settings: "ServerConfig") -> H2Limits:
+    """HTTP/2 limits for a listener: H2Limits' defaults (Envoy's edge values), with the
+    header list capped like an HTTP/1.1 head."""
+    return H2Limits(max_header_list_size=settings.max_head)
+
+
+class H2Stream:
+    """One HTTP/2 request as a handler sees it: the verbs of `h1server.HTTPStream`."""
+
+    __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
+                 "response_started", "response_complete", "_sent_100", "_queue", "_lot",
+                 "reset_code", "body_done", "eom_received", "scope", "no_credit")
+
+    def __init__(self, drv: "H2Driver", request: Request) -> None:
+        self._drv = drv
+        self.request = request
+        self.stream_id = request.stream_id
+        self.client = drv.transport.peer
+        self.scheme = drv.scheme
+        self.body_complete = False  # the whole body was here when the handler started
+        self.eom_received = False   # the client ended its side of the stream
+        self.body_done = False      # the handler took the EndOfMessage
+        self.response_started = False
+        self.response_complete = False
+        self._sent_100 = False
+        self._queue: collections.deque = collections.deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self.reset_code: Optional[int] = None
+        self.scope: Optional[trio.CancelScope] = None
+        self.no_credit = 0  # body bytes that came through an h2c upgrade, not DATA frames
+
+    def _feed(self, ev: Event) -> None:
+        self._queue.append(ev)
+        if ev.__class__ is EndOfMessage:
+            self.eom_received = True
+        self._lot.unpark_all()
+
+    # -- request body --------------------------------------------------------------------
+
+    async def receive_body(self) -> Event:
+        """The next Data or EndOfMessage; its flow-control credit goes back to the client
+        now that it has been taken."""
+        q = self._queue
+        if not q:
+            if self.body_done:
+                raise RuntimeError("request body already consumed")
+            await self.continue_()
+            with trio.move_on_after(self._drv.settings.body_timeout):
+                while not q:
+                    if self.reset_code is not None or self._drv.dead:
+                        raise ClientGone("stream reset while sending the body")
+                    await self._lot.park()
+            if not q:
+                raise BodyError(408, "request body not received in time")
+        ev = q.popleft()
+        if ev.__class__ is Data:
+            n = len(ev.data)
+            if self.no_credit:
+                free = min(n, self.no_credit)
+                self.no_credit -= free
+                n -= free
+            if n:
+                drv = self._drv
+                drv.conn.acknowledge_received(self.stream_id, n)
+                drv.kick()
+        else:
+            self.body_done = True
+        return ev
+
+    async def continue_(self) -> None:
+        if self.request.expect_continue and not self._sent_100 and not self.response_started:
+            self._sent_100 = True
+            self._drv.conn.send(InformationalResponse(self.stream_id, 100, []))
+            self._drv.kick()
+
+    # -- response ------------------------------------------------------------------------
+
+    def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
+                      reason: bytes = b"") -> None:
+        self._drv.conn.send(Response(self.stream_id, status, headers))
+        self.response_started = True
+
+    def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        if status != 101:
+            self._drv.conn.send(InformationalResponse(self.stream_id, status, headers))
+
+    def send_data(self, data: bytes) -> None:
+        if data:
+            self._drv.conn.send(Data(self.stream_id, data))
+
+    def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        self._drv.conn.send(EndOfMessage(self.stream_id, trailers))
+        self.response_complete = True
+
+    async def flush(self) -> None:
+        """Let the writer frame what is queued, and wait while the client's windows leave
+        this stream no room (backpressure)."""
+        drv = self._drv
+        drv.kick()
+        if self.response_complete:
+            return
+        conn = drv.conn
+        sid = self.stream_id
+        if conn.available(sid) > 0:
+            return
+        with trio.move_on_after(drv.settings.write_timeout):
+            while conn.available(sid) <= 0:
+                if self.reset_code is not None or drv.dead:
+                    raise ClientGone("stream reset")
+                await drv.window_lot.park()
+            return
+        raise ClientGone("client did not open its flow-control window in time")
+
+    async def reply(self, status: int, headers: list[tuple[bytes, bytes]],
+                    body: bytes = b"") -> None:
+        self.send_response(status, headers)
+        self.send_data(body)
+        self.send_end()
+        await self.flush()
+
+    async def error(self, status: int, message: str,
+                    request_id: Optional[bytes] = None) -> None:
+        headers, body = json_error(status, message, request_id)
+        await self.reply(status, headers, body)
+
+
+class H2Driver:
+    """Runs one HTTP/2 connection until it closes.  See the module docstring."""
+
+    def __init__(self, transport: Transport, handler: Handler, settings: "ServerConfig",
+                 scheme: bytes = b"https", draining: Callable[[], bool] = lambda: False,
+                 *, conn: Optional[ServerConnection] = None, initial: bytes = b"",
+                 first_events: Sequence[Event] = ()) -> None:
+        self.transport = transport
+        self.handler = handler
+        self.settings = settings
+        self.scheme = scheme
+        self.conn = conn if conn is not None else ServerConnection(
+            limits=h2_limits(settings), clock=trio.current_time)
+        self._draining = draining
+        self._initial = initial
+        self._first_events = list(first_events)
+        self.streams: dict[int, H2Stream] = {}
+        self.dead = False
+        self.window_lot = trio.lowlevel.ParkingLot()  # streams waiting for window room
+        self._kick_lot = trio.lowlevel.ParkingLot()   # the writer, waiting for work
+        self._writer_done = trio.Event()
+        self._final = False
+        self._goaway_sent = False
+        self._nursery: Optional[trio.Nursery] = None
+
+    # -- for the gateway -----------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        return not self.streams
+
+    def close_if_idle(self) -> None:
+        """Graceful shutdown: GOAWAY once; close when no stream is left."""
+        if not self._goaway_sent:
+            self._goaway_sent = True
+            self.conn.close(_NO_ERROR)
+            self.kick()
+        elif not self.streams:
+            self.transport.expire()
+
+    def kick(self) -> None:
+        self._kick_lot.unpark_all()
+
+    # -- the tasks -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._writer)
+                await self._reader()
+                # flush what the connection still has to say (GOAWAY), then stop
+                self._final = True
+                self.kick()
+                with trio.move_on_after(self.settings.write_timeout):
+                    await self._writer_done.wait()
+                self.dead = True
+                nursery.cancel_scope.cancel()
+        finally:
+            self.dead = True
+            await self.transport.close()
+
+    async def _reader(self) -> None:
+        conn = self.conn
+        t = self.transport
+        s = self.settings
+        data = self._initial
+        if self._first_events:  # after an h2c upgrade: stream 1 is the HTTP/1.1 request
+            self._dispatch(self._first_events)
+            for ev in self._first_events:
+                st = self.streams.get(1)
+                if ev.__class__ is Data and ev.stream_id == 1 and st is not None:  # type: ignore
+                    st.no_credit += len(ev.data)  # type: ignore[attr-defined]
+        elif data:
+            if not await self._receive(data):
+                return
+        while True:
+            self.kick()
+            if conn.should_close:
+                return
+            timeout = s.idle_timeout if not self.streams else _FOREVER
+            try:
+                data = await t.receive(timeout)
+            except TransportTimeout:
+                if not self.streams and not self.dead:
+                    conn.close(_NO_ERROR)  # idle: say so before closing (Envoy)
+                return
+            except TransportClosed:
+                self._lost()
+                return
+            if not await self._receive(data):
+                return
+            if not data:
+                self._lost()
+                return
+
+    async def _receive(self, data: bytes) -> bool:
+        try:
+            events = self.conn.receive_data(data)
+        except ProtocolError as exc:  # GOAWAY is queued by the connection
+            log.debug("HTTP/2 connection error: %s", exc)
+            self._lost()
+            return False
+        if events:
+            self._dispatch(events)
+        self.window_lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+        return True
+
+    def _dispatch(self, events: Sequence[Event]) -> None:
+        streams = self.streams
+        conn = self.conn
+        for ev in events:
+            t = ev.__class__
+            if t is Request:
+                st = H2Stream(self, ev)  # type: ignore[arg-type]
+                streams[st.stream_id] = st
+                self._nursery.start_soon(self._serve, st)  # type: ignore[union-attr]
+            elif t is Data or t is EndOfMessage:
+                st = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+                if st is not None:
+                    st._feed(ev)
+                elif t is Data:  # its handler is gone: return the credit at once
+                    conn.acknowledge_received(ev.stream_id, len(ev.data))  # type: ignore
+            elif t is StreamReset:
+                st = streams.get(ev.stream_id)  # type: ignore[attr-defined]
+                if st is not None:
+                    st.reset_code = ev.error_code  # type: ignore[attr-defined]
+                    st._lot.unpark_all()
+                    if st.scope is not None:
+                        st.scope.cancel()
+            elif t is ConnectionClosed and ev.error_code:  # type: ignore[attr-defined]
+                self._lost()
+
+    def _lost(self) -> None:
+        """The connection is over: every stream task stops."""
+        self.dead = True
+        for st in self.streams.values():
+            st._lot.unpark_all()
+            if st.scope is not None:
+                st.scope.cancel()
+        self.window_lot.unpark_all()
+
+    async def _serve(self, st: H2Stream) -> None:
+        conn = self.conn
+        sid = st.stream_id
+        try:
+            with trio.CancelScope() as scope:
+                st.scope = scope
+                # a body that is all here already (at most one stream window: we have
+                # not given credit back) may be kept whole and replayed by the proxy
+                st.body_complete = st.eom_received
+                try:
+                    await self.handler(st)  # type: ignore[arg-type]
+                except BodyError as exc:
+                    if not st.response_started and not self.dead:
+                        await st.error(exc.status, exc.message)
+                except ClientGone:
+                    pass
+                except Exception:  # a bug in a handler must not show on the wire
+                    log.exception("handler failed for %r", st.request.target)
+                    if not st.response_started and not self.dead:
+                        await st.error(500, "internal error")
+        finally:
+            del self.streams[sid]
+            if not self.dead:
+                if not st.response_complete:
+                    if st.reset_code is None:  # we gave up (backend failed mid-answer)
+                        conn.send(StreamReset(sid, _INTERNAL_ERROR))
+                elif not st.eom_received:
+                    # answered before the upload ended: tell the client to stop sending
+                    # (RFC 9113 §8.1)
+                    conn.send(StreamReset(sid, _NO_ERROR))
+                self.kick()
+            if self._draining() and not self._goaway_sent:
+                self.close_if_idle()
+
+    async def _writer(self) -> None:
+        conn = self.conn
+        t = self.transport
+        timeout = self.settings.write_timeout
+        try:
+            while True:
+                data = conn.data_to_send()
+                if data:
+                    self.window_lot.unpark_all()  # framing freed queue room
+                    await t.send(data, timeout)
+                    continue
+                if self._final:
+                    return
+                await self._kick_lot.park()
+        except (TransportClosed, TransportTimeout):
+            self._lost()
+        finally:
+            self._writer_done.set()
