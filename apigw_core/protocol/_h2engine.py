@@ -45,12 +45,17 @@ from dataclasses import dataclass
 from typing import Optional
 
 from h2 import events as h2e
-from h2.config import H2Configuration
-from h2.connection import AllowedStreamIDs, ConnectionState, H2Connection
+from h2.connection import (
+    AllowedStreamIDs,
+    ConnectionInputs,
+    ConnectionState,
+    H2Connection,
+    _decode_headers,
+)
 from h2.errors import ErrorCodes
 from h2.exceptions import DenialOfServiceError, FrameTooLargeError
 from h2.exceptions import ProtocolError as H2ProtocolError
-from h2.exceptions import StreamClosedError, StreamIDTooLowError
+from h2.exceptions import StreamClosedError, StreamIDTooLowError, TooManyStreamsError
 from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream, StreamClosedBy, StreamState
 from hpack import HPACKError
@@ -69,6 +74,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from ._h2fast import FastConfig, FastConnectionStateMachine, FastStream, FastStreamStateMachine
 from ._h2hpack import FastDecoder, FastEncoder
 
 __all__ = ["H2Limits", "Engine", "PREFACE", "Calm"]
@@ -135,18 +141,9 @@ class _FrameSizeError(H2ProtocolError):
     error_code = ErrorCodes.FRAME_SIZE_ERROR
 
 
-class _Stream(H2Stream):
-    """h2's stream without its content-length checks: the wrapper makes a mismatch a
-    stream error (RFC 9113 §8.1.1) instead of h2's connection error."""
-
-    def _initialize_content_length(self, headers: object) -> None:
-        pass
-
-    def _track_content_length(self, length: int, end_stream: bool) -> None:
-        pass
-
-
 _CONTROL_REPLIES = (PingFrame, SettingsFrame, RstStreamFrame)
+_SEND_HEADERS = ConnectionInputs.SEND_HEADERS
+_RECV_HEADERS = ConnectionInputs.RECV_HEADERS
 _REMOTE_OPEN = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
 
 
@@ -155,10 +152,11 @@ class Engine(H2Connection):
     `goaway_sent` and `goaway_received`; the rest is h2's."""
 
     def __init__(self, client_side: bool, limits: H2Limits) -> None:
-        super().__init__(H2Configuration(
-            client_side=client_side, header_encoding=None,
-            validate_outbound_headers=False, normalize_outbound_headers=False,
-            validate_inbound_headers=False, normalize_inbound_headers=False))
+        super().__init__(FastConfig(client_side))
+        self.state_machine.__class__ = FastConnectionStateMachine
+        self._our_parity = int(client_side)
+        self._our_ids = AllowedStreamIDs(client_side)
+        self._peer_ids = AllowedStreamIDs(not client_side)
         self.limits = limits
         self.encoder = FastEncoder()
         self.decoder = FastDecoder()
@@ -200,7 +198,8 @@ class Engine(H2Connection):
         if upgrade:
             self.initiate_upgrade_connection(settings_header)
             if 1 in self.streams:
-                self.streams[1].__class__ = _Stream
+                self.streams[1].__class__ = FastStream
+                self.streams[1].state_machine.__class__ = FastStreamStateMachine
                 self.opened = 1
         else:
             self.initiate_connection()
@@ -210,11 +209,67 @@ class Engine(H2Connection):
 
     # -- bookkeeping overrides -----------------------------------------------------------
 
+    # h2's stream creation and HEADERS paths, in h2's order, without per-call enum
+    # constructions and logging; streams are FastStreams (see _h2fast).
+
     def _begin_new_stream(self, stream_id: int, allowed_ids: AllowedStreamIDs) -> H2Stream:
-        s = super()._begin_new_stream(stream_id, allowed_ids)
-        s.__class__ = _Stream
+        outbound = stream_id % 2 == self._our_parity
+        highest = (self.highest_outbound_stream_id if outbound
+                   else self.highest_inbound_stream_id)
+        if stream_id <= highest:
+            raise StreamIDTooLowError(stream_id, highest)
+        if stream_id % 2 != int(allowed_ids):
+            raise H2ProtocolError("Invalid stream ID for peer.")
+        s = FastStream(stream_id, config=self.config,
+                       inbound_window_size=self.local_settings.initial_window_size,
+                       outbound_window_size=self.remote_settings.initial_window_size)
+        s.state_machine.__class__ = FastStreamStateMachine
+        s.max_outbound_frame_size = self.max_outbound_frame_size
+        self.streams[stream_id] = s
+        if outbound:
+            self.highest_outbound_stream_id = stream_id
+        else:
+            self.highest_inbound_stream_id = stream_id
         self.opened += 1
         return s
+
+    def send_headers(self, stream_id: int, headers: list, end_stream: bool = False,
+                     priority_weight: Optional[int] = None,
+                     priority_depends_on: Optional[int] = None,
+                     priority_exclusive: Optional[bool] = None) -> None:
+        if not (priority_weight is None and priority_depends_on is None
+                and priority_exclusive is None):
+            return super().send_headers(stream_id, headers, end_stream, priority_weight,
+                                        priority_depends_on, priority_exclusive)
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            max_open = self.remote_settings.max_concurrent_streams
+            if self.open_outbound_streams + 1 > max_open:
+                raise TooManyStreamsError(f"Max outbound streams is {max_open}")
+            self.state_machine.process_input(_SEND_HEADERS)
+            stream = self._begin_new_stream(stream_id, self._our_ids)
+        else:
+            self.state_machine.process_input(_SEND_HEADERS)
+        self._prepare_for_sending(stream.send_headers(headers, self.encoder, end_stream))
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list, list]:
+        sid = frame.stream_id
+        stream = self.streams.get(sid)
+        if stream is None:
+            max_open = self.local_settings.max_concurrent_streams
+            if self.open_inbound_streams + 1 > max_open:
+                raise TooManyStreamsError(f"Max inbound streams is {max_open}")
+        headers = _decode_headers(self.decoder, frame.data)
+        events = self.state_machine.process_input(_RECV_HEADERS)
+        if stream is None:
+            stream = self._begin_new_stream(sid, self._peer_ids)
+        flags = frame.flags
+        frames, stream_events = stream.receive_headers(headers, "END_STREAM" in flags, None)
+        if "PRIORITY" in flags:
+            _, p_events = self._receive_priority_frame(frame)
+            stream_events[0].priority_updated = p_events[0]
+            stream_events.extend(p_events)
+        return frames, events + stream_events
 
     def _open_streams(self, remainder: int) -> int:
         # Closed streams are reaped as they close (`reap`), and we never push (server) nor
@@ -453,7 +508,6 @@ class Engine(H2Connection):
         return events
 
     def _decode_block(self, frame: Frame) -> list:
-        from h2.connection import _decode_headers  # h2's HPACK error mapping
         try:
             return list(_decode_headers(self.decoder, frame.data))
         except DenialOfServiceError:

@@ -5,7 +5,10 @@ same header lists, the same table states and the same exceptions (a differential
 hypothesis test in tests/protocol/test_http2_hpack.py holds them to it), but:
 - the decoder reads one-byte indexed fields inline (the usual case once the dynamic table
   is warm), without a memoryview slice, a logging call and a re-built HeaderTuple per
-  field; literals and size updates go through hpack's own methods;
+  field: it hands out the table's own (name, value) tuple.  So fields come back as plain
+  tuples, except never-indexed literals, which stay `NeverIndexedHeaderTuple` (the one
+  distinction HeaderTuple carries); literals and size updates go through hpack's own
+  methods;
 - the encoder's table search is O(1): the dynamic table remembers, per (name, value) and
   per name, the serial number of its newest entry, and an entry's index is computed from
   it (entries enter at index 62 and only ever move up by one per insertion; evictions take
@@ -170,12 +173,12 @@ class FastDecoder(Decoder):
                 else:
                     pos += 1
                     if 0 < index <= _NSTATIC:
-                        h = HeaderTuple(*_STATIC[index - 1])
+                        h = _STATIC[index - 1]
                     else:
                         i = index - _NSTATIC - 1
                         if index == 0 or i >= len(dyn):
                             raise InvalidTableIndex("Invalid table index %d" % index)
-                        h = HeaderTuple(*dyn[i])
+                        h = dyn[i]
             elif b & 0x40:
                 h, consumed = self._decode_literal(data[pos:], True)
                 pos += consumed

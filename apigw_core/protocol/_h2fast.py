@@ -1,0 +1,163 @@
+"""h2 internals without their per-call overheads (same transitions, same frames).
+
+Strategy.  Our wrapper checks and builds every field block itself, with h2's header
+validation and normalisation switched off; what is left of h2's work per message is its
+state machines and frame building, and these carry costs that do not depend on the
+message: a Python-level `Enum.__hash__` for every (state, input) lookup (the tables are
+keyed by Enum pairs), a descriptor call for every read of a configuration flag, and, per
+header block, a str->bytes pass and a "validation flags" object that only fed the
+validation we switched off.  The classes here keep h2's tables and semantics (the same
+transitions, errors and side effects) and only remove those costs:
+- `FastConfig`: H2Configuration with the options as plain class attributes;
+- `FastConnectionStateMachine` / `FastStreamStateMachine`: h2's transition tables re-keyed
+  by `id()` of the Enum members;
+- `FastStream`: H2Stream without the content-length checks (the wrapper makes a mismatch
+  a stream error, RFC 9113 §8.1.1, where h2 raises a connection error) and with
+  `send_headers` / `receive_headers` minus the passes named above.
+Engine swaps them in (`__class__` assignment) as streams are created.
+"""
+
+from __future__ import annotations
+
+from h2 import events as h2e
+from h2 import stream as h2stream
+from h2.config import DummyLogger, H2Configuration
+from h2.connection import ConnectionInputs, ConnectionState, H2ConnectionStateMachine
+from h2.exceptions import ProtocolError as H2ProtocolError
+from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
+from h2.utilities import is_informational_response
+from hyperframe.frame import ContinuationFrame, HeadersFrame
+
+__all__ = ["FastConfig", "FastConnectionStateMachine", "FastStreamStateMachine",
+           "FastStream"]
+
+
+class FastConfig(H2Configuration):
+    """Our fixed h2 configuration, read without descriptors."""
+
+    client_side = False
+    header_encoding = None  # type: ignore[assignment]
+    validate_outbound_headers = False
+    normalize_outbound_headers = False
+    split_outbound_cookies = False
+    validate_inbound_headers = False
+    normalize_inbound_headers = False
+
+    def __init__(self, client_side: bool) -> None:  # noqa: D107 (no super: no setters)
+        self.client_side = client_side
+        self.logger = DummyLogger(__name__)
+
+
+_CONN_T = {(id(s), id(i)): v for (s, i), v in H2ConnectionStateMachine._transitions.items()}
+_STREAM_T = {(s, id(i)): v for (s, i), v in h2stream._transitions.items()}
+
+
+class FastConnectionStateMachine(H2ConnectionStateMachine):
+    def process_input(self, input_):  # type: ignore[no-untyped-def]
+        try:
+            func, target_state = _CONN_T[(id(self.state), id(input_))]
+        except KeyError as e:
+            if not isinstance(input_, ConnectionInputs):  # as h2: a wrong type is a bug
+                raise ValueError("Input must be an instance of ConnectionInputs") from e
+            old_state = self.state
+            self.state = ConnectionState.CLOSED
+            raise H2ProtocolError(f"Invalid input {input_} in state {old_state}") from e
+        self.state = target_state
+        if func is not None:  # pragma: no cover (h2 has none)
+            return func()
+        return []
+
+
+class FastStreamStateMachine(H2StreamStateMachine):
+    def process_input(self, input_):  # type: ignore[no-untyped-def]
+        try:
+            func, target_state = _STREAM_T[(self.state, id(input_))]
+        except KeyError as err:
+            if not isinstance(input_, StreamInputs):
+                raise ValueError("Input must be an instance of StreamInputs") from err
+            old_state = self.state
+            self.state = StreamState.CLOSED
+            raise H2ProtocolError(f"Invalid input {input_} in state {old_state}") from err
+        previous_state = self.state
+        self.state = target_state
+        if func is not None:
+            try:
+                return func(self, previous_state)
+            except H2ProtocolError:
+                self.state = StreamState.CLOSED
+                raise
+            except AssertionError as err:  # pragma: no cover
+                self.state = StreamState.CLOSED
+                raise H2ProtocolError(err) from err
+        return []
+
+
+_SEND_HEADERS = StreamInputs.SEND_HEADERS
+_SEND_INFORMATIONAL = StreamInputs.SEND_INFORMATIONAL_HEADERS
+_SEND_END_STREAM = StreamInputs.SEND_END_STREAM
+_RECV_HEADERS = StreamInputs.RECV_HEADERS
+_RECV_INFORMATIONAL = StreamInputs.RECV_INFORMATIONAL_HEADERS
+_RECV_END_STREAM = StreamInputs.RECV_END_STREAM
+
+
+class FastStream(H2Stream):
+    """h2's stream without the work our wrapper does itself: content-length checks (the
+    wrapper makes a mismatch a stream error, RFC 9113 §8.1.1, not h2's connection error),
+    and, with h2's header validation off, the per-block passes that only fed it (str->bytes
+    conversion of blocks we built from bytes, validation flags).  State transitions,
+    frame building and the trailers rules are h2's, in h2's order."""
+
+    def _initialize_content_length(self, headers: object) -> None:
+        pass
+
+    def _track_content_length(self, length: int, end_stream: bool) -> None:
+        pass
+
+    def send_headers(self, headers: list, encoder: object, end_stream: bool = False
+                     ) -> list:
+        # `headers`: a block from _h2headers (bytes, pseudo-header fields first)
+        sm = self.state_machine
+        input_ = _SEND_HEADERS
+        if not sm.client and headers[0][0] == b":status" and headers[0][1][:1] == b"1":
+            if end_stream:
+                raise H2ProtocolError("Cannot set END_STREAM on informational responses.")
+            input_ = _SEND_INFORMATIONAL
+        sm.process_input(input_)
+        block = encoder.encode(headers)  # type: ignore[attr-defined]
+        mfs = self.max_outbound_frame_size
+        hf = HeadersFrame(self.stream_id)
+        hf.data = block[:mfs]
+        frames: list = [hf]
+        for i in range(mfs, len(block), mfs):
+            cf = ContinuationFrame(self.stream_id)
+            cf.data = block[i:i + mfs]
+            frames.append(cf)
+        frames[-1].flags.add("END_HEADERS")
+        if end_stream:
+            sm.process_input(_SEND_END_STREAM)
+            hf.flags.add("END_STREAM")
+        if sm.trailers_sent and not end_stream:
+            raise H2ProtocolError("Trailers must have END_STREAM set.")
+        if sm.client and headers[0][0] == b":method":
+            self.request_method = headers[0][1]
+        return frames
+
+    def receive_headers(self, headers: list, end_stream: bool,
+                        header_encoding: object) -> tuple[list, list]:
+        if is_informational_response(headers):
+            if end_stream:
+                raise H2ProtocolError("Cannot set END_STREAM on informational responses")
+            input_ = _RECV_INFORMATIONAL
+        else:
+            input_ = _RECV_HEADERS
+        sm = self.state_machine
+        events = sm.process_input(input_)
+        headers_event = events[0]
+        if end_stream:
+            es_events = sm.process_input(_RECV_END_STREAM)
+            headers_event.stream_ended = es_events[0]
+            events += es_events
+        if headers_event.__class__ is h2e.TrailersReceived and not end_stream:
+            raise H2ProtocolError("Trailers must have END_STREAM set")
+        headers_event.headers = headers if headers.__class__ is list else list(headers)
+        return [], events
