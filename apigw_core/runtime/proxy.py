@@ -35,10 +35,11 @@ from ..protocol import (
     ProtocolError,
     Request,
     Response,
+    StreamReset,
 )
 from .h1server import BodyError, ClientGone, HTTPStream
 from .transport import TransportClosed, TransportTimeout
-from .upstream import PoolOverflow, Upstream, UpstreamConnectError, UpstreamTimeout
+from .upstream import PoolOverflow, UpstreamConnectError, UpstreamTimeout
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -47,6 +48,7 @@ __all__ = ["proxy_handler"]
 
 log = logging.getLogger("apigw_core.runtime")
 
+_REFUSED_STREAM = 7
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 
 
@@ -117,20 +119,25 @@ def proxy_handler(gw: "Gateway"):
                                 write_timeout, retry_ok and attempt == 1)
                 return
             except _Retry:
-                continue
+                if attempt == 1:
+                    continue
+                failure = _BackendFailed(502, "backend closed or refused the request")
             except _BackendFailed as exc:
-                if not stream.response_started:
-                    await stream.error(exc.status, exc.message, rid)
-                    return
-                raise ClientGone("backend failed mid-response") from None
+                failure = exc
+            if not stream.response_started:
+                await stream.error(failure.status, failure.message, rid)
+                return
+            raise ClientGone("backend failed mid-response")
 
     return handle
 
 
 async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
                     timeout: float, write_timeout: float, may_retry: bool) -> None:
+    """One attempt: open an exchange on the backend's pool (HTTP/1.1 connection or HTTP/2
+    stream: the same verbs), send the request, relay the answer."""
     try:
-        up = await pool.acquire()
+        ex = await pool.open(upreq)
     except PoolOverflow as exc:
         raise _BackendFailed(503, str(exc)) from None
     except UpstreamTimeout as exc:
@@ -139,46 +146,41 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
         raise _BackendFailed(502, str(exc)) from None
     ok = False
     try:
-        conn = up.conn
-        conn.send(upreq)
         for ev in body:
-            conn.send(_renumber(ev))
+            if ev.__class__ is Data:
+                ex.send_data(ev.data)
+            else:
+                ex.send_end(ev.trailers)
         try:
-            await up.transport.send(conn.data_to_send(), write_timeout)
+            await ex.flush(write_timeout)
         except (TransportClosed, TransportTimeout) as exc:
-            if may_retry and up.reused:
+            if may_retry and ex.reused:
                 raise _Retry() from None
             raise _BackendFailed(502, f"sending to backend: {exc}") from None
         if stream.body_complete:
-            await _relay_response(stream, up, timeout, may_retry and up.reused)
+            await _relay_response(stream, ex, timeout, may_retry and ex.reused,
+                                  replayable=True)
         else:
-            await _relay_with_upload(stream, up, timeout, write_timeout)
+            await _relay_with_upload(stream, ex, timeout, write_timeout)
         ok = True
     finally:
-        if ok:
-            pool.release(up)
-        else:
-            pool.discard(up)
+        ex.release(ok)
 
 
-def _renumber(ev):
-    if ev.__class__ is Data:
-        return Data(1, ev.data)
-    return EndOfMessage(1, ev.trailers)
-
-
-async def _relay_with_upload(stream: HTTPStream, up: Upstream, timeout: float,
+async def _relay_with_upload(stream: HTTPStream, ex, timeout: float,
                              write_timeout: float) -> None:
     """The request body is still arriving: pump it in a second task while relaying."""
-    conn = up.conn
     body_error: list[BaseException] = []
 
     async def pump() -> None:
         try:
             while True:
                 ev = await stream.receive_body()
-                conn.send(_renumber(ev))
-                await up.transport.send(conn.data_to_send(), write_timeout)
+                if ev.__class__ is Data:
+                    ex.send_data(ev.data)  # type: ignore[attr-defined]
+                else:
+                    ex.send_end(ev.trailers)  # type: ignore[attr-defined]
+                await ex.flush(write_timeout)
                 if ev.__class__ is EndOfMessage:
                     return
         except (TransportClosed, TransportTimeout):
@@ -193,7 +195,7 @@ async def _relay_with_upload(stream: HTTPStream, up: Upstream, timeout: float,
     async with trio.open_nursery() as nursery:
         nursery.start_soon(pump)
         try:
-            await _relay_response(stream, up, timeout, False)
+            await _relay_response(stream, ex, timeout, False, replayable=False)
         except (_BackendFailed, ClientGone) as exc:
             failed.append(exc)
         nursery.cancel_scope.cancel()  # the answer is complete: stop reading the upload
@@ -203,28 +205,24 @@ async def _relay_with_upload(stream: HTTPStream, up: Upstream, timeout: float,
         raise failed[0]
 
 
-async def _relay_response(stream: HTTPStream, up: Upstream, timeout: float,
-                          may_retry: bool) -> None:
-    conn = up.conn
-    transport = up.transport
-    got_any = False
+async def _relay_response(stream: HTTPStream, ex, timeout: float, may_retry: bool,
+                          replayable: bool) -> None:
+    """Relay the backend's answer to the client, flushing after every batch (so server-sent
+    events go out as they come, and a slow client slows the backend)."""
     while True:
+        answered = ex.answered
         try:
-            data = await transport.receive(timeout)
+            events = await ex.receive(timeout)
         except TransportTimeout:
             raise _BackendFailed(504, f"backend did not answer within {timeout}s") from None
         except TransportClosed as exc:
-            if may_retry and not got_any:
+            if may_retry and not answered:
                 raise _Retry() from None
             raise _BackendFailed(502, f"backend connection reset: {exc}") from None
-        try:
-            events = conn.receive_data(data)
         except ProtocolError as exc:
-            if may_retry and not data and not got_any:
+            if may_retry and not answered and not ex.answered:
                 raise _Retry() from None
             raise _BackendFailed(502, exc.message) from None
-        if data:
-            got_any = True  # a response byte arrived: from now on, never retried
         for ev in events:
             t = ev.__class__
             if t is Data:
@@ -242,8 +240,14 @@ async def _relay_response(stream: HTTPStream, up: Upstream, timeout: float,
                 if ev.status_code not in (100, 101):  # type: ignore[attr-defined]
                     stream.send_informational(ev.status_code,  # type: ignore
                                               forward_response_headers(ev.headers))  # type: ignore
+            elif t is StreamReset:  # an HTTP/2 backend gave up on this stream
+                if (ev.error_code == _REFUSED_STREAM and replayable  # type: ignore
+                        and not stream.response_started):
+                    raise _Retry()  # RFC 9113 §8.7: refused streams were not processed
+                raise _BackendFailed(502, f"backend reset the stream "
+                                          f"(error {ev.error_code})")  # type: ignore
             elif t is ConnectionClosed:  # EOF before any response byte
-                if may_retry and not got_any:
+                if may_retry and not answered:
                     raise _Retry()
                 raise _BackendFailed(502, "backend closed the connection before answering")
         await stream.flush()

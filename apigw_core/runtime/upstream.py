@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import socket
 import ssl
-from typing import Optional
+from typing import Optional, Sequence
 
 import trio
 
 from ..gateway.config import BackendConfig
+from ..protocol import Data, EndOfMessage, Request
 from ..protocol.http1 import ClientConnection
 from .transport import SocketTransport, StreamTransport, Transport, Watchdog
 
 __all__ = ["UpstreamPool", "Upstream", "UpstreamConnectError", "UpstreamTimeout",
-           "PoolOverflow"]
+           "PoolOverflow", "H1Exchange", "connect_backend", "client_ssl_context"]
 
 
 class UpstreamConnectError(Exception):
@@ -53,13 +54,56 @@ class Upstream:
         self.reused = False
 
 
-def client_ssl_context(backend: BackendConfig) -> ssl.SSLContext:
+def client_ssl_context(backend: BackendConfig,
+                       alpn: Sequence[str] = ("http/1.1",)) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=backend.tls.ca)
     if not backend.tls.verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(list(alpn))
     return ctx
+
+
+class H1Exchange:
+    """One request/response on a pooled HTTP/1.1 connection, in the shape the proxy
+    drives every upstream exchange (HTTP/2 streams have the same verbs)."""
+
+    __slots__ = ("pool", "up", "conn", "transport", "reused", "answered")
+
+    def __init__(self, pool: "UpstreamPool", up: Upstream, request: Request) -> None:
+        self.pool = pool
+        self.up = up
+        self.conn = up.conn
+        self.transport = up.transport
+        self.reused = up.reused
+        self.answered = False  # a byte of the response arrived: never retried after that
+        up.conn.send(request)
+
+    def send_data(self, data: bytes) -> None:
+        self.conn.send(Data(1, data))
+
+    def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        self.conn.send(EndOfMessage(1, trailers))
+
+    async def flush(self, timeout: float) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            await self.transport.send(data, timeout)
+
+    async def receive(self, timeout: float) -> list:
+        """The next response events; TransportTimeout, TransportClosed or ProtocolError
+        when the backend does not answer properly."""
+        data = await self.transport.receive(timeout)
+        events = self.conn.receive_data(data)
+        if data:
+            self.answered = True
+        return events
+
+    def release(self, ok: bool) -> None:
+        if ok:
+            self.pool.release(self.up)
+        else:
+            self.pool.discard(self.up)
 
 
 class UpstreamPool:
@@ -84,6 +128,10 @@ class UpstreamPool:
     @property
     def idle_connections(self) -> int:
         return len(self._idle)
+
+    async def open(self, request: Request) -> H1Exchange:
+        """An exchange for `request` (its head queued, not yet written)."""
+        return H1Exchange(self, await self.acquire(), request)
 
     async def acquire(self) -> Upstream:
         """A connection ready for one request: reused if a live idle one exists."""
@@ -116,51 +164,7 @@ class UpstreamPool:
             raise
 
     async def _connect(self) -> Transport:
-        b = self.backend
-        with trio.move_on_after(b.connect_timeout):
-            try:
-                infos = await trio.socket.getaddrinfo(b.host, b.port, type=socket.SOCK_STREAM)
-            except OSError as exc:
-                raise UpstreamConnectError(f"resolve {b.host}: {exc}") from exc
-            last: Optional[Exception] = None
-            for family, type_, proto, _, addr in infos:
-                sock = socket.socket(family, type_, proto)
-                sock.setblocking(False)
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    try:
-                        sock.connect(addr)
-                    except BlockingIOError:
-                        await trio.lowlevel.wait_writable(sock)
-                        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                        if err:
-                            raise OSError(err, f"connect to {addr}: {_strerror(err)}")
-                except OSError as exc:
-                    trio.lowlevel.notify_closing(sock)
-                    sock.close()
-                    last = exc
-                    continue
-                except BaseException:
-                    trio.lowlevel.notify_closing(sock)
-                    sock.close()
-                    raise
-                if self._ssl is None:
-                    return SocketTransport(sock, None, self.watchdog)
-                return await self._tls(sock)
-            raise UpstreamConnectError(f"connect to {b.host}:{b.port}: {last}")
-        raise UpstreamTimeout(f"connect to {b.host}:{b.port}: timed out "
-                              f"after {b.connect_timeout}s")
-
-    async def _tls(self, sock: socket.socket) -> Transport:
-        stream = trio.SSLStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)),
-                                self._ssl, server_hostname=self.backend.host,  # type: ignore
-                                https_compatible=True)
-        try:
-            await stream.do_handshake()
-        except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
-            await trio.aclose_forcefully(stream)
-            raise UpstreamConnectError(f"TLS to {self.backend.host}: {exc}") from exc
-        return StreamTransport(stream, sock)
+        return await connect_backend(self.backend, self._ssl, self.watchdog)
 
     def release(self, up: Upstream) -> None:
         """Give a connection back after its exchange: kept if reusable, else closed."""
@@ -189,6 +193,54 @@ class UpstreamPool:
         self.closed = True
         while self._idle:
             self._drop(self._idle.pop())
+
+
+async def connect_backend(b: BackendConfig, ssl_ctx: Optional[ssl.SSLContext],
+                          watchdog: Optional[Watchdog]) -> Transport:
+    """A connection to backend `b` (TLS when `ssl_ctx`), within its connect timeout."""
+    with trio.move_on_after(b.connect_timeout):
+        try:
+            infos = await trio.socket.getaddrinfo(b.host, b.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise UpstreamConnectError(f"resolve {b.host}: {exc}") from exc
+        last: Optional[Exception] = None
+        for family, type_, proto, _, addr in infos:
+            sock = socket.socket(family, type_, proto)
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    sock.connect(addr)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
+                    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if err:
+                        raise OSError(err, f"connect to {addr}: {_strerror(err)}")
+            except OSError as exc:
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
+                last = exc
+                continue
+            except BaseException:
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
+                raise
+            if ssl_ctx is None:
+                return SocketTransport(sock, None, watchdog)
+            return await _tls(b, ssl_ctx, sock)
+        raise UpstreamConnectError(f"connect to {b.host}:{b.port}: {last}")
+    raise UpstreamTimeout(f"connect to {b.host}:{b.port}: timed out "
+                          f"after {b.connect_timeout}s")
+
+async def _tls(b: BackendConfig, ctx: ssl.SSLContext, sock: socket.socket) -> Transport:
+    stream = trio.SSLStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)),
+                            ctx, server_hostname=b.host, https_compatible=True)
+    try:
+        await stream.do_handshake()
+    except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+        await trio.aclose_forcefully(stream)
+        raise UpstreamConnectError(f"TLS to {b.host}: {exc}") from exc
+    return StreamTransport(stream, sock)
 
 
 def _bracket(host: str) -> str:
