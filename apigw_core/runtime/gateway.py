@@ -29,6 +29,7 @@ from .proxy import proxy_handler
 from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
                         TransportTimeout, Watchdog)
+from .h2upstream import H2UpstreamPool
 from .upstream import UpstreamPool
 
 __all__ = ["Gateway"]
@@ -43,7 +44,8 @@ class Gateway:
         self.config = config
         self.router = Router(config)
         self.watchdog = Watchdog()
-        self.pools = {name: UpstreamPool(b, self.watchdog)
+        self.pools = {name: (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
+                             H2UpstreamPool(b, self.watchdog, config.server.write_timeout))
                       for name, b in config.backends.items()}
         self.request_ids = RequestIds()
         self.reuse_port = reuse_port
@@ -79,6 +81,8 @@ class Gateway:
                 self.admin_address = admin_sock.getsockname()[:2]
             async with trio.open_nursery() as conns:
                 conns.start_soon(self.watchdog.run)
+                for pool in self.pools.values():  # HTTP/2 backend connections run here
+                    pool.nursery = conns
                 if admin_sock is not None:  # answers (/ready: 503) until the drain ends
                     conns.start_soon(accept_loop, admin_sock, conns, self._serve_admin)
                 async with trio.open_nursery() as accepting:

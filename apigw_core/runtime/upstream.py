@@ -166,6 +166,14 @@ class UpstreamPool:
     async def _connect(self) -> Transport:
         return await connect_backend(self.backend, self._ssl, self.watchdog)
 
+    def adopt(self, transport: Transport) -> None:
+        """Take a fresh connection made elsewhere (an `http-version: 2or1` backend that
+        chose HTTP/1.1 through ALPN) as an idle one."""
+        self._open += 1
+        up = Upstream(transport)
+        up.idle_since = trio.current_time()
+        self._idle.append(up)
+
     def release(self, up: Upstream) -> None:
         """Give a connection back after its exchange: kept if reusable, else closed."""
         if up.conn.is_reusable and not self.closed:
