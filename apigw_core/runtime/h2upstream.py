@@ -49,6 +49,13 @@ _CANCEL = 8
 _FOREVER = 365 * 86400.0
 
 
+def _queued(conn: ClientConnection, sid: int) -> int:
+    """Body bytes of stream `sid` queued and not framed yet (waiting for the backend's
+    windows).  `available()` cannot tell: it is 0 once the request has ended."""
+    st = conn._streams.get(sid)  # noqa: SLF001 - TODO: a public accessor in _h2conn
+    return st.queued if st is not None else 0
+
+
 class H2Exchange:
     """One request/response as a stream on an HTTP/2 backend connection."""
 
@@ -73,27 +80,22 @@ class H2Exchange:
         self.up.conn.send(EndOfMessage(self.sid, trailers))
 
     async def flush(self, timeout: float) -> None:
-        """Let the writer frame what is queued; wait while the backend's windows leave
-        this stream no room (so an upload goes at the backend's pace)."""
+        """Let the writer frame what is queued; wait while this stream has body bytes
+        queued that the backend's windows do not let out (an upload goes at the
+        backend's pace)."""
         up = self.up
         up.kick()
         conn = up.conn
-        if conn.available(self.sid) > 0 or self.ended:
+        sid = self.sid
+        if not _queued(conn, sid) or conn.available(sid) > 0:
             return
         with trio.move_on_after(timeout):
-            while conn.available(self.sid) <= 0 and not self.ended:
+            while _queued(conn, sid) and conn.available(sid) <= 0 and not self.ended:
                 if up.dead:
                     raise TransportClosed("backend connection lost")
                 await up.window_lot.park()
             return
-        if not self.ended and self._has_queued():
-            raise TransportTimeout("backend did not open its flow-control window")
-
-    def _has_queued(self) -> bool:
-        # The stream may simply have nothing more to send (available() is 0 once its
-        # request ended): only a stalled stream with data still queued is a timeout.
-        st = self.up.conn._streams.get(self.sid)  # noqa: SLF001 - same package
-        return bool(st is not None and st.queued)
+        raise TransportTimeout("backend did not open its flow-control window")
 
     async def receive(self, timeout: float) -> list:
         """The response events queued so far (waiting up to `timeout` for one)."""

@@ -1,0 +1,229 @@
+"""HTTP/2 towards backends (`http-version: 2 | 2or1`), against an h2-library backend and
+against the gateway's own TLS listener: multiplexing within the backend's stream limit,
+trailers, resets mapped to 502, refused streams retried, GOAWAY, timeouts, 2or1 fallback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from backends import connect, read_until_close
+from h2backend import H2Backend
+from procs import start_echo, start_gateway
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    b = H2Backend()
+    narrow = H2Backend(max_streams=2)
+    cfg = {
+        "listeners": [{"bind": "127.0.0.1:0", "protocols": ["http1", "h2c"]}],
+        "backends": {
+            "h2": {"url": b.url, "http-version": "2", "timeout": 1},
+            "narrow": {"url": narrow.url, "http-version": "2", "timeout": 5},
+            "down": {"url": "http://127.0.0.1:1", "http-version": "2"},
+        },
+        "apis": [{"name": "h2", "path": "/h2", "backend": "h2"},
+                 {"name": "narrow", "path": "/narrow", "backend": "narrow"},
+                 {"name": "down", "path": "/down", "backend": "down"}],
+    }
+    gw = start_gateway(tmp_path_factory.mktemp("gw"), cfg)
+    gw.backend, gw.narrow = b, narrow
+    yield gw
+    gw.stop()
+    b.close()
+    narrow.close()
+
+
+def test_http1_client_to_http2_backend(env):
+    r = httpx.get(env.url + "/h2/a/b?x=1", headers={"x-app": "1"})
+    assert r.status_code == 200
+    doc = r.json()
+    h = doc["headers"]
+    assert doc["path"] == "/a/b?x=1"
+    assert h[":authority"] == f"127.0.0.1:{env.backend.port}"   # the backend authority
+    assert h[":scheme"] == "http" and h[":method"] == "GET"
+    assert h["x-forwarded-host"] == f"127.0.0.1:{env.port}"
+    assert h["x-app"] == "1" and "connection" not in h and "host" not in h
+    assert r.headers["via"] == "2 apigw"   # received from the backend over HTTP/2
+
+
+def test_upload_integrity_over_http2_backend(env):
+    body = os.urandom(3 << 20)
+    r = httpx.post(env.url + "/h2/up", content=body, timeout=20)
+    assert r.status_code == 200 and r.json()["body_length"] == len(body)
+
+
+def test_download_over_http2_backend_is_complete(env):
+    n = 5 << 20
+    r = httpx.get(env.url + f"/h2/big?n={n}", timeout=20)
+    assert r.status_code == 200 and len(r.content) == n
+    assert r.content == b"x" * n
+
+
+def test_concurrent_requests_share_one_backend_connection(env):
+    before = env.backend.rec.connections
+    with httpx.Client(timeout=10, limits=httpx.Limits(max_connections=20)) as c:
+        results: list = []
+
+        def go(i: int) -> None:
+            results.append(c.get(env.url + f"/h2/mux/{i}").json())
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(20)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    assert len(results) == 20
+    conns = {d["conn"] for d in results}
+    # a pooled connection from earlier tests may serve them all; never one per request
+    assert env.backend.rec.connections - before <= 1 and len(conns) == 1
+
+
+def test_backend_stream_limit_is_honoured(env):
+    """max_streams 2 at the backend, 6 slow-ish concurrent requests: every request
+    succeeds, and no connection ever carries more than 2 at once (more connections)."""
+    with httpx.Client(timeout=10, limits=httpx.Limits(max_connections=10)) as c:
+        out: list = []
+
+        def go(i: int) -> None:
+            out.append(c.get(env.url + f"/narrow/big?n={4 << 20}").status_code)
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    assert out == [200] * 6
+    assert env.narrow.rec.connections >= 3
+
+
+def test_trailers_from_http2_backend_reach_an_http1_client(env):
+    s = connect(env.port)
+    s.sendall(b"GET /h2/trailers HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n"
+              b"Connection: close\r\n\r\n")
+    data, _ = read_until_close(s, 5)
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
+    assert b"with trailers\n" in body
+    assert b"grpc-status: 0\r\n" in body and b"x-t: 1\r\n" in body
+
+
+def test_backend_stream_reset_is_502(env):
+    r = httpx.get(env.url + "/h2/reset")
+    assert r.status_code == 502
+    assert "reset" in r.json()["message"]
+
+
+def test_refused_stream_is_retried(env):
+    """A POST (not idempotent) whose whole body came with its head is replayable, and a
+    refused stream was not processed (RFC 9113 §8.7): sent again on a new stream."""
+    s = connect(env.port)
+    body = b"not idempotent, but refused"
+    s.sendall(b"POST /h2/refuse-once HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    data, _ = read_until_close(s, 5)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200 "), data[:300]
+    assert json.loads(data.partition(b"\r\n\r\n")[2])["body_length"] == len(body)
+    assert env.backend.rec.refused == 2  # refused, then served
+
+
+def test_goaway_from_backend_moves_to_a_new_connection(env):
+    first = httpx.get(env.url + "/h2/goaway").json()["conn"]
+    time.sleep(0.2)
+    after = httpx.get(env.url + "/h2/after-goaway").json()["conn"]
+    assert after != first
+
+
+def test_backend_timeout_is_504_and_the_stream_is_cancelled(env):
+    t0 = time.monotonic()
+    r = httpx.get(env.url + "/h2/hang", timeout=5)
+    assert r.status_code == 504
+    assert 0.9 < time.monotonic() - t0 < 3
+    time.sleep(0.3)
+    assert ("/hang", 8) in env.backend.rec.resets  # RST_STREAM(CANCEL) told the backend
+
+
+def test_http2_backend_down_is_502(env):
+    r = httpx.get(env.url + "/down/x")
+    assert r.status_code == 502
+
+
+def test_http2_client_to_http2_backend(env):
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-w", "\n%{http_version}",
+                          env.url + "/h2/c2"], capture_output=True, timeout=10)
+    body, _, version = out.stdout.rpartition(b"\n")
+    assert version == b"2" and json.loads(body)["path"] == "/c2"
+
+
+def test_client_gone_cancels_the_backend_stream(env):
+    s = connect(env.port)
+    s.sendall(b"GET /h2/big?n=200000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    s.recv(65536)
+    s.close()  # gone mid-download
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if any(p and p.startswith("/big") and code == 8 for p, code in env.backend.rec.resets):
+            break
+        time.sleep(0.05)
+    assert any(p and p.startswith("/big") and code == 8 for p, code in env.backend.rec.resets)
+
+
+# -- 2or1 over TLS: the gateway's own TLS listener as the backend --------------------------
+
+def _tls_backend(tmp_path, protocols):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    echo = start_echo()
+    cfg = {"listeners": [{"bind": "127.0.0.1:0", "protocols": protocols,
+                          "tls": {"cert": str(tmp_path / "c.pem"),
+                                  "key": str(tmp_path / "k.pem")}}],
+           "backends": {"e": {"url": echo.url}},
+           "apis": [{"name": "e", "path": "", "backend": "e"}]}
+    return start_gateway(tmp_path, cfg), echo, str(tmp_path / "c.pem")
+
+
+@pytest.mark.parametrize("protocols,expect_via", [
+    (["http1", "h2"], "2 apigw"),   # the backend picks h2
+    (["http1"], "1.1 apigw"),       # the backend only speaks HTTP/1.1: 2or1 falls back
+])
+def test_2or1_follows_alpn(tmp_path, protocols, expect_via):
+    tls_gw, echo, ca = _tls_backend(tmp_path, protocols)
+    front = None
+    try:
+        cfg = {"listeners": [{"bind": "127.0.0.1:0"}],
+               "backends": {"b": {"url": f"https://localhost:{tls_gw.port}",
+                                  "http-version": "2or1", "tls": {"ca": ca}}},
+               "apis": [{"name": "b", "path": "", "backend": "b"}]}
+        (tmp_path / "front").mkdir()
+        front = start_gateway(tmp_path / "front", cfg)
+        for _ in range(3):  # and again on the pooled connection
+            r = httpx.post(front.url + "/x", content=b"abc")
+            assert r.status_code == 200 and r.json()["body_length"] == 3
+            assert r.headers["via"].endswith(expect_via)  # what the front received
+    finally:
+        if front is not None:
+            front.stop()
+        tls_gw.stop()
+        echo.stop()
