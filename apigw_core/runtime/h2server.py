@@ -14,9 +14,11 @@ Strategy (DESIGN.md "one writer per connection").  Three kinds of task share one
 Flow control ties a stream to its client's pace.  Inbound: a Data event's credit is given
 back (`acknowledge_received`) only when the handler takes it from the queue, so a slow
 backend stops the client after one stream window (64 KiB) per stream.  Outbound:
-`H2Stream.flush()` waits while the client's windows leave no room for this stream
-(`available() == 0`), so at most one window plus one read buffer is queued per stream;
-a client that never opens its window is dropped after `write_timeout`.
+`H2Stream.flush()` waits until the writer has taken what the stream queued, and while the
+client's windows leave no room for this stream (`available() == 0`), so at most one window
+plus one read buffer is queued per stream, and one more read buffer is in a send stuck on
+a client that does not read; a client that never opens its window (or never reads) is
+dropped after `write_timeout`.
 
 Timeouts: `idle_timeout` while no stream is open (then GOAWAY and close, as Envoy), none on
 the connection while streams run (a long download is not idle), `body_timeout` for a
@@ -162,15 +164,20 @@ class H2Stream:
             return
         conn = drv.conn
         sid = self.stream_id
-        if conn.available(sid) > 0:
-            return
+        # Wait for the writer to take what we queued, too: a client that opened its
+        # windows wide and does not read leaves the writer stuck in a send, and without
+        # this every stream would go on queueing the backend's body up to those windows
+        # (gigabytes).  So a stream has at most one read buffer queued and one in the
+        # writer's hands.
+        rounds = drv.rounds
         with trio.move_on_after(drv.settings.write_timeout):
-            while conn.available(sid) <= 0:
+            while drv.rounds == rounds or conn.available(sid) <= 0:
                 if self.reset_code is not None or drv.dead:
                     raise ClientGone("stream reset")
                 await drv.window_lot.park()
             return
-        raise ClientGone("client did not open its flow-control window in time")
+        raise ClientGone("client did not open its flow-control window, or did not read, "
+                         "in time")
 
     async def reply(self, status: int, headers: list[tuple[bytes, bytes]],
                     body: bytes = b"") -> None:
@@ -206,6 +213,7 @@ class H2Driver:
         self.window_lot = trio.lowlevel.ParkingLot()  # streams waiting for window room
         self._kick_lot = trio.lowlevel.ParkingLot()   # the writer, waiting for work
         self._writer_done = trio.Event()
+        self.rounds = 0  # times the writer took data_to_send(): H2Stream.flush waits for one
         self._final = False
         self._goaway_sent = False
         self._nursery: Optional[trio.Nursery] = None
@@ -369,8 +377,9 @@ class H2Driver:
         try:
             while True:
                 data = conn.data_to_send()
+                self.rounds += 1
+                self.window_lot.unpark_all()  # framing freed queue room
                 if data:
-                    self.window_lot.unpark_all()  # framing freed queue room
                     await t.send(data, timeout)
                     continue
                 if self._final:
