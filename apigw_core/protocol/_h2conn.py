@@ -21,7 +21,8 @@ without waiting.  Memory on the way out is what the application queued: a caller
 no more than `available()` keeps it within the peer's windows.
 
 Stream ends: a stream is complete when both sides sent END_STREAM, or when either reset
-it.  On EOF (or a GOAWAY with an error) every unfinished stream gets a `StreamReset` so the
+it; a server whose response is complete while the request is still arriving resets the
+stream with NO_ERROR (RFC 9113 §8.1) and hears no more of it.  On EOF (or a GOAWAY with an error) every unfinished stream gets a `StreamReset` so the
 code serving it can stop, then one `ConnectionClosed`.  A GOAWAY with NO_ERROR is graceful
 (RFC 9113 §6.8): `ConnectionClosed(0, last_stream_id)` is reported at once, streams up to
 `last_stream_id` finish normally, and `should_close` turns True when none is left.
@@ -474,6 +475,11 @@ class H2Base:
                 eng.reap(sid)
                 if not st.rx:
                     self._finish(st)
+                elif not self._client:
+                    # a complete response to a request still arriving: the rest of it is
+                    # not wanted (RFC 9113 §8.1), free the stream now
+                    eng.reset_if_open(sid, 0)
+                    self._finish(st, reset=True)
 
     # -- closing ---------------------------------------------------------------------------
 
@@ -505,6 +511,14 @@ class H2Base:
     def pending_error(self) -> Optional[ProtocolError]:
         """The ProtocolError met so far (raised by receive_data now or at its next call)."""
         return self._error
+
+    @property
+    def outbound_buffered(self) -> int:
+        """Bytes queued on our side and not yet taken by data_to_send(): body bytes waiting
+        for the peer's windows plus frames already built.  A driver whose writes are
+        blocked (a peer that does not read) stops taking more from the application when
+        this grows; frames the peer provokes by itself are capped (see _h2engine)."""
+        return self._queued_total + len(self._engine._data_to_send)
 
     @property
     def open_streams(self) -> int:

@@ -470,3 +470,32 @@ def test_fast_request_constructor_with_protocol_equals_dataclass():
     a = _new_request(1, b"CONNECT", b"/", [], b"2", None, False, b"websocket")
     assert a == Request(1, b"CONNECT", b"/", [], b"2", None, False, b"websocket")
     assert _new_request(1, b"GET", b"/", [], b"1.1", None, False).protocol is None
+
+
+def test_complete_response_before_the_request_ends_resets_with_no_error():
+    rc = ready()
+    rc.send(rc.headers(1, POST, end_stream=False), DataFrame(1, b"part"))
+    rc.server.send(Response(1, 413, [(b"content-length", b"0")]))
+    rc.server.send(EndOfMessage(1))
+    frames = rc.read()
+    assert [type(f) for f in frames] == [HeadersFrame, RstStreamFrame]
+    assert frames[1].error_code == NO_ERROR and "END_STREAM" in frames[0].flags
+    assert rc.server.open_streams == 0
+    assert rc.send(DataFrame(1, b"more")) == []   # late body: no events
+    assert rc.error is None
+
+
+def test_outbound_buffered_counts_queued_body_and_built_frames():
+    rc = RawClient()
+    rc.send_bytes(PREFACE + settings_frame({4: 10}))
+    rc.send(rc.headers(1))
+    rc.read()
+    s = rc.server
+    assert s.outbound_buffered == 0
+    s.send(Response(1, 200, []))
+    s.send(Data(1, b"x" * 1000))
+    assert s.outbound_buffered == 1000
+    data = s.data_to_send()          # HEADERS + 10 bytes go; 990 wait for the window
+    assert len(data) > 10 and s.outbound_buffered == 990
+    rc.send(PingFrame(0, b"12345678"))  # the PING ACK waits in the built frames
+    assert s.outbound_buffered == 990 + 17
