@@ -21,7 +21,10 @@ HPACK); this subclass changes only what h2 gets wrong for a gateway, each in one
   stream id go on.  h2 moves to CLOSED and refuses every later frame.
 - Closed streams leave `streams` as soon as they close, so counting open streams is
   `len(streams)` instead of h2's walk over every stream on every new stream.
-- `_receive_frame` without h2's `repr(frame)` per frame (computed even when not logged).
+- `_receive_frame` without h2's `repr(frame)` per frame (computed even when not logged);
+  HPACK coding (`_h2hpack`), streams, state machines and the HEADERS paths (`_h2fast`)
+  are swapped for equivalents without h2's per-call overheads.  An HPACK bomb (a block
+  decoding to more than `max_header_list_size`) stays h2's ENHANCE_YOUR_CALM.
 
 Flood guards (each raises ENHANCE_YOUR_CALM: GOAWAY, then ProtocolError), defaults from
 Envoy's http2_protocol_options and nghttp2:
