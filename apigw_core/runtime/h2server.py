@@ -59,6 +59,7 @@ log = logging.getLogger("apigw_core.runtime")
 
 _NO_ERROR, _INTERNAL_ERROR = 0, 2
 _FOREVER = 365 * 86400.0
+_LINGER = 2.0  # after an error GOAWAY, how long the client gets to read it and close
 
 
 def h2_limits(settings: "ServerConfig") -> H2Limits:
@@ -216,6 +217,7 @@ class H2Driver:
         self.rounds = 0  # times the writer took data_to_send(): H2Stream.flush waits for one
         self._final = False
         self._goaway_sent = False
+        self._failed = False  # we sent GOAWAY for a connection error
         self._nursery: Optional[trio.Nursery] = None
 
     # -- for the gateway -----------------------------------------------------------------
@@ -248,7 +250,10 @@ class H2Driver:
                 self._final = True
                 self.kick()
                 with trio.move_on_after(self.settings.write_timeout):
-                    await self._writer_done.wait()
+                    if self._failed:
+                        await self._linger()
+                    else:
+                        await self._writer_done.wait()
                 self.dead = True
                 nursery.cancel_scope.cancel()
         finally:
@@ -289,11 +294,34 @@ class H2Driver:
                 self._lost()
                 return
 
+    async def _linger(self) -> None:
+        """After our GOAWAY for a connection error: read and drop what the client still
+        sends while the GOAWAY goes out, then until the client closes (at most
+        `_LINGER` s).  Closing a socket with unread bytes sends a reset, and the reset
+        throws away what is still in our send buffer: a flooding client would never see
+        the GOAWAY saying why (nginx's lingering close does the same)."""
+        eof = trio.Event()
+        t = self.transport
+
+        async def discard() -> None:
+            try:
+                while await t.receive(_FOREVER):
+                    pass
+            except (TransportClosed, TransportTimeout):
+                pass
+            eof.set()
+
+        self._nursery.start_soon(discard)  # type: ignore[union-attr]
+        await self._writer_done.wait()
+        with trio.move_on_after(_LINGER):
+            await eof.wait()
+
     async def _receive(self, data: bytes) -> bool:
         try:
             events = self.conn.receive_data(data)
         except ProtocolError as exc:  # GOAWAY is queued by the connection
             log.debug("HTTP/2 connection error: %s", exc)
+            self._failed = True
             self._lost()
             return False
         if events:
