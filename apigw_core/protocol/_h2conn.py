@@ -349,6 +349,12 @@ class H2Base:
         return max(0, min(window - st.queued,
                           eng.outbound_flow_control_window - self._queued_total))
 
+    def queued(self, stream_id: int) -> int:
+        """Body bytes of `stream_id` queued by send() and not framed yet (they wait for the
+        peer's windows); `available()` cannot tell once the message has ended."""
+        st = self._streams.get(stream_id)
+        return st.queued if st is not None else 0
+
     # -- sending ---------------------------------------------------------------------------
 
     def _stream_for_send(self, stream_id: int) -> Optional[_St]:

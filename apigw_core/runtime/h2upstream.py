@@ -49,13 +49,6 @@ _CANCEL = 8
 _FOREVER = 365 * 86400.0
 
 
-def _queued(conn: ClientConnection, sid: int) -> int:
-    """Body bytes of stream `sid` queued and not framed yet (waiting for the backend's
-    windows).  `available()` cannot tell: it is 0 once the request has ended."""
-    st = conn._streams.get(sid)  # noqa: SLF001 - TODO: a public accessor in _h2conn
-    return st.queued if st is not None else 0
-
-
 class H2Exchange:
     """One request/response as a stream on an HTTP/2 backend connection."""
 
@@ -87,10 +80,10 @@ class H2Exchange:
         up.kick()
         conn = up.conn
         sid = self.sid
-        if not _queued(conn, sid) or conn.available(sid) > 0:
+        if not conn.queued(sid) or conn.available(sid) > 0:
             return
         with trio.move_on_after(timeout):
-            while _queued(conn, sid) and conn.available(sid) <= 0 and not self.ended:
+            while conn.queued(sid) and conn.available(sid) <= 0 and not self.ended:
                 if up.dead:
                     raise TransportClosed("backend connection lost")
                 await up.window_lot.park()

@@ -192,3 +192,21 @@ def test_client_available_before_the_stream_is_framed():
     assert c.available(1) == 64535
     c.send(EndOfMessage(1))
     assert c.available(1) == 0
+
+
+def test_queued_counts_what_waits_for_the_peer_window():
+    """`queued()` is what a driver waits on once a message has ended (available() is 0
+    then): body bytes sent by the application and not framed for lack of window."""
+    from apigw_core.protocol import EndOfMessage, Request
+    from apigw_core.protocol.http2 import ClientConnection, ServerConnection
+    client, server = ClientConnection(scheme=b"http"), ServerConnection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    client.send(Request(1, b"POST", b"/", [(b"host", b"h")]))
+    client.send(Data(1, b"x" * 100_000))  # more than the server's stream window
+    client.send(EndOfMessage(1))
+    assert client.queued(1) == 100_000
+    server.receive_data(client.data_to_send())
+    assert client.queued(1) == 100_000 - server.limits.initial_stream_window
+    assert client.available(1) == 0
+    assert client.queued(99) == 0
