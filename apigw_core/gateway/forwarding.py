@@ -6,6 +6,7 @@ APIM users expect:
 - hop-by-hop fields are removed both ways (§7.6.1): `Connection` and every field it names,
   `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`, `Proxy-Connection` and all `Proxy-*`;
   framing is re-chosen by the next hop's connection object;
+- `TE: trailers` is kept (as Envoy does): gRPC backends require it; other TE codings go;
 - `Expect` is removed: the gateway answers `100-continue` itself when it wants the body
   (Envoy's default), so the backend never waits for a 100 that its client cannot see;
 - `Host` becomes the backend's authority, as APIM does; the client's is kept in
@@ -79,6 +80,7 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
     via = b""
     rid = b""
     chunked = False
+    te_trailers = False
     for name, value in headers:
         if name == b"host":
             host = value
@@ -95,6 +97,10 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
             pass  # ours to set: a client must not choose what the backend believes
         elif name == b"transfer-encoding":
             chunked = True  # the parser allows only a final "chunked"
+        elif name == b"te":
+            # hop-by-hop, but `trailers` is what gRPC needs the backend to see (as Envoy)
+            if b"trailers" in value.lower():
+                te_trailers = True
         elif not _is_hop(name, named):
             out.append((name, value))
     if not rid:
@@ -116,6 +122,8 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
     out.append((b"x-request-id", rid))
     if chunked:
         out.append((b"transfer-encoding", b"chunked"))
+    if te_trailers:
+        out.append((b"te", b"trailers"))
     return out, rid
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Sequence
 
 import trio
 
-from ..gateway.replies import json_error
+from ..gateway.replies import json_error, local_reply
 from ..protocol import (
     ConnectionClosed,
     Data,
@@ -132,7 +132,9 @@ class HTTPStream:
 
     async def error(self, status: int, message: str,
                     request_id: Optional[bytes] = None) -> None:
-        headers, body = json_error(status, message, request_id)
+        """A local error reply: JSON, or a trailers-only status for a gRPC caller."""
+        status, headers, body = local_reply(status, message, request_id,
+                                            self.request.headers)
         await self.reply(status, headers, body)
 
 

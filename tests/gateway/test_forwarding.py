@@ -155,7 +155,7 @@ def test_request_id_of_200_bytes_kept():
 # -- hop-by-hop --------------------------------------------------------------------------
 
 HOPS = [(b"connection", b"keep-alive, x-secret, X-Other"), (b"keep-alive", b"timeout=5"),
-        (b"te", b"trailers"), (b"upgrade", b"websocket"), (b"proxy-connection", b"close"),
+        (b"te", b"gzip"), (b"upgrade", b"websocket"), (b"proxy-connection", b"close"),
         (b"proxy-authorization", b"Basic eA=="), (b"proxy-foo", b"1"),
         (b"x-secret", b"s"), (b"x-other", b"o"), (b"expect", b"100-continue")]
 
@@ -166,6 +166,13 @@ def test_request_hop_by_hop_removed():
     for n, _ in HOPS:
         assert n not in names, n
     assert one(out, b"x-kept") == b"k" and one(out, b"content-length") == b"3"
+
+
+def test_te_trailers_is_kept_for_grpc_other_codings_are_not():
+    out, _ = fwd([(b"te", b"trailers, deflate;q=0.5"), (b"connection", b"te")])
+    assert values(out, b"te") == [b"trailers"]
+    out, _ = fwd([(b"te", b"deflate")])
+    assert values(out, b"te") == []
 
 
 def test_request_connection_cannot_remove_content_length_or_host():

@@ -227,3 +227,18 @@ def test_2or1_follows_alpn(tmp_path, protocols, expect_via):
             front.stop()
         tls_gw.stop()
         echo.stop()
+
+
+@pytest.mark.parametrize("path,code", [("/nope/Svc/Method", b"12"),   # no route: UNIMPLEMENTED
+                                       ("/down/Svc/Method", b"14")])  # backend down: UNAVAILABLE
+def test_grpc_callers_get_trailers_only_statuses(env, path, code):
+    out = subprocess.run(
+        ["curl", "-s", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge",
+         "-H", "content-type: application/grpc", "-H", "te: trailers",
+         "--data-binary", "@-", env.url + path],
+        input=b"\0\0\0\0\0", capture_output=True, timeout=10)
+    head = out.stdout.lower()
+    assert head.startswith(b"http/2 200")
+    assert b"grpc-status: " + code + b"\r\n" in head
+    assert b"content-type: application/grpc\r\n" in head
+    assert b"grpc-message: " in head
