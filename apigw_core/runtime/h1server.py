@@ -40,7 +40,7 @@ from .transport import Transport, TransportClosed, TransportTimeout
 if TYPE_CHECKING:
     from ..gateway.config import ServerConfig
 
-__all__ = ["HTTPStream", "H1Driver", "ClientGone", "BodyError", "Handler"]
+__all__ = ["HTTPStream", "H1Driver", "ClientGone", "BodyError", "Handler", "Replies"]
 
 log = logging.getLogger("apigw_core.runtime")
 
@@ -60,7 +60,30 @@ class BodyError(Exception):
         self.message = message
 
 
-class HTTPStream:
+class Replies:
+    """The two whole-answer verbs every stream kind (HTTP/1.1, HTTP/2) shares, built on its
+    send_response / send_data / send_end / flush."""
+
+    __slots__ = ()
+    request: Request
+
+    async def reply(self, status: int, headers: list[tuple[bytes, bytes]],
+                    body: bytes = b"") -> None:
+        """A whole small response at once."""
+        self.send_response(status, headers)  # type: ignore[attr-defined]
+        self.send_data(body)  # type: ignore[attr-defined]
+        self.send_end()  # type: ignore[attr-defined]
+        await self.flush()  # type: ignore[attr-defined]
+
+    async def error(self, status: int, message: str,
+                    request_id: Optional[bytes] = None) -> None:
+        """A local error reply: JSON, or a trailers-only status for a gRPC caller."""
+        status, headers, body = local_reply(status, message, request_id,
+                                            self.request.headers)
+        await self.reply(status, headers, body)
+
+
+class HTTPStream(Replies):
     """One request as a handler sees it, whatever protocol carried it.
 
     `send(event)` queues a Response / Data / EndOfMessage (stream ids are filled in),
@@ -121,21 +144,6 @@ class HTTPStream:
 
     async def flush(self) -> None:
         await self._drv.flush()
-
-    async def reply(self, status: int, headers: list[tuple[bytes, bytes]],
-                    body: bytes = b"") -> None:
-        """A whole small response at once."""
-        self.send_response(status, headers)
-        self.send_data(body)
-        self.send_end()
-        await self.flush()
-
-    async def error(self, status: int, message: str,
-                    request_id: Optional[bytes] = None) -> None:
-        """A local error reply: JSON, or a trailers-only status for a gRPC caller."""
-        status, headers, body = local_reply(status, message, request_id,
-                                            self.request.headers)
-        await self.reply(status, headers, body)
 
 
 Handler = Callable[[HTTPStream], Awaitable[None]]

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import trio
 
-from ..gateway.replies import json_error, local_reply
 from ..protocol import (
     ConnectionClosed,
     Data,
@@ -47,7 +46,7 @@ from ..protocol import (
     StreamReset,
 )
 from ..protocol.http2 import H2Limits, ServerConnection
-from .h1server import BodyError, ClientGone, Handler
+from .h1server import BodyError, ClientGone, Handler, Replies
 from .transport import Transport, TransportClosed, TransportTimeout
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ def h2_limits(settings: "ServerConfig") -> H2Limits:
     return H2Limits(max_header_list_size=settings.max_head)
 
 
-class H2Stream:
+class H2Stream(Replies):
     """One HTTP/2 request as a handler sees it: the verbs of `h1server.HTTPStream`."""
 
     __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
@@ -180,19 +179,6 @@ class H2Stream:
         raise ClientGone("client did not open its flow-control window, or did not read, "
                          "in time")
 
-    async def reply(self, status: int, headers: list[tuple[bytes, bytes]],
-                    body: bytes = b"") -> None:
-        self.send_response(status, headers)
-        self.send_data(body)
-        self.send_end()
-        await self.flush()
-
-    async def error(self, status: int, message: str,
-                    request_id: Optional[bytes] = None) -> None:
-        """A local error reply: JSON, or a trailers-only status for a gRPC caller."""
-        status, headers, body = local_reply(status, message, request_id,
-                                            self.request.headers)
-        await self.reply(status, headers, body)
 
 
 class H2Driver:
