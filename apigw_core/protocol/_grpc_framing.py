@@ -1,0 +1,213 @@
+"""gRPC length-prefixed messages: an incremental decoder, the encoder, and message hooks.
+
+Wire format (doc/PROTOCOL-HTTP2.md, Length-Prefixed-Message): a 1-byte Compressed-Flag
+(0 or 1), a 4-byte big-endian Message-Length, then the message.  The body of a gRPC request
+or response is a sequence of them, cut into `Data` events anywhere, headers included.
+
+Strategy.  `MessageDecoder.feed(chunk)` walks the chunk frame by frame with
+`struct.unpack_from` and keeps only what a frame boundary left open: up to 4 header bytes,
+or the count of payload bytes still due.  Nothing is copied unless someone wants the bytes:
+with `collect=False` and an observer that does not ask for data (the gateway relaying a
+stream it only counts), a chunk costs one header parse per message and no allocation.  When
+bytes are wanted, a message that lies inside one chunk is one slice (the chunk itself when
+it is exactly one message); a message spread over chunks is kept as memoryviews of them
+and joined once at its end: one copy, however it was split.
+
+Errors raise `GrpcError` with the status grpc-go uses, before anything is buffered:
+a flag other than 0/1 -> INTERNAL; a compressed message (flag 1) when the stream has no
+`grpc-encoding` (or `identity`) -> INTERNAL; a message longer than `max_message_size`
+(default 4 MiB, gRPC's default receive limit; counted on the wire, i.e. compressed) ->
+RESOURCE_EXHAUSTED, known from the header alone; `end()` inside a message -> INTERNAL.
+After an error the decoder is dead: every later call raises the same error.
+
+`MessageObserver` is the hook for policies: per direction it counts messages and payload
+bytes and remembers the largest; `on_message(size, compressed, data)` is called for each
+message, with `data` None unless the observer was made with `want_data=True` (only then
+are payload bytes assembled).  A callback may raise `GrpcError` to reject the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from struct import Struct
+from typing import Callable, Optional
+
+from ._errors import UsageError
+from ._grpc_status import GrpcError, StatusCode
+
+__all__ = [
+    "GrpcMessage",
+    "MessageDecoder",
+    "MessageObserver",
+    "encode_message",
+    "message_header",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+]
+
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+_HEAD = Struct(">BI")
+_unpack_from = _HEAD.unpack_from
+_MAX_LEN = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcMessage:
+    """One decoded message: its bytes as sent (still compressed when `compressed`)."""
+
+    data: bytes
+    compressed: bool = False
+
+
+OnMessage = Callable[[int, bool, Optional[bytes]], None]
+
+
+class MessageObserver:
+    """Counts the messages of one direction of one call (see the module docstring)."""
+
+    __slots__ = ("count", "total_bytes", "largest", "on_message", "want_data")
+
+    def __init__(self, on_message: Optional[OnMessage] = None, *,
+                 want_data: bool = False) -> None:
+        self.count = 0
+        self.total_bytes = 0
+        self.largest = 0
+        self.on_message = on_message
+        self.want_data = want_data
+
+    def __repr__(self) -> str:
+        return (f"MessageObserver(count={self.count}, total_bytes={self.total_bytes}, "
+                f"largest={self.largest})")
+
+
+def message_header(size: int, compressed: bool = False) -> bytes:
+    """The 5-byte prefix of a message of `size` bytes (to send before the payload without
+    copying it)."""
+    if not 0 <= size <= _MAX_LEN:
+        raise UsageError(f"gRPC message length {size} out of range")
+    return _HEAD.pack(1 if compressed else 0, size)
+
+
+def encode_message(data: bytes, compressed: bool = False) -> bytes:
+    """One length-prefixed message."""
+    return message_header(len(data), compressed) + data
+
+
+class MessageDecoder:
+    """Incremental decoder of one direction of one call.  `feed(chunk)` returns the messages
+    completed by `chunk` (always [] when `collect=False`); `end()` at end of stream."""
+
+    __slots__ = ("max_message_size", "compression", "observer", "collect", "stream_id",
+                 "_hdr", "_need", "_flag", "_size", "_parts", "_assemble", "_error")
+
+    def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                 encoding: Optional[bytes] = None,
+                 observer: Optional[MessageObserver] = None, collect: bool = True,
+                 stream_id: Optional[int] = None) -> None:
+        self.max_message_size = max_message_size
+        enc = (encoding or b"").strip().lower()
+        self.compression = bool(enc) and enc != b"identity"
+        self.observer = observer
+        self.collect = collect
+        self.stream_id = stream_id
+        self._hdr = b""           # a header cut by a chunk boundary (< 5 bytes)
+        self._need = 0            # payload bytes still due for the current message
+        self._flag = 0
+        self._size = 0
+        self._parts: Optional[list] = None  # pieces of the current payload, if assembled
+        self._assemble = collect or (observer is not None and observer.want_data)
+        self._error: Optional[GrpcError] = None
+
+    @property
+    def in_message(self) -> bool:
+        """True between a message's first byte and its last."""
+        return bool(self._hdr) or self._need > 0
+
+    def _fail(self, code: StatusCode, message: str) -> GrpcError:
+        self._error = GrpcError(code, message, stream_id=self.stream_id)
+        return self._error
+
+    def _check(self, flag: int, size: int) -> None:
+        if flag > 1:
+            raise self._fail(StatusCode.INTERNAL, f"invalid gRPC message flag 0x{flag:02x}")
+        if flag and not self.compression:
+            raise self._fail(StatusCode.INTERNAL,
+                             "compressed gRPC message without grpc-encoding")
+        if size > self.max_message_size:
+            raise self._fail(StatusCode.RESOURCE_EXHAUSTED,
+                             f"gRPC message of {size} bytes is larger than the limit "
+                             f"({self.max_message_size})")
+
+    def _done(self, flag: int, size: int, payload: Optional[bytes],
+              out: list[GrpcMessage]) -> None:
+        obs = self.observer
+        if obs is not None:
+            obs.count += 1
+            obs.total_bytes += size
+            if size > obs.largest:
+                obs.largest = size
+            if obs.on_message is not None:
+                obs.on_message(size, flag == 1, payload if obs.want_data else None)
+        if self.collect:
+            out.append(GrpcMessage(payload, flag == 1))  # type: ignore[arg-type]
+
+    def feed(self, data: bytes) -> list[GrpcMessage]:
+        """Take the next body chunk (bytes, not to be mutated while a message is open)."""
+        if self._error is not None:
+            raise self._error
+        out: list[GrpcMessage] = []
+        n = len(data)
+        i = 0
+        need = self._need
+        assemble = self._assemble
+        mv = None
+        while i < n:
+            if need:  # inside a payload begun in an earlier chunk or header
+                take = n - i if n - i < need else need
+                if assemble:
+                    if mv is None:
+                        mv = memoryview(data)
+                    self._parts.append(mv[i:i + take])  # type: ignore[union-attr]
+                need -= take
+                i += take
+                if need:
+                    break
+                payload = b"".join(self._parts) if assemble else None  # type: ignore[arg-type]
+                self._parts = None
+                self._done(self._flag, self._size, payload, out)
+                continue
+            if self._hdr or n - i < 5:
+                got = self._hdr + data[i:i + 5 - len(self._hdr)]
+                i += len(got) - len(self._hdr)
+                if len(got) < 5:
+                    self._hdr = got
+                    break
+                self._hdr = b""
+                flag, size = _unpack_from(got)
+            else:
+                flag, size = _unpack_from(data, i)
+                i += 5
+            if flag or size > self.max_message_size:
+                self._check(flag, size)
+            if n - i >= size:  # the whole payload is in this chunk
+                self._done(flag, size, data[i:i + size] if assemble else None, out)
+                i += size
+            else:
+                need = size
+                self._flag = flag
+                self._size = size
+                self._parts = [] if assemble else None
+        self._need = need
+        return out
+
+    def end(self) -> None:
+        """The body ended: GrpcError(INTERNAL) if it stopped inside a message."""
+        if self._error is not None:
+            raise self._error
+        if self._hdr:
+            raise self._fail(StatusCode.INTERNAL,
+                             f"gRPC stream ended inside a message header "
+                             f"({len(self._hdr)} of 5 bytes)")
+        if self._need:
+            raise self._fail(StatusCode.INTERNAL,
+                             f"gRPC stream ended inside a message "
+                             f"({self._size - self._need} of {self._size} bytes)")
