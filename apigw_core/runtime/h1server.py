@@ -40,7 +40,8 @@ from .transport import Transport, TransportClosed, TransportTimeout
 if TYPE_CHECKING:
     from ..gateway.config import ServerConfig
 
-__all__ = ["HTTPStream", "H1Driver", "ClientGone", "BodyError", "Handler", "Replies"]
+__all__ = ["HTTPStream", "H1Driver", "ClientGone", "BodyError", "Handler", "Replies",
+           "Tunnel"]
 
 log = logging.getLogger("apigw_core.runtime")
 
@@ -81,6 +82,47 @@ class Replies:
         status, headers, body = local_reply(status, message, request_id,
                                             self.request.headers)
         await self.reply(status, headers, body)
+
+
+class Tunnel:
+    """Bytes both ways after a protocol switch (WebSocket): `receive()` (b"" when the
+    client is done), `send(data)`, `close()`.  HTTP/1.1: the connection itself after a
+    101; HTTP/2: the stream's DATA after a 200 to an extended CONNECT (RFC 8441)."""
+
+    async def receive(self, timeout: float) -> bytes:
+        raise NotImplementedError
+
+    async def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class _H1Tunnel(Tunnel):
+    __slots__ = ("_drv", "_pending")
+
+    def __init__(self, drv: "H1Driver", pending: bytes) -> None:
+        self._drv = drv
+        self._pending = pending  # what the client sent after its upgrade request
+
+    async def receive(self, timeout: float) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        try:
+            return await self._drv.transport.receive(timeout)
+        except TransportClosed:
+            return b""
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._drv.transport.send(data, self._drv.settings.write_timeout)
+        except (TransportClosed, TransportTimeout) as exc:
+            raise ClientGone(str(exc)) from None
+
+    async def close(self) -> None:
+        await self._drv.transport.close()
 
 
 class HTTPStream(Replies):
@@ -145,6 +187,16 @@ class HTTPStream(Replies):
     async def flush(self) -> None:
         await self._drv.flush()
 
+    async def open_tunnel(self, headers: list[tuple[bytes, bytes]]) -> Tunnel:
+        """Answer `101 Switching Protocols` with `headers` and hand over the connection:
+        after the handler returns, it is closed (no more HTTP on it)."""
+        drv = self._drv
+        drv.conn.send(InformationalResponse(self.stream_id, 101, headers))
+        await drv.flush()
+        self.response_started = self.response_complete = True
+        drv.tunnelled = True
+        return _H1Tunnel(drv, drv.conn.trailing_data)
+
 
 Handler = Callable[[HTTPStream], Awaitable[None]]
 
@@ -154,7 +206,7 @@ class H1Driver:
 
     __slots__ = ("transport", "conn", "handler", "settings", "scheme", "_events", "_i",
                  "_draining", "idle", "_body_done_id", "_served", "_wlock", "_initial",
-                 "h2c", "upgraded")
+                 "h2c", "upgraded", "tunnelled")
 
     def __init__(self, transport: Transport, handler: Handler, settings: "ServerConfig",
                  scheme: bytes = b"http",
@@ -164,6 +216,7 @@ class H1Driver:
         self._initial = initial  # bytes already read from the transport (protocol sniffing)
         self.h2c = h2c           # honour `Upgrade: h2c` (a cleartext listener with h2c)
         self.upgraded: Optional[object] = None  # the H2Driver after an h2c upgrade
+        self.tunnelled = False  # a handler took the connection over (open_tunnel)
         self.handler = handler
         self.settings = settings
         self.scheme = scheme
@@ -237,6 +290,8 @@ class H1Driver:
                 stream = HTTPStream(self, ev, complete)  # type: ignore[arg-type]
                 self._served += 1
                 await self._serve(stream)
+                if self.tunnelled:
+                    return  # the connection carried another protocol: it ends with it
                 if not stream.response_complete:
                     return  # the handler gave up mid-response: the close says so
                 if not self._skip_body(stream.stream_id):

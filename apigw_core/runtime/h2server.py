@@ -46,7 +46,7 @@ from ..protocol import (
     StreamReset,
 )
 from ..protocol.http2 import H2Limits, ServerConnection
-from .h1server import BodyError, ClientGone, Handler, Replies
+from .h1server import BodyError, ClientGone, Handler, Replies, Tunnel
 from .transport import Transport, TransportClosed, TransportTimeout
 
 if TYPE_CHECKING:
@@ -63,8 +63,36 @@ _LINGER = 2.0  # after an error GOAWAY, how long the client gets to read it and 
 
 def h2_limits(settings: "ServerConfig") -> H2Limits:
     """HTTP/2 limits for a listener: H2Limits' defaults (Envoy's edge values), with the
-    header list capped like an HTTP/1.1 head."""
-    return H2Limits(max_header_list_size=settings.max_head)
+    header list capped like an HTTP/1.1 head, and extended CONNECT (RFC 8441) advertised
+    for WebSocket over HTTP/2 (APIs that do not allow it refuse the CONNECT)."""
+    return H2Limits(max_header_list_size=settings.max_head, enable_connect_protocol=True)
+
+
+class _H2Tunnel(Tunnel):
+    __slots__ = ("_st",)
+
+    def __init__(self, st: "H2Stream") -> None:
+        self._st = st
+
+    async def receive(self, timeout: float) -> bytes:
+        st = self._st
+        if st.body_done:
+            return b""
+        try:
+            ev = await st.receive_body(timeout)
+        except BodyError:
+            raise TransportTimeout("tunnel idle") from None
+        return ev.data if ev.__class__ is Data else b""  # type: ignore[attr-defined]
+
+    async def send(self, data: bytes) -> None:
+        self._st.send_data(data)
+        await self._st.flush()
+
+    async def close(self) -> None:
+        st = self._st
+        if not st.response_complete:
+            st.send_end()
+            await st.flush()
 
 
 class H2Stream(Replies):
@@ -100,15 +128,16 @@ class H2Stream(Replies):
 
     # -- request body --------------------------------------------------------------------
 
-    async def receive_body(self) -> Event:
+    async def receive_body(self, timeout: Optional[float] = None) -> Event:
         """The next Data or EndOfMessage; its flow-control credit goes back to the client
-        now that it has been taken."""
+        now that it has been taken.  BodyError(408) after `timeout` (body_timeout)."""
         q = self._queue
         if not q:
             if self.body_done:
                 raise RuntimeError("request body already consumed")
             await self.continue_()
-            with trio.move_on_after(self._drv.settings.body_timeout):
+            with trio.move_on_after(self._drv.settings.body_timeout if timeout is None
+                                    else timeout):
                 while not q:
                     if self.reset_code is not None or self._drv.dead:
                         raise ClientGone("stream reset while sending the body")
@@ -141,7 +170,15 @@ class H2Stream(Replies):
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
                       reason: bytes = b"") -> None:
         self._drv.conn.send(Response(self.stream_id, status, headers))
+        log.warning("DEBUG response %s %r eom=%s", status, headers, self.eom_received)
         self.response_started = True
+
+    async def open_tunnel(self, headers: list[tuple[bytes, bytes]]) -> Tunnel:
+        """Answer an extended CONNECT (RFC 8441) with 200 and `headers`; the stream's
+        DATA then carries the tunnelled protocol both ways."""
+        self.send_response(200, headers)
+        await self.flush()
+        return _H2Tunnel(self)
 
     def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if status != 101:
