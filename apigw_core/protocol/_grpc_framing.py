@@ -9,9 +9,10 @@ Strategy.  `MessageDecoder.feed(chunk)` walks the chunk frame by frame with
 or the count of payload bytes still due.  Nothing is copied unless someone wants the bytes:
 with `collect=False` and an observer that does not ask for data (the gateway relaying a
 stream it only counts), a chunk costs one header parse per message and no allocation.  When
-bytes are wanted, a message that lies inside one chunk is one slice (the chunk itself when
-it is exactly one message); a message spread over chunks is kept as memoryviews of them
-and joined once at its end: one copy, however it was split.
+bytes are wanted, a payload that lies inside one chunk is one slice (the chunk itself when
+the chunk is exactly that payload, as when each DATA frame carries one message after its
+header came alone); a payload spread over chunks is kept as memoryviews of them and joined
+once at its end: one copy, however it was split.
 
 Errors raise `GrpcError` with the status grpc-go uses, before anything is buffered:
 a flag other than 0/1 -> INTERNAL; a compressed message (flag 1) when the stream has no
@@ -163,15 +164,20 @@ class MessageDecoder:
         while i < n:
             if need:  # inside a payload begun in an earlier chunk or header
                 take = n - i if n - i < need else need
-                if assemble:
-                    if mv is None:
-                        mv = memoryview(data)
-                    self._parts.append(mv[i:i + take])  # type: ignore[union-attr]
-                need -= take
-                i += take
-                if need:
-                    break
-                payload = b"".join(self._parts) if assemble else None  # type: ignore[arg-type]
+                if assemble and take == need == self._size:
+                    payload = data[i:i + take]  # the header came alone: one slice (or none)
+                    need = 0
+                    i += take
+                else:
+                    if assemble:
+                        if mv is None:
+                            mv = memoryview(data)
+                        self._parts.append(mv[i:i + take])  # type: ignore[union-attr]
+                    need -= take
+                    i += take
+                    if need:
+                        break
+                    payload = b"".join(self._parts) if assemble else None  # type: ignore[arg-type]
                 self._parts = None
                 self._done(self._flag, self._size, payload, out)
                 continue
