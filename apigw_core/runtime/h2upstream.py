@@ -141,6 +141,9 @@ class H2UpConn:
         self.used = False
         self.window_lot = trio.lowlevel.ParkingLot()
         self._kick_lot = trio.lowlevel.ParkingLot()
+        # the backend's first bytes (its SETTINGS) arrived: until then its
+        # MAX_CONCURRENT_STREAMS is unknown and no stream is opened
+        self.settled = trio.Event()
 
     def kick(self) -> None:
         self._kick_lot.unpark_all()
@@ -163,6 +166,7 @@ class H2UpConn:
                 nursery.cancel_scope.cancel()
         finally:
             self._lost()
+            self.settled.set()
             self.transport.close_now()
             self.pool.forget(self)
 
@@ -182,6 +186,9 @@ class H2UpConn:
                 log.info("HTTP/2 backend %s: %s", self.pool.backend.name, exc)
                 self.kick()
                 return
+            if not self.settled.is_set():
+                self.settled.set()
+                self.pool.stream_ended(self)  # waiting requests may use it now
             for ev in events:
                 t = ev.__class__
                 if t is ConnectionClosed:
@@ -252,10 +259,16 @@ class H2UpstreamPool:
             return await self.h1.open(request)
         deadline = trio.current_time() + self.backend.connect_timeout
         while True:
+            settling = self._connecting > 0
             for up in self.conns:
-                if not up.dead and up.conn.can_open:
+                if not up.settled.is_set():
+                    settling = True  # its stream limit is not known yet: wait for it
+                elif not up.dead and up.conn.can_open:
                     return up.open(request)
-            if len(self.conns) + self._connecting < self.backend.max_connections:
+            if self._h1_only:
+                return await self.h1.open(request)
+            if not settling and (len(self.conns) + self._connecting
+                                 < self.backend.max_connections):
                 up = await self._connect()
                 if up is None:  # the backend chose HTTP/1.1 on this connection
                     return await self.h1.open(request)
@@ -270,8 +283,10 @@ class H2UpstreamPool:
         self._connecting += 1
         try:
             transport = await connect_backend(self.backend, self._ssl, self.watchdog)
-        finally:
+        except BaseException:
             self._connecting -= 1
+            raise
+        self._connecting -= 1
         if self._ssl is not None:
             alpn = transport.stream.selected_alpn_protocol()  # type: ignore[attr-defined]
             if protocol_from_alpn(alpn) != H2:
@@ -288,6 +303,12 @@ class H2UpstreamPool:
         self.conns.append(up)
         assert self.nursery is not None, "the gateway sets the pool's nursery"
         self.nursery.start_soon(up.run)
+        with trio.move_on_after(self.backend.connect_timeout):
+            await up.settled.wait()  # RFC 9113 §3.4: the server preface is SETTINGS
+        if not up.settled.is_set():
+            from .upstream import UpstreamTimeout
+            raise UpstreamTimeout(f"backend {self.backend.name}: no HTTP/2 SETTINGS "
+                                  f"within {self.backend.connect_timeout}s")
         return up
 
     def stream_ended(self, up: H2UpConn) -> None:

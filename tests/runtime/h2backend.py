@@ -9,6 +9,7 @@ What each request path does:
   the normal answer;
 - `/goaway`: the normal answer, then GOAWAY(NO_ERROR) on that connection;
 - `/hang`: never answers (the stream's resets are recorded);
+- `/slow`: the normal answer, 0.5 s late;
 - `/big?n=BYTES`: a body of n bytes (b"x" repeated), sent as the window allows;
 - anything else: 200 with JSON {path, headers, body_length, stream_id, conn}.
 Everything is recorded: connections opened, requests (path, headers), streams reset by the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 import h2.config
@@ -73,11 +75,25 @@ class H2Backend:
         s.sendall(c.data_to_send())
         streams: dict[int, dict] = {}
         pending: dict[int, bytes] = {}  # stream -> body bytes still to send
+        late: list = []                 # (due, stream id) of /slow answers
+        s.settimeout(0.05)
         try:
             while True:
-                data = s.recv(65536)
-                if not data:
+                try:
+                    data = s.recv(65536)
+                except socket.timeout:
+                    data = None
+                if data == b"":
                     return
+                now = time.monotonic()
+                for due, sid in [x for x in late if x[0] <= now]:
+                    late.remove((due, sid))
+                    self._answer(c, sid, streams[sid], conn_no, pending, slow_ok=True)
+                if data is None:
+                    out = c.data_to_send()
+                    if out:
+                        s.sendall(out)
+                    continue
                 for ev in c.receive_data(data):
                     if isinstance(ev, h2.events.RequestReceived):
                         hdrs = {k: v for k, v in ev.headers}
@@ -90,7 +106,11 @@ class H2Backend:
                         streams[ev.stream_id]["len"] += len(ev.data)
                         c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.StreamEnded):
-                        self._answer(c, ev.stream_id, streams[ev.stream_id], conn_no, pending)
+                        if streams[ev.stream_id]["path"].split("?")[0].endswith("/slow"):
+                            late.append((time.monotonic() + 0.5, ev.stream_id))
+                        else:
+                            self._answer(c, ev.stream_id, streams[ev.stream_id], conn_no,
+                                         pending)
                     elif isinstance(ev, h2.events.StreamReset):
                         st = streams.get(ev.stream_id, {})
                         pending.pop(ev.stream_id, None)
@@ -125,7 +145,8 @@ class H2Backend:
                 pending.pop(sid)
                 c.end_stream(sid)
 
-    def _answer(self, c, sid: int, st: dict, conn_no: int, pending: dict) -> None:
+    def _answer(self, c, sid: int, st: dict, conn_no: int, pending: dict,
+                slow_ok: bool = False) -> None:
         path = st["path"]
         base = path.split("?")[0]
         if base.endswith("/hang"):
