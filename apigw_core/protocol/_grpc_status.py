@@ -180,15 +180,17 @@ _FROM_BACKEND = {400: S.INTERNAL, 401: S.UNAUTHENTICATED, 403: S.PERMISSION_DENI
                  502: S.UNAVAILABLE, 503: S.UNAVAILABLE, 504: S.UNAVAILABLE}
 
 _FOR_GATEWAY = {
+    # the same as gateway/replies.py's table (which may not import this layer), plus
+    # 405/415/499; 405, 415 and 505 agree with what check_request answers
     400: S.INTERNAL,            # malformed request (the spec's reading of 400)
     401: S.UNAUTHENTICATED,     # missing/invalid credentials, validate-jwt
     403: S.PERMISSION_DENIED,   # forbidden, ip-filter, quota (APIM answers 403)
     404: S.UNIMPLEMENTED,       # no API / operation matches: no such method here
-    405: S.UNIMPLEMENTED,
+    405: S.INTERNAL,            # not POST (grpc-go: 405 + INTERNAL)
     408: S.DEADLINE_EXCEEDED,   # the client was too slow sending its request
     413: S.RESOURCE_EXHAUSTED,  # request (message) too large
-    414: S.RESOURCE_EXHAUSTED,
-    415: S.INVALID_ARGUMENT,
+    414: S.INTERNAL,
+    415: S.INVALID_ARGUMENT,    # not a gRPC content-type (grpc-go: 415 + INVALID_ARGUMENT)
     429: S.RESOURCE_EXHAUSTED,  # rate limited
     431: S.RESOURCE_EXHAUSTED,  # metadata too large (gRPC's own answer to that)
     499: S.CANCELLED,
@@ -197,6 +199,7 @@ _FOR_GATEWAY = {
     502: S.UNAVAILABLE,         # backend refused / unreachable / bad answer
     503: S.UNAVAILABLE,         # backend pool full, circuit open
     504: S.DEADLINE_EXCEEDED,   # backend timeout
+    505: S.INTERNAL,            # native gRPC over HTTP/1.x
 }
 del S
 

@@ -10,10 +10,11 @@ from hyperframe.frame import HeadersFrame, RstStreamFrame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apigw_core.protocol import EndOfMessage, ProtocolError, Response
+from apigw_core.protocol import EndOfMessage, ProtocolError, Request, Response
 from apigw_core.protocol.grpc import (
     GrpcError,
     StatusCode,
+    check_request,
     decode_grpc_message,
     encode_grpc_message,
     grpc_error_response,
@@ -170,14 +171,34 @@ def test_backend_http_status_table(http, code):
 # 504 backend timeout, 408 client too slow, 400/413/414/431/501/505 refused requests;
 # APIM policies: 401 validate-jwt / subscription key, 403 forbidden / quota, 429 rate limit)
 GATEWAY = [(401, S.UNAUTHENTICATED), (403, S.PERMISSION_DENIED), (429, S.RESOURCE_EXHAUSTED),
-           (404, S.UNIMPLEMENTED), (405, S.UNIMPLEMENTED), (502, S.UNAVAILABLE),
+           (404, S.UNIMPLEMENTED), (405, S.INTERNAL), (502, S.UNAVAILABLE),
            (503, S.UNAVAILABLE), (504, S.DEADLINE_EXCEEDED), (408, S.DEADLINE_EXCEEDED),
-           (413, S.RESOURCE_EXHAUSTED), (414, S.RESOURCE_EXHAUSTED),
+           (413, S.RESOURCE_EXHAUSTED), (414, S.INTERNAL),
            (431, S.RESOURCE_EXHAUSTED), (400, S.INTERNAL), (415, S.INVALID_ARGUMENT),
-           (499, S.CANCELLED), (500, S.INTERNAL), (501, S.UNIMPLEMENTED), (505, S.UNKNOWN),
-           (418, S.UNKNOWN)]
+           (499, S.CANCELLED), (500, S.INTERNAL), (501, S.UNIMPLEMENTED), (505, S.INTERNAL),
+           (418, S.UNKNOWN), (200, S.UNKNOWN)]
 
 
 @pytest.mark.parametrize("http,code", GATEWAY)
 def test_gateway_error_table(http, code):
     assert status_for_http(http) is code
+
+
+def test_gateway_table_agrees_with_the_gateway_layers_own_copy():
+    """gateway/replies.py keeps its own table (the gateway may not import protocol/); the
+    two must not drift apart where both have an answer."""
+    replies = pytest.importorskip("apigw_core.gateway.replies")
+    for http in range(100, 600):
+        theirs = replies.grpc_status_for(http)
+        if theirs != S.UNKNOWN:
+            assert status_for_http(http) == theirs, http
+
+
+def test_check_request_answers_agree_with_the_gateway_table():
+    cases = [Request(1, b"POST", b"/S/M", [], b"2"),                                   # 415
+             Request(1, b"GET", b"/S/M", [(b"content-type", b"application/grpc")], b"2"),  # 405
+             Request(1, b"POST", b"/S/M", [(b"content-type", b"application/grpc")], b"1.1")]
+    for req in cases:
+        with pytest.raises(GrpcError) as ei:
+            check_request(req)
+        assert status_for_http(ei.value.status_hint) == ei.value.code
