@@ -32,6 +32,7 @@ __all__ = [
     "EndOfMessage",
     "StreamReset",
     "ConnectionClosed",
+    "Close",
 ]
 
 
@@ -113,6 +114,16 @@ class ConnectionClosed(Event):
 
     error_code: int = 0
     last_stream_id: Optional[int] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close(Event):
+    """A WebSocket Close frame received from a peer (RFC 6455 §5.5.1, §7.1.5): its status
+    `code` (1005 when the frame carried none) and its UTF-8 `reason`."""
+
+    stream_id: int
+    code: int = 1005
+    reason: str = ""
 
 
 # -- hot-path constructors ---------------------------------------------------------------
