@@ -170,7 +170,6 @@ class H2Stream(Replies):
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
                       reason: bytes = b"") -> None:
         self._drv.conn.send(Response(self.stream_id, status, headers))
-        log.warning("DEBUG response %s %r eom=%s", status, headers, self.eom_received)
         self.response_started = True
 
     async def open_tunnel(self, headers: list[tuple[bytes, bytes]]) -> Tunnel:
