@@ -4,9 +4,10 @@ Wire format (doc/PROTOCOL-HTTP2.md, Length-Prefixed-Message): a 1-byte Compresse
 (0 or 1), a 4-byte big-endian Message-Length, then the message.  The body of a gRPC request
 or response is a sequence of them, cut into `Data` events anywhere, headers included.
 
-Strategy.  `MessageDecoder.feed(chunk)` walks the chunk frame by frame with
-`struct.unpack_from` and keeps only what a frame boundary left open: up to 4 header bytes,
-or the count of payload bytes still due.  Nothing is copied unless someone wants the bytes:
+Strategy.  `MessageDecoder.feed(chunk)` first finishes what the previous chunk left open
+(up to 4 header bytes, or the payload bytes still due), then runs a tight loop over the
+messages that lie whole inside the chunk (one `struct.unpack_from` each), then opens the
+message the chunk ends inside, if any.  Nothing is copied unless someone wants the bytes:
 with `collect=False` and an observer that does not ask for data (the gateway relaying a
 stream it only counts), a chunk costs one header parse per message and no allocation.  When
 bytes are wanted, a payload that lies inside one chunk is one slice (the chunk itself when
@@ -170,57 +171,108 @@ class MessageDecoder:
         out: list[GrpcMessage] = []
         n = len(data)
         i = 0
-        need = self._need
-        assemble = self._assemble
-        fast = self.observer is None and self.collect  # plain decoding: no hooks to call
+        if self._need or self._hdr:
+            i = self._resume(data, out)
+            if i < 0:
+                return out
+        # Whole messages inside this chunk: the hot loop, one header parse per message.
+        obs = self.observer
         limit = self.max_message_size
-        mv = None
-        while i < n:
-            if need:  # inside a payload begun in an earlier chunk or header
-                take = n - i if n - i < need else need
-                if assemble and take == need == self._size:
-                    payload = data[i:i + take]  # the header came alone: one slice (or none)
-                    need = 0
-                    i += take
-                else:
-                    if assemble:
-                        if mv is None:
-                            mv = memoryview(data)
-                        self._parts.append(mv[i:i + take])  # type: ignore[union-attr]
-                    need -= take
-                    i += take
-                    if need:
-                        break
-                    payload = b"".join(self._parts) if assemble else None  # type: ignore[arg-type]
-                self._parts = None
-                self._done(self._flag, self._size, payload, out)
-                continue
-            if self._hdr or n - i < 5:
-                got = self._hdr + data[i:i + 5 - len(self._hdr)]
-                i += len(got) - len(self._hdr)
-                if len(got) < 5:
-                    self._hdr = got
-                    break
-                self._hdr = b""
-                flag, size = _unpack_from(got)
-            else:
+        if obs is None or (obs.on_message is None and not self.collect):
+            count = total = largest = 0
+            collect = self.collect
+            while n - i >= 5:
                 flag, size = _unpack_from(data, i)
-                i += 5
-            if flag or size > limit:
-                self._check(flag, size)
-            if n - i >= size:  # the whole payload is in this chunk
-                if fast:
-                    out.append(_new_message(data[i:i + size], flag == 1))
+                if flag or size > limit:
+                    self._check(flag, size)
+                j = i + 5 + size
+                if j > n:
+                    break
+                if collect:
+                    out.append(_new_message(data[i + 5:j], flag == 1))
                 else:
-                    self._done(flag, size, data[i:i + size] if assemble else None, out)
-                i += size
-            else:
-                need = size
-                self._flag = flag
-                self._size = size
-                self._parts = [] if assemble else None
-        self._need = need
+                    count += 1
+                    total += size
+                    if size > largest:
+                        largest = size
+                i = j
+            if count and obs is not None:
+                obs.count += count  # type: ignore[union-attr]
+                obs.total_bytes += total  # type: ignore[union-attr]
+                if largest > obs.largest:  # type: ignore[union-attr]
+                    obs.largest = largest  # type: ignore[union-attr]
+        else:
+            assemble = self._assemble
+            while n - i >= 5:
+                flag, size = _unpack_from(data, i)
+                if flag or size > limit:
+                    self._check(flag, size)
+                j = i + 5 + size
+                if j > n:
+                    break
+                self._done(flag, size, data[i + 5:j] if assemble else None, out)
+                i = j
+        # What is left begins a message: a cut header, or a header and part of a payload.
+        if n - i < 5:
+            if i < n:
+                self._hdr = data[i:]
+            return out
+        flag, size = _unpack_from(data, i)  # (checked in the loop above)
+        self._open(flag, size)
+        self._take(data, i + 5, out)
         return out
+
+    def _open(self, flag: int, size: int) -> None:
+        self._flag = flag
+        self._size = size
+        self._need = size
+        self._parts = [] if self._assemble else None
+
+    def _take(self, data: bytes, i: int, out: list[GrpcMessage]) -> int:
+        """Payload bytes of the open message from data[i:]; the index after them."""
+        n = len(data)
+        need = self._need
+        take = n - i if n - i < need else need
+        if self._assemble:
+            if take == need == self._size:
+                payload = data[i:i + take]  # its header came alone: one slice (or none)
+            else:
+                self._parts.append(memoryview(data)[i:i + take])  # type: ignore[union-attr]
+                payload = None
+        self._need = need = need - take
+        if need:
+            return n
+        if self._assemble and payload is None:
+            payload = b"".join(self._parts)  # type: ignore[arg-type]
+        self._parts = None
+        self._done(self._flag, self._size, payload if self._assemble else None, out)
+        return i + take
+
+    def _resume(self, data: bytes, out: list[GrpcMessage]) -> int:
+        """Finish what an earlier chunk left open; the index to go on from, or -1 when
+        this chunk is used up."""
+        n = len(data)
+        i = 0
+        if self._hdr:
+            got = self._hdr + data[:5 - len(self._hdr)]
+            i = len(got) - len(self._hdr)
+            if len(got) < 5:
+                self._hdr = got
+                return -1
+            self._hdr = b""
+            flag, size = _unpack_from(got)
+            if flag or size > self.max_message_size:
+                self._check(flag, size)
+            self._open(flag, size)
+            if not size:
+                self._need = 0
+                self._parts = None
+                self._done(flag, 0, b"" if self._assemble else None, out)
+                return i if i < n else -1
+            if i == n:
+                return -1
+        i = self._take(data, i, out)
+        return i if i < n and not self._need else -1
 
     def end(self) -> None:
         """The body ended: GrpcError(INTERNAL) if it stopped inside a message."""

@@ -85,6 +85,25 @@ def test_observer_sees_sizes_and_bytes_without_collecting(msgs, cuts):
         assert feed_all(dec, split(body, cuts)) == []
     assert seen_data == [(len(d), c, d) for d, c in msgs]
     assert seen_size == [(len(d), c, None) for d, c in msgs]
+    counter = MessageObserver()  # the relay's path: counting only, no callback
+    assert feed_all(MessageDecoder(encoding=b"gzip", observer=counter, collect=False),
+                    split(body, cuts)) == []
+    assert (counter.count, counter.total_bytes, counter.largest) == (
+        len(msgs), sum(len(d) for d, _ in msgs), max((len(d) for d, _ in msgs), default=0))
+
+
+@settings(max_examples=100)
+@given(msgs=messages, cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=30))
+def test_validating_only_decoder(msgs, cuts):
+    """No observer, nothing collected: the framing is still checked to the end."""
+    body = b"".join(encode_message(d, c) for d, c in msgs)
+    dec = MessageDecoder(encoding=b"gzip", collect=False)
+    assert feed_all(dec, split(body, cuts)) == []
+    if body:
+        dec = MessageDecoder(encoding=b"gzip", collect=False)
+        dec.feed(body[:-1])
+        with pytest.raises(GrpcError):
+            dec.end()
 
 
 def test_byte_by_byte_and_one_chunk():
