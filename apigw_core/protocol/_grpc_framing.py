@@ -181,6 +181,8 @@ class MessageDecoder:
         if obs is None or (obs.on_message is None and not self.collect):
             count = total = largest = 0
             collect = self.collect
+            append = out.append
+            new, set_data, set_comp = object.__new__, _M_DATA, _M_COMP
             while n - i >= 5:
                 flag, size = _unpack_from(data, i)
                 if flag or size > limit:
@@ -188,8 +190,11 @@ class MessageDecoder:
                 j = i + 5 + size
                 if j > n:
                     break
-                if collect:
-                    out.append(_new_message(data[i + 5:j], flag == 1))
+                if collect:  # _new_message, inlined
+                    m = new(GrpcMessage)
+                    set_data(m, data[i + 5:j])
+                    set_comp(m, flag == 1)
+                    append(m)
                 else:
                     count += 1
                     total += size

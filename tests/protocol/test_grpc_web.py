@@ -295,3 +295,30 @@ def test_grpc_web_call_through_http2_client_and_server():
         271, 272, 273]
     assert trailers == [(b"grpc-status", b"0")]
     assert isinstance(web_msgs[0], GrpcMessage)
+
+
+# -- fuzz: only GrpcError escapes ---------------------------------------------------------------
+
+b64ish = st.binary(max_size=60) | st.text(alphabet="QUJDa0+/=", max_size=60).map(str.encode)
+
+
+@settings(max_examples=500)
+@given(chunks=st.lists(b64ish, max_size=5))
+def test_fuzz_base64_decoder_only_grpc_errors(chunks):
+    dec = Base64Decoder()
+    try:
+        for c in chunks:
+            assert isinstance(dec.feed(c), bytes)
+        assert isinstance(dec.end(), bytes)
+    except GrpcError as exc:
+        assert exc.code == StatusCode.INTERNAL
+
+
+@settings(max_examples=500)
+@given(body=st.binary(max_size=80) | b64ish, text=st.booleans())
+def test_fuzz_parse_web_response_only_grpc_errors(body, text):
+    try:
+        msgs, trailers = parse_web_response(body, text=text)
+    except GrpcError:
+        return
+    assert all(isinstance(m, GrpcMessage) for m in msgs) and isinstance(trailers, list)
