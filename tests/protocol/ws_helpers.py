@@ -26,7 +26,10 @@ def counter_random(n: int) -> bytes:
 
 
 def mask(data: bytes, key: bytes) -> bytes:
-    return bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    """XOR with the key repeated (written independently of the relay's own)."""
+    n = len(data)
+    stream = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
 
 
 def frame(op: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
