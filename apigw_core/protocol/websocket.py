@@ -16,7 +16,7 @@ checks, then relays frames.  How a driver uses this module:
     client_conn.send(accepted.client_response())  # 101 (HTTP/1.1) or 200 (HTTP/2)
     relay = accepted.relay(limits=WSLimits(...))
     relay.client.receive_data(client_conn.trailing_data)   # HTTP/1.1; HTTP/2: Data events
-    relay.backend.receive_data(backend_conn.trailing_data)
+    relay.backend.receive_data(backend_conn.trailing_data) # (each only if not b"": EOF)
     loop: relay.<side>.receive_data(bytes) -> [Close | ConnectionClosed], or ProtocolError
           (its error_code is the close code already queued); write
           relay.client.data_to_send() / relay.backend.data_to_send(); close a side's
