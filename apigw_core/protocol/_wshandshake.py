@@ -188,7 +188,8 @@ def _answer_fits(answer: dict[bytes, Optional[bytes]],
         if b"client_max_window_bits" not in offer:
             return False
         limit = offer[b"client_max_window_bits"]
-        if limit is not None and int(answer[b"client_max_window_bits"]) > int(limit):  # type: ignore
+        got = answer[b"client_max_window_bits"]
+        if limit is not None and int(got) > int(limit):  # type: ignore[arg-type]
             return False
     return True
 

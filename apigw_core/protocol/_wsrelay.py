@@ -159,9 +159,8 @@ class RelaySide:
         "stream_id", "other", "_relay", "_name", "_masked_in", "_mask_out", "_deflate",
         "_max_frame", "_max_msg", "_frag", "_buf", "_out", "_rx", "_tx_closed", "_error",
         "_left", "_fin", "_key", "_koff", "_msg_op", "_msg_z", "_msg_wire", "_msg_size",
-        "_sent_first",
-        "_utf8", "_pending", "_pending_len", "_inflater", "_pings", "close_code",
-        "close_reason", "messages_received", "bytes_received",
+        "_sent_first", "_utf8", "_pending", "_pending_len", "_pending_key", "_inflater",
+        "_pings", "close_code", "close_reason", "messages_received", "bytes_received",
     )
 
     def __init__(self, relay: "WebSocketRelay", *, facing_client: bool, stream_id: int,
@@ -195,8 +194,9 @@ class RelaySide:
         self._msg_size = 0  # inflated size of a compressed message
         self._sent_first = False
         self._utf8: Optional[bytes] = None
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] = []  # payload of the current frame not yet relayed
         self._pending_len = 0
+        self._pending_key: Optional[bytes] = None  # its masking key, when kept masked
         self._inflater: Optional["zlib._Decompress"] = None
         self._pings: list[bytes] = []
         #: how this side's WebSocket ended: the peer's close code (1005: none given), 1006
@@ -351,13 +351,23 @@ class RelaySide:
         self._koff = 0
 
     def _data(self, chunk: bytes, frame_done: bool) -> None:
-        """A piece of the current data frame's payload (`frame_done`: its last)."""
+        """A piece of the current data frame's payload (`frame_done`: its last).
+
+        A masked piece that needs no inspection (binary, not compressed) stays masked:
+        re-masking it for the backend is then one XOR with (its key ^ the new key)
+        instead of two passes (`_emit`'s `inkey`)."""
         n = len(chunk)
         key = self._key
-        if key is not None and n:
+        inkey: Optional[bytes] = None
+        if key is not None:
             k = self._koff
-            chunk = _mask(chunk, key[k:] + key[:k] if k else key)
+            if k:
+                key = key[k:] + key[:k]
             self._koff = (k + n) & 3
+            if self._utf8 is None and not self._msg_z:
+                inkey = key
+            elif n:
+                chunk = _mask(chunk, key)
         self.bytes_received += n
         last = frame_done and self._fin  # the message's last byte
         if self._msg_z:
@@ -365,26 +375,30 @@ class RelaySide:
         elif self._utf8 is not None:
             self._check_utf8(chunk, last)
         other = self.other
+        pending = self._pending
         if frame_done:
-            if self._pending:
-                self._pending.append(chunk)
-                chunk = b"".join(self._pending)
+            if pending:
+                pending.append(chunk)
+                chunk = b"".join(pending)
+                inkey = self._pending_key
                 self._pending = []
                 self._pending_len = 0
             if not other._tx_closed:
-                other._emit(self._first_byte(self._fin), chunk)
+                other._emit(self._first_byte(self._fin), chunk, inkey)
             if self._fin:
                 self._msg_op = 0
                 self.messages_received += 1
         else:
-            self._pending.append(chunk)
+            if not pending:
+                self._pending_key = inkey
+            pending.append(chunk)
             self._pending_len += n
             if self._pending_len >= self._frag:
-                chunk = b"".join(self._pending)
+                chunk = b"".join(pending)
                 self._pending = []
                 self._pending_len = 0
                 if not other._tx_closed:
-                    other._emit(self._first_byte(False), chunk)
+                    other._emit(self._first_byte(False), chunk, self._pending_key)
 
     def _first_byte(self, fin: bool) -> int:
         """FIN/RSV1/opcode of the next frame relayed for the current message."""
@@ -510,8 +524,9 @@ class RelaySide:
 
     # -- sending --------------------------------------------------------------------------
 
-    def _emit(self, b0: int, payload: bytes) -> None:
-        """Queue one frame for this side's peer."""
+    def _emit(self, b0: int, payload: bytes, inkey: Optional[bytes] = None) -> None:
+        """Queue one frame for this side's peer.  `inkey`: `payload` is still masked with
+        that key (from the client), to be re-masked in one pass."""
         n = len(payload)
         if self._mask_out:
             if n < 126:
@@ -521,7 +536,12 @@ class RelaySide:
             else:
                 head = _PACK_Q(b0, 0xFF, n)
             key = self._relay._masking_key()
-            self._out.append(head + key + _mask(payload, key) if n else head + key)
+            if not n:
+                self._out.append(head + key)
+                return
+            k = key if inkey is None else (int.from_bytes(key, "little") ^ int.from_bytes(
+                inkey, "little")).to_bytes(4, "little")
+            self._out.append(head + key + _mask(payload, k))
         elif n < 126:
             self._out.append(bytes((b0, n)) + payload)
         else:

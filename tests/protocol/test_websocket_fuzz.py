@@ -11,7 +11,7 @@ import zlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import BytesMessage, Ping, TextMessage
+from wsproto.events import Ping
 
 from apigw_core.protocol import ProtocolError
 from apigw_core.protocol.websocket import WebSocketRelay, WSLimits

@@ -22,7 +22,6 @@ from ws_helpers import (
     PONG,
     TEXT,
     Bench,
-    EchoBackend,
     WsPair,
     close_frame,
     counter_random,
