@@ -414,10 +414,9 @@ class H2Driver:
                 if not st.response_complete:
                     if st.reset_code is None:  # we gave up (backend failed mid-answer)
                         conn.send(StreamReset(sid, _INTERNAL_ERROR))
-                elif not st.eom_received:
-                    # answered before the upload ended: tell the client to stop sending
-                    # (RFC 9113 §8.1)
-                    conn.send(StreamReset(sid, _NO_ERROR))
+                # answered before the upload ended: the connection itself resets the
+                # stream with NO_ERROR once the response is framed (RFC 9113 §8.1); a
+                # reset sent from here would throw away the response still queued
                 self.kick()
             if self._draining() and not self._goaway_sent:
                 self.close_if_idle()
