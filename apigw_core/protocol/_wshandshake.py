@@ -223,6 +223,7 @@ class WebSocketOffer:
     extensions: tuple[bytes, ...] = ()
 
     def extension_offers(self) -> list[dict[bytes, Optional[bytes]]]:
+        """The forwarded permessage-deflate offers as {parameter: value or None}."""
         return [p for _, raw in parse_extensions(list(self.extensions))
                 for p in [_pmd_params(raw, False)] if p is not None]
 

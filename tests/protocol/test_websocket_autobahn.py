@@ -37,6 +37,7 @@ from ws_helpers import (
     close_frame,
     enabled_pmd,
     frame,
+    kuhn_utf8_cases,
 )
 
 BYE = close_frame(1000)
@@ -374,70 +375,7 @@ def test_6_4_4():
     _fails_fast([whole[:cut], whole[cut:cut + 2], whole[cut + 2:]], 1)
 
 
-def _utf8_cases() -> dict[str, tuple[bool, bytes]]:
-    """Markus Kuhn's UTF-8 decoder stress test, grouped as Autobahn numbers them (6.5 on);
-    the vectors are re-written here, not copied."""
-    groups: list[list[tuple[bool, bytes]]] = []
-    groups.append([(True, b"hello$world"), (True, "hello¢world".encode()),
-                   (True, "hello€world".encode()), (True, "hello𤭢world".encode()),
-                   (True, KOSME)])
-    prefixes = []
-    for i in range(1, len(KOSME) + 1):
-        try:
-            KOSME[:i].decode()
-            ok = True
-        except UnicodeDecodeError:
-            ok = False
-        prefixes.append((ok, KOSME[:i]))
-    groups.append(prefixes)
-    groups.append([(True, b"\x00"), (True, b"\xc2\x80"), (True, b"\xe0\xa0\x80"),
-                   (True, b"\xf0\x90\x80\x80")])
-    groups.append([(False, b"\xf8\x88\x80\x80\x80"), (False, b"\xfc\x84\x80\x80\x80\x80")])
-    groups.append([(True, b"\x7f"), (True, b"\xdf\xbf"), (True, b"\xef\xbf\xbf"),
-                   (True, b"\xf4\x8f\xbf\xbf")])
-    groups.append([(False, b"\xf7\xbf\xbf\xbf"), (False, b"\xfb\xbf\xbf\xbf\xbf"),
-                   (False, b"\xfd\xbf\xbf\xbf\xbf\xbf")])
-    groups.append([(True, b"\xed\x9f\xbf"), (True, b"\xee\x80\x80"), (True, b"\xef\xbf\xbd"),
-                   (True, b"\xf4\x8f\xbf\xbf"), (False, b"\xf4\x90\x80\x80")])
-    groups.append([(False, bytes(s)) for s in ([0x80], [0xbf], [0x80, 0xbf],
-                                               [0x80, 0xbf, 0x80], [0x80, 0xbf] * 2,
-                                               [0x80, 0xbf] * 2 + [0x80], [0x80, 0xbf] * 3,
-                                               list(range(0x80, 0xbf)))])
-    groups.append([(False, b"".join(bytes((c, 0x20)) for c in range(lo, hi)))
-                   for lo, hi in ((0xc0, 0xdf), (0xe0, 0xef), (0xf0, 0xf7), (0xf8, 0xfb),
-                                  (0xfc, 0xfd))])
-    missing = [b"\xc0", b"\xe0\x80", b"\xf0\x80\x80", b"\xf8\x80\x80\x80",
-               b"\xfc\x80\x80\x80\x80", b"\xdf", b"\xef\xbf", b"\xf7\xbf\xbf",
-               b"\xfb\xbf\xbf\xbf", b"\xfd\xbf\xbf\xbf\xbf"]
-    groups.append([(False, m) for m in missing])
-    groups.append([(False, b"".join(missing))])
-    groups.append([(False, b"\xfe"), (False, b"\xff"), (False, b"\xfe\xfe\xff\xff")])
-    groups.append([(False, b"\xc0\xaf"), (False, b"\xe0\x80\xaf"), (False, b"\xf0\x80\x80\xaf"),
-                   (False, b"\xf8\x80\x80\x80\xaf"), (False, b"\xfc\x80\x80\x80\x80\xaf")])
-    groups.append([(False, b"\xc1\xbf"), (False, b"\xe0\x9f\xbf"), (False, b"\xf0\x8f\xbf\xbf"),
-                   (False, b"\xf8\x87\xbf\xbf\xbf"), (False, b"\xfc\x83\xbf\xbf\xbf\xbf")])
-    groups.append([(False, b"\xc0\x80"), (False, b"\xe0\x80\x80"), (False, b"\xf0\x80\x80\x80"),
-                   (False, b"\xf8\x80\x80\x80\x80"), (False, b"\xfc\x80\x80\x80\x80\x80")])
-    singles = [b"\xed\xa0\x80", b"\xed\xad\xbf", b"\xed\xae\x80", b"\xed\xaf\xbf",
-               b"\xed\xb0\x80", b"\xed\xbe\x80", b"\xed\xbf\xbf"]
-    groups.append([(False, s) for s in singles])
-    groups.append([(False, hi + lo) for hi in singles[:4] for lo in (singles[4], singles[6])])
-    nonchars = [b"\xef\xbf\xbe", b"\xef\xbf\xbf"]
-    for z1 in b"\xf0\xf1\xf2\xf3\xf4":
-        for z2 in b"\x8f\x9f\xaf\xbf":
-            if z1 == 0xf4 and z2 != 0x8f:
-                continue  # above U+10FFFF
-            for z3 in b"\xbe\xbf":
-                seq = bytes((z1, z2, 0xbf, z3))
-                if z1 != 0xf0 or z2 != 0x8f:  # not overlong
-                    nonchars.append(seq)
-    groups.append([(True, s) for s in nonchars])
-    groups.append([(True, bytes((0xef, 0xbf, c))) for c in range(0xb9, 0xc0)])
-    return {"6.%d.%d" % (g + 5, j + 1): case
-            for g, group in enumerate(groups) for j, case in enumerate(group)}
-
-
-UTF8_CASES = _utf8_cases()
+UTF8_CASES = kuhn_utf8_cases()
 
 
 @pytest.mark.parametrize("valid,payload", UTF8_CASES.values(), ids=UTF8_CASES.keys())
