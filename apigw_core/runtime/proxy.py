@@ -21,12 +21,14 @@ whole request is still at hand).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Optional
 
 import trio
 
 from ..gateway.forwarding import forward_request_headers, forward_response_headers
+from ..protocol import grpc
 from ..protocol import (
     ConnectionClosed,
     Data,
@@ -63,13 +65,6 @@ class _BackendFailed(Exception):
         self.message = message
 
 
-def _host_of(headers: list[tuple[bytes, bytes]]) -> Optional[bytes]:
-    for name, value in headers:
-        if name == b"host":
-            return value
-    return None
-
-
 def _authority_of(target: bytes) -> Optional[bytes]:
     """The authority of an absolute-form target (`http://a:1/p` -> `a:1`)."""
     scheme, sep, rest = target.partition(b"://")
@@ -92,10 +87,20 @@ def proxy_handler(gw: "Gateway"):
 
     async def handle(stream: HTTPStream) -> None:
         req = stream.request
-        route = router.match(_host_of(req.headers), req.target)
+        host, ctype = _host_and_type(req.headers)
+        route = router.match(host, req.target)
         if route is None:
             await stream.error(404, "no API matches this request")
             return
+        call = web = None
+        if ctype is not None and ctype.startswith(b"application/grpc"):
+            try:
+                call = grpc.check_request(req)
+            except grpc.GrpcError as exc:
+                await _grpc_answer(stream, exc.code, exc.message)
+                return
+            if call.web:
+                web = grpc.GrpcWebTranslator(call, req)
         pool = pools[route.backend.name]
         target = req.target
         headers, rid = forward_request_headers(
@@ -104,6 +109,8 @@ def proxy_handler(gw: "Gateway"):
             authority=None if target[:1] == b"/" else _authority_of(target),
             version=req.http_version)
         upreq = Request(1, req.method, route.path, headers)
+        if web is not None:
+            upreq = web.request_head(upreq)
         body: list = []
         if stream.body_complete:  # small bodies arrive with the head: replayable
             while True:
@@ -113,27 +120,81 @@ def proxy_handler(gw: "Gateway"):
                     break
         retry_ok = stream.body_complete and req.method in _IDEMPOTENT and (
             len(body) == 1)
-        for attempt in (1, 2):
-            try:
-                await _exchange(stream, pool, upreq, body, route.backend.timeout,
-                                write_timeout, retry_ok and attempt == 1)
-                return
-            except _Retry:
-                if attempt == 1:
-                    continue
-                failure = _BackendFailed(502, "backend closed or refused the request")
-            except _BackendFailed as exc:
-                failure = exc
-            if not stream.response_started:
-                await stream.error(failure.status, failure.message, rid)
-                return
-            raise ClientGone("backend failed mid-response")
+        if web is not None:
+            body = [x for ev in body for x in web.to_backend(ev)]
+        if call is None or call.timeout is None:
+            await _forward(stream, pool, upreq, body, route.backend.timeout, write_timeout,
+                           retry_ok, rid, web)
+            return
+        # gRPC deadline: the backend is told how much is left, and the gateway enforces it
+        deadline = trio.current_time() + call.timeout
+        upreq = dataclasses.replace(upreq, headers=grpc.with_timeout(
+            upreq.headers, call.timeout))
+        with trio.move_on_at(deadline) as scope:
+            await _forward(stream, pool, upreq, body, route.backend.timeout, write_timeout,
+                           retry_ok, rid, web)
+        if scope.cancelled_caught:  # the backend stream was cancelled by its release()
+            await _deadline_exceeded(stream, web)
+
+    return handle
+
+
+def _host_and_type(headers: list[tuple[bytes, bytes]]) -> tuple[Optional[bytes],
+                                                                 Optional[bytes]]:
+    host = ctype = None
+    for name, value in headers:
+        if name == b"host":
+            host = value
+        elif name == b"content-type":
+            ctype = value
+    return host, ctype
+
+
+async def _grpc_answer(stream: HTTPStream, code: int, message: str) -> None:
+    """A trailers-only gRPC answer (HTTP 200, the status in the head)."""
+    await stream.reply(200, grpc.grpc_error_response(code, message))
+
+
+async def _deadline_exceeded(stream: HTTPStream, web) -> None:
+    message = "deadline exceeded at the gateway"
+    if not stream.response_started:
+        await _grpc_answer(stream, grpc.StatusCode.DEADLINE_EXCEEDED, message)
+    elif not stream.response_complete:
+        trailers = grpc.status_trailers(grpc.StatusCode.DEADLINE_EXCEEDED, message)
+        end = EndOfMessage(stream.stream_id, trailers)
+        for ev in (web.to_client(end) if web is not None else [end]):
+            if ev.__class__ is Data:
+                stream.send_data(ev.data)  # type: ignore[attr-defined]
+            else:
+                stream.send_end(ev.trailers)  # type: ignore[attr-defined]
+        await stream.flush()
+
+
+async def _forward(stream: HTTPStream, pool, upreq: Request, body: list, timeout: float,
+                   write_timeout: float, retry_ok: bool, rid: bytes, web) -> None:
+    """Send the request (retried once when that is safe) and relay the answer; a failure
+    before the answer becomes a local reply, after it an abort."""
+    for attempt in (1, 2):
+        try:
+            await _exchange(stream, pool, upreq, body, timeout, write_timeout,
+                            retry_ok and attempt == 1, web)
+            return
+        except _Retry:
+            if attempt == 1:
+                continue
+            failure = _BackendFailed(502, "backend closed or refused the request")
+        except _BackendFailed as exc:
+            failure = exc
+        if not stream.response_started:
+            await stream.error(failure.status, failure.message, rid)
+            return
+        raise ClientGone("backend failed mid-response")
 
     return handle
 
 
 async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
-                    timeout: float, write_timeout: float, may_retry: bool) -> None:
+                    timeout: float, write_timeout: float, may_retry: bool, web=None) -> None:
     """One attempt: open an exchange on the backend's pool (HTTP/1.1 connection or HTTP/2
     stream: the same verbs), send the request, relay the answer."""
     try:
@@ -159,29 +220,30 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
             raise _BackendFailed(502, f"sending to backend: {exc}") from None
         if stream.body_complete:
             await _relay_response(stream, ex, timeout, may_retry and ex.reused,
-                                  replayable=True)
+                                  replayable=True, web=web)
         else:
-            await _relay_with_upload(stream, ex, timeout, write_timeout)
+            await _relay_with_upload(stream, ex, timeout, write_timeout, web)
         ok = True
     finally:
         ex.release(ok)
 
 
 async def _relay_with_upload(stream: HTTPStream, ex, timeout: float,
-                             write_timeout: float) -> None:
+                             write_timeout: float, web=None) -> None:
     """The request body is still arriving: pump it in a second task while relaying."""
     body_error: list[BaseException] = []
 
     async def pump() -> None:
         try:
             while True:
-                ev = await stream.receive_body()
-                if ev.__class__ is Data:
-                    ex.send_data(ev.data)  # type: ignore[attr-defined]
-                else:
-                    ex.send_end(ev.trailers)  # type: ignore[attr-defined]
+                got = await stream.receive_body()
+                for ev in (web.to_backend(got) if web is not None else (got,)):
+                    if ev.__class__ is Data:
+                        ex.send_data(ev.data)  # type: ignore[attr-defined]
+                    else:
+                        ex.send_end(ev.trailers)  # type: ignore[attr-defined]
                 await ex.flush(write_timeout)
-                if ev.__class__ is EndOfMessage:
+                if got.__class__ is EndOfMessage:
                     return
         except (TransportClosed, TransportTimeout):
             return  # the backend stopped reading: its answer (or EOF) tells the rest
@@ -195,7 +257,7 @@ async def _relay_with_upload(stream: HTTPStream, ex, timeout: float,
     async with trio.open_nursery() as nursery:
         nursery.start_soon(pump)
         try:
-            await _relay_response(stream, ex, timeout, False, replayable=False)
+            await _relay_response(stream, ex, timeout, False, replayable=False, web=web)
         except (_BackendFailed, ClientGone) as exc:
             failed.append(exc)
         nursery.cancel_scope.cancel()  # the answer is complete: stop reading the upload
@@ -206,7 +268,7 @@ async def _relay_with_upload(stream: HTTPStream, ex, timeout: float,
 
 
 async def _relay_response(stream: HTTPStream, ex, timeout: float, may_retry: bool,
-                          replayable: bool) -> None:
+                          replayable: bool, web=None) -> None:
     """Relay the backend's answer to the client, flushing after every batch (so server-sent
     events go out as they come, and a slow client slows the backend)."""
     while True:
@@ -223,6 +285,8 @@ async def _relay_response(stream: HTTPStream, ex, timeout: float, may_retry: boo
             if may_retry and not answered and not ex.answered:
                 raise _Retry() from None
             raise _BackendFailed(502, exc.message) from None
+        if web is not None:
+            events = [x for ev in events for x in web.to_client(ev)]
         for ev in events:
             t = ev.__class__
             if t is Data:

@@ -235,12 +235,33 @@ def test_2or1_follows_alpn(tmp_path, protocols, expect_via):
                                        ("/down/Svc/Method", b"14")])  # backend down: UNAVAILABLE
 def test_grpc_callers_get_trailers_only_statuses(env, path, code):
     out = subprocess.run(
-        ["curl", "-s", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge",
+        ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge",
          "-H", "content-type: application/grpc", "-H", "te: trailers",
          "--data-binary", "@-", env.url + path],
         input=b"\0\0\0\0\0", capture_output=True, timeout=10)
     head = out.stdout.lower()
-    assert head.startswith(b"http/2 200")
+    assert head.startswith(b"http/2 200"), (out.returncode, out.stderr)
     assert b"grpc-status: " + code + b"\r\n" in head
     assert b"content-type: application/grpc\r\n" in head
     assert b"grpc-message: " in head
+
+
+def test_grpc_timeout_is_enforced_by_the_gateway(env):
+    """The backend never answers and its configured timeout (1 s) is longer than the
+    call's grpc-timeout (200 ms): the gateway answers DEADLINE_EXCEEDED at the deadline,
+    tells the backend how long it had (grpc-timeout forwarded) and cancels its stream."""
+    t0 = time.monotonic()
+    out = subprocess.run(
+        ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge",
+         "-H", "content-type: application/grpc", "-H", "te: trailers",
+         "-H", "grpc-timeout: 200m", "--data-binary", "@-", env.url + "/h2/Svc/hang"],
+        input=b"\0\0\0\0\0", capture_output=True, timeout=10)
+    elapsed = time.monotonic() - t0
+    head = out.stdout.lower()
+    assert head.startswith(b"http/2 200"), (out.returncode, out.stderr)
+    assert b"grpc-status: 4\r\n" in head
+    assert 0.15 < elapsed < 0.9
+    sent = [h for _, path, h in env.backend.rec.requests if path == "/Svc/hang"][-1]
+    assert 0 < int(sent["grpc-timeout"][:-1]) <= 200_000  # what was left, in a finer unit
+    time.sleep(0.3)
+    assert ("/Svc/hang", 8) in env.backend.rec.resets
