@@ -242,6 +242,8 @@ class H2Driver:
         self._final = False
         self._goaway_sent = False
         self._failed = False  # we sent GOAWAY for a connection error
+        self._reader_scope = trio.CancelScope()  # cancelled when the writer fails
+        self._busy_wait: Optional[trio.CancelScope] = None  # the reader, streams open
         self._nursery: Optional[trio.Nursery] = None
 
     # -- for the gateway -----------------------------------------------------------------
@@ -269,7 +271,8 @@ class H2Driver:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._writer)
-                await self._reader()
+                with self._reader_scope:
+                    await self._reader()
                 # flush what the connection still has to say (GOAWAY), then stop
                 self._final = True
                 self.kick()
@@ -302,9 +305,19 @@ class H2Driver:
             self.kick()
             if conn.should_close:
                 return
-            timeout = s.idle_timeout if not self.streams else _FOREVER
             try:
-                data = await t.receive(timeout)
+                if self.streams:
+                    # no timeout while streams run (a long download is not idle); the last
+                    # stream to end cancels this wait (`_serve`): the idle timer starts then
+                    with trio.CancelScope() as self._busy_wait:
+                        data = await t.receive(_FOREVER)
+                    if self._busy_wait.cancelled_caught:
+                        self._busy_wait = None
+                        continue
+                    self._busy_wait = None
+                else:
+                    # the connection stays open at the timeout, so the GOAWAY can go out
+                    data = await t.receive_or_timeout(s.idle_timeout)
             except TransportTimeout:
                 if not self.streams and not self.dead:
                     conn.close(_NO_ERROR)  # idle: say so before closing (Envoy)
@@ -410,6 +423,8 @@ class H2Driver:
                         await st.error(500, "internal error")
         finally:
             del self.streams[sid]
+            if not self.streams and self._busy_wait is not None:
+                self._busy_wait.cancel()  # the reader: the idle timeout starts now
             if not self.dead:
                 if not st.response_complete:
                     if st.reset_code is None:  # we gave up (backend failed mid-answer)
@@ -438,5 +453,6 @@ class H2Driver:
                 await self._kick_lot.park()
         except (TransportClosed, TransportTimeout):
             self._lost()
+            self._reader_scope.cancel()  # it may wait for a client that is gone for good
         finally:
             self._writer_done.set()
