@@ -273,6 +273,23 @@ def test_header_list_over_the_limit_closes_only_that_connection(gw):
     assert H2Client.h2c(h2c_port(gw)).get("/after").status == 200
 
 
+def test_gateway_answer_to_an_upload_still_arriving_reaches_the_client(gw):
+    """The backend reads 64 KiB of a 1 MiB upload and hangs up: the client gets the 502,
+    then RST_STREAM(NO_ERROR) to stop sending (RFC 9113 §8.1), not a bare reset."""
+    c = H2Client.h2c(h2c_port(gw))
+    try:
+        sid = c.request("/s/drop", method="POST", body=b"x" * MiB,
+                        headers=[("content-length", str(MiB))])
+        r = c.replies[sid]
+        assert c.run_until(lambda: r.ended or r.reset is not None, 10)
+        c.run_until(lambda: r.reset is not None, 2)
+    finally:
+        c.close()
+    assert r.status == 502, r
+    assert json.loads(bytes(r.body))["statusCode"] == 502
+    assert r.reset in (None, NO_ERROR)
+
+
 @pytest.mark.xfail(strict=True, reason="bug: an HTTP/2 request body without content-length "
                    "is forwarded to an HTTP/1.1 backend with no framing (neither "
                    "content-length nor chunked): the h1 client refuses the body, 500")
@@ -393,6 +410,40 @@ def test_client_that_stops_reading_bounds_gateway_memory(tmp_path, pki, echo):
     assert r.reset == 2                              # INTERNAL_ERROR: we gave up
     assert t_reset < 5
     assert sp.closed == 1                            # the backend fetch was abandoned
+
+
+# ---------------------------------------------------------------------------------------
+# idle timeout
+# ---------------------------------------------------------------------------------------
+
+def test_idle_timeout_after_requests_and_after_a_reset_stream(tmp_path, pki, echo, special):
+    """idle-timeout 1 s: a connection whose streams are all done (one answered, one reset
+    for a window never opened) gets GOAWAY(NO_ERROR) and is closed about 1 s later."""
+    p = start_gateway(tmp_path, _config(pki, echo, special,
+                                        **{"idle-timeout": "1s", "write-timeout": "1s"}))
+    try:
+        c = H2Client.h2c(p.ports[1])
+        assert c.get("/one").status == 200
+        t0 = time.monotonic()
+        c.run_until(lambda: c.closed, 5)
+        served_idle = (c.closed, c.goaway, time.monotonic() - t0)
+        c.close()
+        c = H2Client.h2c(p.ports[1], settings={4: 0}, auto_ack=False)   # no window at all
+        r = c.replies[c.request("/s/bytes/100000")]
+        t0 = time.monotonic()
+        c.run_until(lambda: c.closed, 6)
+        reset_idle = (r.reset, c.closed, c.goaway, time.monotonic() - t0)
+        c.close()
+    finally:
+        p.stop()
+    closed, goaway, after = served_idle
+    assert closed and goaway is not None, served_idle
+    assert (goaway.error_code, goaway.last_stream_id) == (NO_ERROR, 1)
+    assert 0.8 < after < 2.5
+    reset, closed, goaway, after = reset_idle
+    assert reset == 2 and closed and goaway is not None, reset_idle    # INTERNAL_ERROR
+    assert goaway.error_code == NO_ERROR
+    assert 1.8 < after < 4                            # write-timeout, then idle-timeout
 
 
 # ---------------------------------------------------------------------------------------
