@@ -109,6 +109,9 @@ class ServerConfig:
     max_head: int = 65536
     max_fields: int = 100
     max_body: int | None = None      # request body cap (413); None: unlimited, streamed
+    websocket_idle_timeout: float = 600.0  # a WebSocket with no frame either way is closed
+                                     # (APIM's 10 min; long-lived, unlike HTTP's idle)
+    websocket_max_message: int = 16 * 1024 * 1024  # close 1009 past it (frame cap alike)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +327,8 @@ _SERVER: dict[str, _Conv] = {
     "max-head": _bounded(_size, 1, 2**31 - 1),
     "max-fields": _bounded(_int, 0, 2**31 - 1),
     "max-body": _optional(_size),
+    "websocket-idle-timeout": _positive_duration,
+    "websocket-max-message": _bounded(_size, 125, 2**31 - 1),
 }
 
 _LISTENER = {"bind": None, "protocols": _protocols(("http1", "h2", "h2c")), "tls": None}

@@ -110,8 +110,8 @@ class _H1Tunnel(Tunnel):
         if self._pending:
             data, self._pending = self._pending, b""
             return data
-        try:
-            return await self._drv.transport.receive(timeout)
+        try:  # a timeout leaves the connection open (a WebSocket Close still goes out)
+            return await self._drv.transport.receive_or_timeout(timeout)
         except TransportClosed:
             return b""
 

@@ -42,6 +42,7 @@ from ..protocol import (
 from .h1server import BodyError, ClientGone, HTTPStream
 from .transport import TransportClosed, TransportTimeout
 from .upstream import PoolOverflow, UpstreamConnectError, UpstreamTimeout
+from .wsproxy import proxy_websocket
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -92,6 +93,12 @@ def proxy_handler(gw: "Gateway"):
         if route is None:
             await stream.error(404, "no API matches this request")
             return
+        ws_request = req.upgrade == b"websocket" or req.protocol == b"websocket"
+        if ws_request and "websocket" not in route.api.protocols:
+            if req.protocol is not None:  # an HTTP/2 CONNECT cannot go on as plain HTTP
+                await stream.error(400, "WebSocket is not enabled for this API")
+                return
+            ws_request = False  # HTTP/1.1: forwarded as plain HTTP, the Upgrade dropped
         call = web = None
         if ctype is not None and ctype.startswith(b"application/grpc"):
             try:
@@ -108,6 +115,9 @@ def proxy_handler(gw: "Gateway"):
             backend_authority=pool.authority, new_id=new_id,
             authority=None if target[:1] == b"/" else _authority_of(target),
             version=req.http_version)
+        if ws_request:
+            await proxy_websocket(stream, route, pool, headers, rid, gw.config.server)
+            return
         upreq = Request(1, req.method, route.path, headers)
         if web is not None:
             upreq = web.request_head(upreq)
