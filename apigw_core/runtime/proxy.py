@@ -101,6 +101,10 @@ def proxy_handler(gw: "Gateway"):
             ws_request = False  # HTTP/1.1: forwarded as plain HTTP, the Upgrade dropped
         call = web = None
         if ctype is not None and ctype.startswith(b"application/grpc"):
+            if "grpc" not in route.api.protocols:
+                await _grpc_answer(stream, grpc.StatusCode.UNIMPLEMENTED,
+                                   "gRPC is not enabled for this API")
+                return
             try:
                 call = grpc.check_request(req)
             except grpc.GrpcError as exc:

@@ -31,9 +31,10 @@ def env(tmp_path_factory):
             "narrow": {"url": narrow.url, "http-version": "2", "timeout": 5},
             "down": {"url": "http://127.0.0.1:1", "http-version": "2"},
         },
-        "apis": [{"name": "h2", "path": "/h2", "backend": "h2"},
+        "apis": [{"name": "h2", "path": "/h2", "backend": "h2", "protocols": ["http", "grpc"]},
                  {"name": "narrow", "path": "/narrow", "backend": "narrow"},
-                 {"name": "down", "path": "/down", "backend": "down"}],
+                 {"name": "down", "path": "/down", "backend": "down",
+                  "protocols": ["http", "grpc"]}],
     }
     gw = start_gateway(tmp_path_factory.mktemp("gw"), cfg)
     gw.backend, gw.narrow = b, narrow
@@ -231,8 +232,11 @@ def test_2or1_follows_alpn(tmp_path, protocols, expect_via):
         echo.stop()
 
 
-@pytest.mark.parametrize("path,code", [("/nope/Svc/Method", b"12"),   # no route: UNIMPLEMENTED
-                                       ("/down/Svc/Method", b"14")])  # backend down: UNAVAILABLE
+@pytest.mark.parametrize("path,code", [
+    ("/nope/Svc/Method", b"12"),    # no route: UNIMPLEMENTED
+    ("/narrow/Svc/Method", b"12"),  # an API that does not declare grpc: UNIMPLEMENTED
+    ("/down/Svc/Method", b"14"),    # backend down: UNAVAILABLE
+])
 def test_grpc_callers_get_trailers_only_statuses(env, path, code):
     out = subprocess.run(
         ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge",

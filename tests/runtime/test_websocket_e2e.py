@@ -80,7 +80,7 @@ def env(tmp_path_factory):
                  {"name": "plain", "path": "/plain", "backend": "ws"},
                  {"name": "down", "path": "/down", "backend": "down",
                   "protocols": ["websocket"]}],
-        "server": {"websocket-max-message": "256KiB", "websocket-idle-timeout": "2s"},
+        "server": {"websocket-max-message": "2MiB", "websocket-idle-timeout": "2s"},
     }
     gw = start_gateway(tmp_path_factory.mktemp("gw"), cfg)
     gw.backend = b
@@ -104,12 +104,12 @@ def test_fragmented_message(env):
         assert c.recv(timeout=5) == "hello world"
 
 
-def test_one_mib_message_over_the_limit_is_1009(env):
+def test_one_mib_message_then_one_over_the_limit_is_1009(env):
     with ws_connect(env.ws_url + "/big", max_size=None) as c:
-        big = os.urandom(200 * 1024)
+        big = os.urandom(1 << 20)
         c.send(big)
-        assert c.recv(timeout=10) == big  # under the 256 KiB limit: relayed
-        c.send(os.urandom(1 << 20))        # over it: the gateway closes with 1009
+        assert c.recv(timeout=10) == big  # 1 MiB, under the 2 MiB limit: relayed
+        c.send(os.urandom(3 << 20))        # over it: the gateway closes with 1009
         with pytest.raises(ConnectionClosed) as info:
             c.recv(timeout=10)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1009
