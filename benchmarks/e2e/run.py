@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""End-to-end load benchmark: wrk against nginx, an nginx reverse proxy and the gateway.
+"""End-to-end load benchmark: wrk (HTTP/1.1) and h2load (h2c) against nginx, an nginx
+reverse proxy and the gateway.
 
 Strategy.  Everything runs on loopback, on free ports, from private temp directories:
 one nginx is the backend (a fixed 12-byte body over HTTP/1.1 keep-alive); a second nginx
@@ -12,9 +13,16 @@ small machine depends on how the cores are shared with wrk and the backend) we r
 requests per CPU-second of the proxy, which does not.  Every process we start gets its
 own session (process group) and is killed in a `finally`, on Ctrl-C and on SIGTERM too.
 
+The h2 rows do the same with h2load over cleartext HTTP/2 (prior knowledge) with a few
+connections and several streams on each: an nginx reverse proxy with `listen PORT http2`
+and the gateway with an h2c listener, both proxying to the same HTTP/1.1 backend.  h2load
+prints no percentiles, so p50/p99 come from its per-request log (`--log-file`).
+
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
-                                 [--only nginx,proxy,gw1,gw2] [--json results.json]
+                                 [--h2-connections 10] [--h2-streams 10]
+                                 [--only nginx,proxy,gw1,gw2,h2nginx,h2gw1,h2gw2]
+                                 [--json results.json]
 """
 
 from __future__ import annotations
@@ -37,13 +45,17 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw2")
+TARGETS = ("nginx", "proxy", "gw1", "gw2", "h2nginx", "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
     "gw1": "apigw 1 worker",
     "gw2": "apigw 2 workers",
+    "h2nginx": "nginx reverse proxy, h2c",
+    "h2gw1": "apigw 1 worker, h2c",
+    "h2gw2": "apigw 2 workers, h2c",
 }
+H2_TARGETS = ("h2nginx", "h2gw1", "h2gw2")
 BODY = "hello world\n"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -92,6 +104,51 @@ def parse_wrk(text: str) -> dict:
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     out["non_2xx_3xx"] = int(m.group(1)) if m else 0
     out["errors"] = out["non_2xx_3xx"] + sum(sock.values())
+    return out
+
+
+# --------------------------------------------------------------------------- h2load output
+
+
+def parse_h2load(text: str, log_path: Optional[str] = None) -> dict:
+    """Parse h2load's output into the same keys as parse_wrk.
+
+    requests = requests done; rps from the "finished in" line; errors = failed + errored
+    + timeout + non-2xx/3xx responses; latency percentiles (ms) from the per-request log
+    (`--log-file`: start us, status, us until the end of the response), when given.
+    Raises ValueError if the output has no "finished in" or "requests:" line."""
+    out: dict = {}
+    m = re.search(r"^finished in ([\d.]+)(us|ms|s|m|h), ([\d.]+) req/s", text, re.M)
+    if not m:
+        raise ValueError("no 'finished in' line in h2load output")
+    out["duration_s"] = _to_ms(m.group(1), m.group(2)) / 1e3
+    out["rps"] = float(m.group(3))
+    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.M)
+    if not m:
+        raise ValueError("no 'requests:' line in h2load output")
+    total, started, done, ok, failed, errored, timeout = map(int, m.groups())
+    out["requests"] = done
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    codes = tuple(map(int, m.groups())) if m else (0, 0, 0, 0)
+    out["non_2xx_3xx"] = codes[2] + codes[3]
+    out["socket_errors"] = {"failed": failed, "errored": errored, "timeout": timeout}
+    out["errors"] = out["non_2xx_3xx"] + failed + errored + timeout
+    m = re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\s", text, re.M)
+    out["latency_avg_ms"] = _to_ms(m.group(1), m.group(2)) if m else None
+    lat: List[float] = []
+    if log_path is not None:
+        try:
+            with open(log_path) as f:
+                for line in f:
+                    cols = line.split("\t")
+                    if len(cols) >= 3:
+                        lat.append(int(cols[2]) / 1e3)
+        except OSError:
+            pass
+    lat.sort()
+    for p in ("50", "75", "90", "99"):
+        out["p" + p + "_ms"] = lat[min(len(lat) - 1, len(lat) * int(p) // 100)] if lat else None
     return out
 
 
@@ -227,6 +284,27 @@ def stop_all() -> None:
         stop(p)
 
 
+def wait_h2_200(port: int, proc: subprocess.Popen, timeout: float) -> Optional[str]:
+    """As wait_http_200, over h2c by prior knowledge (one h2load request): an nginx
+    `listen ... http2` port speaks nothing else."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"process exited with status {proc.returncode}"
+        try:
+            r = subprocess.run(["h2load", "-n", "1", "-c", "1", f"http://127.0.0.1:{port}/"],
+                               capture_output=True, text=True, timeout=10)
+            if re.search(r"^status codes: 1 2xx", r.stdout, re.M):
+                return None
+            last = (r.stdout + r.stderr).strip().splitlines()[-1:] or ["?"]
+            last = last[0]
+        except (OSError, subprocess.SubprocessError) as e:
+            last = f"{type(e).__name__}: {e}"
+        time.sleep(0.1)
+    return f"not ready after {timeout:.0f} s ({last})"
+
+
 def wait_http_200(port: int, proc: subprocess.Popen, timeout: float) -> Optional[str]:
     """Poll GET / until it answers 200; None when ready, else the reason it is not."""
     deadline = time.monotonic() + timeout
@@ -253,17 +331,21 @@ def wait_http_200(port: int, proc: subprocess.Popen, timeout: float) -> Optional
 # --------------------------------------------------------------------------- tools
 
 
-def ensure_tools() -> None:
-    missing = [t for t in ("nginx", "wrk") if shutil.which(t) is None
+PACKAGES = {"nginx": "nginx", "wrk": "wrk", "h2load": "nghttp2-client"}
+
+
+def ensure_tools(tools=("nginx", "wrk", "h2load")) -> None:
+    missing = [t for t in tools if shutil.which(t) is None
                and not os.path.exists("/usr/sbin/" + t)]
     if not missing:
         return
-    print(f"# installing {' '.join(missing)} from Debian (apt-get) ...", flush=True)
+    pkgs = [PACKAGES[t] for t in missing]
+    print(f"# installing {' '.join(pkgs)} from Debian (apt-get) ...", flush=True)
     if os.geteuid() != 0:
-        sys.exit(f"nginx/wrk missing ({missing}) and not root: "
-                 "apt-get install -y --no-install-recommends nginx wrk")
+        sys.exit(f"{'/'.join(missing)} missing and not root: "
+                 f"apt-get install -y --no-install-recommends {' '.join(pkgs)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "nginx", "wrk"]
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *pkgs]
     if subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL).returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], env=env, stdout=subprocess.DEVNULL, check=True)
         subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=True)
@@ -308,6 +390,7 @@ def machine_info() -> dict:
         "kernel": platform.release(),
         "nginx": tool_version([nginx_bin(), "-v"]),
         "wrk": tool_version(["wrk", "-v"]),
+        "h2load": tool_version(["h2load", "--version"]),
     }
 
 
@@ -345,7 +428,7 @@ NGINX_PROXY = """\
         keepalive_requests 1000000;
     }}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{listen_extra};
         location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -354,7 +437,8 @@ NGINX_PROXY = """\
     }}"""
 
 
-def start_nginx(workdir: str, name: str, body: str, port: int) -> subprocess.Popen:
+def start_nginx(workdir: str, name: str, body: str, port: int,
+                h2: bool = False) -> subprocess.Popen:
     d = os.path.join(workdir, name)
     os.makedirs(d)
     os.chmod(d, 0o755)  # nginx workers run as nobody when we are root
@@ -363,7 +447,7 @@ def start_nginx(workdir: str, name: str, body: str, port: int) -> subprocess.Pop
         f.write(NGINX_COMMON.format(d=d, body=body))
     p = start([nginx_bin(), "-e", os.path.join(d, "error.log"), "-p", d, "-c", conf,
                "-g", "daemon off;"])
-    err = wait_http_200(port, p, 10)
+    err = (wait_h2_200 if h2 else wait_http_200)(port, p, 10)
     if err:
         try:
             with open(os.path.join(d, "error.log")) as f:
@@ -378,7 +462,7 @@ def start_nginx(workdir: str, name: str, body: str, port: int) -> subprocess.Pop
 # --------------------------------------------------------------------------- gateway
 
 GATEWAY_CONFIG = """\
-listeners: [{{bind: "127.0.0.1:{port}"}}]
+listeners: [{{bind: "127.0.0.1:{port}", protocols: [{protocols}]}}]
 backends: {{nginx: {{url: "http://127.0.0.1:{backend_port}"}}}}
 apis: [{{name: bench, path: "", backend: nginx}}]
 """
@@ -386,12 +470,14 @@ DEFAULT_GW_CMD = "{python} -m apigw_core serve {config} --workers {workers}"
 
 
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
-                  cmd: str = "") -> Tuple[Optional[subprocess.Popen], Optional[str]]:
-    d = os.path.join(workdir, f"gw{workers}")
+                  cmd: str = "", h2c: bool = False
+                  ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
+    d = os.path.join(workdir, f"{'h2' if h2c else ''}gw{workers}")
     os.makedirs(d)
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write(GATEWAY_CONFIG.format(port=port, backend_port=backend_port))
+        f.write(GATEWAY_CONFIG.format(port=port, backend_port=backend_port,
+                                      protocols="http1, h2c" if h2c else "http1"))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -422,8 +508,10 @@ class Result:
     label: str
     ok: bool = False
     error: Optional[str] = None
-    wrk_threads: int = 0
+    client: str = ""                 # "wrk" or "h2load"
+    wrk_threads: int = 0             # the load generator's threads (wrk -t or h2load -t)
     connections: int = 0
+    streams: int = 1                 # h2load -m: concurrent streams per connection
     duration_s: float = 0.0
     requests: int = 0
     rps: Optional[float] = None
@@ -437,9 +525,9 @@ class Result:
     req_per_cpu_s: Optional[float] = None
     proxy_processes: int = 0
     proxy_processes_exited: int = 0
-    wrk_cpu_s: Optional[float] = None
+    wrk_cpu_s: Optional[float] = None          # the load generator's CPU (wrk or h2load)
     machine_busy_pct: Optional[float] = None
-    wrk_output: str = ""
+    wrk_output: str = ""                       # the load generator's raw output
 
 
 def run_wrk(url: str, threads: int, conns: int, duration: float) -> Tuple[str, float]:
@@ -458,19 +546,58 @@ def run_wrk(url: str, threads: int, conns: int, duration: float) -> Tuple[str, f
     return out.decode(errors="replace"), cpu
 
 
-def bench(res: Result, port: int, cpu_root: int, args, threads: int) -> None:
+def run_h2load(url: str, threads: int, conns: int, streams: int, duration: float,
+               log_path: Optional[str] = None) -> Tuple[str, float]:
+    """Run h2load for `duration` seconds (h2c by prior knowledge for an http:// URL), return
+    (stdout, CPU seconds h2load used)."""
+    argv = ["h2load", "-t", str(threads), "-c", str(conns), "-m", str(streams),
+            "-D", f"{duration:g}", url]
+    if log_path:
+        argv[1:1] = ["--log-file", log_path]
+    before = os.times()
+    p = start(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=duration + 60)
+    finally:
+        stop(p)
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    if p.returncode != 0:
+        raise RuntimeError(f"h2load exited with {p.returncode}:\n{out.decode(errors='replace')}")
+    return out.decode(errors="replace"), cpu
+
+
+def bench(res: Result, port: int, cpu_root: int, args, threads: int, h2: bool = False,
+          workdir: str = "") -> None:
     url = f"http://127.0.0.1:{port}/"
-    conns = max(args.connections, threads)
+    if h2:
+        conns = max(args.h2_connections, threads)
+        res.client, res.streams = "h2load", args.h2_streams
+        log_path = os.path.join(workdir, f"{res.target}.h2load.tsv")
+
+        def load(duration: float, log: Optional[str] = None) -> Tuple[str, float]:
+            return run_h2load(url, threads, conns, args.h2_streams, duration, log)
+    else:
+        conns = max(args.connections, threads)
+        res.client, log_path = "wrk", None
+
+        def load(duration: float, log: Optional[str] = None) -> Tuple[str, float]:
+            return run_wrk(url, threads, conns, duration)
     res.wrk_threads, res.connections = threads, conns
     if args.warmup > 0:
-        run_wrk(url, threads, conns, args.warmup)
+        load(args.warmup)
     before = sample_cpu(cpu_root)
     m_before = machine_cpu_ticks()
-    out, wrk_cpu = run_wrk(url, threads, conns, args.duration)
+    out, wrk_cpu = load(args.duration, log_path)
     after = sample_cpu(cpu_root)
     m_after = machine_cpu_ticks()
     res.wrk_output = out
-    parsed = parse_wrk(out)
+    parsed = parse_h2load(out, log_path) if h2 else parse_wrk(out)
+    if log_path:
+        try:
+            os.remove(log_path)  # can be large; the percentiles are taken
+        except OSError:
+            pass
     res.requests = parsed["requests"]
     res.duration_s = parsed["duration_s"]
     res.rps = parsed["rps"]
@@ -495,23 +622,28 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
     if target == "nginx":
         bench(res, backend_port, ctx["backend"].pid, args, args.threads)
         return
-    if target == "proxy":
+    h2 = target in H2_TARGETS
+    threads = args.h2_threads if h2 else args.threads
+    if target in ("proxy", "h2nginx"):
         port = free_port()
-        p = start_nginx(workdir, "proxy", NGINX_PROXY.format(port=port, backend_port=backend_port), port)
+        conf = NGINX_PROXY.format(port=port, backend_port=backend_port,
+                                  listen_extra=" http2" if h2 else "")
+        p = start_nginx(workdir, target, conf, port, h2=h2)
         try:
-            bench(res, port, p.pid, args, args.threads)
+            bench(res, port, p.pid, args, threads, h2, workdir)
         finally:
             stop(p)
         return
-    workers = int(target[2:])
+    workers = int(target.removeprefix("h2")[2:])
     port = free_port()
-    p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd)
+    p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
+                           h2c=h2)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
         return
     try:
-        bench(res, port, p.pid, args, args.threads)
+        bench(res, port, p.pid, args, threads, h2, workdir)
         if p.poll() is not None:
             res.error = f"gateway exited during the run with status {p.returncode}"
     finally:
@@ -533,19 +665,23 @@ def _fmt_ms(v: Optional[float]) -> str:
 
 def report(results: List[Result], info: dict, args) -> str:
     lines = [
-        f"wrk: {args.threads} thread(s), {args.connections} connections, {args.duration:g} s "
-        f"per target (after a {args.warmup:g} s warm-up)",
+        f"{args.duration:g} s per target (after a {args.warmup:g} s warm-up); wrk: "
+        f"{args.threads} thread(s), {args.connections} connections; h2load (h2c): "
+        f"{args.h2_threads} thread(s), {args.h2_connections} connections x {args.h2_streams} "
+        f"streams",
         "",
-        "| target | wrk -t | req/s | p50 | p99 | errors | proxy CPU-s | req per CPU-s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | client | req/s | p50 | p99 | errors | proxy CPU-s | req per CPU-s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         if not r.ok:
             why = "interrupted" if r.error == "interrupted" else "FAILED"
             lines.append(f"| {r.label} | - | {why} | - | - | - | - | - |")
             continue
+        client = (f"h2load -t {r.wrk_threads} -c {r.connections} -m {r.streams}"
+                  if r.client == "h2load" else f"wrk -t {r.wrk_threads} -c {r.connections}")
         lines.append(
-            f"| {r.label} | {r.wrk_threads} | {r.rps:,.0f} | {_fmt_ms(r.p50_ms)} | {_fmt_ms(r.p99_ms)} | "
+            f"| {r.label} | {client} | {r.rps:,.0f} | {_fmt_ms(r.p50_ms)} | {_fmt_ms(r.p99_ms)} | "
             f"{r.errors} | {r.proxy_cpu_s:.2f} | {_fmt(r.req_per_cpu_s, ',.0f')} |")
     by = {r.target: r for r in results}
     lines.append("")
@@ -561,14 +697,25 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and px and px.ok and px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / px.req_per_cpu_s:.1%} of nginx proxy's "
                          f"req per CPU-s, {g.rps / px.rps:.1%} of its req/s")
-    extra = ", ".join(f"{r.target}: wrk {r.wrk_cpu_s:.2f} CPU-s, machine {r.machine_busy_pct:.0f}% busy"
+    h2px = by.get("h2nginx")
+    for g in (by.get("h2gw1"), by.get("h2gw2")):
+        if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
+            lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
+                         f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
+    for h1, h2 in (("gw1", "h2gw1"), ("gw2", "h2gw2"), ("proxy", "h2nginx")):
+        a, b = by.get(h1), by.get(h2)
+        if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
+            lines.append(f"{b.label} / {a.label}, req per CPU-s: "
+                         f"{b.req_per_cpu_s / a.req_per_cpu_s:.2f}")
+    extra = ", ".join(f"{r.target}: {r.client} {r.wrk_cpu_s:.2f} CPU-s, machine "
+                      f"{r.machine_busy_pct:.0f}% busy"
                       for r in results if r.ok and r.machine_busy_pct is not None)
     if extra:
         lines.append(f"load generator and machine during the runs: {extra}")
     lines.append("")
     lines.append(f"machine: nproc {info['nproc']} ({info['cpu_model']}), Python {info['python']}, "
                  f"apigw_core.native.enabled = {info['apigw_core_native_enabled']}, "
-                 f"{info['nginx']}, {info['wrk']}, Linux {info['kernel']}")
+                 f"{info['nginx']}, {info['wrk']}, {info['h2load']}, Linux {info['kernel']}")
     return "\n".join(lines)
 
 
@@ -587,6 +734,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     ap.add_argument("--threads", type=int, default=1,
                     help="wrk threads, the same for every row (1: see README on 2-core machines)")
+    ap.add_argument("--h2-connections", type=int, default=10,
+                    help="h2load connections for the h2 rows (10)")
+    ap.add_argument("--h2-streams", type=int, default=10,
+                    help="h2load concurrent streams per connection (-m) for the h2 rows (10)")
+    ap.add_argument("--h2-threads", type=int, default=1, help="h2load threads (1)")
     ap.add_argument("--only", default=",".join(TARGETS),
                     help="comma-separated subset of " + ",".join(TARGETS))
     ap.add_argument("--ready-timeout", type=float, default=20,
@@ -604,7 +756,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     targets = [t for t in TARGETS if t in only]
 
     signal.signal(signal.SIGTERM, _sigterm)
-    ensure_tools()
+    ensure_tools(["nginx"] + (["wrk"] if set(targets) - set(H2_TARGETS) else [])
+                 + (["h2load"] if set(targets) & set(H2_TARGETS) else []))
     info = machine_info()
     workdir = tempfile.mkdtemp(prefix="apigw-e2e-")
     os.chmod(workdir, 0o755)
@@ -646,6 +799,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "machine": info,
                 "params": {"duration": args.duration, "warmup": args.warmup,
                            "connections": args.connections, "threads": args.threads,
+                           "h2_connections": args.h2_connections,
+                           "h2_streams": args.h2_streams, "h2_threads": args.h2_threads,
                            "gw_cmd": args.gw_cmd, "targets": targets},
                 "results": [asdict(r) for r in results],
             }
