@@ -86,6 +86,9 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _MAX_WINDOW = 2**31 - 1
 
 
+_RESET_MEMORY = 1000  # recently reset stream ids remembered, to never reset twice
+
+
 @dataclass(frozen=True)
 class H2Limits:
     """Limits of one HTTP/2 connection (both sides).  Defaults follow Envoy's edge-proxy
@@ -190,6 +193,7 @@ class Engine(H2Connection):
         self.opened = 0             # streams the peer opened (server) / we opened (client)
         self.data_frames_sent = 0
         self.out_frames = 0         # frames queued since the last data_to_send()
+        self._reset_sent: dict[int, None] = {}  # streams we reset (oldest first, bounded)
         self.out_control = 0
         self.refused = 0            # streams refused for concurrency
         self.goaway_sent: Optional[int] = None      # graceful GOAWAY: its last stream id
@@ -294,8 +298,21 @@ class Engine(H2Connection):
             c = f.__class__
             if c is DataFrame:
                 self.data_frames_sent += 1
+            elif c is RstStreamFrame:
+                sid = f.stream_id
+                if sid in self._reset_sent:
+                    # h2 answers a late frame on a stream we reset with another
+                    # RST_STREAM; RFC 9113 §5.1: such frames are ignored (and a second
+                    # reset of a closed stream upsets some clients, curl among them)
+                    frames = [x for x in frames if x is not f]
+                    continue
+                self._reset_sent[sid] = None
+                if len(self._reset_sent) > _RESET_MEMORY:
+                    del self._reset_sent[next(iter(self._reset_sent))]
             elif c in _CONTROL_REPLIES:
                 self.out_control += 1
+        if not frames:
+            return
         self.out_frames += len(frames)
         self._data_to_send += b"".join([f.serialize() for f in frames])
 

@@ -62,11 +62,21 @@ class BodyError(Exception):
 
 
 class Replies:
-    """The two whole-answer verbs every stream kind (HTTP/1.1, HTTP/2) shares, built on its
-    send_response / send_data / send_end / flush."""
+    """What every stream kind (HTTP/1.1, HTTP/2) shares: body and end verbs (its
+    connection object frames them), and the whole-answer verbs built on send_response /
+    send_data / send_end / flush."""
 
     __slots__ = ()
     request: Request
+    stream_id: int
+
+    def send_data(self, data: bytes) -> None:
+        if data:
+            self._drv.conn.send(Data(self.stream_id, data))  # type: ignore[attr-defined]
+
+    def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        self._drv.conn.send(EndOfMessage(self.stream_id, trailers))  # type: ignore
+        self.response_complete = True
 
     async def reply(self, status: int, headers: list[tuple[bytes, bytes]],
                     body: bytes = b"") -> None:
@@ -76,11 +86,15 @@ class Replies:
         self.send_end()  # type: ignore[attr-defined]
         await self.flush()  # type: ignore[attr-defined]
 
+    async def drain_upload(self) -> None:
+        """Before a local answer (HTTP/2 takes a small upload still arriving first)."""
+
     async def error(self, status: int, message: str,
                     request_id: Optional[bytes] = None) -> None:
         """A local error reply: JSON, or a trailers-only status for a gRPC caller."""
         status, headers, body = local_reply(status, message, request_id,
                                             self.request.headers)
+        await self.drain_upload()
         await self.reply(status, headers, body)
 
 
@@ -175,14 +189,6 @@ class HTTPStream(Replies):
     def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if self.request.http_version != b"1.0":  # no 1xx to HTTP/1.0 (RFC 9110 §15.2)
             self._drv.conn.send(InformationalResponse(self.stream_id, status, headers))
-
-    def send_data(self, data: bytes) -> None:
-        if data:
-            self._drv.conn.send(Data(self.stream_id, data))
-
-    def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        self._drv.conn.send(EndOfMessage(self.stream_id, trailers))
-        self.response_complete = True
 
     async def flush(self) -> None:
         await self._drv.flush()

@@ -172,6 +172,21 @@ class H2Stream(Replies):
         self._drv.conn.send(Response(self.stream_id, status, headers))
         self.response_started = True
 
+    async def drain_upload(self) -> None:
+        """Before a local answer: take a small upload still on its way (up to 64 KiB,
+        0.2 s).  An answer that ends a stream the client is still sending on is followed
+        by RST_STREAM(NO_ERROR) (RFC 9113 §8.1), which some clients (curl 7.88) take for
+        a failure even after a complete response; nginx lingers on HTTP/1.1 likewise."""
+        left = 64 * 1024
+        with trio.move_on_after(0.2):
+            try:
+                while not self.eom_received and not self.body_done and left > 0:
+                    ev = await self.receive_body(0.2)
+                    if ev.__class__ is Data:
+                        left -= len(ev.data)  # type: ignore[attr-defined]
+            except (BodyError, ClientGone):
+                pass
+
     async def open_tunnel(self, headers: list[tuple[bytes, bytes]]) -> Tunnel:
         """Answer an extended CONNECT (RFC 8441) with 200 and `headers`; the stream's
         DATA then carries the tunnelled protocol both ways."""
@@ -182,14 +197,6 @@ class H2Stream(Replies):
     def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if status != 101:
             self._drv.conn.send(InformationalResponse(self.stream_id, status, headers))
-
-    def send_data(self, data: bytes) -> None:
-        if data:
-            self._drv.conn.send(Data(self.stream_id, data))
-
-    def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        self._drv.conn.send(EndOfMessage(self.stream_id, trailers))
-        self.response_complete = True
 
     async def flush(self) -> None:
         """Let the writer frame what is queued, and wait while the client's windows leave

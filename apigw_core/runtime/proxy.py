@@ -166,6 +166,7 @@ def _host_and_type(headers: list[tuple[bytes, bytes]]) -> tuple[Optional[bytes],
 
 async def _grpc_answer(stream: HTTPStream, code: int, message: str) -> None:
     """A trailers-only gRPC answer (HTTP 200, the status in the head)."""
+    await stream.drain_upload()
     await stream.reply(200, grpc.grpc_error_response(code, message))
 
 

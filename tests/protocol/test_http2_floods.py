@@ -263,14 +263,18 @@ def test_outbound_frame_cap():
     assert_calm(rc)
 
 
-def test_rst_replies_to_data_on_reset_streams_are_capped_too():
+def test_data_on_a_stream_we_reset_gets_no_reply():
+    """RFC 9113 §5.1: after our RST_STREAM, late frames on that stream are ignored (h2
+    would answer each with another RST_STREAM: a second reset, and an outbound flood
+    the peer controls).  So a spray of DATA on it costs no output at all."""
     rc = ready()
     rc.send(rc.headers(1, POST, end_stream=False))
     rc.server.send(StreamReset(1, 8))
-    rc.read()
-    n = feed_until_error(rc, (DataFrame(1, b"x").serialize() for _ in range(5000)), 5000)
-    assert 0 < n <= 1001
-    assert_calm(rc)
+    assert [f.__class__.__name__ for f in rc.read()] == ["RstStreamFrame"]
+    with measured(2 * MiB, 2.0):
+        n = feed_until_error(rc, (DataFrame(1, b"x").serialize() for _ in range(5000)), 5000)
+    assert n == -1 and rc.error is None
+    assert not [f for f in rc.read() if f.__class__.__name__ == "RstStreamFrame"]
 
 
 # -- empty frames -------------------------------------------------------------------------
