@@ -136,6 +136,8 @@ def proxy_handler(gw: "Gateway"):
             len(body) == 1)
         if web is not None:
             body = [x for ev in body for x in web.to_backend(ev)]
+        if req.http_version == b"2" and (len(body) != 1 or not stream.body_complete):
+            upreq = _h1_framing(upreq, body if stream.body_complete else None)
         if call is None or call.timeout is None:
             await _forward(stream, pool, upreq, body, route.backend.timeout, write_timeout,
                            retry_ok, rid, web)
@@ -162,6 +164,20 @@ def _host_and_type(headers: list[tuple[bytes, bytes]]) -> tuple[Optional[bytes],
         elif name == b"content-type":
             ctype = value
     return host, ctype
+
+
+def _h1_framing(upreq: Request, body: Optional[list]) -> Request:
+    """An HTTP/2 request body needs no length; an HTTP/1.1 hop does: Content-Length when
+    the whole body is at hand, else chunked (an HTTP/2 backend drops both, its DATA frames
+    frame it)."""
+    if any(n == b"content-length" or n == b"transfer-encoding" for n, _ in upreq.headers):
+        return upreq
+    if body is not None:
+        size = sum(len(ev.data) for ev in body if ev.__class__ is Data)
+        framing = (b"content-length", b"%d" % size)
+    else:
+        framing = (b"transfer-encoding", b"chunked")
+    return dataclasses.replace(upreq, headers=upreq.headers + [framing])
 
 
 async def _grpc_answer(stream: HTTPStream, code: int, message: str) -> None:

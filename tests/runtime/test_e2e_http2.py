@@ -290,9 +290,6 @@ def test_gateway_answer_to_an_upload_still_arriving_reaches_the_client(gw):
     assert r.reset in (None, NO_ERROR)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an HTTP/2 request body without content-length "
-                   "is forwarded to an HTTP/1.1 backend with no framing (neither "
-                   "content-length nor chunked): the h1 client refuses the body, 500")
 def test_post_without_content_length_to_http1_backend(gw):
     c = H2Client.h2c(h2c_port(gw))
     try:
