@@ -35,7 +35,7 @@ from typing import Callable, Optional
 from h2 import events as h2e
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError as H2ProtocolError
-from h2.exceptions import StreamClosedError, TooManyStreamsError
+from h2.exceptions import StreamClosedError, StreamIDTooLowError, TooManyStreamsError
 
 from ._errors import ProtocolError, UsageError
 from ._h2engine import Calm, Engine, H2Limits
@@ -470,8 +470,10 @@ class H2Base:
                         self._queued_total -= n
             except TooManyStreamsError:
                 continue  # the peer lowered its stream limit: wait for room
-            except StreamClosedError:
-                st.out = []  # closed under us; its reset is reported by receive_data
+            except (StreamClosedError, StreamIDTooLowError):
+                # closed under us (the engine reset and forgot it: h2 would take a
+                # HEADERS on it for a new stream, too low); receive_data reports the reset
+                st.out = []
                 self._queued_total -= st.queued
                 st.queued = 0
             del ready[sid]
