@@ -31,7 +31,6 @@ from ..protocol import (
     ConnectionClosed,
     Data,
     EndOfMessage,
-    Event,
     ProtocolError,
     Request,
     StreamReset,
@@ -39,7 +38,7 @@ from ..protocol import (
 from ..protocol.alpn import H2, alpn_protocols, protocol_from_alpn
 from ..protocol.http2 import ClientConnection, H2Limits
 from .transport import Transport, TransportClosed, TransportTimeout, Watchdog
-from .upstream import H1Exchange, PoolOverflow, UpstreamPool, client_ssl_context, connect_backend
+from .upstream import PoolOverflow, UpstreamPool, client_ssl_context, connect_backend
 
 __all__ = ["H2UpstreamPool", "H2Exchange"]
 

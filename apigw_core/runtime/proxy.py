@@ -221,8 +221,6 @@ async def _forward(stream: HTTPStream, pool, upreq: Request, body: list, timeout
             return
         raise ClientGone("backend failed mid-response")
 
-    return handle
-
 
 async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
                     timeout: float, write_timeout: float, may_retry: bool, web=None) -> None:

@@ -37,7 +37,6 @@ from .upstream import PoolOverflow, UpstreamConnectError, UpstreamPool, Upstream
 if TYPE_CHECKING:
     from ..gateway.config import ServerConfig
     from ..gateway.router import Route
-    from ..protocol import Request
 
 __all__ = ["proxy_websocket"]
 
@@ -57,7 +56,6 @@ async def proxy_websocket(stream, route: "Route", pool, headers: list, rid: byte
             offer.message.encode() + b"\n")
         return
     h1pool: UpstreamPool = pool if isinstance(pool, UpstreamPool) else pool.h1
-    backend = route.backend
     try:
         up = await h1pool.acquire()
     except PoolOverflow as exc:

@@ -6,9 +6,7 @@ clients curl, httpx and Python's ssl; and the gateway's own TLS client to an htt
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
 import json
 import socket
 import ssl
@@ -16,15 +14,13 @@ import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pki import CA
 from procs import start_echo, start_gateway
 
 CURL = ["curl", "-sS", "--max-time", "20"]
@@ -33,64 +29,6 @@ CURL = ["curl", "-sS", "--max-time", "20"]
 # ---------------------------------------------------------------------------------------
 # certificates
 # ---------------------------------------------------------------------------------------
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write_key(key, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-
-
-class CA:
-    """A throw-away certificate authority; `issue(cn, *names)` writes cert + key files."""
-
-    def __init__(self, directory: Path, cn: str = "apigw test CA") -> None:
-        self.dir = directory
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.cert = (
-            x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                         crl_sign=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .sign(self.key, hashes.SHA256()))
-        self.pem = directory / f"{cn.replace(' ', '_')}.pem"
-        self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def issue(self, cn: str, *names: str) -> tuple[str, str]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        sans: list[x509.GeneralName] = []
-        for n in names or (cn,):
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-            except ValueError:
-                sans.append(x509.DNSName(n))
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (
-            x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(self.key, hashes.SHA256()))
-        stem = cn.replace("*", "star")
-        cert_path, key_path = self.dir / f"{stem}.pem", self.dir / f"{stem}.key"
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key, key_path)
-        return str(cert_path), str(key_path)
-
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):

@@ -4,10 +4,8 @@ trailers, resets mapped to 502, refused streams retried, GOAWAY, timeouts, 2or1 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -17,6 +15,7 @@ import pytest
 
 from backends import connect, read_until_close
 from h2backend import H2Backend
+from pki import CA
 from procs import start_echo, start_gateway
 
 
@@ -179,32 +178,14 @@ def test_client_gone_cancels_the_backend_stream(env):
 # -- 2or1 over TLS: the gateway's own TLS listener as the backend --------------------------
 
 def _tls_backend(tmp_path, protocols):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-    import datetime
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "k.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    ca = CA(tmp_path)
+    cert, key = ca.issue("localhost")
     echo = start_echo()
     cfg = {"listeners": [{"bind": "127.0.0.1:0", "protocols": protocols,
-                          "tls": {"cert": str(tmp_path / "c.pem"),
-                                  "key": str(tmp_path / "k.pem")}}],
+                          "tls": {"cert": cert, "key": key}}],
            "backends": {"e": {"url": echo.url}},
            "apis": [{"name": "e", "path": "", "backend": "e"}]}
-    return start_gateway(tmp_path, cfg), echo, str(tmp_path / "c.pem")
+    return start_gateway(tmp_path, cfg), echo, str(ca.pem)
 
 
 @pytest.mark.parametrize("protocols,expect_via", [
