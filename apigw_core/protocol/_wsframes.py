@@ -8,6 +8,7 @@ is about 1.2 GB/s here; the crossover was measured at about 2 KiB.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Optional
 
@@ -52,6 +53,21 @@ def close_payload(code: Optional[int], reason: str) -> bytes:
     if len(raw) > 123:  # a control frame carries 125 bytes at most (§5.5)
         raw = raw[:123].decode("utf-8", "ignore").encode("utf-8")
     return code.to_bytes(2, "big") + raw
+
+
+_PACK_H = struct.Struct("!BBH").pack
+_PACK_Q = struct.Struct("!BBQ").pack
+
+
+def frame_head(b0: int, n: int, masked: bool) -> bytes:
+    """The header of a frame with first byte `b0` and an `n`-byte payload (§5.2), without
+    the masking key that follows it when `masked`."""
+    m = 0x80 if masked else 0
+    if n < 126:
+        return bytes((b0, m | n))
+    if n < 0x10000:
+        return _PACK_H(b0, m | 126, n)
+    return _PACK_Q(b0, m | 127, n)
 
 
 def mask(data: bytes, key: bytes) -> bytes:
