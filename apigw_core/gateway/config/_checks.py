@@ -53,10 +53,8 @@ def _may_overlap(a: str, b: str) -> bool:
         x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
     except ValueError:
         return True                  # a host name may resolve to the other address
-    if x.is_unspecified or y.is_unspecified:
-        wild, other = (x, y) if x.is_unspecified else (y, x)
-        return wild.version == 6 or other.version == 4   # [::] is dual-stack; 0.0.0.0 IPv4 only
-    return False
+    # [::] is dual-stack (Linux's default): it covers every address; 0.0.0.0 every IPv4 one.
+    return any(a.is_unspecified and (a.version == 6 or b.version == 4) for a, b in ((x, y), (y, x)))
 
 
 def _binds(p: Parts) -> list[Problem]:
