@@ -62,11 +62,13 @@ class _Frozen(Mapping):
 
 
 def deep_freeze(value: Any) -> Any:
-    """A YAML value made immutable: mappings -> _Frozen, lists -> tuples, recursively."""
+    """A YAML value made immutable (and hashable): mappings -> _Frozen, lists -> tuples."""
     if isinstance(value, Mapping):
         return _Frozen({k: deep_freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
         return tuple(deep_freeze(v) for v in value)
+    if isinstance(value, (set, frozenset)):          # YAML !!set
+        return frozenset(deep_freeze(v) for v in value)
     return value
 
 
