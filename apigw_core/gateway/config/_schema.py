@@ -69,12 +69,14 @@ def _later(v: object) -> Any:
     raise _Invalid("not supported yet")
 
 
-_NUMBER_OR = lambda pattern, minimum: {  # noqa: E731
-    "anyOf": [{"type": "number", **minimum}, {"type": "string", "pattern": pattern}]}
+def _number_or(pattern: str, minimum: dict) -> dict:
+    return {"anyOf": [{"type": "number", **minimum}, {"type": "string", "pattern": pattern}]}
+
+
 _BIND_SCHEMA = {"type": "string", "pattern": r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+):\d{1,5}$"}
 
-Duration = _leaf(_duration, _NUMBER_OR(DURATION_PATTERN, {"minimum": 0}), float)
-PositiveDuration = _leaf(_positive_duration, _NUMBER_OR(DURATION_PATTERN, {"exclusiveMinimum": 0}), float)
+Duration = _leaf(_duration, _number_or(DURATION_PATTERN, {"minimum": 0}), float)
+PositiveDuration = _leaf(_positive_duration, _number_or(DURATION_PATTERN, {"exclusiveMinimum": 0}), float)
 Size = _leaf(_size, {"anyOf": [{"type": "integer", "minimum": 0},
                                {"type": "string", "pattern": SIZE_PATTERN}]}, int)
 Limit = _leaf(_bounded(_size, 1, 2**31 - 1), {"anyOf": [
