@@ -1,4 +1,4 @@
-"""The `apigw` command (also `python -m apigw_core`): serve, validate, echo.
+"""The `apigw` command (also `python -m apigw_core`): serve, validate, echo, schema.
 
 Exit codes: 0 ok, 1 the config file cannot be read, 2 the config is invalid (or bad
 arguments, as argparse does).  `apigw_core.runtime` (trio, sockets) is imported inside the
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="apigw", description="API-gateway data plane.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{serve,validate,echo}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{serve,validate,echo,schema}")
 
     s = sub.add_parser("serve", help="run the gateway (the demo when CONFIG is omitted)")
     s.add_argument("config", nargs="?", metavar="CONFIG", help="YAML or JSON config file")
@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--bind", default=DEMO_ECHO, type=_host_port, metavar="HOST:PORT",
                    help=f"listen address (default {DEMO_ECHO})")
     e.set_defaults(run=_echo)
+
+    j = sub.add_parser("schema", help="print the JSON Schema of the config file (for editors)")
+    j.set_defaults(run=_schema)
     return p
 
 
@@ -108,4 +111,13 @@ def _echo(args: argparse.Namespace) -> int:
 
     host, port = args.bind
     echo.run_echo(host, port)
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from .gateway.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
     return 0

@@ -1,0 +1,83 @@
+"""Validated models (the file's shape) -> the public dataclasses (the runtime's shape).
+
+Only keys the file wrote are passed on (`model_fields_set`), so the dataclasses' defaults
+apply to the rest; mappings become `_Frozen`, lists tuples, policy bodies deep-frozen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _model as m
+from ._schema import (Api, Backend, Gateway, Listener, Operation, Policies, Product, Server,
+                      Subscription)
+
+
+def _given(model: Any, *names: str) -> dict[str, Any]:
+    return {n: getattr(model, n) for n in names if n in model.model_fields_set}
+
+
+def policies(p: Policies) -> m.PolicySections:
+    sections = ("inbound", "backend", "outbound", "on_error")
+    return m.PolicySections(
+        **{s: tuple(m.deep_freeze(e) for e in getattr(p, s)) for s in sections},
+        declared=frozenset(s for s in sections if s in p.model_fields_set))
+
+
+def listener(lc: Listener) -> m.ListenerConfig:
+    tls = None
+    if lc.tls is not None:
+        sni = {name: (pair.cert, pair.key) for name, pair in lc.tls.sni.items()}
+        tls = m.TLSConfig(cert=lc.tls.cert, key=lc.tls.key, sni=m._Frozen(sni))
+    return m.ListenerConfig(bind=lc.bind.bind, host=lc.bind.host, port=lc.bind.port, tls=tls,
+                            **_given(lc, "protocols"))
+
+
+def backend(name: str, b: Backend) -> m.BackendConfig:
+    tls = m.BackendTLSConfig(**_given(b.tls, "verify", "ca")) if b.tls is not None else m.BackendTLSConfig()
+    u = b.url
+    return m.BackendConfig(name=name, url=u.url, scheme=u.scheme, host=u.host, port=u.port,
+                           base_path=u.base_path, tls=tls,
+                           **_given(b, "connect_timeout", "timeout", "idle_timeout",
+                                    "max_connections", "http_version"))
+
+
+def operation(op: Operation) -> m.OperationConfig:
+    return m.OperationConfig(name=op.name, method=op.method, url_template=op.url_template,
+                             policies=policies(op.policies))
+
+
+def api(a: Api) -> m.ApiConfig:
+    key = m.SubscriptionKeyConfig(**_given(a.subscription_key, "header", "query", "forward"))
+    return m.ApiConfig(name=a.name, path=a.path, backend=a.backend, subscription_key=key,
+                       operations=tuple(operation(op) for op in a.operations),
+                       policies=policies(a.policies),
+                       **_given(a, "host", "protocols", "subscription_required"))
+
+
+def product(name: str, p: Product) -> m.ProductConfig:
+    return m.ProductConfig(name=name, apis=tuple(p.apis), policies=policies(p.policies),
+                           **_given(p, "subscription_required"))
+
+
+def subscription(s: Subscription) -> m.SubscriptionConfig:
+    return m.SubscriptionConfig(id=s.id, scope=s.resolved_scope, product=s.product, api=s.api,
+                                primary_key=s.primary_key, secondary_key=s.secondary_key,
+                                state=s.state)
+
+
+def server(s: Server) -> m.ServerConfig:
+    return m.ServerConfig(**_given(s, *s.model_fields_set))
+
+
+def gateway(g: Gateway, source: str) -> m.GatewayConfig:
+    admin = m.AdminConfig(*g.admin.bind) if g.admin is not None else None
+    return m.GatewayConfig(
+        listeners=tuple(listener(lc) for lc in g.listeners),
+        backends=m._Frozen({name: backend(name, b) for name, b in g.backends.items()}),
+        apis=tuple(api(a) for a in g.apis),
+        server=server(g.server), admin=admin, source=source,
+        named_values=m._Frozen(g.named_values),
+        products=m._Frozen({name: product(name, p) for name, p in g.products.items()}),
+        subscriptions=tuple(subscription(s) for s in g.subscriptions),
+        policies=policies(g.policies))
