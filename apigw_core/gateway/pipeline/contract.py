@@ -181,7 +181,12 @@ class Headers:
 class RequestView:
     """The request as policies see it.  `path` is the full normalised path as received
     (APIM's Request.Url.Path), `query` the raw query string without "?"; `body` is None
-    until a ReadRequestBody brought it in."""
+    until a ReadRequestBody brought it in.  Policies may change method, path, query,
+    headers and body (set-method, rewrite-uri, set-query-parameter, set-header, set-body):
+    the runtime forwards what is here then, mapping `path` minus the API's path
+    (`ctx.api.path`, which rewrite-uri keeps) onto the backend's base path as for an
+    untouched request; a body set by a policy drops `content-length` from `headers`, and
+    the runtime frames it anew."""
 
     method: str
     scheme: str
@@ -221,6 +226,11 @@ class Context:
     backend_id: Optional[str] = None      # set-backend-service backend-id (None: the API's)
     backend_url: Optional[str] = None     # set-backend-service base-url
     section: str = "inbound"              # the section running now
+    # Added by the policies helper (cors): fields an inbound policy wants on the client's
+    # response whatever makes it (backend, return-response, on-error, a local error reply).
+    # The runtime appends them last, after dropping the response's own fields of the same
+    # names, except `vary`, which is list-valued and kept (RFC 9110 §12.5.5).
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 # --- compiling ------------------------------------------------------------------------
