@@ -195,7 +195,7 @@ def reference(addresses, ranges, ip):
     return False
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(addresses=st.lists(st.one_of(addr, cidr), max_size=8), ranges=st.lists(pair, max_size=5),
        probes=st.lists(addr, min_size=1, max_size=10))
 def test_ip_filter_matches_reference(addresses, ranges, probes):
