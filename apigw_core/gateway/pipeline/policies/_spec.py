@@ -13,12 +13,14 @@ Attributes take APIM's spellings and also the strings an XML attribute would car
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Generator, Iterable, Mapping, Optional, Sequence
 
-from ..contract import Headers, PolicyError, Site
+from ..contract import (Context, Headers, Outcome, PolicyError, ReadRequestBody,
+                        ReadResponseBody, ResponseView, Site)
 
 __all__ = ["DEFAULT_BODY_LIMIT", "Spec", "is_token", "header_name", "header_value",
-           "set_body", "identity_encoded", "media_type", "describe"]
+           "set_body", "identity_encoded", "media_type", "describe", "response_view",
+           "with_body", "with_bodies"]
 
 # How much of a body a policy buffers unless it says otherwise; over it the runtime answers
 # 413 (request) or 502 (response).
@@ -95,9 +97,10 @@ class Spec:
     stands for) a bare value: `set-method: POST` is `{method: POST}`."""
 
     def __init__(self, body: Any, site: Site, known: Iterable[str],
-                 scalar: Optional[str] = None) -> None:
+                 scalar: Optional[str] = None, prefix: str = "") -> None:
         self.site = site
         self.known = tuple(known)
+        self.prefix = prefix      # e.g. "set-header[0]" for a child of return-response
         if body is None:
             body = {}
         elif not isinstance(body, Mapping):
@@ -105,14 +108,20 @@ class Spec:
                                            and not isinstance(body, str)):
                 body = {scalar: body}
             else:
-                site.error(f"expected a mapping of {', '.join(self.known)}, got "
+                self.error(f"expected a mapping of {', '.join(self.known)}, got "
                            f"{describe(body)}")
                 body = {}
         self.m: Mapping[str, Any] = body
         for k in body:
             if k not in self.known:
-                site.error(f"unknown attribute (expected one of {', '.join(self.known)})",
+                self.error(f"unknown attribute (expected one of {', '.join(self.known)})",
                            str(k))
+
+    def key(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix and key else (self.prefix or key)
+
+    def error(self, message: str, key: str = "") -> None:
+        self.site.error(message, self.key(key))
 
     def has(self, key: str) -> bool:
         return key in self.m
@@ -123,7 +132,7 @@ class Spec:
     def _get(self, key: str, required: bool) -> Any:
         v = self.m.get(key, _MISSING)
         if v is _MISSING and required:
-            self.site.error("required", key)
+            self.error("required", key)
         return v
 
     def text(self, key: str, default: Optional[str] = None, required: bool = False,
@@ -135,7 +144,7 @@ class Spec:
             return "true" if v else "false"
         if isinstance(v, (str, int, float)):
             return str(v)
-        self.site.error(f"expected a string, got {describe(v)}", key)
+        self.error(f"expected a string, got {describe(v)}", key)
         return default
 
     def flag(self, key: str, default: bool) -> bool:
@@ -146,7 +155,7 @@ class Spec:
             return v
         if isinstance(v, str) and v.strip().lower() in ("true", "false"):
             return v.strip().lower() == "true"
-        self.site.error(f"expected true or false, got {v!r}", key)
+        self.error(f"expected true or false, got {v!r}", key)
         return default
 
     def integer(self, key: str, default: Optional[int], lo: int, hi: int,
@@ -160,7 +169,7 @@ class Spec:
         elif isinstance(v, str) and v.strip().isdigit():
             n = int(v.strip())
         if n is None or not lo <= n <= hi:
-            self.site.error(f"expected an integer from {lo} to {hi}, got {v!r}", key)
+            self.error(f"expected an integer from {lo} to {hi}, got {v!r}", key)
             return default
         return n
 
@@ -171,7 +180,7 @@ class Spec:
             return default
         if isinstance(v, str) and v in options:
             return v
-        self.site.error(f"expected one of {', '.join(options)}", key)
+        self.error(f"expected one of {', '.join(options)}", key)
         return default
 
     def items(self, key: str) -> tuple:
@@ -188,4 +197,54 @@ class Spec:
         v = self._get(key, required) if value is _MISSING else value
         if v is _MISSING or v is None:
             return None
-        return self.site.template(v, key)
+        return self.site.template(v, self.key(key))
+
+
+def response_view(ctx: Context) -> ResponseView:
+    """The response being built.  APIM's context.Response always exists: in on-error after
+    an inbound failure, or in inbound (set-status before return-response), there is none
+    yet, so an empty 200 is started for the policies to shape."""
+    if ctx.response is None:
+        ctx.response = ResponseView(200, "OK", Headers())
+    return ctx.response
+
+
+def with_body(ctx: Context, on_request: bool, limit: int,
+              work: Callable[[Any], Outcome]) -> Any:
+    """`work(view)` on the request (or response) once its body is in: now when it already
+    is, else as a generator that first yields the read.  No response: nothing to do."""
+    view = ctx.request if on_request else ctx.response
+    if view is None:
+        return None
+    if view.body is not None:
+        return work(view)
+    return _read_then(ctx, on_request, limit, lambda: work(view))
+
+
+def with_bodies(ctx: Context, request: bool, response: bool, limit: int,
+                work: Callable[[], Outcome]) -> Any:
+    """`work()` once the bodies its templates read are in (a template reading
+    `{request.body}` or `{response.body}`)."""
+    request = request and ctx.request.body is None
+    response = response and ctx.response is not None and ctx.response.body is None
+    if not (request or response):
+        return work()
+    return _reads(ctx, request, response, limit, work)
+
+
+def _read_then(ctx: Context, on_request: bool, limit: int,
+               work: Callable[[], Outcome]) -> Generator[Any, Any, Outcome]:
+    return _reads(ctx, on_request, not on_request, limit, work)
+
+
+def _reads(ctx: Context, request: bool, response: bool, limit: int,
+           work: Callable[[], Outcome]) -> Generator[Any, Any, Outcome]:
+    if request:
+        data = yield ReadRequestBody(limit)
+        if ctx.request.body is None:
+            ctx.request.body = data
+    if response and ctx.response is not None:
+        data = yield ReadResponseBody(limit)
+        if ctx.response.body is None:
+            ctx.response.body = data
+    return work()
