@@ -223,19 +223,19 @@ def compile_policy_list(entries: Any, path: str, section: str, scope: str,
 
 # --- scopes and programs ------------------------------------------------------------------
 
-def _sections_of(policies: Any) -> dict[str, tuple[tuple[Any, ...], bool]]:
+def _sections_of(policies: Any) -> dict[str, tuple[Any, bool]]:
     """{section: (entries, declared)} from a PolicySections (or a plain mapping)."""
-    out: dict[str, tuple[tuple[Any, ...], bool]] = {}
+    out: dict[str, tuple[Any, bool]] = {}
     if policies is None:
         return {s: ((), False) for s in _SECTION_ATTR}
     if isinstance(policies, Mapping):
         for s in _SECTION_ATTR:
             key = s if s in policies else _SECTION_ATTR[s]
-            out[s] = (tuple(policies.get(key) or ()), key in policies)
+            out[s] = (policies.get(key), key in policies)
         return out
     declared = getattr(policies, "declared", frozenset())
     for s, attr in _SECTION_ATTR.items():
-        out[s] = (tuple(getattr(policies, attr, ()) or ()), attr in declared or s in declared)
+        out[s] = (getattr(policies, attr, ()), attr in declared or s in declared)
     return out
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from apigw_core.gateway.pipeline.contract import (
-    Answer, Context, ForwardRequest, Headers, PolicyError, ReadRequestBody, ReadResponseBody,
-    RequestView, ResponseView, SendRequest, ServiceResponse,
+    Answer, Context, ForwardRequest, Headers, Policy, PolicyError, ReadRequestBody,
+    ReadResponseBody, RequestView, ResponseView, SendRequest, ServiceResponse, Site,
 )
 
 PolicyEntry = Any   # "base" or a one-key mapping
@@ -191,6 +191,83 @@ class Driver:
                 error = e
 
 
+# --- small custom policies for the engine tests (named "helpers:Fail" etc. in configs) ----
+
+class Fail(Policy):
+    """Raise PolicyError(status, reason, message) from the spec."""
+
+    def __init__(self, spec: Any, site: Site) -> None:
+        super().__init__(spec, site)
+        self.err = (int(spec.get("status", 401)), spec.get("reason", "Nope"),
+                    spec.get("message", "nope"))
+
+    def apply(self, ctx: Context) -> None:
+        raise PolicyError(*self.err)
+
+
+class Boom(Policy):
+    """A bug: raises RuntimeError with a secret in its message."""
+
+    def apply(self, ctx: Context) -> None:
+        raise RuntimeError("secret internals /etc/passwd")
+
+
+class Tag(Policy):
+    """Add `x-tag: <spec tag>` to the response (or the request in inbound)."""
+
+    def __init__(self, spec: Any, site: Site) -> None:
+        super().__init__(spec, site)
+        self.tag = str(spec.get("tag", "t")).encode()
+        self.section = site.section
+
+    def apply(self, ctx: Context) -> None:
+        target = ctx.request if self.section == "inbound" else ctx.response
+        target.headers.add(b"x-tag", self.tag)
+
+
+class Junk(Policy):
+    """A bug: apply() returns something that is not an outcome."""
+
+    def apply(self, ctx: Context) -> Any:
+        return 42
+
+
+def program_of(apis: Sequence[ApiConfig] = (), *, api: str = "", operation: Optional[str] = None,
+               product: Optional[str] = None, **config: Any) -> Any:
+    """Build the config's programs (failing on any config error) and return one."""
+    from apigw_core.gateway.pipeline import Programs
+
+    cfg = GatewayConfig(apis=tuple(apis), **config)
+    programs = Programs(cfg)
+    assert programs.errors == [], programs.errors
+    return programs.get(api or cfg.apis[0].name, operation, product)
+
+
+def config_errors(apis: Sequence[ApiConfig] = (), **config: Any) -> list[str]:
+    from apigw_core.gateway.pipeline import check_config
+
+    return check_config(GatewayConfig(apis=tuple(apis), **config))
+
+
+def one_api(inbound: Any = None, backend: Any = None, outbound: Any = None,
+            on_error: Any = None, **config: Any) -> Any:
+    """The program of one API whose policies are the sections given (the others [base])."""
+    kw = {k: v for k, v in (("inbound", inbound), ("backend", backend),
+                            ("outbound", outbound), ("on_error", on_error)) if v is not None}
+    return program_of([ApiConfig("orders", path="/orders", policies=sections(**kw))], **config)
+
+
+def run_program(program: Any, ctx: Optional[Context] = None,
+                driver: Optional[Driver] = None, error: Any = None) -> tuple:
+    """Run the whole pipeline in memory: (Result, ctx, driver)."""
+    from apigw_core.gateway.pipeline import run
+
+    ctx = ctx if ctx is not None else make_ctx()
+    driver = driver or Driver()
+    return driver.run(run(program, ctx, error), ctx), ctx, driver
+
+
 __all__ = ["PolicySections", "sections", "OperationConfig", "SubscriptionKeyConfig",
            "ApiConfig", "ProductConfig", "SubscriptionConfig", "GatewayConfig", "hdrs",
-           "make_ctx", "response", "FakeBackend", "Driver", "Answer"]
+           "make_ctx", "response", "FakeBackend", "Driver", "Answer", "program_of",
+           "config_errors", "one_api", "run_program"]
