@@ -44,7 +44,8 @@ class Result:
     """What to send.  `kind`:
 
     - "response": ctx.response (its body when set; else the backend's body, streamed, when
-      `forwarded`; else empty);
+      `forwarded`; else empty).  ForwardRequest must leave a new ResponseView in
+      ctx.response: `forwarded` is "ctx.response is not the one before the backend";
     - "answer": `answer` exactly (a policy's local reply); a backend body is discarded;
     - "error": the error's local reply: ctx.response holds it as on-error left it (status,
       headers, APIM JSON body); `error` is the LastError (a gRPC caller gets its status
@@ -158,6 +159,7 @@ def run(program: Any, ctx: Context, error: Optional[PolicyError] = None
     pipeline, e.g. no subscription key), only on-error runs, for that error."""
     forwarded = False
     section = "inbound"
+    before = None
     try:
         if error is not None:
             raise error
@@ -171,14 +173,15 @@ def run(program: Any, ctx: Context, error: Optional[PolicyError] = None
         section = ctx.section = "backend"
         if program.reads_request_body and ctx.request.body is None:
             yield ReadRequestBody(program.body_limit)
+        before = ctx.response      # an inbound set-status may have started one already
         r = run_steps(program.backend, ctx)
         if r is not None:
             if not isinstance(r, Answer):
                 r = yield from r
             if r is not None:
-                return Result("answer", answer=r, forwarded=ctx.response is not None)
-        forwarded = ctx.response is not None
-        if not forwarded:
+                return Result("answer", answer=r, forwarded=ctx.response is not before)
+        forwarded = ctx.response is not before
+        if ctx.response is None:
             ctx.response = ResponseView(status=200, reason="OK", headers=Headers(), body=b"")
         section = ctx.section = "outbound"
         r = run_steps(program.outbound, ctx)
@@ -191,7 +194,7 @@ def run(program: Any, ctx: Context, error: Optional[PolicyError] = None
     except Exception as e:
         exc = e
     if section == "backend":   # failed after the backend answered (fail-on-error-status-code)
-        forwarded = ctx.response is not None
+        forwarded = ctx.response is not before
     return (yield from _on_error(program, ctx, exc, section, forwarded))
 
 

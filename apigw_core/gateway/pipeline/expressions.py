@@ -41,7 +41,7 @@ class ExpressionError(ValueError):
 
 
 def evaluation_error(message: str) -> PolicyError:
-    return PolicyError(500, "ExpressionValueEvaluationFailure", message, source="expression")
+    return PolicyError(500, "ExpressionValueEvaluationFailure", message)  # source: the policy
 
 
 def render_value(value: Any) -> str:

@@ -11,11 +11,8 @@ path).  `forward-request` and `send-request` are generators: they yield one comm
 read its result (ctx.response filled by the runtime / a ServiceResponse).
 
 Headers in `return-response` and `send-request` (`set-header: [{name, exists-action,
-value: [...]}]`) follow set-header's rules: override (default), skip, append, delete; the
-framing fields (Connection, Content-Length, Keep-Alive, Transfer-Encoding) are refused at
-load time since the runtime frames every message itself.  Several values of one header are
-sent as one comma-joined field, except for the fields that must stay separate (Set-Cookie,
-WWW-Authenticate, ...).
+value: [...]}]`) are set-header's own `HeaderEdit`s (transform.py), so they follow its
+rules exactly: actions, comma joining, framing fields refused at load time.
 """
 
 from __future__ import annotations
@@ -31,14 +28,12 @@ from ..contract import (
 from ..engine import run_steps
 from ..expressions import evaluation_error
 from ..registry import register
-from ._spec import Spec, describe, header_name, header_value, is_token
+from ._spec import Spec, describe, is_token
+from .transform import HeaderEdit
 
 __all__ = ["Choose", "ReturnResponse", "SetVariable", "SetBackendService", "ForwardRequestPolicy",
            "SendRequestPolicy", "HeaderOps", "parse_seconds"]
 
-_FRAMING = frozenset({"connection", "content-length", "keep-alive", "transfer-encoding"})
-_SEPARATE = frozenset({b"set-cookie", b"www-authenticate", b"proxy-authenticate", b"cookie",
-                       b"date", b"expires", b"retry-after", b"last-modified"})
 _ALL = frozenset({"inbound", "backend", "outbound", "on-error"})
 
 
@@ -69,66 +64,19 @@ def _seconds(s: Spec, key: str, default: Optional[float]) -> Optional[float]:
 
 
 class HeaderOps:
-    """`set-header` children of return-response / send-request, applied to a Headers."""
+    """`set-header` children of return-response / send-request (a list, or one mapping),
+    each one transform's `HeaderEdit`, applied in order to a Headers."""
 
     def __init__(self, spec: Any, site: Site, key: str = "set-header") -> None:
-        self.ops: list[tuple[bytes, str, list[Any]]] = []
         entries = spec if isinstance(spec, (list, tuple)) else () if spec is None else (spec,)
-        for i, entry in enumerate(entries):
-            ekey = f"{key}[{i}]"
-            if not isinstance(entry, Mapping):
-                site.error(f"expected a mapping of name, exists-action, value, got "
-                           f"{describe(entry)}", ekey)
-                continue
-            sub = _SubSite(site, ekey)
-            s = Spec(entry, sub, ("name", "exists-action", "value"))  # type: ignore[arg-type]
-            name = s.text("name", required=True) or ""
-            if name and not is_token(name):
-                sub.error(f"not a header name: {name!r}", "name")
-                continue
-            if name.lower() in _FRAMING:
-                sub.error(f"{name} cannot be set: the gateway frames every message itself",
-                          "name")
-                continue
-            action = s.choice("exists-action", ("override", "skip", "append", "delete"),
-                              "override") or "override"
-            values = [sub.template(v, f"value[{j}]") for j, v in enumerate(s.items("value"))]
-            if name and None not in values:
-                self.ops.append((header_name(name), action, values))
-        self.reads_request_body = any(t.reads_request_body for _, _, vs in self.ops
-                                      for t in vs)
-        self.reads_response_body = any(t.reads_response_body for _, _, vs in self.ops
-                                       for t in vs)
+        self.ops = [HeaderEdit(entry, site, prefix=f"{key}[{i}]")
+                    for i, entry in enumerate(entries)]
+        self.reads_request_body = any(op.reads_request_body for op in self.ops)
+        self.reads_response_body = any(op.reads_response_body for op in self.ops)
 
     def apply(self, headers: Headers, ctx: Context) -> None:
-        for name, action, values in self.ops:
-            if action == "delete":
-                headers.remove(name)
-                continue
-            if action == "skip" and name in headers:
-                continue
-            rendered = [header_value(t.render(ctx)) for t in values]
-            if name not in _SEPARATE and len(rendered) > 1:
-                rendered = [b", ".join(rendered)]
-            if action == "append":
-                for v in rendered:
-                    headers.add(name, v)
-            else:
-                headers.set(name, rendered)
-
-
-class _SubSite:
-    """A Site whose path goes one key deeper (errors at `set-header[0].name`)."""
-
-    def __init__(self, site: Site, key: str) -> None:
-        self._site, self._key = site, key
-        self.path = f"{site.path}.{key}"
-
-    def error(self, message: str, key: str = "") -> None:
-        self._site.error(message, f"{self._key}.{key}" if key else self._key)
-
-    def template(self, text: Any, key: str) -> Any:
-        return self._site.template(text, f"{self._key}.{key}")
+        for op in self.ops:
+            op.apply(headers, ctx)
 
 
 # --- choose -----------------------------------------------------------------------------------
@@ -193,7 +141,7 @@ def _status(s: Spec, key: str) -> tuple[int, str]:
     raw = s.raw(key)
     if raw is None:
         return 200, ""
-    sub = Spec(raw, _SubSite(s.site, key), ("code", "reason"), scalar="code")  # type: ignore
+    sub = Spec(raw, s.site, ("code", "reason"), scalar="code", prefix=key)
     code = sub.integer("code", 200, 100, 599, required=True) or 200
     return code, sub.text("reason", "") or ""
 
