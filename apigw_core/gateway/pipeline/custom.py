@@ -11,14 +11,16 @@ The class path is `module:Class` or `module.Class`; the class must subclass
 other keys as `spec` (a read-only mapping) and a `Site` for reporting mistakes and compiling
 templates; its `sections` say where it may go (all four by default).  A module that does
 not import, a missing class or one that is not a Policy is a config error at the entry's
-path, never a crash.  The module is imported through `sys.path` as usual (`apigw serve`
-runs with the current directory on it; set PYTHONPATH otherwise); its code is trusted like
-any plugin.
+path, never a crash.  The module is imported through `sys.path` as usual, and when it is
+not found there, from the config file's directory (so `custom_policy.py` next to
+`gateway.yaml` just works); its code is trusted like any plugin.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any, Mapping, Optional
 
 from .contract import Policy, Site
@@ -31,8 +33,25 @@ def is_custom(name: str) -> bool:
     return name == "custom" or "." in name or ":" in name
 
 
-def load_class(path: str) -> type[Policy]:
-    """Import `module:Class` / `module.Class`; ValueError with a readable message."""
+def _import(module: str, search_dir: Optional[str]) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        top = module.partition(".")[0]
+        if search_dir is None or e.name != top or not (
+                os.path.isfile(os.path.join(search_dir, top + ".py"))
+                or os.path.isdir(os.path.join(search_dir, top))):
+            raise
+    sys.path.insert(0, search_dir)
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(search_dir)
+
+
+def load_class(path: str, search_dir: Optional[str] = None) -> type[Policy]:
+    """Import `module:Class` / `module.Class` (from sys.path, else from `search_dir`);
+    ValueError with a readable message."""
     if ":" in path:
         module, _, attr = path.partition(":")
     else:
@@ -40,7 +59,7 @@ def load_class(path: str) -> type[Policy]:
     if not module or not attr:
         raise ValueError(f"expected module:Class or module.Class, got {path!r}")
     try:
-        mod = importlib.import_module(module)
+        mod = _import(module, search_dir)
     except Exception as e:   # ImportError, or an error raised by the module's own code
         raise ValueError(f"cannot import {module} ({type(e).__name__}: {e})") from None
     cls = mod
@@ -53,7 +72,8 @@ def load_class(path: str) -> type[Policy]:
     return cls
 
 
-def load_custom(name: str, body: Any, site: Site) -> Optional[tuple[type[Policy], Any]]:
+def load_custom(name: str, body: Any, site: Site, search_dir: Optional[str] = None
+                ) -> Optional[tuple[type[Policy], Any]]:
     """(class, spec) for a custom entry, or None after recording the error at its path."""
     key = ""
     if name == "custom":
@@ -65,7 +85,7 @@ def load_custom(name: str, body: Any, site: Site) -> Optional[tuple[type[Policy]
     else:
         path, spec = name, body
     try:
-        return load_class(path), spec
+        return load_class(path, search_dir), spec
     except ValueError as e:
         site.error(str(e), key)
         return None

@@ -20,6 +20,7 @@ reported in last-error); it is taken off before the policy sees its spec.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -106,6 +107,9 @@ class _Compiler:
         self.backends = tuple(getattr(config, "backends", None) or ())
         server = getattr(config, "server", None)
         self.body_limit = getattr(server, "max_body", None) or DEFAULT_BODY_LIMIT
+        source = getattr(config, "source", None)   # the config file: custom modules beside it
+        self.search_dir = os.path.dirname(os.path.abspath(source)) \
+            if isinstance(source, str) and os.path.isfile(source) else None
         nv = self.named_values
         self.template = lambda text, path, errors: compile_template(text, path, errors, nv)
         self.condition = compile_condition
@@ -173,7 +177,7 @@ class _Compiler:
             f"{name}[{seen[name]}]"
         site = self.site(f"{path}.{name}", section, scope, apim_path)
         if is_custom(name):
-            found = load_custom(name, body, site)
+            found = load_custom(name, body, site, self.search_dir)
             if found is None:
                 return None
             cls, body = found

@@ -91,6 +91,7 @@ class GatewayConfig:
     named_values: Mapping[str, str] = field(default_factory=dict)
     policies: PolicySections = PolicySections()
     listeners: tuple = ()
+    source: str = "<config>"
 
 
 # --- contexts -------------------------------------------------------------------------------
