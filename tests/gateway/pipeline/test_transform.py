@@ -4,6 +4,8 @@ their paths, body reads as commands)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from apigw_core.gateway.pipeline.contract import (PolicyError, ReadRequestBody,
@@ -341,3 +343,55 @@ def test_find_and_replace_config_errors():
         f"{P}.find-and-replace.from: must not be empty"]
     assert config_errors("find-and-replace", {"from": "a"}) == [
         f"{P}.find-and-replace.to: required"]
+
+
+# --- through the engine (program + run, in memory) -------------------------------------------
+
+FIVE = {"inbound": [
+    {"cors": {"allowed-origins": ["https://app.example"], "allowed-methods": ["GET", "PUT"]}},
+    {"check-header": {"name": "x-client", "failed-check-httpcode": 401}},
+    {"ip-filter": {"action": "allow", "address": ["127.0.0.1"]}},
+    {"set-header": {"name": "x-gw", "value": "{request.ip}"}}],
+    "outbound": [{"set-header": {"name": "x-served-by", "value": "apigw"}}]}
+
+
+def five_policy_program():
+    from helpers import program_of, sections
+    return program_of([ApiConfig("orders", path="/orders")], policies=sections(**FIVE))
+
+
+def test_five_policies_through_the_engine():
+    from helpers import run_program
+    ctx = make_ctx(headers={"x-client": "1", "origin": "https://app.example"})
+    result, ctx, driver = run_program(five_policy_program(), ctx)
+    assert result.kind == "response" and result.forwarded
+    seen_headers = dict(driver.backend.seen[0][4])
+    assert seen_headers[b"x-gw"] == b"127.0.0.1"
+    assert ctx.response.headers.get(b"x-served-by") == b"apigw"
+    assert (b"access-control-allow-origin", b"https://app.example") in ctx.response_headers
+
+
+def test_five_policies_refusals_and_preflight():
+    from helpers import run_program
+    result, ctx, _ = run_program(five_policy_program(), make_ctx(headers={"x-client": "1"},
+                                                                 ip="10.9.9.9"))
+    assert result.kind == "error" and ctx.response.status == 403
+    assert json.loads(ctx.response.body) == {
+        "statusCode": 403, "message": "Caller IP address 10.9.9.9 is not allowed. Access denied."}
+    assert result.error.reason == "CallerIpNotAllowed"
+    pre = make_ctx(method="OPTIONS", headers={"origin": "https://app.example",
+                                              "access-control-request-method": "PUT"})
+    result, ctx, driver = run_program(five_policy_program(), pre)
+    assert result.kind == "answer" and result.answer.status == 200 and driver.commands == []
+
+
+def test_check_config_paths_and_sections():
+    from helpers import config_errors as check, sections
+    apis = [ApiConfig("a", path="/a"), ApiConfig("b", path="/b"),
+            ApiConfig("c", path="/c", policies=sections(
+                inbound=[{"set-header": {"name": "x", "exists-action": "replace"}}],
+                outbound=[{"cors": {"allowed-origins": "*"}}]))]
+    errs = check(apis)
+    assert "apis[2].policies.inbound[0].set-header.exists-action: expected one of " \
+           "override, skip, append, delete" in errs
+    assert any(e.startswith("apis[2].policies.outbound[0].cors") for e in errs), errs
