@@ -128,6 +128,31 @@ def _ordered(op: str) -> Callable[[Any, Any], bool]:
     return order
 
 
+def _equal_text(get: Fn, tok: tuple[str, Any, int]) -> Optional[Fn]:
+    """`path == "text"` without the general rules when the value is text (the usual case):
+    same answers as `equal`, one comparison."""
+    kind, lit, _ = tok
+    if kind != "lit" or type(lit) is not str:
+        return None
+
+    def eq(ctx: Context) -> bool:
+        v = get(ctx)
+        if type(v) is str:
+            return v == lit
+        return equal(v, lit)
+    return eq
+
+
+def _member_of_texts(get: Fn, texts: frozenset, items: list[Fn]) -> Fn:
+    """`path in ["a", "b"]` as a set lookup when the value is text."""
+    def member(ctx: Context) -> bool:
+        v = get(ctx)
+        if type(v) is str:
+            return v in texts
+        return any(equal(v, it(ctx)) for it in items)
+    return member
+
+
 def _s(v: Any) -> str:
     return render_value(v)
 
@@ -194,13 +219,20 @@ class _Parser:
         return self.compare()
 
     def compare(self) -> Fn:
+        start = self.i
         left, boolean = self.operand()
         if self.at("==", "!="):
             op = self.take()[1]
+            lit_at = self.i
             right, _ = self.operand()
+            eq = _equal_text(left, self.toks[lit_at]) if self.i == lit_at + 1 else None
+            if eq is None and self.i == lit_at + 1 and lit_at == start + 2:
+                eq = _equal_text(right, self.toks[start])   # "gold" == request.x
+            if eq is None:
+                eq = lambda ctx: equal(left(ctx), right(ctx))   # noqa: E731
             if op == "==":
-                return lambda ctx: equal(left(ctx), right(ctx))
-            return lambda ctx: not equal(left(ctx), right(ctx))
+                return eq
+            return lambda ctx: not eq(ctx)
         if self.at("<", "<=", ">", ">="):
             order = _ordered(self.take()[1])
             right, _ = self.operand()
@@ -211,7 +243,16 @@ class _Parser:
             negate = True
         if self.at("in"):
             self.take()
+            list_at = self.i
             items = self.items()
+            texts = [t[1] for t in self.toks[list_at + 1:self.i - 1:2]]
+            if len(texts) == len(items) and all(self.toks[j][0] == "lit" and
+                                                type(self.toks[j][1]) is str
+                                                for j in range(list_at + 1, self.i - 1, 2)):
+                member = _member_of_texts(left, frozenset(texts), items)
+                if negate:
+                    return lambda ctx: not member(ctx)
+                return member
             if negate:
                 return lambda ctx: not any(equal(left(ctx), it(ctx)) for it in items)
             return lambda ctx: any(equal(left(ctx), it(ctx)) for it in items)

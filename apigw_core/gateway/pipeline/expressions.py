@@ -81,11 +81,21 @@ def _url(ctx: Context) -> str:
     return f"{r.scheme}://{r.host}{r.path}" + (f"?{r.query}" if r.query else "")
 
 
+def _first_or_joined(items: list[tuple[bytes, bytes]], key: bytes) -> Optional[str]:
+    """Headers.get, inlined for the hot path: the value, or all of them joined by ", "."""
+    found = None
+    for n, v in items:
+        if n == key:
+            found = v if found is None else found + b", " + v
+    return None if found is None else found.decode("latin-1")
+
+
 def _header_getter(side: str, name: str) -> Getter:
     key = name.lower().encode("latin-1")
     if side == "request":
-        return lambda ctx: _text(ctx.request.headers.get(key))
-    return lambda ctx: None if ctx.response is None else _text(ctx.response.headers.get(key))
+        return lambda ctx: _first_or_joined(ctx.request.headers.items, key)
+    return lambda ctx: None if ctx.response is None else \
+        _first_or_joined(ctx.response.headers.items, key)
 
 
 def _attr(obj_attr: str, field: str) -> Getter:

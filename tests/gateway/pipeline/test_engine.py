@@ -266,3 +266,13 @@ def test_zero_policies_is_one_forward():
     assert (prog.inbound, prog.outbound, prog.on_error) == ((), (), ())
     result, ctx, driver = run_program(prog)
     assert result.kind == "response" and [type(c) for c in driver.commands] == [ForwardRequest]
+
+
+def test_a_response_started_in_inbound_is_not_a_forward():
+    # set-status in inbound starts ctx.response (APIM's context.Response always exists);
+    # with no forward-request the result must not claim a backend body to stream.
+    prog = one_api(inbound=[{"set-status": {"code": 202, "reason": "Accepted"}}],
+                   backend=[mark("b")])
+    result, ctx, driver = run_program(prog)
+    assert result.kind == "response" and not result.forwarded and driver.commands == []
+    assert ctx.response.status == 202
