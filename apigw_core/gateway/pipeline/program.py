@@ -85,7 +85,9 @@ def _reading(apply: Callable, cmd: Any, needed: Callable[[Context], bool]) -> Ca
 
 @dataclass(frozen=True, slots=True)
 class Program:
-    """A resolved pipeline: the steps of each section, in order."""
+    """A resolved pipeline: the steps of each section, in order.  The body flags tell the
+    runtime before anything is forwarded what will be read (a policy with nested lists,
+    such as choose, reports its children's reads as its own)."""
 
     inbound: tuple[CompiledStep, ...]
     backend: tuple[CompiledStep, ...]

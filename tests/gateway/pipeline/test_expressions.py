@@ -186,6 +186,16 @@ def test_template_rejects_non_scalars():
     ('contains(request.body, "\\"a\\"")', True),
     ("1 == 1.0", True),
     ('"a" == "a" and ("x" == "y" or 2 >= 2)', True),
+    # the text fast paths give the general rules' answers
+    ('"gold" == request.headers.x-tier', True),
+    ('request.headers.x-missing == ""', False),          # null is not ""
+    ('request.headers.x-missing != ""', True),
+    ('request.headers.x-missing in ["", "a"]', False),
+    ('response.status in ["503", "504"]', True),         # an int against text reads as a number
+    ('response.status == "503.0"', True),
+    ('variables.flag == "true"', True),
+    ('request.headers.x-tier in ["gold", lower("SILVER")]', True),
+    ('request.headers.x-tier not in ["bronze", "silver"]', True),
 ])
 def test_condition(ctx, text, expected):
     assert cond(text).test(ctx) is expected
