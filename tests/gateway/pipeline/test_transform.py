@@ -9,7 +9,7 @@ import json
 import pytest
 
 from apigw_core.gateway.pipeline.contract import (PolicyError, ReadRequestBody,
-                                                  ReadResponseBody, Site)
+                                                  ReadResponseBody)
 from apigw_core.gateway.pipeline.policies import transform  # noqa: F401  (registers)
 from apigw_core.gateway.pipeline.policies.transform import HeaderEdit
 

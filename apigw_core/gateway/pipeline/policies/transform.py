@@ -33,6 +33,7 @@ runtime frames it anew).  `find-and-replace` leaves a content-coded body (gzip..
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from http import HTTPStatus
 from typing import Any, Optional
 from urllib.parse import quote, unquote_plus
@@ -80,7 +81,7 @@ class HeaderEdit:
     """One `set-header` body ({name, exists-action, value: [...]}), compiled; errors are
     reported under `prefix` (e.g. "set-header[0]" inside return-response)."""
 
-    __slots__ = ("header", "key", "action", "templates", "_name", "_const", "_const_joined",
+    __slots__ = ("header", "key", "action", "templates", "_name", "_const", "_fields",
                  "reads_request_body", "reads_response_body")
 
     def __init__(self, body: Any, site: Site, prefix: str = "") -> None:
@@ -103,7 +104,6 @@ class HeaderEdit:
         self.reads_request_body, self.reads_response_body = _reads(
             self.templates + ([self._name] if self._name else []))
         self._const: Optional[list[bytes]] = None
-        self._const_joined: Optional[list[bytes]] = None
         texts = _constant(self.templates)
         if texts is not None:
             try:
@@ -111,7 +111,11 @@ class HeaderEdit:
             except PolicyError as e:
                 s.error(e.message.replace("The header value", "the value"), "value")
                 self._const = []
-            self._const_joined = [b",".join(self._const)]
+        # The common case, override with constant values, is one list rebuild per request.
+        self._fields: Optional[list[tuple[bytes, bytes]]] = None
+        if self._const is not None and self.key and self.action == "override":
+            values = self._const if self.key in SEPARATE_FIELDS else [b",".join(self._const)]
+            self._fields = [(self.key, v) for v in values]
 
     def _key(self, ctx: Context) -> bytes:
         if self._name is None:
@@ -124,6 +128,10 @@ class HeaderEdit:
         return key
 
     def apply(self, headers: Headers, ctx: Context) -> None:
+        if self._fields is not None:
+            key = self.key
+            headers.items = [h for h in headers.items if h[0] != key] + self._fields
+            return
         key = self._key(ctx)
         if not key:
             return
@@ -131,27 +139,25 @@ class HeaderEdit:
         if action == "delete":
             headers.remove(key)
             return
-        exists = key in headers
-        if exists and action == "skip":
-            return
-        separate = key in SEPARATE_FIELDS
-        if self._const is not None:
-            values = self._const
-            joined = self._const_joined
-        else:
-            values = [header_value(t.render(ctx)) for t in self.templates]
-            joined = None
-        if exists and action == "append":
-            if separate:
+        if action != "override" and key in headers:
+            if action == "skip":
+                return
+            values = self._render(ctx)                  # append to what is there
+            if key in SEPARATE_FIELDS:
                 for v in values:
                     headers.add(key, v)
             else:
                 headers.set(key, [b",".join(headers.get_all(key) + values)])
             return
-        if separate:
-            headers.set(key, values)
-        else:
-            headers.set(key, joined if joined is not None else [b",".join(values)])
+        values = self._render(ctx)
+        fields = [(key, v) for v in values] if key in SEPARATE_FIELDS else \
+            [(key, b",".join(values))]
+        headers.items = [h for h in headers.items if h[0] != key] + fields
+
+    def _render(self, ctx: Context) -> list[bytes]:
+        if self._const is not None:
+            return self._const
+        return [header_value(t.render(ctx)) for t in self.templates]
 
 
 @register
@@ -186,7 +192,8 @@ def _query_pairs(query: str) -> list[tuple[str, str]]:
     out = []
     for piece in query.split("&"):
         if piece:
-            out.append((piece, unquote_plus(piece.partition("=")[0])))
+            name = piece.partition("=")[0]
+            out.append((piece, unquote_plus(name) if "%" in name or "+" in name else name))
     return out
 
 
@@ -237,8 +244,10 @@ _PARAM = re.compile(r"(?<!\{)\{\*?([A-Za-z_][A-Za-z0-9_\-]*)\}(?!\})")
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
 _DOT_SEGMENTS = {".", "..", "%2e", "%2e%2e", ".%2e", "%2e."}
+_PATH_OK = re.compile(r"[A-Za-z0-9/%:@!$&'()*+,;=\-._~]*")
 
 
+@lru_cache(maxsize=4096)
 def template_query_names(url_template: str) -> frozenset[str]:
     """The query parameter names an operation's URL template binds (`/get?a={b}` -> a)."""
     _, _, query = url_template.partition("?")
@@ -274,11 +283,17 @@ class RewriteUri(Policy):
         req = ctx.request
         url = self.template.render(ctx).strip()
         path, _, query = url.partition("?")
-        path = quote(path if path.startswith("/") else "/" + path, safe=_PATH_SAFE)
-        if any(seg.lower() in _DOT_SEGMENTS for seg in path.split("/")):
+        if not path.startswith("/"):
+            path = "/" + path
+        if not _PATH_OK.fullmatch(path):
+            path = quote(path, safe=_PATH_SAFE)
+        if ("/." in path or "%2" in path) and \
+                any(seg.lower() in _DOT_SEGMENTS for seg in path.split("/")):
             raise PolicyError(500, "ExpressionValueEvaluationFailure",
                               "rewrite-uri: the rewritten path has a dot segment.")
-        pieces = [p for p in quote(query, safe=_QUERY_SAFE).split("&") if p]
+        if query and not _PATH_OK.fullmatch(query.replace("?", "")):
+            query = quote(query, safe=_QUERY_SAFE)
+        pieces = [p for p in query.split("&") if p]
         if self.copy and req.query:
             bound = template_query_names(getattr(ctx.operation, "url_template", "") or "")
             taken = {unquote_plus(p.partition("=")[0]) for p in pieces}
