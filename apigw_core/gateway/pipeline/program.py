@@ -32,7 +32,7 @@ from .expressions import compile_condition, compile_template
 from .registry import lookup, names
 
 __all__ = ["CompiledStep", "Program", "Programs", "build_programs", "check_config",
-           "DEFAULT_BODY_LIMIT", "compile_policy_list"]
+           "DEFAULT_BODY_LIMIT"]
 
 DEFAULT_BODY_LIMIT = 4 << 20     # bytes buffered for a policy that reads a body
 _SECTION_ATTR = {"inbound": "inbound", "backend": "backend", "outbound": "outbound",
@@ -218,13 +218,6 @@ def _apim_suffix(key: str) -> str:
         m = re.fullmatch(r"(.*)\[(\d+)\]", part)
         out += f"\\{m.group(1)}[{int(m.group(2)) + 1}]" if m else f"\\{part}"
     return out
-
-
-def compile_policy_list(entries: Any, path: str, section: str, scope: str,
-                        errors: list[str], config: Any = None) -> tuple[CompiledStep, ...]:
-    """One policy list alone (tests, tools): "base" entries are dropped."""
-    c = _Compiler(config, errors)
-    return tuple(s for s in c.compile_list(entries, path, section, scope) if s != "base")
 
 
 # --- scopes and programs ------------------------------------------------------------------
