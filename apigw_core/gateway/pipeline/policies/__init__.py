@@ -10,15 +10,4 @@
 
 from __future__ import annotations
 
-import importlib
-
-from . import flow  # noqa: F401
-
-# The other modules are written alongside (another helper); a module not there yet is
-# skipped, any error inside one is not.
-for _name in ("access", "transform", "convert"):
-    try:
-        importlib.import_module(f"{__name__}.{_name}")
-    except ModuleNotFoundError as _e:
-        if _e.name != f"{__name__}.{_name}":
-            raise
+from . import access, convert, flow, transform  # noqa: F401  (each registers its policies)
