@@ -372,9 +372,9 @@ def test_unknown_named_values_are_reported_at_every_use():
 
 def test_named_values_are_not_substituted_in_keys_or_in_themselves():
     c = parse_config(minimal(named_values={"a": "{{b}}", "b": "x"},
-                             apis=[api(policies={"inbound": [{"{{b}}": {"v": "{{a}} {{b}}"}}]})]))
+                             apis=[api(policies={"inbound": [{"set-variable": {"name": "{{b}}", "value": "{{a}} {{b}}"}}]})]))
     assert c.named_values["a"] == "{{b}}"
-    assert c.apis[0].policies.inbound[0] == {"{{b}}": {"v": "{{b}} x"}}
+    assert c.apis[0].policies.inbound[0] == {"set-variable": {"name": "x", "value": "{{b}} x"}}
 
 
 def test_a_duplicate_key_is_reported_without_the_key():

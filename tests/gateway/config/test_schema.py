@@ -24,7 +24,7 @@ APIM = """\
 named-values: {token: "s3cr3t"}
 listeners: [{bind: "127.0.0.1:8080", protocols: [http1, h2c]}]
 backends: {orders: {url: "http://127.0.0.1:9001/api", timeout: 30 s, http-version: 2}}
-products: {starter: {apis: [orders], policies: {inbound: [base, {rate-limit: {calls: 5}}]}}}
+products: {starter: {apis: [orders], policies: {inbound: [base, {set-header: {name: x-tier, value: [starter]}}]}}}
 subscriptions:
   - {id: alice, product: starter, primary-key: "k1", secondary-key: "k2"}
   - {id: ops, scope: all-apis, primary-key: "k3", state: suspended}
