@@ -114,6 +114,8 @@ class H2Base:
         self._drop: Optional[set] = None
         self._completed = 0         # streams completed or reset (rapid-reset accounting)
         self._premature = 0
+        self._soft_limits = (limits.max_header_section is not None
+                             or limits.max_header_fields is not None)
         self._dispatch: dict[type, Callable] = {
             h2e.DataReceived: self._on_data,
             h2e.StreamEnded: self._on_end,
@@ -236,6 +238,9 @@ class H2Base:
         except Malformed:
             self._malformed(st, out)
             return
+        if self._soft_limits and self._over_limits(ev, trailers) is not None:
+            self._malformed(st, out)  # too late for a 431: the stream goes
+            return
         if st.rx_clen >= 0 and st.rx_got != st.rx_clen:
             self._malformed(st, out)
             return
@@ -269,6 +274,18 @@ class H2Base:
         if not self._closed_reported:
             self._closed_reported = True
             out.append(ConnectionClosed(code, last))
+
+    def _over_limits(self, ev: object, fields: list) -> Optional[str]:
+        """Why a decoded header section is over the soft limits (H2Limits), or None.
+        `fields` are the regular fields as parsed (cookie crumbs joined)."""
+        lim = self._limits
+        n = lim.max_header_fields
+        if n is not None and len(fields) > n:
+            return f"more than {n} header fields"
+        size = lim.max_header_section
+        if size is not None and getattr(ev, "header_size", 0) > size:
+            return f"header section larger than {size} bytes"
+        return None
 
     def _malformed(self, st: _St, out: list) -> None:
         """The peer broke RFC 9113 §8.1.1 on a stream the application knows: reset it."""
