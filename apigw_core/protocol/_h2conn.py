@@ -114,8 +114,12 @@ class H2Base:
         self._drop: Optional[set] = None
         self._completed = 0         # streams completed or reset (rapid-reset accounting)
         self._premature = 0
-        self._soft_limits = (limits.max_header_section is not None
-                             or limits.max_header_fields is not None)
+        # the soft limits, as plain ints for the per-request test (_over_limits says why)
+        big = 1 << 62
+        self._field_cap = big if limits.max_header_fields is None else limits.max_header_fields
+        self._section_cap = (big if limits.max_header_section is None
+                             else limits.max_header_section)
+        self._soft_limits = self._field_cap < big or self._section_cap < big
         self._dispatch: dict[type, Callable] = {
             h2e.DataReceived: self._on_data,
             h2e.StreamEnded: self._on_end,
@@ -238,7 +242,7 @@ class H2Base:
         except Malformed:
             self._malformed(st, out)
             return
-        if self._soft_limits and self._over_limits(ev, trailers) is not None:
+        if self._soft_limits and self._over_limits(ev, trailers):
             self._malformed(st, out)  # too late for a 431: the stream goes
             return
         if st.rx_clen >= 0 and st.rx_got != st.rx_clen:
@@ -277,14 +281,12 @@ class H2Base:
 
     def _over_limits(self, ev: object, fields: list) -> Optional[str]:
         """Why a decoded header section is over the soft limits (H2Limits), or None.
-        `fields` are the regular fields as parsed (cookie crumbs joined)."""
-        lim = self._limits
-        n = lim.max_header_fields
-        if n is not None and len(fields) > n:
-            return f"more than {n} header fields"
-        size = lim.max_header_section
-        if size is not None and getattr(ev, "header_size", 0) > size:
-            return f"header section larger than {size} bytes"
+        `fields` are the regular fields as parsed (cookie crumbs joined); the section's
+        size is the one the engine put on the h2 event."""
+        if len(fields) > self._field_cap:
+            return f"more than {self._field_cap} header fields"
+        if getattr(ev, "header_size", 0) > self._section_cap:
+            return f"header section larger than {self._section_cap} bytes"
         return None
 
     def _malformed(self, st: _St, out: list) -> None:

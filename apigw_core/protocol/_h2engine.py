@@ -10,13 +10,9 @@ HPACK); this subclass changes only what h2 gets wrong for a gateway, each in one
   frames and `max_header_list_size` bytes (CVE-2024-27316); every frame passes the flood
   counters below before h2 sees it; and the events of the frames before a connection error
   are returned with the error instead of being lost.
-- Two header-size limits, as RFC 9113 §10.5.1 has it: `max_header_list_size` is the flood
-  cap (an HPACK bomb or a header block larger than it is ENHANCE_YOUR_CALM: it cannot be
-  decoded further, so the connection goes); `max_header_section` / `max_header_fields`,
-  when set, are what the server is willing to handle: a header section over them is still
-  decoded whole (HPACK state must advance) and the connection wrapper refuses that one
-  request with a 431.  The decoded size of each block (§6.5.2: name + value + 32 per field)
-  travels on its h2 event as `header_size`, so nothing is counted twice.
+- Header sizes (RFC 9113 §10.5.1): over `max_header_list_size` is a flood (below); the
+  soft limits (`H2Limits.max_header_section`) are the wrapper's, which reads each block's
+  decoded §6.5.2 size from its h2 event (`header_size`, set here) instead of recounting.
 - Stream-level errors stay stream-level (RFC 9113 §5.4.2, §8.1.1): h2 turns a wrong
   content-length or trailers without END_STREAM into a connection error; here the
   content-length is checked by the connection wrapper and such trailers reset one stream.
@@ -111,7 +107,8 @@ class H2Limits:
     `max_header_section` and `max_header_fields` (None: no such limit) are the soft limits
     of a server: a request whose header section is larger (§6.5.2 size) or has more regular
     fields (after cookie crumbs are joined, as an HTTP/1.1 head would carry them) is
-    answered 431 on its stream (`http2.RequestRejected`) and the connection goes on.
+    answered 431 on its stream (`http2.RequestRejected`) and the connection goes on (a
+    client resets the stream of a response over them).
     SETTINGS_MAX_HEADER_LIST_SIZE then announces `max_header_section`; only blocks over
     `max_header_list_size` (keep it well above, e.g. twice) are treated as a flood."""
 
@@ -147,14 +144,11 @@ class H2Limits:
                      "premature_reset_total"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        for name in ("max_header_section", "max_header_fields"):
-            v = getattr(self, name)
-            if v is not None and v < 0:
-                raise ValueError(f"{name} must not be negative")
-        if (self.max_header_section is not None
-                and self.max_header_section > self.max_header_list_size):
-            raise ValueError("max_header_section must not exceed max_header_list_size "
-                             "(the flood cap)")
+        section, nfields = self.max_header_section, self.max_header_fields
+        if (section is not None and not 0 <= section <= self.max_header_list_size
+                or nfields is not None and nfields < 0):
+            raise ValueError("max_header_section must be in 0..max_header_list_size (the "
+                             "flood cap), max_header_fields not negative")
 
 
 class Calm(H2ProtocolError):

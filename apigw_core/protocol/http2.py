@@ -172,7 +172,7 @@ class ServerConnection(H2Base):
             st.rx_clen = clen
         req = _new_request(sid, method, target, headers, b"2", None, expect, protocol)
         why = self._over_limits(ev, headers) if self._soft_limits else None
-        out.append(req if why is None else RequestRejected(sid, req, 431, why))
+        out.append(req if not why else RequestRejected(sid, req, 431, why))
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -315,7 +315,7 @@ class ClientConnection(H2Base):
         except Malformed:
             self._malformed(st, out)
             return
-        if self._soft_limits and self._over_limits(ev, headers) is not None:
+        if self._soft_limits and self._over_limits(ev, headers):  # too large: a bad answer
             self._malformed(st, out)
             return
         st.head_in = True

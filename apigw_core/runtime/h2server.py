@@ -296,7 +296,9 @@ class H2Driver:
             self.conn.close(_NO_ERROR)
             self.kick()
         if not self.streams and self._idle_wait is not None:
-            self._idle_wait.cancel()  # the reader: stop waiting, close after the GOAWAY
+            # the reader: look again (the drain calls this every 50 ms, so a response
+            # still being framed when its handler ended is waited for)
+            self._idle_wait.cancel()
 
     def kick(self) -> None:
         self._kick_lot.unpark_all()
@@ -340,7 +342,7 @@ class H2Driver:
                 return
         while True:
             self.kick()
-            if conn.should_close or (self._goaway_sent and not self.streams):
+            if conn.should_close:  # GOAWAY sent (or received) and every stream complete
                 return
             try:
                 if self.streams:
