@@ -67,7 +67,7 @@ log = logging.getLogger("apigw_core.runtime")
 
 _NO_ERROR, _INTERNAL_ERROR, _ENHANCE_YOUR_CALM = 0, 2, 11
 _FOREVER = 365 * 86400.0
-_LINGER = 2.0  # after an error GOAWAY, how long the client gets to read it and close
+_LINGER = 2.0  # after our last GOAWAY, how long the client gets to read it and close
 
 
 def h2_limits(settings: "ServerConfig") -> H2Limits:

@@ -197,14 +197,19 @@ def test_content_length_over_max_body_is_413_before_forwarding(env):
 
 
 def test_body_without_content_length_over_max_body_is_413(env):
+    """No content-length, but the whole body came with the head (one write): it is
+    measured before anything is forwarded."""
     env.rec.reset()
     c = h2c(env)
     try:
-        sid = c.request("/rec/big", method="POST", end=False)
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(b":method", b"POST"), (b":scheme", b"http"),
+                                  (b":path", b"/rec/big"), (b":authority", b"gw.test")])
         for _ in range(4):
-            c.send_body(sid, b"y" * 600, end=False)
-        c.send_body(sid, b"", end=True)
-        r = c.replies[sid]
+            c.conn.send_data(sid, b"y" * 600)
+        c.conn.end_stream(sid)
+        c.replies[sid] = r = Reply()
+        c.flush()
         assert c.run_until(lambda: r.ended or r.reset is not None, 10), r
         assert r.status == 413, r
         assert c.get("/rec/after").status == 200
@@ -216,10 +221,13 @@ def test_body_without_content_length_over_max_body_is_413(env):
 
 def test_streamed_body_that_grows_past_max_body_is_413(env):
     """The gateway has started forwarding (the client waited for 100 Continue) when the
-    body grows past the limit: nothing was answered yet, so 413."""
+    body grows past the limit: nothing was answered yet, so 413; the backend saw the head
+    and part of the body, never a complete request: its connection is reset."""
+    env.rec.reset()
     c = h2c(env)
     try:
-        sid = c.request("/up", method="POST", end=False, headers=[("expect", "100-continue")])
+        sid = c.request("/rec/grow", method="POST", end=False,
+                        headers=[("expect", "100-continue")])
         assert c.run_until(lambda: any(
             isinstance(e, h2.events.InformationalResponseReceived) for e in c.events), 5)
         r = c.replies[sid]
@@ -232,6 +240,9 @@ def test_streamed_body_that_grows_past_max_body_is_413(env):
     finally:
         c.close()
     assert r.status == 413, r
+    conns = [b for b in list(env.rec.conns) if b"/grow" in b.received]
+    assert conns and wait_for(lambda: conns[0].end is not None)
+    assert conns[0].end == "reset" and b"0\r\n\r\n" not in conns[0].received
 
 
 def test_body_at_max_body_passes(env):
