@@ -5,10 +5,14 @@ of APIM parses ours the same way.  The status codes follow APIM and Envoy:
 404 no API matches, 502 backend refused/unreachable or sent a bad response, 503 over
 capacity, 504 backend timeout, 408 client too slow, 4xx for a bad request.
 
-A gRPC caller gets what gRPC clients expect instead (Envoy's local replies do the same): a
-trailers-only response, HTTP 200 with `grpc-status` and a percent-encoded `grpc-message`,
-the status mapped from the HTTP one (no route UNIMPLEMENTED, backend down UNAVAILABLE,
-timeout DEADLINE_EXCEEDED, ...).
+A gRPC or gRPC-Web caller gets what its clients expect instead (Envoy's local replies do
+the same): a trailers-only response, HTTP 200 with `grpc-status` and a percent-encoded
+`grpc-message`, the status mapped from the HTTP one (no route UNIMPLEMENTED, backend down
+UNAVAILABLE, timeout DEADLINE_EXCEEDED, ...).  Its content-type is the caller's own wire:
+`application/grpc` for gRPC, and for gRPC-Web the request's `application/grpc-web` or
+`application/grpc-web-text` with its `+subtype` (grpc-web clients reject any other type;
+they read a trailers-only answer's status from its headers), with `content-length: 0`
+(an HTTP/1.1 gRPC-Web answer needs framing).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from __future__ import annotations
 import json
 from typing import Optional, Sequence
 
-__all__ = ["json_error", "local_reply", "is_grpc", "grpc_status_for", "percent_encode"]
+__all__ = ["json_error", "local_reply", "is_grpc", "grpc_content_type",
+           "grpc_reply_headers", "grpc_status_for", "percent_encode"]
 
 # Gateway-made errors as gRPC statuses (issue 5; gRPC's codes.md): what each HTTP answer
 # means to a gRPC caller.
@@ -38,13 +43,47 @@ def percent_encode(message: str) -> bytes:
                     for c in message.encode("utf-8"))
 
 
-def is_grpc(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    """A gRPC request (not gRPC-Web: that one gets its trailers in the body)."""
+_GRPC = b"application/grpc"
+_GRPC_WEB = (b"application/grpc-web", b"application/grpc-web-text")
+
+
+def grpc_content_type(headers: Sequence[tuple[bytes, bytes]]) -> Optional[bytes]:
+    """The content-type of a gateway-made answer to a gRPC or gRPC-Web request (see the
+    module docstring), or None when the request is neither (it gets JSON)."""
+    ctype = None
     for name, value in headers:
         if name == b"content-type":
-            return value.startswith(b"application/grpc") and not value.startswith(
-                b"application/grpc-web")
-    return False
+            ctype = value  # the last one, as the gRPC checks read it
+    if ctype is None:
+        return None
+    full = ctype.split(b";", 1)[0].strip().lower()
+    base, plus, sub = full.partition(b"+")
+    if base == _GRPC:
+        return _GRPC
+    if base in _GRPC_WEB:
+        return full if plus and sub else base
+    return None
+
+
+def is_grpc(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """A gRPC or gRPC-Web request: gateway-made errors reach it as gRPC statuses."""
+    return grpc_content_type(headers) is not None
+
+
+def grpc_reply_headers(code: int, message: str,
+                       request_headers: Sequence[tuple[bytes, bytes]],
+                       request_id: Optional[bytes] = None) -> list[tuple[bytes, bytes]]:
+    """The fields of a trailers-only answer with gRPC status `code` (sent with HTTP 200 and
+    no body), in the caller's content-type."""
+    ctype = grpc_content_type(request_headers) or _GRPC
+    headers = [(b"content-type", ctype), (b"grpc-status", b"%d" % code)]
+    if message:
+        headers.append((b"grpc-message", percent_encode(message)))
+    if ctype != _GRPC:
+        headers.append((b"content-length", b"0"))
+    if request_id:
+        headers.append((b"x-request-id", request_id))
+    return headers
 
 
 def local_reply(status: int, message: str, request_id: Optional[bytes],
@@ -52,12 +91,8 @@ def local_reply(status: int, message: str, request_id: Optional[bytes],
                 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, headers and body of a local error reply, shaped for the caller."""
     if is_grpc(request_headers):
-        headers = [(b"content-type", b"application/grpc"),
-                   (b"grpc-status", b"%d" % grpc_status_for(status)),
-                   (b"grpc-message", percent_encode(message))]
-        if request_id:
-            headers.append((b"x-request-id", request_id))
-        return 200, headers, b""
+        return 200, grpc_reply_headers(grpc_status_for(status), message, request_headers,
+                                       request_id), b""
     headers, body = json_error(status, message, request_id)
     return status, headers, body
 

@@ -114,6 +114,12 @@ class H2Base:
         self._drop: Optional[set] = None
         self._completed = 0         # streams completed or reset (rapid-reset accounting)
         self._premature = 0
+        # the soft limits, as plain ints for the per-request test (_over_limits says why)
+        big = 1 << 62
+        self._field_cap = big if limits.max_header_fields is None else limits.max_header_fields
+        self._section_cap = (big if limits.max_header_section is None
+                             else limits.max_header_section)
+        self._soft_limits = self._field_cap < big or self._section_cap < big
         self._dispatch: dict[type, Callable] = {
             h2e.DataReceived: self._on_data,
             h2e.StreamEnded: self._on_end,
@@ -236,6 +242,9 @@ class H2Base:
         except Malformed:
             self._malformed(st, out)
             return
+        if self._soft_limits and self._over_limits(ev, trailers):
+            self._malformed(st, out)  # too late for a 431: the stream goes
+            return
         if st.rx_clen >= 0 and st.rx_got != st.rx_clen:
             self._malformed(st, out)
             return
@@ -269,6 +278,16 @@ class H2Base:
         if not self._closed_reported:
             self._closed_reported = True
             out.append(ConnectionClosed(code, last))
+
+    def _over_limits(self, ev: object, fields: list) -> Optional[str]:
+        """Why a decoded header section is over the soft limits (H2Limits), or None.
+        `fields` are the regular fields as parsed (cookie crumbs joined); the section's
+        size is the one the engine put on the h2 event."""
+        if len(fields) > self._field_cap:
+            return f"more than {self._field_cap} header fields"
+        if getattr(ev, "header_size", 0) > self._section_cap:
+            return f"header section larger than {self._section_cap} bytes"
+        return None
 
     def _malformed(self, st: _St, out: list) -> None:
         """The peer broke RFC 9113 §8.1.1 on a stream the application knows: reset it."""

@@ -10,6 +10,9 @@ HPACK); this subclass changes only what h2 gets wrong for a gateway, each in one
   frames and `max_header_list_size` bytes (CVE-2024-27316); every frame passes the flood
   counters below before h2 sees it; and the events of the frames before a connection error
   are returned with the error instead of being lost.
+- Header sizes (RFC 9113 §10.5.1): over `max_header_list_size` is a flood (below); the
+  soft limits (`H2Limits.max_header_section`) are the wrapper's, which reads each block's
+  decoded §6.5.2 size from its h2 event (`header_size`, set here) instead of recounting.
 - Stream-level errors stay stream-level (RFC 9113 §5.4.2, §8.1.1): h2 turns a wrong
   content-length or trailers without END_STREAM into a connection error; here the
   content-length is checked by the connection wrapper and such trailers reset one stream.
@@ -99,10 +102,20 @@ class H2Limits:
     Memory bound (inbound): a stream buffers at most `initial_stream_window` bytes the
     application has not acknowledged, the connection at most `initial_connection_window`,
     plus one partial frame (`max_frame_size` + 9) and one header block
-    (`max_header_list_size`)."""
+    (`max_header_list_size`).
+
+    `max_header_section` and `max_header_fields` (None: no such limit) are the soft limits
+    of a server: a request whose header section is larger (§6.5.2 size) or has more regular
+    fields (after cookie crumbs are joined, as an HTTP/1.1 head would carry them) is
+    answered 431 on its stream (`http2.RequestRejected`) and the connection goes on (a
+    client resets the stream of a response over them).
+    SETTINGS_MAX_HEADER_LIST_SIZE then announces `max_header_section`; only blocks over
+    `max_header_list_size` (keep it well above, e.g. twice) are treated as a flood."""
 
     max_concurrent_streams: int = 100
     max_header_list_size: int = 65536
+    max_header_section: Optional[int] = None
+    max_header_fields: Optional[int] = None
     initial_stream_window: int = 65536
     initial_connection_window: int = 1 << 20
     max_frame_size: int = 16384
@@ -131,6 +144,11 @@ class H2Limits:
                      "premature_reset_total"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        section, nfields = self.max_header_section, self.max_header_fields
+        if (section is not None and not 0 <= section <= self.max_header_list_size
+                or nfields is not None and nfields < 0):
+            raise ValueError("max_header_section must be in 0..max_header_list_size (the "
+                             "flood cap), max_header_fields not negative")
 
 
 class Calm(H2ProtocolError):
@@ -168,7 +186,9 @@ class Engine(H2Connection):
         self.decoder = FastDecoder()
         initial = {
             SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
-            SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
+            SettingCodes.MAX_HEADER_LIST_SIZE: (limits.max_header_list_size
+                                                if limits.max_header_section is None
+                                                else limits.max_header_section),
             SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_stream_window,
             SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
             SettingCodes.HEADER_TABLE_SIZE: limits.header_table_size,
@@ -267,11 +287,14 @@ class Engine(H2Connection):
             if self.open_inbound_streams + 1 > max_open:
                 raise TooManyStreamsError(f"Max inbound streams is {max_open}")
         headers = _decode_headers(self.decoder, frame.data)
+        size = self.decoder.last_size
         events = self.state_machine.process_input(_RECV_HEADERS)
         if stream is None:
             stream = self._begin_new_stream(sid, self._peer_ids)
         flags = frame.flags
         frames, stream_events = stream.receive_headers(headers, "END_STREAM" in flags, None)
+        if stream_events:
+            stream_events[0].header_size = size  # the wrapper's soft limits read it
         if "PRIORITY" in flags:
             _, p_events = self._receive_priority_frame(frame)
             stream_events[0].priority_updated = p_events[0]

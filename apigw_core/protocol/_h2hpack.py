@@ -152,6 +152,8 @@ class FastEncoder(Encoder):
 
 
 class FastDecoder(Decoder):
+    last_size = 0  # RFC 9113 §6.5.2 size of the last block decoded (raw)
+
     def decode(self, data: bytes, raw: bool = False):  # type: ignore[no-untyped-def]
         if not raw:
             return super().decode(data, raw)
@@ -197,4 +199,5 @@ class FastDecoder(Decoder):
                 raise OversizedHeaderListError(
                     f"A header list larger than {limit} has been received")
         self._assert_valid_table_size()
+        self.last_size = size
         return headers

@@ -17,7 +17,11 @@ sets `Request.expect_continue` as on HTTP/1.1.
 
 Validation: see `_h2headers` (h2's checks, done once, by us).  A malformed request resets
 its stream with PROTOCOL_ERROR and no event; the other streams go on.  A malformed body
-(content-length mismatch) or trailers reset the stream and report `StreamReset`.
+(content-length mismatch) or trailers reset the stream and report `StreamReset`.  A
+request whose header section is over the server's soft limits (`H2Limits.max_header_section`,
+`max_header_fields`) is reported as `RequestRejected(431)` instead of `Request`: the
+application answers it on its stream and the connection goes on (RFC 9113 §10.5.1);
+trailers over them reset their stream.
 
 Flow control, lazy sending and stream ends: see `_h2conn`.  The application calls
 `acknowledge_received(stream_id, len(data))` once it has consumed a Data event (that is
@@ -39,6 +43,7 @@ Cleartext HTTP/2: `ServerConnection()` expects the client preface (prior knowled
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from h2 import events as h2e
@@ -60,11 +65,24 @@ from .events import (
     _new_request,
 )
 
-__all__ = ["ServerConnection", "ClientConnection", "H2Limits"]
+__all__ = ["ServerConnection", "ClientConnection", "H2Limits", "RequestRejected"]
 
 _PROTOCOL_ERROR = 1
 _HOP = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                   b"upgrade", b"http2-settings", b"te"))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRejected(Event):
+    """A request head the server connection decoded but does not hand over as a `Request`:
+    answer it with `status_code` (431: its header section is over the soft limits).
+    `request` is the head as parsed, only to shape that answer (never route or forward
+    it); the stream stays open for the answer and its body, if any, arrives as usual."""
+
+    stream_id: int
+    request: Request
+    status_code: int
+    reason: str
 
 
 class ServerConnection(H2Base):
@@ -152,7 +170,9 @@ class ServerConnection(H2Base):
             st.connect = True
         else:
             st.rx_clen = clen
-        out.append(_new_request(sid, method, target, headers, b"2", None, expect, protocol))
+        req = _new_request(sid, method, target, headers, b"2", None, expect, protocol)
+        why = self._over_limits(ev, headers) if self._soft_limits else None
+        out.append(req if not why else RequestRejected(sid, req, 431, why))
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -293,6 +313,9 @@ class ClientConnection(H2Base):
         try:
             status, headers, clen = parse_response(ev.headers)
         except Malformed:
+            self._malformed(st, out)
+            return
+        if self._soft_limits and self._over_limits(ev, headers):  # too large: a bad answer
             self._malformed(st, out)
             return
         st.head_in = True

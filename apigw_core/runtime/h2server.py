@@ -23,7 +23,16 @@ dropped after `write_timeout`.
 Timeouts: `idle_timeout` while no stream is open (then GOAWAY and close, as Envoy), none on
 the connection while streams run (a long download is not idle), `body_timeout` for a
 stream waiting for its request body (408), `write_timeout` for a stalled writer.
-Graceful shutdown sends GOAWAY(NO_ERROR) once, lets open streams finish, then closes.
+Graceful shutdown sends GOAWAY(NO_ERROR) on every connection, idle ones too (RFC 9113
+§6.8: a client racing a request learns it was not processed), lets open streams finish,
+then closes after a short lingering read (so the GOAWAY is read, not lost to a reset).
+
+Limits as on HTTP/1.1 (ServerConfig): a header section over `max_head` bytes or
+`max_fields` fields is answered 431 on its stream (the protocol reports it as
+`RequestRejected`; only a block over twice `max_head` is a flood, GOAWAY); a request body
+over `max_body` is answered 413 before anything is forwarded when its content-length says
+so, or when the streamed body grows past it while nothing was answered yet, and else its
+stream is reset with ENHANCE_YOUR_CALM (which gRPC clients read as RESOURCE_EXHAUSTED).
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ from ..protocol import (
     Response,
     StreamReset,
 )
-from ..protocol.http2 import H2Limits, ServerConnection
+from ..protocol.http2 import H2Limits, RequestRejected, ServerConnection
 from .h1server import BodyError, ClientGone, Handler, Replies, Tunnel
 from .transport import Transport, TransportClosed, TransportTimeout
 
@@ -56,16 +65,26 @@ __all__ = ["H2Driver", "H2Stream", "h2_limits"]
 
 log = logging.getLogger("apigw_core.runtime")
 
-_NO_ERROR, _INTERNAL_ERROR = 0, 2
+_NO_ERROR, _INTERNAL_ERROR, _ENHANCE_YOUR_CALM = 0, 2, 11
 _FOREVER = 365 * 86400.0
-_LINGER = 2.0  # after an error GOAWAY, how long the client gets to read it and close
+_LINGER = 2.0  # after our last GOAWAY, how long the client gets to read it and close
 
 
 def h2_limits(settings: "ServerConfig") -> H2Limits:
     """HTTP/2 limits for a listener: H2Limits' defaults (Envoy's edge values), with the
-    header list capped like an HTTP/1.1 head, and extended CONNECT (RFC 8441) advertised
+    header section limited like an HTTP/1.1 head (431 over `max_head` bytes or `max_fields`
+    fields; a flood only over twice `max_head`), and extended CONNECT (RFC 8441) advertised
     for WebSocket over HTTP/2 (APIs that do not allow it refuse the CONNECT)."""
-    return H2Limits(max_header_list_size=settings.max_head, enable_connect_protocol=True)
+    return H2Limits(max_header_list_size=2 * settings.max_head,
+                    max_header_section=settings.max_head,
+                    max_header_fields=settings.max_fields, enable_connect_protocol=True)
+
+
+def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)  # the protocol checked it is 1*DIGIT
+    return -1
 
 
 class _H2Tunnel(Tunnel):
@@ -100,7 +119,8 @@ class H2Stream(Replies):
 
     __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
                  "response_started", "response_complete", "_sent_100", "_queue", "_lot",
-                 "reset_code", "body_done", "eom_received", "scope", "no_credit")
+                 "reset_code", "body_done", "eom_received", "scope", "no_credit",
+                 "body_limit", "body_taken")
 
     def __init__(self, drv: "H2Driver", request: Request) -> None:
         self._drv = drv
@@ -119,6 +139,9 @@ class H2Stream(Replies):
         self.reset_code: Optional[int] = None
         self.scope: Optional[trio.CancelScope] = None
         self.no_credit = 0  # body bytes that came through an h2c upgrade, not DATA frames
+        # server.max-body (a CONNECT's DATA is a tunnel, not a body: no limit)
+        self.body_limit = None if request.method == b"CONNECT" else drv.settings.max_body
+        self.body_taken = 0
 
     def _feed(self, ev: Event) -> None:
         self._queue.append(ev)
@@ -147,6 +170,11 @@ class H2Stream(Replies):
         ev = q.popleft()
         if ev.__class__ is Data:
             n = len(ev.data)
+            self.body_taken += n
+            if self.body_limit is not None and self.body_taken > self.body_limit:
+                q.appendleft(ev)  # its credit goes back when the stream ends
+                self.body_taken -= n
+                raise BodyError(413, "request body too large")
             if self.no_credit:
                 free = min(n, self.no_credit)
                 self.no_credit -= free
@@ -251,6 +279,7 @@ class H2Driver:
         self._failed = False  # we sent GOAWAY for a connection error
         self._reader_scope = trio.CancelScope()  # cancelled when the writer fails
         self._busy_wait: Optional[trio.CancelScope] = None  # the reader, streams open
+        self._idle_wait: Optional[trio.CancelScope] = None  # the reader, no stream open
         self._nursery: Optional[trio.Nursery] = None
 
     # -- for the gateway -----------------------------------------------------------------
@@ -260,13 +289,16 @@ class H2Driver:
         return not self.streams
 
     def close_if_idle(self) -> None:
-        """Graceful shutdown: GOAWAY once; close when no stream is left."""
+        """Graceful shutdown: GOAWAY once (idle or not); the reader ends the connection
+        once the GOAWAY is out and no stream is left (`run`)."""
         if not self._goaway_sent:
             self._goaway_sent = True
             self.conn.close(_NO_ERROR)
             self.kick()
-        elif not self.streams:
-            self.transport.expire()
+        if not self.streams and self._idle_wait is not None:
+            # the reader: look again (the drain calls this every 50 ms, so a response
+            # still being framed when its handler ended is waited for)
+            self._idle_wait.cancel()
 
     def kick(self) -> None:
         self._kick_lot.unpark_all()
@@ -284,7 +316,7 @@ class H2Driver:
                 self._final = True
                 self.kick()
                 with trio.move_on_after(self.settings.write_timeout):
-                    if self._failed:
+                    if self._failed or self._goaway_sent:
                         await self._linger()
                     else:
                         await self._writer_done.wait()
@@ -310,7 +342,7 @@ class H2Driver:
                 return
         while True:
             self.kick()
-            if conn.should_close:
+            if conn.should_close:  # GOAWAY sent (or received) and every stream complete
                 return
             try:
                 if self.streams:
@@ -323,8 +355,14 @@ class H2Driver:
                         continue
                     self._busy_wait = None
                 else:
-                    # the connection stays open at the timeout, so the GOAWAY can go out
-                    data = await t.receive_or_timeout(s.idle_timeout)
+                    # the connection stays open at the timeout, so the GOAWAY can go out;
+                    # a graceful shutdown cancels the wait (close_if_idle)
+                    with trio.CancelScope() as scope:
+                        self._idle_wait = scope
+                        data = await t.receive_or_timeout(s.idle_timeout)
+                    self._idle_wait = None
+                    if scope.cancelled_caught:
+                        continue
             except TransportTimeout:
                 if not self.streams and not self.dead:
                     conn.close(_NO_ERROR)  # idle: say so before closing (Envoy)
@@ -339,11 +377,12 @@ class H2Driver:
                 return
 
     async def _linger(self) -> None:
-        """After our GOAWAY for a connection error: read and drop what the client still
-        sends while the GOAWAY goes out, then until the client closes (at most
-        `_LINGER` s).  Closing a socket with unread bytes sends a reset, and the reset
-        throws away what is still in our send buffer: a flooding client would never see
-        the GOAWAY saying why (nginx's lingering close does the same)."""
+        """After our GOAWAY (a connection error, or a graceful shutdown): read and drop
+        what the client still sends while the GOAWAY goes out, then until the client
+        closes (at most `_LINGER` s).  Closing a socket with unread bytes sends a reset,
+        and the reset throws away what is still in our send buffer: a flooding client
+        would never see the GOAWAY saying why, nor a client racing a request the GOAWAY
+        saying it was not processed (nginx's lingering close does the same)."""
         eof = trio.Event()
         t = self.transport
 
@@ -383,6 +422,11 @@ class H2Driver:
                 st = H2Stream(self, ev)  # type: ignore[arg-type]
                 streams[st.stream_id] = st
                 self._nursery.start_soon(self._serve, st)  # type: ignore[union-attr]
+            elif t is RequestRejected:  # over max_head / max_fields: 431 on its stream
+                st = H2Stream(self, ev.request)  # type: ignore[attr-defined]
+                streams[st.stream_id] = st
+                self._nursery.start_soon(self._serve, st,  # type: ignore[union-attr]
+                                         (ev.status_code, ev.reason))  # type: ignore
             elif t is Data or t is EndOfMessage:
                 st = streams.get(ev.stream_id)  # type: ignore[attr-defined]
                 if st is not None:
@@ -408,20 +452,30 @@ class H2Driver:
                 st.scope.cancel()
         self.window_lot.unpark_all()
 
-    async def _serve(self, st: H2Stream) -> None:
+    async def _serve(self, st: H2Stream,
+                     refusal: Optional[tuple[int, str]] = None) -> None:
         conn = self.conn
         sid = st.stream_id
+        reset = _INTERNAL_ERROR  # for a response we cannot finish
         try:
             with trio.CancelScope() as scope:
                 st.scope = scope
                 # a body that is all here already (at most one stream window: we have
                 # not given credit back) may be kept whole and replayed by the proxy
                 st.body_complete = st.eom_received
+                if refusal is None and st.body_limit is not None and _content_length(
+                        st.request.headers) > st.body_limit:
+                    refusal = (413, "request body too large")  # before any forwarding
                 try:
-                    await self.handler(st)  # type: ignore[arg-type]
+                    if refusal is not None:
+                        await st.error(*refusal)
+                    else:
+                        await self.handler(st)  # type: ignore[arg-type]
                 except BodyError as exc:
                     if not st.response_started and not self.dead:
                         await st.error(exc.status, exc.message)
+                    elif exc.status == 413:  # too late for an answer: "you sent too much"
+                        reset = _ENHANCE_YOUR_CALM
                 except ClientGone:
                     pass
                 except Exception:  # a bug in a handler must not show on the wire
@@ -435,7 +489,7 @@ class H2Driver:
             if not self.dead:
                 if not st.response_complete:
                     if st.reset_code is None:  # we gave up (backend failed mid-answer)
-                        conn.send(StreamReset(sid, _INTERNAL_ERROR))
+                        conn.send(StreamReset(sid, reset))
                 # answered before the upload ended: the connection itself resets the
                 # stream with NO_ERROR once the response is framed (RFC 9113 §8.1); a
                 # reset sent from here would throw away the response still queued

@@ -38,7 +38,8 @@ from ..protocol import (
 from ..protocol.alpn import H2, alpn_protocols, protocol_from_alpn
 from ..protocol.http2 import ClientConnection, H2Limits
 from .transport import Transport, TransportClosed, TransportTimeout, Watchdog
-from .upstream import PoolOverflow, UpstreamPool, client_ssl_context, connect_backend
+from .upstream import (PoolOverflow, UpstreamConnectError, UpstreamPool, UpstreamTimeout,
+                       client_ssl_context, connect_backend)
 
 __all__ = ["H2UpstreamPool", "H2Exchange"]
 
@@ -291,7 +292,6 @@ class H2UpstreamPool:
             if protocol_from_alpn(alpn) != H2:
                 if self.backend.http_version == "2":
                     transport.abort()
-                    from .upstream import UpstreamConnectError
                     raise UpstreamConnectError(
                         f"backend {self.backend.name} does not speak HTTP/2 (ALPN: {alpn})")
                 self._h1_only = True  # it will choose the same next time
@@ -305,7 +305,6 @@ class H2UpstreamPool:
         with trio.move_on_after(self.backend.connect_timeout):
             await up.settled.wait()  # RFC 9113 §3.4: the server preface is SETTINGS
         if not up.settled.is_set():
-            from .upstream import UpstreamTimeout
             raise UpstreamTimeout(f"backend {self.backend.name}: no HTTP/2 SETTINGS "
                                   f"within {self.backend.connect_timeout}s")
         return up

@@ -9,9 +9,11 @@ yet complete is pumped by a second task, so a backend that answers early (413, 4
 relayed at once and the unread rest of the upload closes the client connection.
 
 Errors (APIM / Envoy): no route 404; connect refused or unreachable 502; connect or response
-timeout 504; pool full 503; a bad backend response 502.  Once the response head went to the
-client nothing can be said any more: the client connection is aborted instead, and the
-backend connection is never reused.
+timeout 504; pool full 503; a bad backend response 502.  The client gets a short fixed
+message per case (never a backend address or errno text); the detail goes to the log with
+the request id.  Once the response head went to the client nothing can be said any more:
+the client connection is aborted instead, and the backend connection is never reused.
+gRPC and gRPC-Web callers get these as trailers-only gRPC statuses (gateway.replies).
 
 A request is retried once, on a fresh connection, only when that is safe: the failed
 connection was a reused keep-alive one (the backend may have closed it just as we wrote),
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Optional
 import trio
 
 from ..gateway.forwarding import forward_request_headers, forward_response_headers
+from ..gateway.replies import grpc_reply_headers
 from ..protocol import grpc
 from ..protocol import (
     ConnectionClosed,
@@ -41,7 +44,8 @@ from ..protocol import (
 )
 from .h1server import BodyError, ClientGone, HTTPStream
 from .transport import TransportClosed, TransportTimeout
-from .upstream import PoolOverflow, UpstreamConnectError, UpstreamTimeout
+from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
+                       UpstreamError, log_failure)
 from .wsproxy import proxy_websocket
 
 if TYPE_CHECKING:
@@ -60,10 +64,13 @@ class _Retry(Exception):
 
 
 class _BackendFailed(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """`message` is for the client (fixed per case), `detail` for the log only."""
+
+    def __init__(self, status: int, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.detail = detail or message
 
 
 def _authority_of(target: bytes) -> Optional[bytes]:
@@ -136,7 +143,8 @@ def proxy_handler(gw: "Gateway"):
             len(body) == 1)
         if web is not None:
             body = [x for ev in body for x in web.to_backend(ev)]
-        if req.http_version == b"2" and (len(body) != 1 or not stream.body_complete):
+        if req.http_version == b"2" and (len(body) != 1 or not stream.body_complete
+                                         or body[0].trailers):
             upreq = _h1_framing(upreq, body if stream.body_complete else None)
         if call is None or call.timeout is None:
             await _forward(stream, pool, upreq, body, route.backend.timeout, write_timeout,
@@ -168,22 +176,31 @@ def _host_and_type(headers: list[tuple[bytes, bytes]]) -> tuple[Optional[bytes],
 
 def _h1_framing(upreq: Request, body: Optional[list]) -> Request:
     """An HTTP/2 request body needs no length; an HTTP/1.1 hop does: Content-Length when
-    the whole body is at hand, else chunked (an HTTP/2 backend drops both, its DATA frames
-    frame it)."""
-    if any(n == b"content-length" or n == b"transfer-encoding" for n, _ in upreq.headers):
+    the whole body is at hand, else chunked; and chunked when the body at hand ends with
+    trailers, the only framing that carries them on HTTP/1.1 (it replaces a content-length
+    the client sent).  An HTTP/2 backend drops both: its DATA frames frame the body.  A
+    body still arriving keeps a content-length the client sent; trailers that come after
+    it are dropped on the HTTP/1.1 hop (upstream.H1Exchange.send_end)."""
+    headers = upreq.headers
+    if body and body[-1].trailers:
+        headers = [h for h in headers if h[0] != b"content-length"
+                   and h[0] != b"transfer-encoding"]
+        framing = (b"transfer-encoding", b"chunked")
+    elif any(n == b"content-length" or n == b"transfer-encoding" for n, _ in headers):
         return upreq
-    if body is not None:
-        size = sum(len(ev.data) for ev in body if ev.__class__ is Data)
-        framing = (b"content-length", b"%d" % size)
+    elif body is not None:
+        framing = (b"content-length",
+                   b"%d" % sum(len(ev.data) for ev in body if ev.__class__ is Data))
     else:
         framing = (b"transfer-encoding", b"chunked")
-    return dataclasses.replace(upreq, headers=upreq.headers + [framing])
+    return dataclasses.replace(upreq, headers=headers + [framing])
 
 
 async def _grpc_answer(stream: HTTPStream, code: int, message: str) -> None:
-    """A trailers-only gRPC answer (HTTP 200, the status in the head)."""
+    """A trailers-only gRPC answer (HTTP 200, the status in the head), in the caller's
+    content-type (gRPC-Web clients reject `application/grpc`)."""
     await stream.drain_upload()
-    await stream.reply(200, grpc.grpc_error_response(code, message))
+    await stream.reply(200, grpc_reply_headers(code, message, stream.request.headers))
 
 
 async def _deadline_exceeded(stream: HTTPStream, web) -> None:
@@ -213,9 +230,11 @@ async def _forward(stream: HTTPStream, pool, upreq: Request, body: list, timeout
         except _Retry:
             if attempt == 1:
                 continue
-            failure = _BackendFailed(502, "backend closed or refused the request")
+            failure = _BackendFailed(502, CLOSED, "closed again on a fresh connection")
         except _BackendFailed as exc:
             failure = exc
+        log_failure(rid, pool.backend.name, failure.status, failure.detail,
+                    stream.response_started)
         if not stream.response_started:
             await stream.error(failure.status, failure.message, rid)
             return
@@ -228,12 +247,8 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
     stream: the same verbs), send the request, relay the answer."""
     try:
         ex = await pool.open(upreq)
-    except PoolOverflow as exc:
-        raise _BackendFailed(503, str(exc)) from None
-    except UpstreamTimeout as exc:
-        raise _BackendFailed(504, str(exc)) from None
-    except UpstreamConnectError as exc:
-        raise _BackendFailed(502, str(exc)) from None
+    except UpstreamError as exc:
+        raise _BackendFailed(exc.status, exc.public, str(exc)) from None
     ok = False
     try:
         for ev in body:
@@ -246,7 +261,7 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
         except (TransportClosed, TransportTimeout) as exc:
             if may_retry and ex.reused:
                 raise _Retry() from None
-            raise _BackendFailed(502, f"sending to backend: {exc}") from None
+            raise _BackendFailed(502, CONNECT_FAILED, f"sending the request: {exc}") from None
         if stream.body_complete:
             await _relay_response(stream, ex, timeout, may_retry and ex.reused,
                                   replayable=True, web=web)
@@ -305,15 +320,15 @@ async def _relay_response(stream: HTTPStream, ex, timeout: float, may_retry: boo
         try:
             events = await ex.receive(timeout)
         except TransportTimeout:
-            raise _BackendFailed(504, f"backend did not answer within {timeout}s") from None
+            raise _BackendFailed(504, TIMED_OUT, f"no answer within {timeout}s") from None
         except TransportClosed as exc:
             if may_retry and not answered:
                 raise _Retry() from None
-            raise _BackendFailed(502, f"backend connection reset: {exc}") from None
+            raise _BackendFailed(502, CLOSED, f"connection lost: {exc}") from None
         except ProtocolError as exc:
             if may_retry and not answered and not ex.answered:
                 raise _Retry() from None
-            raise _BackendFailed(502, exc.message) from None
+            raise _BackendFailed(502, BAD_RESPONSE, exc.message) from None
         if web is not None:
             events = [x for ev in events for x in web.to_client(ev)]
         for ev in events:
@@ -337,10 +352,10 @@ async def _relay_response(stream: HTTPStream, ex, timeout: float, may_retry: boo
                 if (ev.error_code == _REFUSED_STREAM and replayable  # type: ignore
                         and not stream.response_started):
                     raise _Retry()  # RFC 9113 §8.7: refused streams were not processed
-                raise _BackendFailed(502, f"backend reset the stream "
-                                          f"(error {ev.error_code})")  # type: ignore
+                raise _BackendFailed(502, STREAM_RESET, f"RST_STREAM error code "
+                                          f"{ev.error_code}")  # type: ignore
             elif t is ConnectionClosed:  # EOF before any response byte
                 if may_retry and not answered:
                     raise _Retry()
-                raise _BackendFailed(502, "backend closed the connection before answering")
+                raise _BackendFailed(502, CLOSED, "closed before answering")
         await stream.flush()

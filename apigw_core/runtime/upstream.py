@@ -11,10 +11,16 @@ Strategy (nginx `keepalive` / Envoy's HTTP/1 pool):
   `UpstreamTimeout` (→ 504, as nginx's proxy_connect_timeout).
 A connection is returned with `release()` only when its HTTP/1.1 exchange ended cleanly and
 both sides allow reuse (`ClientConnection.is_reusable`); anything else is closed.
+
+Failures carry their answer (`UpstreamError.status`, `.public`): the client is told a short
+fixed text per case, as Envoy and nginx do, never a backend address or errno text; the
+exception's own text is the detail, for the log (`log_failure`, with the request id).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import ssl
 from typing import Optional, Sequence
@@ -26,20 +32,53 @@ from ..protocol import Data, EndOfMessage, Request
 from ..protocol.http1 import ClientConnection
 from .transport import SocketTransport, StreamTransport, Transport, Watchdog
 
-__all__ = ["UpstreamPool", "Upstream", "UpstreamConnectError", "UpstreamTimeout",
-           "PoolOverflow", "H1Exchange", "connect_backend", "client_ssl_context"]
+__all__ = ["UpstreamPool", "Upstream", "UpstreamError", "UpstreamConnectError",
+           "UpstreamTimeout", "PoolOverflow", "H1Exchange", "connect_backend",
+           "client_ssl_context", "log_failure", "CONNECT_FAILED", "TIMED_OUT", "POOL_FULL",
+           "BAD_RESPONSE", "STREAM_RESET", "CLOSED"]
+
+log = logging.getLogger("apigw_core.runtime")
+
+# What a client is told when its backend fails (the detail goes to the log only).
+CONNECT_FAILED = "backend connection failed"
+TIMED_OUT = "backend did not answer in time"
+POOL_FULL = "backend connection pool is full"
+BAD_RESPONSE = "backend sent an invalid response"
+STREAM_RESET = "backend reset the stream"
+CLOSED = "backend closed the connection"
 
 
-class UpstreamConnectError(Exception):
+class UpstreamError(Exception):
+    """No exchange with the backend: `status` and `public` are the client's answer, the
+    exception's text is the detail for the log."""
+
+    status = 502
+    public = CONNECT_FAILED
+
+
+class UpstreamConnectError(UpstreamError):
     """The backend refused the connection or could not be reached."""
 
 
-class UpstreamTimeout(Exception):
+class UpstreamTimeout(UpstreamError):
     """The backend did not accept the connection (or answer) in time."""
 
+    status = 504
+    public = TIMED_OUT
 
-class PoolOverflow(Exception):
+
+class PoolOverflow(UpstreamError):
     """Every allowed connection to the backend is busy."""
+
+    status = 503
+    public = POOL_FULL
+
+
+def log_failure(request_id: bytes, backend: str, status: int, detail: str,
+                mid_response: bool = False) -> None:
+    """Log a backend failure that the client sees as `status` (or as an abort)."""
+    log.warning("request %s: backend %s: %s (%s)", request_id.decode("latin-1"), backend,
+                detail, "aborted mid-response" if mid_response else f"answered {status}")
 
 
 class Upstream:
@@ -68,7 +107,7 @@ class H1Exchange:
     """One request/response on a pooled HTTP/1.1 connection, in the shape the proxy
     drives every upstream exchange (HTTP/2 streams have the same verbs)."""
 
-    __slots__ = ("pool", "up", "conn", "transport", "reused", "answered")
+    __slots__ = ("pool", "up", "conn", "transport", "reused", "answered", "chunked")
 
     def __init__(self, pool: "UpstreamPool", up: Upstream, request: Request) -> None:
         self.pool = pool
@@ -77,13 +116,16 @@ class H1Exchange:
         self.transport = up.transport
         self.reused = up.reused
         self.answered = False  # a byte of the response arrived: never retried after that
+        self.chunked = any(n == b"transfer-encoding" for n, _ in request.headers)
         up.conn.send(request)
 
     def send_data(self, data: bytes) -> None:
         self.conn.send(Data(1, data))
 
     def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        self.conn.send(EndOfMessage(1, trailers))
+        # Only chunked framing carries trailers on HTTP/1.1: after a Content-Length (an
+        # HTTP/2 client's, its body streamed) they are dropped, as RFC 9110 §6.5.1 allows
+        self.conn.send(EndOfMessage(1, trailers if self.chunked else ()))
 
     async def flush(self, timeout: float) -> None:
         data = self.conn.data_to_send()
@@ -223,7 +265,7 @@ async def connect_backend(b: BackendConfig, ssl_ctx: Optional[ssl.SSLContext],
                     await trio.lowlevel.wait_writable(sock)
                     err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     if err:
-                        raise OSError(err, f"connect to {addr}: {_strerror(err)}")
+                        raise OSError(err, os.strerror(err))
             except OSError as exc:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
@@ -254,7 +296,3 @@ async def _tls(b: BackendConfig, ctx: ssl.SSLContext, sock: socket.socket) -> Tr
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
-
-def _strerror(err: int) -> str:
-    import os
-    return os.strerror(err)

@@ -32,7 +32,8 @@ from ..protocol import (
 from ..protocol import websocket as ws
 from .h1server import ClientGone
 from .transport import TransportClosed, TransportTimeout
-from .upstream import PoolOverflow, UpstreamConnectError, UpstreamPool, UpstreamTimeout
+from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, TIMED_OUT, UpstreamError,
+                       UpstreamPool, log_failure)
 
 if TYPE_CHECKING:
     from ..gateway.config import ServerConfig
@@ -58,14 +59,8 @@ async def proxy_websocket(stream, route: "Route", pool, headers: list, rid: byte
     h1pool: UpstreamPool = pool if isinstance(pool, UpstreamPool) else pool.h1
     try:
         up = await h1pool.acquire()
-    except PoolOverflow as exc:
-        await stream.error(503, str(exc), rid)
-        return
-    except UpstreamTimeout as exc:
-        await stream.error(504, str(exc), rid)
-        return
-    except UpstreamConnectError as exc:
-        await stream.error(502, str(exc), rid)
+    except UpstreamError as exc:
+        await _fail(stream, exc.status, exc.public, str(exc), rid, route)
         return
     try:
         await _handshake_and_relay(stream, offer, route, up, headers, rid, settings)
@@ -82,7 +77,7 @@ async def _handshake_and_relay(stream, offer, route, up, headers, rid, settings)
     try:
         await up.transport.send(conn.data_to_send(), settings.write_timeout)
     except (TransportClosed, TransportTimeout) as exc:
-        await stream.error(502, f"sending to backend: {exc}", rid)
+        await _fail(stream, 502, CONNECT_FAILED, f"sending the request: {exc}", rid, route)
         return
     accepted = None
     answered = False
@@ -91,10 +86,12 @@ async def _handshake_and_relay(stream, offer, route, up, headers, rid, settings)
             data = await up.transport.receive(backend.timeout)
             events = conn.receive_data(data)
         except TransportTimeout:
-            await _fail(stream, 504, f"backend did not answer within {backend.timeout}s", rid)
+            await _fail(stream, 504, TIMED_OUT, f"no answer within {backend.timeout}s", rid,
+                        route)
             return
         except (TransportClosed, ProtocolError) as exc:
-            await _fail(stream, 502, f"backend: {exc}", rid)
+            await _fail(stream, 502, BAD_RESPONSE if isinstance(exc, ProtocolError)
+                        else CLOSED, str(exc), rid, route)
             return
         for ev in events:
             t = ev.__class__
@@ -102,7 +99,7 @@ async def _handshake_and_relay(stream, offer, route, up, headers, rid, settings)
                 try:
                     accepted = hs.check_response(ev)
                 except ProtocolError as exc:
-                    await _fail(stream, 502, exc.message, rid)
+                    await _fail(stream, 502, BAD_RESPONSE, exc.message, rid, route)
                     return
                 if accepted is not None:
                     break
@@ -117,7 +114,7 @@ async def _handshake_and_relay(stream, offer, route, up, headers, rid, settings)
                 await stream.flush()
                 return
             elif t is ConnectionClosed:
-                await _fail(stream, 502, "backend closed the connection", rid)
+                await _fail(stream, 502, CLOSED, "closed before answering", rid, route)
                 return
         if answered:
             await stream.flush()
@@ -129,7 +126,10 @@ async def _handshake_and_relay(stream, offer, route, up, headers, rid, settings)
     await _relay(tunnel, up.transport, relay, conn.trailing_data, settings)
 
 
-async def _fail(stream, status: int, message: str, rid: bytes) -> None:
+async def _fail(stream, status: int, message: str, detail: str, rid: bytes,
+                route: "Route") -> None:
+    """`message` for the client (fixed per case), `detail` for the log only."""
+    log_failure(rid, route.backend.name, status, detail, stream.response_started)
     if not stream.response_started:
         await stream.error(status, message, rid)
     else:

@@ -261,10 +261,23 @@ def test_large_header_list_near_the_limit(gw):
         == 60000
 
 
-def test_header_list_over_the_limit_closes_only_that_connection(gw):
+def test_header_list_over_the_limit_is_431_on_its_stream(gw):
+    """80 KB of fields (over max-head, 64 KiB): 431 on that stream, and the connection goes
+    on (RFC 9113 §10.5.1)."""
     c = H2Client.h2c(h2c_port(gw))
     try:
-        sid = c.request("/hdr", headers=_header_fields(80000))
+        r = c.get("/hdr", headers=_header_fields(80000))
+        assert r.status == 431 and json.loads(bytes(r.body))["statusCode"] == 431
+        assert c.get("/after").status == 200 and c.goaway is None
+    finally:
+        c.close()
+
+
+def test_header_list_flood_closes_only_that_connection(gw):
+    """200 KB of fields (over twice max-head): a flood, GOAWAY(ENHANCE_YOUR_CALM)."""
+    c = H2Client.h2c(h2c_port(gw))
+    try:
+        sid = c.request("/hdr", headers=_header_fields(200000))
         c.run_until(lambda: c.goaway is not None, 5)
         assert c.replies[sid].status is None
         assert c.goaway is not None and c.goaway.error_code == ENHANCE_YOUR_CALM
