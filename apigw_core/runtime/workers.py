@@ -78,12 +78,16 @@ class _Child:
             self.report += data
             self.eof = not data
 
+    def read_all(self) -> None:
+        """The whole report: a child exits right after writing it."""
+        while not self.eof:
+            self.read()
+
     def failure(self) -> Optional[str]:
         """Why it could not start (its StartupErrors, one per line), if it said so."""
         if self.report[:1] != b"e":
             return None
-        while not self.eof:  # the child writes its report in one go, then exits
-            self.read()
+        self.read_all()
         return self.report[1:].decode("utf-8", "replace")
 
 
@@ -207,7 +211,7 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
         if not stopping:
             first += [spawn(f"worker-{i}") for i in range(workers)]
             _wait_ready(first)
-        if not any([failed(c) for c in first]) and not stopping:
+        if not [c for c in first if failed(c)] and not stopping:  # each one said once
             for lc in config.listeners:
                 scheme = "https" if lc.tls is not None else "http"
                 print(f"apigw: listening on {scheme}://{lc.bind}/ with {workers} workers "
@@ -227,12 +231,10 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
                 time.sleep(_POLL)
                 continue
             child = children.pop(pid)
-            child.read()
-            try:
-                if stopping or failed(child):
-                    continue
-            finally:
-                os.close(child.fd)
+            child.read_all()
+            os.close(child.fd)
+            if stopping or failed(child):
+                continue
             log.warning("%s (pid %d) exited with status %d; restarting", child.role, pid,
                         os.waitstatus_to_exitcode(status))
             young_deaths = young_deaths + 1 if time.monotonic() - child.started < 1 else 0
