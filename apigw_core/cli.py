@@ -81,8 +81,12 @@ def _host_port(s: str) -> tuple[str, int]:
         lc = parse_config({"listeners": [{"bind": s}], "backends": {}, "apis": []},
                           source="--bind").listeners[0]
     except ConfigError as e:
-        why = [m for m in e.errors if "bind" in m.partition(": ")[0]] or e.errors
-        raise argparse.ArgumentTypeError(why[0].partition(": ")[2] or why[0]) from None
+        why = [m for m in e.errors if "bind" in m.partition(": ")[0]]
+        if why:
+            raise argparse.ArgumentTypeError(why[0].partition(": ")[2] or why[0]) from None
+        # the bind is fine; the config module wants more of a config than this one
+        host, _, port = s.rpartition(":")
+        return host.strip("[]").lower(), int(port)
     return lc.host, lc.port
 
 
