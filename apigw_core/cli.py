@@ -1,17 +1,23 @@
-"""The `apigw` command (also `python -m apigw_core`): serve, validate, echo, schema.
+"""The `apigw` command (also `python -m apigw_core`): serve, validate, echo, schema,
+--version.
 
-Exit codes: 0 ok, 1 the config file cannot be read, 2 the config is invalid (or bad
-arguments, as argparse does).  `apigw_core.runtime` (trio, sockets) is imported inside the
-commands that need it, so `apigw validate` and `--help` stay cheap and work without it.
+Exit codes: 0 ok; 1 the config file cannot be read, or the gateway (or echo backend)
+cannot start (a port in use, an address that is not local, a TLS file that does not load);
+2 the config is invalid (or bad arguments, as argparse does).  Whatever goes wrong is said
+in one line per problem on stderr, never a traceback: `CONFIG: PATH: MESSAGE` for each
+error of a config file, `apigw: MESSAGE` for the rest (a config the config module chokes
+on is reported as `apigw: cannot load CONFIG: ...`, exit 2).  `apigw_core.runtime` (trio,
+sockets) is imported inside the commands that need it, so `apigw validate` and `--help`
+stay cheap and work without it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
+from importlib import metadata, resources
 
-from .gateway.config import ConfigError, GatewayConfig, load_config
+from .gateway.config import ConfigError, GatewayConfig, load_config, parse_config
 
 __all__ = ["main"]
 
@@ -33,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="apigw", description="API-gateway data plane.")
+    p.add_argument("--version", action="version", version=f"apigw_core {version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="{serve,validate,echo,schema}")
 
     s = sub.add_parser("serve", help="run the gateway (the demo when CONFIG is omitted)")
@@ -55,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def version() -> str:
+    """The installed distribution's version; the package's own when it is not installed
+    (run from a source tree)."""
+    try:
+        return metadata.version("apigw_core")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+        return __version__
+
+
 def _positive_int(s: str) -> int:
     if not s.isdigit() or int(s) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
@@ -62,11 +79,19 @@ def _positive_int(s: str) -> int:
 
 
 def _host_port(s: str) -> tuple[str, int]:
-    host, _, port = s.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {s!r}")
-    return host, int(port)
+    """`--bind` read as a listener's `bind` by the config module itself: the same rules,
+    and the same words for what is wrong."""
+    try:
+        lc = parse_config({"listeners": [{"bind": s}], "backends": {}, "apis": []},
+                          source="--bind").listeners[0]
+    except ConfigError as e:
+        why = [m for m in e.errors if "bind" in m.partition(": ")[0]]
+        if why:
+            raise argparse.ArgumentTypeError(why[0].partition(": ")[2] or why[0]) from None
+        # the bind is fine; the config module wants more of a config than this one
+        host, _, port = s.rpartition(":")
+        return host.strip("[]").lower(), int(port)
+    return lc.host, lc.port
 
 
 def _load(path: str) -> GatewayConfig | int:
@@ -77,8 +102,19 @@ def _load(path: str) -> GatewayConfig | int:
         print(e, file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"apigw: cannot read {path}: {e.strerror or e}", file=sys.stderr)
+        print(f"apigw: cannot read {path}: {_lower(e.strerror or str(e))}", file=sys.stderr)
         return 1
+    except RecursionError:  # the parsers recurse once per level of nesting
+        print(f"apigw: cannot load {path}: nested too deeply", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a config module bug: still a file it refused
+        print(f"apigw: cannot load {path}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+
+def _lower(reason: str) -> str:
+    """'No such file or directory' -> 'no such file or directory': the messages' case."""
+    return reason[:1].lower() + reason[1:]
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -110,8 +146,7 @@ def _echo(args: argparse.Namespace) -> int:
     from .runtime import echo
 
     host, port = args.bind
-    echo.run_echo(host, port)
-    return 0
+    return echo.run_echo(host, port)
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """The trio runtime: the only layer that owns sockets, TLS, timers, tasks and processes.
 
 `serve(config, workers=1)` runs a gateway in the foreground until SIGTERM/SIGINT (first
-signal: graceful drain; second: stop now) and returns the exit status.  `Gateway` is the
+signal: graceful drain; second: stop now) and returns the exit status (1, after one line
+on stderr, when it cannot start: see startup.py).  `Gateway` is the
 embeddable piece: `await nursery.start(Gateway(config).run)`, then `gateway.shutdown()`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from functools import partial
 from typing import Optional
 
 import trio
@@ -18,8 +20,9 @@ from ..gateway.config import GatewayConfig
 from .echo import serve_echo
 from .gateway import Gateway
 from .listeners import split_hostport
+from .startup import StartupError, run_reporting
 
-__all__ = ["serve", "Gateway", "serve_echo", "run_gateway"]
+__all__ = ["serve", "Gateway", "serve_echo", "run_gateway", "StartupError"]
 
 log = logging.getLogger("apigw_core.runtime")
 
@@ -75,9 +78,4 @@ def serve(config: GatewayConfig, *, workers: int = 1, echo: Optional[str] = None
     if workers > 1:
         from .workers import supervise
         return supervise(config, workers, echo=echo)
-    try:
-        trio.run(lambda: run_gateway(config, echo=echo))
-    except OSError as exc:  # e.g. the port is taken
-        print(f"apigw: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_reporting(partial(run_gateway, config, echo=echo))

@@ -20,6 +20,7 @@ from ..gateway.config import ServerConfig
 from ..protocol import EndOfMessage
 from .h1server import H1Driver, HTTPStream
 from .listeners import accept_loop, bind_socket
+from .startup import run_reporting
 
 __all__ = ["echo_handler", "serve_echo", "run_echo"]
 
@@ -98,18 +99,21 @@ def _serve_one(settings: ServerConfig):
     return serve
 
 
-async def echo_until_signal(host: str, port: int) -> None:
+async def echo_until_signal(host: str, port: int, *,
+                            task_status=trio.TASK_STATUS_IGNORED) -> None:
     """Serve the echo backend until SIGTERM or SIGINT; announce it once it listens."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             bound_host, bound_port = await nursery.start(serve_echo, host, port)
             shown = f"[{bound_host}]" if ":" in bound_host else bound_host
             print(f"apigw echo backend on http://{shown}:{bound_port}/", flush=True)
+            task_status.started()
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 break
 
 
-def run_echo(host: str = "127.0.0.1", port: int = 8081) -> None:
-    """`apigw echo`: run the echo backend in the foreground until Ctrl-C or SIGTERM."""
-    trio.run(echo_until_signal, host, port)
+def run_echo(host: str = "127.0.0.1", port: int = 8081) -> int:
+    """`apigw echo`: run the echo backend in the foreground until Ctrl-C or SIGTERM; the
+    exit status (1 when it cannot listen, after one line on stderr)."""
+    return run_reporting(echo_until_signal, host, port)

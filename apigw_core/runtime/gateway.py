@@ -6,19 +6,22 @@ closed, requests in flight finish (their responses say `connection: close`) unti
 `server.shutdown_timeout`, and whatever is left is cancelled.  The admin listener keeps
 answering during the drain, so a load balancer polling `/ready` sees 503, not silence.
 `run` is meant for `nursery.start(gateway.run)`: it reports the bound addresses when it is
-ready, so tests and embedding servers can bind port 0.
+ready, so tests and embedding servers can bind port 0.  What keeps it from starting (a
+port in use, a TLS file that does not load) raises `StartupError`, before any port is
+taken when it can be.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 from typing import Optional
 
 import trio
 
-from ..gateway.config import GatewayConfig, ListenerConfig
+from ..gateway.config import BackendConfig, GatewayConfig, ListenerConfig
 from ..gateway.forwarding import RequestIds
 from ..gateway.router import Router
 from ..protocol.alpn import H2, HTTP11, alpn_protocols, protocol_from_alpn, sniff
@@ -26,6 +29,7 @@ from .h1server import H1Driver, HTTPStream
 from .h2server import H2Driver
 from .listeners import ConnectionLimit, accept_loop, bind_socket
 from .proxy import proxy_handler
+from .startup import StartupError
 from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
                         TransportTimeout, Watchdog)
@@ -44,9 +48,7 @@ class Gateway:
         self.config = config
         self.router = Router(config)
         self.watchdog = Watchdog()
-        self.pools = {name: (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
-                             H2UpstreamPool(b, self.watchdog, config.server.write_timeout))
-                      for name, b in config.backends.items()}
+        self.pools = {name: self._pool(name, b) for name, b in config.backends.items()}
         self.request_ids = RequestIds()
         self.reuse_port = reuse_port
         self.draining = False
@@ -57,6 +59,14 @@ class Gateway:
         self._stop = trio.Event()
         self._ready = False
         self._handler = proxy_handler(self)
+
+    def _pool(self, name: str, b: BackendConfig):
+        try:  # an https backend loads its CA file here
+            return (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
+                    H2UpstreamPool(b, self.watchdog, self.config.server.write_timeout))
+        except (ssl.SSLError, OSError) as exc:
+            raise StartupError(f"backend {name}: cannot load its TLS CA file: "
+                               f"{_ssl_reason(exc)}") from None
 
     @property
     def active_connections(self) -> int:
@@ -70,6 +80,7 @@ class Gateway:
         cfg = self.config
         socks: list[tuple[socket.socket, ListenerConfig]] = []
         admin_sock = None
+        handlers = [self._serve_for(lc) for lc in cfg.listeners]  # TLS loads: before any bind
         try:
             for lc in cfg.listeners:
                 socks.append((bind_socket(lc.host, lc.port, reuse_port=self.reuse_port), lc))
@@ -86,9 +97,8 @@ class Gateway:
                 if admin_sock is not None:  # answers (/ready: 503) until the drain ends
                     conns.start_soon(accept_loop, admin_sock, conns, self._serve_admin)
                 async with trio.open_nursery() as accepting:
-                    for sock, lc in socks:
-                        accepting.start_soon(accept_loop, sock, conns,
-                                             self._serve_for(lc), self.limit)
+                    for (sock, _), serve in zip(socks, handlers):
+                        accepting.start_soon(accept_loop, sock, conns, serve, self.limit)
                     self._ready = True
                     task_status.started(self)
                     await self._stop.wait()
@@ -126,8 +136,13 @@ class Gateway:
         handler = self._handler
         draining = self._is_draining
         http1 = "http1" in lc.protocols
-        ctx = (server_ssl_context(lc.tls, alpn_protocols("h2" in lc.protocols, http1))
-               if lc.tls is not None else None)
+        ctx = None
+        if lc.tls is not None:
+            try:
+                ctx = server_ssl_context(lc.tls, alpn_protocols("h2" in lc.protocols, http1))
+            except (ssl.SSLError, OSError) as exc:
+                raise StartupError(f"listener {lc.bind}: cannot load its TLS certificate "
+                                   f"or key: {_ssl_reason(exc)}") from None
         h2c = "h2c" in lc.protocols
 
         async def serve(sock: socket.socket, addr: tuple) -> None:
@@ -195,6 +210,11 @@ class Gateway:
                 await _text(stream, 503, b"draining\n" if self.draining else b"starting\n")
         else:
             await stream.error(404, "admin endpoints: /healthz, /ready")
+
+
+def _ssl_reason(exc: OSError) -> str:
+    """'[SSL] PEM lib (_ssl.c:3905)' -> '[SSL] PEM lib'; an OSError's strerror."""
+    return re.sub(r" \(_ssl\.c:\d+\)$", "", exc.strerror or str(exc))
 
 
 async def _text(stream: HTTPStream, status: int, body: bytes) -> None:

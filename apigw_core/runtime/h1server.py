@@ -19,6 +19,7 @@ request keeps trio fair when every read succeeds at once.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Sequence
 
 import trio
@@ -35,7 +36,7 @@ from ..protocol import (
     Response,
 )
 from ..protocol.http1 import ServerConnection, reason_phrase
-from .transport import Transport, TransportClosed, TransportTimeout
+from .transport import SocketTransport, Transport, TransportClosed, TransportTimeout
 
 if TYPE_CHECKING:
     from ..gateway.config import ServerConfig
@@ -112,6 +113,11 @@ class Tunnel:
     async def close(self) -> None:
         raise NotImplementedError
 
+    async def linger_close(self, timeout: float) -> None:
+        """Close while the client may still be sending (it was sent a Close it has not
+        answered).  HTTP/2: a plain close (a stream end never resets the connection)."""
+        await self.close()
+
 
 class _H1Tunnel(Tunnel):
     __slots__ = ("_drv", "_pending")
@@ -137,6 +143,26 @@ class _H1Tunnel(Tunnel):
 
     async def close(self) -> None:
         await self._drv.transport.close()
+
+    async def linger_close(self, timeout: float) -> None:
+        """A FIN after our last bytes, then read and drop what the client still sends
+        until it closes (at most `timeout` s): closing a socket with unread bytes sends a
+        reset, and a reset destroys what the client has not read yet, our last WebSocket
+        frame (the Close saying why) included (nginx's lingering close).  Under TLS there
+        is no half-close (trio's SSLStream has no send_eof): the draining alone."""
+        t = self._drv.transport
+        if isinstance(t, SocketTransport) and not t.closed:
+            try:
+                t.raw.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        with trio.move_on_after(timeout):
+            try:
+                while await self.receive(timeout):
+                    pass
+            except (TransportTimeout, TransportClosed):
+                pass
+        await t.close()
 
 
 class HTTPStream(Replies):

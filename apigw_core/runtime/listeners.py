@@ -6,6 +6,9 @@ port: set by default, it would let a second gateway started by mistake silently 
 of the traffic.  The accept loop pauses at the connection cap instead of accepting and
 dropping: the kernel's backlog then holds (and finally refuses) the excess, as nginx does
 when worker_connections is reached.
+
+A port that cannot be had is the commonest reason a gateway does not start: `bind_socket`
+raises `ListenError`, a `startup.StartupError` whose message names the address.
 """
 
 from __future__ import annotations
@@ -15,9 +18,26 @@ from typing import Awaitable, Callable, Optional
 
 import trio
 
-__all__ = ["bind_socket", "accept_loop", "ConnectionLimit", "split_hostport"]
+from .startup import StartupError
+
+__all__ = ["bind_socket", "accept_loop", "ConnectionLimit", "split_hostport", "ListenError"]
 
 BACKLOG = 1024
+
+
+class ListenError(StartupError, OSError):
+    """A listening socket cannot be opened: `cannot listen on HOST:PORT: REASON`."""
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        super().__init__(exc.errno, reason[:1].lower() + reason[1:])
+        self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.address}: {self.strerror}"
+
+    def __reduce__(self) -> tuple:  # (host, port) are gone: rebuild from the message
+        return (StartupError, (str(self),))
 
 
 def split_hostport(bind: str) -> tuple[str, int]:
@@ -27,8 +47,13 @@ def split_hostport(bind: str) -> tuple[str, int]:
 
 def bind_socket(host: str, port: int, *, reuse_port: bool = False,
                 listen: bool = True) -> socket.socket:
+    """A bound (and by default listening) non-blocking socket; ListenError if the
+    address cannot be had (in use, not local, no such host, a privileged port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:  # EMFILE, or no IPv6 in this kernel
+        raise ListenError(host, port, exc) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -39,6 +64,9 @@ def bind_socket(host: str, port: int, *, reuse_port: bool = False,
         if listen:
             sock.listen(BACKLOG)
         sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(host, port, exc) from None
     except BaseException:
         sock.close()
         raise

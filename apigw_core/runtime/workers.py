@@ -7,7 +7,11 @@ the workers; each binds and listens on the same ports with `SO_REUSEPORT`, so th
 spreads connections over them.  The supervisor announces the ports only once each first
 worker has reported (one byte on a pipe) that it accepts connections: until then a client
 that believed the announcement would be refused.  A worker that dies is forked again (with
-a back-off when it dies young, so a broken worker cannot fork-bomb).  SIGTERM/SIGINT are forwarded as SIGTERM
+a back-off when it dies young, so a broken worker cannot fork-bomb), except one that
+could not start for a reason restarting cannot fix (a `StartupError`: a port it cannot
+have, a TLS file that does not load): it sends the message instead of the ready byte, and
+the supervisor prints it once (however many workers failed alike), stops the others and
+exits 1.  SIGTERM/SIGINT are forwarded as SIGTERM
 (each worker drains gracefully); workers still alive after the drain deadline are killed.
 Workers run in their own process group, so a terminal's Ctrl-C reaches only the
 supervisor (a second signal would make a worker stop without draining), and ask the kernel
@@ -31,6 +35,7 @@ import trio
 
 from ..gateway.config import GatewayConfig
 from .listeners import bind_socket, split_hostport
+from .startup import EXIT_STARTUP, StartupError, startup_errors
 
 __all__ = ["supervise"]
 
@@ -58,6 +63,34 @@ def _reserve(config: GatewayConfig) -> tuple[GatewayConfig, list]:
     return dataclasses.replace(config, listeners=tuple(listeners), admin=admin), socks
 
 
+@dataclasses.dataclass
+class _Child:
+    role: str
+    started: float
+    fd: int             # read end of its report pipe: b"r" (ready) or b"e" + why not
+    report: bytes = b""
+    eof: bool = False
+
+    def read(self) -> None:
+        """What the child wrote so far (blocks only until it wrote or exited)."""
+        if not self.eof:
+            data = os.read(self.fd, 4096)
+            self.report += data
+            self.eof = not data
+
+    def read_all(self) -> None:
+        """The whole report: a child exits right after writing it."""
+        while not self.eof:
+            self.read()
+
+    def failure(self) -> Optional[str]:
+        """Why it could not start (its StartupErrors, one per line), if it said so."""
+        if self.report[:1] != b"e":
+            return None
+        self.read_all()
+        return self.report[1:].decode("utf-8", "replace")
+
+
 def _child(config: GatewayConfig, role: str, echo: Optional[str], socks: list,
            ready_fd: int) -> int:
     for s in socks:
@@ -72,62 +105,66 @@ def _child(config: GatewayConfig, role: str, echo: Optional[str], socks: list,
     from . import run_gateway
     from .echo import echo_until_signal
 
-    def ready() -> None:
+    reported = []
+
+    def report(what: bytes) -> None:
+        if reported:
+            return
+        reported.append(what)
         try:
-            os.write(ready_fd, b"r")
-        except OSError:  # the supervisor no longer listens (a restarted worker)
+            os.write(ready_fd, what)
+        except OSError:  # the supervisor is gone
             pass
         os.close(ready_fd)
 
     async def worker() -> None:
         async with trio.open_nursery() as nursery:
-            await nursery.start(partial(run_gateway, config, reuse_port=True,
-                                        announce=False))
-            ready()
+            if role == "echo":
+                host, port = split_hostport(echo)  # type: ignore[arg-type]
+                await nursery.start(partial(echo_until_signal, host, port))
+            else:
+                await nursery.start(partial(run_gateway, config, reuse_port=True,
+                                            announce=False))
+            report(b"r")
 
     try:
-        if role == "echo":
-            host, port = split_hostport(echo)  # type: ignore[arg-type]
-            ready()
-            trio.run(echo_until_signal, host, port)
-        else:
-            trio.run(worker)
-    except BaseException:  # noqa: BLE001 - a worker must report, then exit non-zero
+        trio.run(worker)
+    except BaseException as exc:  # noqa: BLE001 - a worker must report, then exit non-zero
+        errors = startup_errors(exc)
+        if errors:
+            report(b"e" + "\n".join(map(str, errors)).encode())
+            return EXIT_STARTUP
         log.exception("worker %s failed", role)
         return 1
     return 0
 
 
-def _wait_ready(fds: list[int], timeout: float = 30.0) -> None:
-    """Until each child wrote its ready byte or exited (EOF: the main loop restarts it)."""
+def _wait_ready(children: list[_Child], timeout: float = 30.0) -> None:
+    """Until each child reported (ready or not) or exited (EOF: the main loop restarts it)."""
     deadline = time.monotonic() + timeout
-    pending = set(fds)
+    pending = {c.fd: c for c in children}
     try:
         while pending and time.monotonic() < deadline:
             readable, _, _ = select.select(list(pending), [], [],
                                            max(0.0, deadline - time.monotonic()))
             for fd in readable:
-                os.read(fd, 1)
-                pending.discard(fd)
+                pending.pop(fd).read()
     except InterruptedError:  # a signal: the main loop handles it
         pass
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -> int:
     try:
         config, socks = _reserve(config)
-    except OSError as exc:
+    except StartupError as exc:
         print(f"apigw: {exc}", file=sys.stderr)
-        return 1
-    children: dict[int, tuple[str, float]] = {}   # pid -> (role, started at)
+        return EXIT_STARTUP
+    children: dict[int, _Child] = {}   # by pid
     young_deaths = 0
     stopping = False
+    failures: list[str] = []           # StartupErrors reported by the children
 
-    def spawn(role: str) -> int:
-        """Fork a child; the read end of its readiness pipe."""
+    def spawn(role: str) -> _Child:
         sys.stdout.flush()
         sys.stderr.flush()
         r, w = os.pipe()
@@ -140,8 +177,8 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
             finally:
                 os._exit(code)
         os.close(w)
-        children[pid] = (role, time.monotonic())
-        return r
+        child = children[pid] = _Child(role, time.monotonic(), r)
+        return child
 
     def on_signal(signum: int, _frame) -> None:
         nonlocal stopping
@@ -152,18 +189,35 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
             except ProcessLookupError:
                 pass
 
+    def failed(child: _Child) -> bool:
+        """True (and everyone is told to stop) if `child` could not start."""
+        why = child.failure()
+        if why is None:
+            return False
+        for line in why.splitlines():
+            if line not in failures:
+                failures.append(line)
+                print(f"apigw: {line}", file=sys.stderr, flush=True)
+        on_signal(signal.SIGTERM, None)
+        return True
+
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        first = [spawn("echo")] if echo else []
         if echo:
-            os.close(spawn("echo"))
-            print(f"apigw: echo backend on http://{echo}/", flush=True)
-        _wait_ready([spawn(f"worker-{i}") for i in range(workers)])
-        for lc in config.listeners:
-            scheme = "https" if lc.tls is not None else "http"
-            print(f"apigw: listening on {scheme}://{lc.bind}/ with {workers} workers "
-                  f"(supervisor pid {os.getpid()})", flush=True)
-        if config.admin is not None:
-            print(f"apigw: admin on http://{config.admin.bind}/healthz", flush=True)
+            _wait_ready(first)
+            if not failed(first[0]):
+                print(f"apigw: echo backend on http://{echo}/", flush=True)
+        if not stopping:
+            first += [spawn(f"worker-{i}") for i in range(workers)]
+            _wait_ready(first)
+        if not [c for c in first if failed(c)] and not stopping:  # each one said once
+            for lc in config.listeners:
+                scheme = "https" if lc.tls is not None else "http"
+                print(f"apigw: listening on {scheme}://{lc.bind}/ with {workers} workers "
+                      f"(supervisor pid {os.getpid()})", flush=True)
+            if config.admin is not None:
+                print(f"apigw: admin on http://{config.admin.bind}/healthz", flush=True)
         deadline: Optional[float] = None
         while children:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -176,21 +230,25 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
                             os.kill(p, signal.SIGKILL)
                 time.sleep(_POLL)
                 continue
-            role, started = children.pop(pid)
-            if stopping:
+            child = children.pop(pid)
+            child.read_all()
+            os.close(child.fd)
+            if stopping or failed(child):
                 continue
-            log.warning("%s (pid %d) exited with status %d; restarting", role, pid,
+            log.warning("%s (pid %d) exited with status %d; restarting", child.role, pid,
                         os.waitstatus_to_exitcode(status))
-            young_deaths = young_deaths + 1 if time.monotonic() - started < 1 else 0
+            young_deaths = young_deaths + 1 if time.monotonic() - child.started < 1 else 0
             if young_deaths >= 5:
-                log.error("%s keeps dying at start: giving up", role)
+                log.error("%s keeps dying at start: giving up", child.role)
                 on_signal(signal.SIGTERM, None)
                 continue
             time.sleep(min(0.1 * 2 ** young_deaths, 5))
-            os.close(spawn(role))
+            spawn(child.role)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         for s in socks:
             s.close()
-    return 1 if young_deaths >= 5 else 0
+        for c in children.values():
+            os.close(c.fd)
+    return EXIT_STARTUP if failures or young_deaths >= 5 else 0

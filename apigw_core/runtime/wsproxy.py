@@ -10,7 +10,10 @@ bytes, one per direction, through the sans-IO `WebSocketRelay` (masking, UTF-8, 
 close codes); each side's writes are serialised by a lock, because both tasks may produce
 bytes for the same peer (a relayed frame, a Close answered, a pong).  The connection
 closes on both sides when one side goes away, or after `websocket-idle-timeout` with no
-byte either way.
+byte either way.  A client that has not sent its Close (it was failed, say with 1009 in the
+middle of a big message, or its backend went away) may still be sending: its connection
+gets a lingering close (`Tunnel.linger_close`), since closing with its bytes unread would
+send a reset that destroys our Close before the client reads it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = ["proxy_websocket"]
 log = logging.getLogger("apigw_core.runtime")
 
 _CLOSE_GRACE = 1.0  # seconds the other direction gets to finish a closing handshake
+_LINGER = 2.0       # seconds a client still sending gets to read our Close and leave
 
 
 async def proxy_websocket(stream, route: "Route", pool, headers: list, rid: bytes,
@@ -153,6 +157,7 @@ async def _relay(tunnel, backend, relay, pending: bytes, settings) -> None:
                 await backend.send(data, write_timeout)
 
     last = [trio.current_time()]  # the last byte either way: idle means both are quiet
+    client_eof = [False]
 
     async def pump(side, receive) -> None:
         try:
@@ -165,6 +170,8 @@ async def _relay(tunnel, backend, relay, pending: bytes, settings) -> None:
                         continue
                     raise
                 last[0] = trio.current_time()
+                if not data and side is relay.client:
+                    client_eof[0] = True
                 try:
                     side.receive_data(data)
                 except ProtocolError as exc:  # both Close frames are queued already
@@ -193,6 +200,9 @@ async def _relay(tunnel, backend, relay, pending: bytes, settings) -> None:
         nursery.start_soon(pump, relay.client, tunnel.receive)
         nursery.start_soon(pump, relay.backend, backend.receive_or_timeout)
     try:
-        await tunnel.close()
+        if relay.client.close_received or client_eof[0]:
+            await tunnel.close()
+        else:  # it may still be sending (it was failed, or the backend went away)
+            await tunnel.linger_close(_LINGER)
     except (TransportClosed, TransportTimeout, ClientGone):
         pass
