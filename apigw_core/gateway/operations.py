@@ -158,11 +158,12 @@ class OperationMatch:
 # Built per request: object.__new__ + slot setters skip the frozen __init__ (as router.py).
 _new = object.__new__
 _SET_OP, _SET_PARAMS = (OperationMatch.__dict__[f].__set__ for f in ("operation", "params"))
-NO_OPERATION = OperationMatch(None, MappingProxyType({}))
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+NO_OPERATION = OperationMatch(None, _EMPTY)
 
 
 class _Leaf:
-    __slots__ = ("operation", "path_params", "query", "order")
+    __slots__ = ("operation", "path_params", "query", "order", "fixed")
 
     def __init__(self, operation: Any, template: Template, order: int) -> None:
         self.operation = operation
@@ -171,6 +172,9 @@ class _Leaf:
                                  if k != _LIT and v)
         self.query = template.query
         self.order = order
+        # no parameter to bind: one shared, immutable answer (no allocation per request)
+        binds = self.path_params or any(p is not None for _, p, _ in self.query)
+        self.fixed = None if binds else OperationMatch(operation, _EMPTY)
 
 
 class _Node:
@@ -209,26 +213,19 @@ def _sort(node: _Node) -> None:
         _sort(node.param)
 
 
-class _Query:
-    """The request's query, parsed on first use (most templates have no query part)."""
-
-    __slots__ = ("raw", "_parsed")
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        self._parsed: Optional[dict[str, str]] = None
-
-    def get(self) -> dict[str, str]:
-        if self._parsed is None:
-            self._parsed = parse_query(self.raw)
-        return self._parsed
+def _values(q: list) -> dict[str, str]:
+    # q is [raw query bytes, parsed or None]: parsed on first use, most templates have no
+    # query part (a list, not an object: cheaper to make per request)
+    if q[1] is None:
+        q[1] = parse_query(q[0])
+    return q[1]
 
 
-def _pick(leaves: list[_Leaf], q: _Query) -> Optional[_Leaf]:
+def _pick(leaves: list[_Leaf], q: list) -> Optional[_Leaf]:
     for leaf in leaves:
         if not leaf.query:
             return leaf
-        values = q.get()
+        values = _values(q)
         for name, _param, literal in leaf.query:
             got = values.get(name)
             if got is None or (literal is not None and got != literal):
@@ -238,7 +235,7 @@ def _pick(leaves: list[_Leaf], q: _Query) -> Optional[_Leaf]:
     return None
 
 
-def _walk(node: _Node, segs: list[bytes], i: int, q: _Query) -> Optional[_Leaf]:
+def _walk(node: _Node, segs: list[bytes], i: int, q: list) -> Optional[_Leaf]:
     if i == len(segs):
         if node.ends:
             leaf = _pick(node.ends, q)
@@ -326,12 +323,12 @@ class OperationMatcher:
         path = rest or b"/"
         encoded = b"%" in path
         segs: Optional[list[bytes]] = None
-        q = _Query(query)
+        q = [query, None]
         for exact, root in plan:
             if not encoded:
                 leaf = exact.get(path)
                 if leaf is not None:
-                    return _result(leaf, (), q)
+                    return leaf.fixed
             if segs is None:
                 segs = path[1:].split(b"/")
                 if encoded:
@@ -342,12 +339,14 @@ class OperationMatcher:
         return OPERATION_NOT_FOUND
 
 
-def _result(leaf: _Leaf, segs: Sequence[bytes], q: _Query) -> OperationMatch:
+def _result(leaf: _Leaf, segs: Sequence[bytes], q: list) -> OperationMatch:
+    if leaf.fixed is not None:
+        return leaf.fixed
     params: dict[str, str] = {}
     for name, i, wild in leaf.path_params:
         params[name] = _decode(b"/".join(segs[i:]) if wild else segs[i])
     if leaf.query:
-        values = q.get()
+        values = _values(q)
         for qname, param, _literal in leaf.query:
             if param is not None:
                 params[param] = values[qname]
