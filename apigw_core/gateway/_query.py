@@ -31,10 +31,9 @@ def parse_query(query: bytes) -> dict[str, str]:
         return out
     if b"%" not in query and b"+" not in query:     # nothing to decode: work on text
         for pair in query.decode("utf-8", "replace").split("&"):
-            if pair:
-                name, _, value = pair.partition("=")
-                if name not in out:
-                    out[name] = value
+            name, _, value = pair.partition("=")
+            if name and name not in out:
+                out[name] = value
         return out
     for pair in query.split(b"&"):
         if not pair:

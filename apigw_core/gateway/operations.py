@@ -16,14 +16,15 @@ template is a path of segments, optionally followed by a query part:
 The request path "" (the API root) is "/".  A trailing slash is a segment of its own:
 `/users` does not match `/users/`.
 
-Precedence when several templates match (documented in README.md, tested): the method
-first, an exact method before `*`; then the templates compared segment by segment, left to
-right: a literal beats a parameter, which beats a wildcard, and a template that ends at the
-path's end beats a wildcard matching the empty rest (`/files` before `/files/{*p}`), so at
-equal prefixes the template that goes on longer wins (`/a/{x}/{*p}` before `/a/{*p}`).
-Among templates of the same shape, the one with more query parameters wins (when present),
-then the one declared first.  Two operations with the same method and shape (parameter
-names aside) and the same query names are refused at load time: the second could never run.
+Precedence when several templates match (tests/gateway/test_operations.py checks it
+against a brute-force oracle): the method first, an exact method before `*`; then the
+templates compared segment by segment, left to right: a literal beats a parameter, which
+beats a wildcard, and a template that ends at the path's end beats a wildcard matching the
+empty rest (`/files` before `/files/{*p}`), so at equal prefixes the template that goes on
+longer wins (`/a/{x}/{*p}` before `/a/{*p}`).  Among templates of the same shape, the one
+with more query parameters wins (when present), then the one declared first.  Two
+operations with the same method and shape (parameter names aside) and the same query
+names are refused at load time: the second could never be chosen.
 
 Compiled once per API into a trie per method, whose depth-first walk in the order literal,
 parameter, wildcard *is* the precedence order: the first leaf reached whose query
@@ -178,13 +179,16 @@ class _Leaf:
 
 
 class _Node:
-    __slots__ = ("lit", "param", "ends", "wild")
+    __slots__ = ("lit", "param", "ends", "wild", "end1", "wild1")
 
     def __init__(self) -> None:
         self.lit: dict[bytes, _Node] = {}
         self.param: Optional[_Node] = None
         self.ends: list[_Leaf] = []       # templates that end here
         self.wild: list[_Leaf] = []       # templates whose wildcard starts here
+        # the answer without looking at the query (one leaf, no query part), else None
+        self.end1: Optional[_Leaf] = None
+        self.wild1: Optional[_Leaf] = None
 
 
 def _insert(root: _Node, template: Template, leaf: _Leaf) -> None:
@@ -207,6 +211,8 @@ def _sort(node: _Node) -> None:
     # Same shape: more query requirements first, then declaration order.
     for leaves in (node.ends, node.wild):
         leaves.sort(key=lambda lf: (-len(lf.query), lf.order))
+    node.end1 = node.ends[0] if len(node.ends) == 1 and not node.ends[0].query else None
+    node.wild1 = node.wild[0] if len(node.wild) == 1 and not node.wild[0].query else None
     for child in node.lit.values():
         _sort(child)
     if node.param is not None:
@@ -235,28 +241,29 @@ def _pick(leaves: list[_Leaf], q: list) -> Optional[_Leaf]:
     return None
 
 
-def _walk(node: _Node, segs: list[bytes], i: int, q: list) -> Optional[_Leaf]:
-    if i == len(segs):
+def _walk(node: _Node, segs: list[bytes], i: int, n: int, q: list) -> Optional[_Leaf]:
+    # Depth first, literal before parameter before wildcard: the precedence order.
+    if i == n:
+        if node.end1 is not None:
+            return node.end1
         if node.ends:
             leaf = _pick(node.ends, q)
             if leaf is not None:
                 return leaf
-        return _pick(node.wild, q) if node.wild else None
-    seg = segs[i]
-    child = node.lit.get(seg)
-    if child is not None:
-        leaf = _walk(child, segs, i + 1, q)
-        if leaf is not None:
-            return leaf
-    if seg and node.param is not None:
-        leaf = _walk(node.param, segs, i + 1, q)
-        if leaf is not None:
-            return leaf
+    else:
+        seg = segs[i]
+        child = node.lit.get(seg)
+        if child is not None:
+            leaf = _walk(child, segs, i + 1, n, q)
+            if leaf is not None:
+                return leaf
+        if seg and node.param is not None:
+            leaf = _walk(node.param, segs, i + 1, n, q)
+            if leaf is not None:
+                return leaf
+    if node.wild1 is not None:
+        return node.wild1
     return _pick(node.wild, q) if node.wild else None
-
-
-def _decode(raw: bytes) -> str:
-    return raw.decode("utf-8", "replace")
 
 
 class OperationMatcher:
@@ -333,7 +340,7 @@ class OperationMatcher:
                 segs = path[1:].split(b"/")
                 if encoded:
                     segs = [unquote_to_bytes(s) if b"%" in s else s for s in segs]
-            leaf = _walk(root, segs, 0, q)
+            leaf = _walk(root, segs, 0, len(segs), q)
             if leaf is not None:
                 return _result(leaf, segs, q)
         return OPERATION_NOT_FOUND
@@ -342,9 +349,9 @@ class OperationMatcher:
 def _result(leaf: _Leaf, segs: Sequence[bytes], q: list) -> OperationMatch:
     if leaf.fixed is not None:
         return leaf.fixed
-    params: dict[str, str] = {}
-    for name, i, wild in leaf.path_params:
-        params[name] = _decode(b"/".join(segs[i:]) if wild else segs[i])
+    params = {}
+    for name, i, wild in leaf.path_params:       # a loop: 3.11 makes a comprehension a call
+        params[name] = (b"/".join(segs[i:]) if wild else segs[i]).decode("utf-8", "replace")
     if leaf.query:
         values = _values(q)
         for qname, param, _literal in leaf.query:

@@ -72,14 +72,18 @@ class GatewayConfig:
     subscriptions: tuple[SubscriptionConfig, ...] = ()
 
 
-def gateway(doc: dict) -> Any:
-    """The config for `doc` (listeners and a backend "b" are added when missing)."""
+def gateway(doc: dict, real: bool = REAL) -> Any:
+    """The config for `doc` (listeners and a backend "b" are added when missing).
+
+    `real=False` forces the stand-ins: for documents the real loader would refuse, given to
+    code that must report the problems itself.
+    """
     doc = copy.deepcopy(doc)
     doc.setdefault("listeners", [{"bind": "127.0.0.1:0"}])
     doc.setdefault("backends", {"b": {"url": "http://127.0.0.1:9"}})
     for api in doc.get("apis", ()):
         api.setdefault("backend", "b")
-    if REAL:
+    if real:
         return _config.parse_config(doc)
     legacy = {k: v for k, v in doc.items() if k not in ("products", "subscriptions")}
     legacy["apis"] = [{k: v for k, v in a.items()
