@@ -83,6 +83,13 @@ def test_route_and_operation(benchmark, case: str) -> None:
     assert (None if isinstance(got, Denied) else got.operation.name) == want
 
 
+@pytest.mark.parametrize("case", ["param", "query"])
+def test_router_alone(benchmark, case: str) -> None:
+    benchmark.group = "router alone (the share of Router.match, same run)"
+    _method, target, _want = REQUESTS[case]
+    assert benchmark(ROUTER.match, b"gw.example.com", target) is not None
+
+
 @pytest.mark.parametrize("case", list(REQUESTS))
 def test_operation_alone(benchmark, case: str) -> None:
     benchmark.group = "operation match alone"

@@ -31,7 +31,9 @@ parameter, wildcard *is* the precedence order: the first leaf reached whose quer
 requirements hold is the answer, with no sorting and no scoring per request.  Templates
 made only of literals (no query part) are also kept in a dict keyed by the raw path, hit
 before the walk when the path has no "%".  Measured (benchmarks/test_bench_routing.py,
-1,000 APIs x 20 operations, CPython 3.11): see benchmarks/README.md.
+1,000 APIs x 20 operations, CPython 3.11; table in benchmarks/README.md): 5k-26k
+instructions per match (0.3-1.6 µs quiet), 37k for a percent-encoded path; one ordered
+regex per API and method was tried and was no faster.
 """
 
 from __future__ import annotations
