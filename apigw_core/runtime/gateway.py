@@ -29,6 +29,7 @@ from .h1server import H1Driver, HTTPStream
 from .h2server import H2Driver
 from .listeners import ConnectionLimit, accept_loop, bind_socket
 from .proxy import proxy_handler
+from .state import GatewayState
 from .startup import StartupError
 from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
@@ -45,10 +46,9 @@ class Gateway:
     """One gateway process (one worker).  See the module docstring."""
 
     def __init__(self, config: GatewayConfig, *, reuse_port: bool = False) -> None:
-        self.config = config
-        self.router = Router(config)
         self.watchdog = Watchdog()
-        self.pools = {name: self._pool(name, b) for name, b in config.backends.items()}
+        # everything derived from the config, swapped as one on reload (runtime/state.py)
+        self.state = GatewayState(config, self.watchdog, make_pool=self._pool)
         self.request_ids = RequestIds()
         self.reuse_port = reuse_port
         self.draining = False
@@ -67,6 +67,18 @@ class Gateway:
         except (ssl.SSLError, OSError) as exc:
             raise StartupError(f"backend {name}: cannot load its TLS CA file: "
                                f"{_ssl_reason(exc)}") from None
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.state.config
+
+    @property
+    def router(self) -> Router:
+        return self.state.router
+
+    @property
+    def pools(self) -> dict:
+        return self.state.pools
 
     @property
     def active_connections(self) -> int:
@@ -92,8 +104,7 @@ class Gateway:
                 self.admin_address = admin_sock.getsockname()[:2]
             async with trio.open_nursery() as conns:
                 conns.start_soon(self.watchdog.run)
-                for pool in self.pools.values():  # HTTP/2 backend connections run here
-                    pool.nursery = conns
+                self.state.start(conns)  # HTTP/2 backend connections run here
                 if admin_sock is not None:  # answers (/ready: 503) until the drain ends
                     conns.start_soon(accept_loop, admin_sock, conns, self._serve_admin)
                 async with trio.open_nursery() as accepting:
@@ -112,7 +123,7 @@ class Gateway:
                 sock.close()
             if admin_sock is not None:
                 admin_sock.close()
-            for pool in self.pools.values():
+            for pool in self.state.all_pools():
                 pool.close()
 
     async def _drain(self, conns: trio.Nursery) -> None:

@@ -88,15 +88,16 @@ def _authority_of(target: bytes) -> Optional[bytes]:
 
 def proxy_handler(gw: "Gateway"):
     """The request handler of a gateway listener."""
-    router = gw.router
-    pools = gw.pools
+    from .executor import run_pipeline   # it reuses this module's helpers
+
     new_id = gw.request_ids
     write_timeout = gw.config.server.write_timeout
 
     async def handle(stream: HTTPStream) -> None:
+        state = gw.state   # one config for the whole request, whatever reloads meanwhile
         req = stream.request
         host, ctype = _host_and_type(req.headers)
-        route = router.match(host, req.target)
+        route = state.router.match(host, req.target)
         if route is None:
             await stream.error(404, "no API matches this request")
             return
@@ -119,7 +120,13 @@ def proxy_handler(gw: "Gateway"):
                 return
             if call.web:
                 web = grpc.GrpcWebTranslator(call, req)
-        pool = pools[route.backend.name]
+        if route.api.name not in state.plain:  # policies, operations or subscriptions
+            protocol = ("websocket" if ws_request else "http" if call is None else
+                        "grpc-web" if web is not None else "grpc")
+            await run_pipeline(gw, state, stream, route, host, web, protocol,
+                               call.timeout if call is not None else None)
+            return
+        pool = state.pools[route.backend.name]
         target = req.target
         headers, rid = forward_request_headers(
             req.headers, client_ip=stream.client[0], scheme=stream.scheme,

@@ -1,0 +1,652 @@
+"""The one executor of pipeline commands: a request through its policy program.
+
+Strategy.  The pipeline (gateway.pipeline.engine.run) is a generator that decides and
+yields commands; this module is the only place that carries them out, over the request's
+`HTTPStream` and the backend pools:
+
+- `ReadRequestBody`: the client's body, buffered up to the limit (413 past it);
+- `ForwardRequest`: the request as the policies left it (method, path, query, headers,
+  body) to the selected backend; it returns when the response *head* is in, so outbound
+  policies see status and headers while the body still waits in the backend connection;
+- `ReadResponseBody`: that body, buffered up to the limit (502 past it);
+- `SendRequest`: a whole exchange with another service (send-request).
+
+A failure becomes a `PolicyError` thrown into the generator (APIM's reasons:
+BackendConnectionFailure, Timeout), so on-error sees it.  When the generator returns, its
+`Result` is written: a policy's answer, the error's answer (APIM JSON as on-error left it,
+or a trailers-only gRPC status for a gRPC caller), or the response, its body streamed from
+the backend unless a policy buffered or replaced it.  Bodies are never buffered unless a
+policy asks: a streaming upload is pumped to the backend by a second task, as on the
+direct path (proxy.py), and a streamed response is relayed batch by batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import urlsplit
+
+import trio
+
+from ..gateway.forwarding import forward_request_headers, forward_response_headers
+from ..gateway.pipeline import (
+    Context, ForwardRequest, Headers, PolicyError, ReadRequestBody, ReadResponseBody,
+    RequestView, ResponseView, SendRequest, ServiceResponse, run,
+)
+from ..gateway.replies import is_grpc, local_reply
+from ..gateway.subscriptions import Access, without_key
+from ..protocol import grpc
+from ..protocol import (
+    ConnectionClosed, Data, EndOfMessage, InformationalResponse, ProtocolError, Request,
+    Response, StreamReset,
+)
+from .h1server import BodyError, ClientGone
+from .transport import TransportClosed, TransportTimeout
+from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
+                       UpstreamError, log_failure)
+
+if TYPE_CHECKING:
+    from .h1server import HTTPStream
+    from .state import GatewayState
+
+__all__ = ["run_pipeline"]
+
+log = logging.getLogger("apigw_core.runtime")
+
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+_REFUSED_STREAM = 7
+_BODY_FRAMING = (b"content-length", b"transfer-encoding")
+_REASON_FOR = {502: "BackendConnectionFailure", 503: "BackendConnectionFailure",
+               504: "Timeout"}
+
+
+class _Failed(Exception):
+    """A backend exchange failed: `status` and `public` for the client, `detail` for the
+    log, `retry` when nothing was processed and the request may go again."""
+
+    def __init__(self, status: int, public: str, detail: str, retry: bool = False) -> None:
+        super().__init__(detail)
+        self.status, self.public, self.detail, self.retry = status, public, detail, retry
+
+
+def _without(headers: list[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> list:
+    return [h for h in headers if h[0] not in names]
+
+
+def _with_length(headers: list[tuple[bytes, bytes]], size: int) -> list:
+    out = _without(headers, _BODY_FRAMING)
+    out.append((b"content-length", b"%d" % size))
+    return out
+
+
+class _Call:
+    """One request's run through its program (see the module docstring)."""
+
+    def __init__(self, gw: Any, state: "GatewayState", stream: "HTTPStream", route: Any,
+                 ctx: Context, program: Any, web: Any, rid: bytes) -> None:
+        self.gw, self.state, self.stream, self.route = gw, state, stream, route
+        self.ctx, self.program, self.web, self.rid = ctx, program, web, rid
+        req = stream.request
+        self.original = (ctx.request.path, ctx.request.query)
+        self.body_events: Optional[list] = None   # the client's body, when at hand
+        self.ex: Any = None              # the backend exchange after ForwardRequest
+        self.pending: list = []          # response events received with the head
+        self.resp_done = False           # the backend's EndOfMessage was taken
+        self.resp_trailers: Any = ()
+        self.pump_error: list[BaseException] = []
+        self.nursery: Optional[trio.Nursery] = None
+        self.websocket = req.upgrade == b"websocket" or req.protocol == b"websocket"
+
+    # -- driving the generator -------------------------------------------------------------
+
+    async def run(self, error: Optional[PolicyError]) -> None:
+        gen = run(self.program, self.ctx, error)
+        value: Any = None
+        exc: Optional[BaseException] = None
+        try:
+            while True:
+                try:
+                    cmd = gen.throw(exc) if exc is not None else gen.send(value)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                value = exc = None
+                try:
+                    value = await self._execute(cmd)
+                except PolicyError as e:
+                    exc = e
+            if result.exception is not None:
+                log.error("policy failed for request %s", self.rid.decode("latin-1"),
+                          exc_info=result.exception)
+            await self._write(result)
+        finally:
+            if self.ex is not None:
+                self.ex.release(False)   # not relayed to its end: never reused
+                self.ex = None
+        if self.pump_error:
+            raise self.pump_error[0]
+
+    async def _execute(self, cmd: Any) -> Any:
+        t = cmd.__class__
+        if t is ForwardRequest:
+            return await self._forward(cmd)
+        if t is ReadRequestBody:
+            return await self._read_request_body(cmd.limit)
+        if t is ReadResponseBody:
+            return await self._read_response_body(cmd.limit)
+        if t is SendRequest:
+            return await self._send_request(cmd)
+        raise PolicyError(500, "InternalError", "internal error",
+                          source=f"unknown command {t.__name__}")
+
+    # -- the request body ----------------------------------------------------------------
+
+    async def _client_body(self, limit: Optional[int]) -> list:
+        """Every body event of the client's request (taken once, kept for a retry)."""
+        if self.body_events is None:
+            events: list = []
+            size = 0
+            while True:
+                try:
+                    ev = await self.stream.receive_body()
+                except BodyError as e:
+                    raise PolicyError(e.status, "ClientConnectionFailure", e.message) from None
+                events.append(ev)
+                if ev.__class__ is EndOfMessage:
+                    break
+                size += len(ev.data)
+                if limit is not None and size > limit:
+                    raise PolicyError(413, "RequestEntityTooLarge",
+                                      "Request body is too large.")
+            self.body_events = events
+        return self.body_events
+
+    async def _read_request_body(self, limit: int) -> bytes:
+        events = await self._client_body(limit)
+        body = b"".join(ev.data for ev in events if ev.__class__ is Data)
+        self.ctx.request.body = body
+        return body
+
+    # -- forwarding ------------------------------------------------------------------------
+
+    def _target(self, base_path: str) -> bytes:
+        """The upstream target: the backend's base path + the path after the API prefix,
+        as the policies left it (the router's own when nothing changed)."""
+        req = self.ctx.request
+        if (req.path, req.query) == self.original and base_path == self.route.backend.base_path:
+            return self.route.path
+        prefix = self.ctx.api.path
+        rest = req.path[len(prefix):] if req.path.startswith(prefix) else req.path
+        path = (base_path + rest) or "/"
+        if not path.startswith("/"):
+            path = "/" + path
+        target = path + ("?" + req.query if req.query else "")
+        return target.encode("utf-8", "surrogateescape")
+
+    def _pool(self, cmd: ForwardRequest) -> tuple[Any, str]:
+        ctx, state = self.ctx, self.state
+        if ctx.backend_url is not None:
+            u = urlsplit(ctx.backend_url)
+            scheme = u.scheme
+            port = u.port or (443 if scheme == "https" else 80)
+            pool = state.pool_for_url(scheme, u.hostname or "", port,
+                                      cmd.http_version or "1")
+            if pool is None:
+                raise PolicyError(503, "BackendConnectionFailure", "too many backend origins")
+            return pool, u.path.rstrip("/")
+        name = ctx.backend_id or self.route.backend.name
+        pool = state.pool_for(name, cmd.http_version)
+        return pool, pool.backend.base_path
+
+    async def _forward(self, cmd: ForwardRequest) -> None:
+        ctx, stream = self.ctx, self.stream
+        if self.ex is not None:
+            raise PolicyError(500, "InternalError", "the request was forwarded already")
+        pool, base_path = self._pool(cmd)
+        req = stream.request
+        target = req.target
+        headers, _ = forward_request_headers(
+            ctx.request.headers.items, client_ip=stream.client[0], scheme=stream.scheme,
+            backend_authority=pool.authority, new_id=self.gw.request_ids,
+            authority=None if target[:1] == b"/" else _authority_of(target),
+            version=req.http_version)
+        upath = self._target(base_path)
+        headers, upath = without_key(ctx.api, headers, upath)
+        method = ctx.request.method.encode("ascii")
+        if self.websocket:
+            await self._tunnel(pool, headers, upath)
+            return None
+        if cmd.buffer_request_body and ctx.request.body is None:
+            await self._read_request_body(self.program.body_limit)
+        body: Optional[list]
+        if ctx.request.body is not None:
+            trailers = self.body_events[-1].trailers if self.body_events else ()
+            body = [Data(1, ctx.request.body), EndOfMessage(1, trailers)] \
+                if ctx.request.body else [EndOfMessage(1, trailers)]
+            if ctx.request.body or (method not in (b"GET", b"HEAD") and not trailers):
+                headers = _with_length(headers, len(ctx.request.body))
+            if trailers:
+                headers = _without(headers, _BODY_FRAMING) + [(b"transfer-encoding", b"chunked")]
+        elif stream.body_complete:
+            body = await self._client_body(None)
+        else:
+            body = None     # streamed by the pump
+        upreq = Request(1, method, upath, headers)
+        web = self.web
+        if web is not None:
+            upreq = web.request_head(upreq)
+            if body is not None:
+                body = [x for ev in body for x in web.to_backend(ev)]
+        if req.http_version == b"2" and ctx.request.body is None and (
+                body is None or len(body) != 1 or body[0].trailers):
+            from .proxy import _h1_framing
+            upreq = _h1_framing(upreq, body)
+        timeout = cmd.timeout if cmd.timeout is not None else pool.backend.timeout
+        retry_ok = body is not None and method in _IDEMPOTENT and len(body) == 1
+        for attempt in (1, 2):
+            try:
+                await self._exchange(pool, upreq, body, timeout, retry_ok and attempt == 1)
+                break
+            except _Failed as f:
+                if f.retry and attempt == 1:
+                    continue
+                log_failure(self.rid, pool.backend.name, f.status, f.detail, False)
+                raise PolicyError(f.status, _REASON_FOR.get(f.status, "BackendConnectionFailure"),
+                                  f.public, source="forward-request") from None
+        return None
+
+    async def _exchange(self, pool: Any, upreq: Request, body: Optional[list],
+                        timeout: float, may_retry: bool) -> None:
+        try:
+            ex = await pool.open(upreq)
+        except UpstreamError as e:
+            raise _Failed(e.status, e.public, str(e)) from None
+        try:
+            for ev in body or ():
+                if ev.__class__ is Data:
+                    ex.send_data(ev.data)
+                else:
+                    ex.send_end(ev.trailers)
+            wt = self.gw.config.server.write_timeout
+            try:
+                await ex.flush(wt)
+            except (TransportClosed, TransportTimeout) as e:
+                raise _Failed(502, CONNECT_FAILED, f"sending the request: {e}",
+                              may_retry and ex.reused) from None
+            if body is None:
+                self._start_pump(ex, wt)
+            await self._head(ex, timeout, may_retry and ex.reused, body is not None)
+        except BaseException:
+            ex.release(False)
+            raise
+        self.ex = ex
+        self.timeout = timeout
+
+    def _start_pump(self, ex: Any, write_timeout: float) -> None:
+        stream, web, errors = self.stream, self.web, self.pump_error
+        nursery = self.nursery
+        assert nursery is not None, "a streamed upload runs inside the call's nursery"
+
+        async def pump() -> None:
+            try:
+                while True:
+                    got = await stream.receive_body()
+                    for ev in (web.to_backend(got) if web is not None else (got,)):
+                        if ev.__class__ is Data:
+                            ex.send_data(ev.data)
+                        else:
+                            ex.send_end(ev.trailers)
+                    await ex.flush(write_timeout)
+                    if got.__class__ is EndOfMessage:
+                        return
+            except (TransportClosed, TransportTimeout):
+                return   # the backend stopped reading: its answer (or EOF) tells the rest
+            except (BodyError, ClientGone) as e:
+                errors.append(e)
+                nursery.cancel_scope.cancel()
+
+        nursery.start_soon(pump)
+
+    async def _receive(self, ex: Any, timeout: float, may_retry: bool) -> list:
+        answered = ex.answered
+        try:
+            events = await ex.receive(timeout)
+        except TransportTimeout:
+            raise _Failed(504, TIMED_OUT, f"no answer within {timeout}s") from None
+        except TransportClosed as e:
+            raise _Failed(502, CLOSED, f"connection lost: {e}",
+                          may_retry and not answered) from None
+        except ProtocolError as e:
+            raise _Failed(502, BAD_RESPONSE, e.message,
+                          may_retry and not answered and not ex.answered) from None
+        if self.web is not None:
+            events = [x for ev in events for x in self.web.to_client(ev)]
+        return events
+
+    async def _head(self, ex: Any, timeout: float, may_retry: bool, replayable: bool) -> None:
+        """Receive until the response head; 1xx go to the client at once."""
+        stream = self.stream
+        while True:
+            events = await self._receive(ex, timeout, may_retry)
+            for i, ev in enumerate(events):
+                t = ev.__class__
+                if t is Response:
+                    self.ctx.response = ResponseView(
+                        status=ev.status_code, reason=ev.reason.decode("latin-1"),
+                        headers=Headers(forward_response_headers(ev.headers, ev.http_version)))
+                    self.pending = events[i + 1:]
+                    return
+                if t is InformationalResponse:
+                    if ev.status_code not in (100, 101):
+                        stream.send_informational(ev.status_code,
+                                                  forward_response_headers(ev.headers))
+                        await stream.flush()
+                elif t is StreamReset:
+                    retry = ev.error_code == _REFUSED_STREAM and replayable
+                    raise _Failed(502, STREAM_RESET, f"RST_STREAM error code {ev.error_code}",
+                                  retry)
+                elif t is ConnectionClosed:
+                    raise _Failed(502, CLOSED, "closed before answering", may_retry)
+
+    async def _read_response_body(self, limit: int) -> bytes:
+        resp = self.ctx.response
+        if resp is None:
+            return b""
+        if resp.body is not None:
+            return resp.body
+        chunks: list[bytes] = []
+        size = 0
+        async for ev in self._rest():
+            if ev.__class__ is Data:
+                size += len(ev.data)
+                if size > limit:
+                    raise PolicyError(502, "ResponseBodyTooLarge",
+                                      "Backend response body is too large.")
+                chunks.append(ev.data)
+        resp.body = b"".join(chunks)
+        resp.headers.remove(b"content-length")
+        return resp.body
+
+    async def _rest(self):
+        """The response's remaining Data events (its trailers kept); releases the
+        exchange once the EndOfMessage is in."""
+        ex = self.ex
+        if ex is None or self.resp_done:
+            return
+        events, self.pending = self.pending, []
+        while True:
+            for ev in events:
+                t = ev.__class__
+                if t is Data:
+                    yield ev
+                elif t is EndOfMessage:
+                    self.resp_trailers = ev.trailers
+                    self.resp_done = True
+                    self.ex = None
+                    ex.release(True)
+                    return
+                elif t is StreamReset or t is ConnectionClosed:
+                    raise PolicyError(502, "BackendConnectionFailure", STREAM_RESET
+                                      if t is StreamReset else CLOSED)
+            try:
+                events = await self._receive(ex, self.timeout, False)
+            except _Failed as f:
+                log_failure(self.rid, "-", f.status, f.detail, True)
+                raise PolicyError(f.status, _REASON_FOR.get(f.status,
+                                  "BackendConnectionFailure"), f.public) from None
+
+    async def _tunnel(self, pool: Any, headers: list, upath: bytes) -> None:
+        from .wsproxy import proxy_websocket
+        route = dataclasses.replace(self.route, path=upath)
+        await proxy_websocket(self.stream, route, pool, headers, self.rid,
+                              self.gw.config.server)
+        self.ws_done = True
+
+    # -- send-request ----------------------------------------------------------------------
+
+    async def _send_request(self, cmd: SendRequest) -> ServiceResponse:
+        u = urlsplit(cmd.url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise PolicyError(500, "ExpressionValueEvaluationFailure",
+                              "send-request needs an absolute http(s) URL")
+        port = u.port or (443 if u.scheme == "https" else 80)
+        pool = self.state.pool_for_url(u.scheme, u.hostname, port)
+        if pool is None:
+            raise PolicyError(503, "BackendConnectionFailure", "too many backend origins")
+        target = ((u.path or "/") + ("?" + u.query if u.query else "")).encode()
+        headers = _without(list(cmd.headers), (b"host",) + _BODY_FRAMING)
+        headers.insert(0, (b"host", pool.authority))
+        if cmd.body or cmd.method not in ("GET", "HEAD"):
+            headers.append((b"content-length", b"%d" % len(cmd.body)))
+        try:
+            with trio.fail_after(cmd.timeout):
+                return await self._service_call(pool, Request(1, cmd.method.encode(), target,
+                                                              headers), cmd)
+        except trio.TooSlowError:
+            raise PolicyError(504, "Timeout", "send-request timed out",
+                              source="send-request") from None
+
+    async def _service_call(self, pool: Any, request: Request, cmd: SendRequest
+                            ) -> ServiceResponse:
+        try:
+            ex = await pool.open(request)
+        except UpstreamError as e:
+            raise PolicyError(e.status, "BackendConnectionFailure", e.public,
+                              source="send-request") from None
+        ok = False
+        try:
+            if cmd.body:
+                ex.send_data(cmd.body)
+            ex.send_end()
+            status, reason, headers, chunks, size = 0, "", (), [], 0
+            await ex.flush(cmd.timeout)
+            while True:
+                for ev in await ex.receive(cmd.timeout):
+                    t = ev.__class__
+                    if t is Response:
+                        status, reason = ev.status_code, ev.reason.decode("latin-1")
+                        headers = tuple(ev.headers)
+                    elif t is Data:
+                        size += len(ev.data)
+                        if size > cmd.max_body:
+                            raise PolicyError(502, "BackendConnectionFailure",
+                                              "send-request response too large",
+                                              source="send-request")
+                        chunks.append(ev.data)
+                    elif t is EndOfMessage:
+                        ok = True
+                        return ServiceResponse(status, headers, b"".join(chunks), reason)
+                    elif t is StreamReset or t is ConnectionClosed:
+                        raise PolicyError(502, "BackendConnectionFailure", CLOSED,
+                                          source="send-request")
+        except (TransportClosed, TransportTimeout, ProtocolError):
+            raise PolicyError(502, "BackendConnectionFailure", CONNECT_FAILED,
+                              source="send-request") from None
+        finally:
+            ex.release(ok)
+
+    # -- writing the result -------------------------------------------------------------
+
+    async def _write(self, result: Any) -> None:
+        stream, ctx = self.stream, self.ctx
+        if getattr(self, "ws_done", False) or stream.response_complete:
+            return
+        extra = list(ctx.response_headers)
+        if result.kind == "answer":
+            a = result.answer
+            await self._whole(a.status, list(a.headers), a.body, a.reason, extra)
+            return
+        if result.kind == "error":
+            err = result.error
+            if is_grpc(stream.request.headers):
+                await stream.drain_upload()
+                status, headers, body = local_reply(err.status, err.message, self.rid,
+                                                    stream.request.headers)
+                await stream.reply(status, headers + list(err.headers) + extra, body)
+                return
+            r = ctx.response
+            await self._whole(r.status, r.headers.items, r.body or b"", r.reason, extra)
+            return
+        r = ctx.response
+        assert r is not None
+        if r.body is not None or self.ex is None:
+            await self._whole(r.status, r.headers.items, r.body or b"", r.reason, extra,
+                              self.resp_trailers)
+            return
+        # streamed: the head as the policies left it, then the backend's body
+        headers = _merge(r.headers.items, extra)
+        stream.send_response(r.status, headers, r.reason.encode("latin-1"))
+        try:
+            async for ev in self._rest():
+                stream.send_data(ev.data)
+                if not self.pending:
+                    await stream.flush()
+        except PolicyError:
+            raise ClientGone("backend failed mid-response") from None
+        stream.send_end(self.resp_trailers)
+        await stream.flush()
+
+    async def _whole(self, status: int, headers: list, body: bytes, reason: str,
+                     extra: list, trailers: Any = ()) -> None:
+        stream = self.stream
+        await stream.drain_upload()
+        headers = _merge(headers, extra)
+        if not (status < 200 or status in (204, 304)):
+            if stream.request.method != b"HEAD" or body:
+                headers = _with_length(headers, len(body))
+        else:
+            headers = _without(headers, _BODY_FRAMING)
+            body = b""
+        stream.send_response(status, headers, reason.encode("latin-1", "replace"))
+        stream.send_data(body)
+        stream.send_end(trailers)
+        await stream.flush()
+
+
+def _merge(headers: list, extra: list) -> list:
+    """`extra` (ctx.response_headers, e.g. CORS) replaces fields of the same name, except
+    Vary, which is appended to."""
+    if not extra:
+        return headers
+    names = {n for n, _ in extra if n != b"vary"}
+    return [h for h in headers if h[0] not in names] + extra
+
+
+def _authority_of(target: bytes) -> Optional[bytes]:
+    from .proxy import _authority_of as a
+    return a(target)
+
+
+def _request_view(stream: "HTTPStream", route: Any, host: Optional[bytes],
+                  params: Any, protocol: str) -> RequestView:
+    req = stream.request
+    query = route.path.partition(b"?")[2]
+    api_path = route.api.path
+    full = (api_path.encode() + route.rest) if route.rest or api_path else b"/"
+    return RequestView(
+        method=req.method.decode("ascii"), scheme=stream.scheme.decode("ascii"),
+        host=(host or b"").decode("latin-1"),
+        path=full.decode("utf-8", "surrogateescape") or "/",
+        query=query.decode("utf-8", "surrogateescape"), headers=Headers(list(req.headers)),
+        ip=stream.client[0], params=dict(params), protocol=protocol)
+
+
+def _is_preflight(req: Request) -> bool:
+    if req.method != b"OPTIONS":
+        return False
+    origin = acrm = False
+    for n, _ in req.headers:
+        if n == b"origin":
+            origin = True
+        elif n == b"access-control-request-method":
+            acrm = True
+    return origin and acrm
+
+
+def _has_cors(program: Any) -> bool:
+    return any(step.name == "cors" for step in program.inbound)
+
+
+async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", route: Any,
+                       host: Optional[bytes], web: Any, protocol: str,
+                       grpc_timeout: Optional[float] = None) -> None:
+    """Serve one request of a non-plain API: operation, subscription, program, commands.
+    `grpc_timeout`: the caller's grpc-timeout, enforced here and forwarded as what is left."""
+    req = stream.request
+    api = route.api
+    query = route.path.partition(b"?")[2]
+    error: Optional[PolicyError] = None
+    op_match = state.operations.match(api, req.method, route.rest, query)
+    operation = getattr(op_match, "operation", None)
+    params = getattr(op_match, "params", {})
+    preflight = _is_preflight(req)
+    if not hasattr(op_match, "operation"):   # Denied: OperationNotFound
+        if not (preflight and _has_cors(state.programs.get(api.name, None, None))):
+            error = PolicyError(op_match.status, op_match.reason, op_match.message,
+                                op_match.headers, source="configuration")
+    op_name = operation.name if operation is not None else None
+    product = subscription = key = None
+    if error is None:
+        if preflight and _has_cors(state.programs.get(api.name, op_name, None)):
+            # APIM answers a preflight with the cors policy alone: no operation (browsers
+            # send OPTIONS to any URL) and no subscription key (they send no key)
+            access: Any = None
+        else:
+            access = state.subscriptions.resolve_request(
+                api, req.headers, query, scheme=stream.scheme.decode("ascii"),
+                host=host or b"")
+        if access is not None and not isinstance(access, Access):
+            error = PolicyError(access.status, access.reason, access.message,
+                                access.headers, source="configuration")
+        elif access is not None:
+            product, subscription, key = access.product, access.subscription, access.key
+    program = state.programs.get(api.name, op_name, getattr(product, "name", None))
+    rid = _request_id(req.headers, gw)
+    ctx = Context(request=_request_view(stream, route, host, params, protocol),
+                  request_id=rid.decode("latin-1"), api=api, operation=operation,
+                  product=product, subscription=subscription, subscription_key=key)
+    if rid != _client_rid(req.headers):   # the id policies see is the one forwarded
+        ctx.request.headers.set(b"x-request-id", (rid,))
+    deadline = None
+    if grpc_timeout is not None:
+        deadline = trio.current_time() + grpc_timeout
+        ctx.request.headers.items = grpc.with_timeout(ctx.request.headers.items, grpc_timeout)
+    call = _Call(gw, state, stream, route, ctx, program, web, rid)
+
+    async def go() -> None:
+        if stream.body_complete:
+            await call.run(error)
+            return
+        async with trio.open_nursery() as nursery:
+            call.nursery = nursery
+            try:
+                await call.run(error)
+            except (ClientGone, BodyError) as e:
+                call.pump_error.append(e)
+            nursery.cancel_scope.cancel()
+        if call.pump_error:
+            raise call.pump_error[0]
+
+    if deadline is None:
+        await go()
+        return
+    with trio.move_on_at(deadline) as scope:
+        await go()
+    if scope.cancelled_caught:
+        from .proxy import _deadline_exceeded
+        await _deadline_exceeded(stream, web)
+
+
+def _client_rid(headers: list) -> Optional[bytes]:
+    for n, v in headers:
+        if n == b"x-request-id":
+            return v
+    return None
+
+
+def _request_id(headers: list, gw: Any) -> bytes:
+    rid = _client_rid(headers)
+    if rid is not None and 0 < len(rid) <= 200:
+        return rid
+    return gw.request_ids()
