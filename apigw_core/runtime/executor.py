@@ -495,8 +495,24 @@ class _Call:
                               self.resp_trailers)
             return
         # streamed: the head as the policies left it, then the backend's body
-        headers = _merge(r.headers.items, extra)
+        headers = _merge(r.headers.items, extra) if extra else r.headers.items
         stream.send_response(r.status, headers, r.reason.encode("latin-1"))
+        pending = self.pending
+        if pending and pending[-1].__class__ is EndOfMessage and all(
+                ev.__class__ is Data for ev in pending[:-1]):
+            # the whole body came with the head (small responses): one write, as on the
+            # direct path, and the connection back to the pool at once
+            for ev in pending[:-1]:
+                stream.send_data(ev.data)
+            end = pending[-1]
+            self.pending = []
+            self.resp_trailers = end.trailers
+            self.resp_done = True
+            ex, self.ex = self.ex, None
+            ex.release(True)
+            stream.send_end(end.trailers)
+            await stream.flush()
+            return
         try:
             async for ev in self._rest():
                 stream.send_data(ev.data)
