@@ -1,6 +1,6 @@
 """The HTTP/2 connection driver (server side): streams as tasks, one writer per connection.
 
-Strategy (DESIGN.md "one writer per connection").  Three kinds of task share one
+Strategy (one writer per connection, ARCHITECTURE.md).  Three kinds of task share one
 `http2.ServerConnection`, which is sans-IO and synchronous, so no lock is needed around it:
 - the reader (the connection's own task) feeds received bytes to the connection and hands
   each event to its stream: a Request starts a stream task, Data / EndOfMessage go to that

@@ -5,7 +5,7 @@ Strategy.  The drivers need three verbs with a deadline each: `receive(timeout)`
 and waits with trio's `wait_readable` / `wait_writable` only when the call would block: on a
 busy keep-alive connection the data is usually there already, and skipping trio's
 SocketStream wrapper (and a cancel scope per call) is worth about a third of the CPU of a
-proxied request (DESIGN.md: ~22k vs ~30k requests per CPU-second for a do-nothing proxy).
+proxied request (measured for the target design, ARCHITECTURE.md: ~22k vs ~30k requests per CPU-second for a do-nothing proxy).
 Trio's promises are kept by the drivers, which pass a scheduling checkpoint at least once
 per request (`trio.lowlevel.checkpoint`), and by every wait here being cancellable.
 `StreamTransport` wraps a trio Stream (TLS: trio.SSLStream) with the same verbs.
