@@ -9,6 +9,9 @@ import math
 import re
 from typing import Any, Callable
 
+from .paths import ESCAPED_SLASH_ACTIONS
+
+
 class _Invalid(Exception):
     pass
 
@@ -100,6 +103,12 @@ def _http_version(v: object) -> str:
         v = str(v)
     if v not in ("1", "2", "2or1"):
         raise _Invalid(f"expected one of '1', '2', '2or1', got {v!r}")
+    return v  # type: ignore[return-value]
+
+
+def _escaped_slashes(v: object) -> str:
+    if v not in ESCAPED_SLASH_ACTIONS:
+        raise _Invalid(f"expected one of {', '.join(ESCAPED_SLASH_ACTIONS)}, got {v!r}")
     return v  # type: ignore[return-value]
 
 

@@ -26,8 +26,8 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from ._values import (  # the leaf converters the section tables name
-    _bind, _bool, _bounded, _duration, _hostname, _http_version, _int, _Invalid, _kind,
-    _optional, _positive_duration, _protocols, _size, _string,
+    _bind, _bool, _bounded, _duration, _escaped_slashes, _hostname, _http_version, _int,
+    _Invalid, _kind, _optional, _positive_duration, _protocols, _size, _string,
 )
 
 __all__ = [
@@ -114,6 +114,8 @@ class ServerConfig:
     websocket_idle_timeout: float = 600.0  # a WebSocket with no frame either way is closed
                                      # (APIM's 10 min; long-lived, unlike HTTP's idle)
     websocket_max_message: int = 16 * 1024 * 1024  # close 1009 past it (frame cap alike)
+    escaped_slashes: str = "keep"    # %2F / %5C in paths: keep | reject | unescape (Envoy's
+                                     # path_with_escaped_slashes_action; gateway/paths.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,7 @@ _SERVER: dict[str, _Conv] = {
     "max-body": _optional(_size),
     "websocket-idle-timeout": _positive_duration,
     "websocket-max-message": _bounded(_size, 125, 2**31 - 1),
+    "escaped-slashes": _escaped_slashes,
 }
 
 _LISTENER = {"bind": None, "protocols": _protocols(("http1", "h2", "h2c")), "tls": None}

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Optional
 import trio
 
 from ..gateway.forwarding import forward_request_headers, forward_response_headers
+from ..gateway.paths import PathError
 from ..protocol import grpc
 from ..protocol import (
     ConnectionClosed,
@@ -89,7 +90,11 @@ def proxy_handler(gw: "Gateway"):
     async def handle(stream: HTTPStream) -> None:
         req = stream.request
         host, ctype = _host_and_type(req.headers)
-        route = router.match(host, req.target)
+        try:
+            route = router.match(host, req.target)
+        except PathError as exc:  # every protocol's target goes through here
+            await stream.error(exc.status, exc.message)
+            return
         if route is None:
             await stream.error(404, "no API matches this request")
             return
