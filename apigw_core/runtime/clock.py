@@ -16,17 +16,19 @@ from typing import Sequence
 __all__ = ["http_date", "with_date"]
 
 _time = time.time
-_second = -1
+_lo = _hi = 0.0  # the second [_lo, _hi) that _text spells (a clock set back rebuilds it)
 _text = b""
 
 
 def http_date() -> bytes:
     """Now as an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`), exact to the second."""
-    global _second, _text
-    now = int(_time())
-    if now != _second:
-        _text = formatdate(now, usegmt=True).encode("ascii")
-        _second = now
+    global _lo, _hi, _text
+    now = _time()
+    if _lo <= now < _hi:  # no int(): the cached second costs one time() and a compare
+        return _text
+    _lo = float(int(now))
+    _hi = _lo + 1.0
+    _text = formatdate(_lo, usegmt=True).encode("ascii")
     return _text
 
 
