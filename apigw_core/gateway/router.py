@@ -21,7 +21,7 @@ removed, escapes normalised, `server.escaped-slashes` applied), so "/public/../a
 routed as "/admin".  `match` raises PathError (answer 400) for a target that is refused:
 a fragment, userinfo, a path climbing above the root, or escaped slashes that would let a
 decoding backend climb out of its base path.  The plain path (no "%", "\\", "/.", "#")
-costs four memchr scans and nothing else (measured with benchmarks/bench_router.py: no
+costs four memchr scans and nothing else (benchmarks/test_bench_router.py: no
 slower than the dot-segment refusal this replaced).
 """
 
