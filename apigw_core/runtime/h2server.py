@@ -55,6 +55,7 @@ from ..protocol import (
     StreamReset,
 )
 from ..protocol.http2 import H2Limits, RequestRejected, ServerConnection
+from .clock import with_date
 from .h1server import BodyError, ClientGone, Handler, Replies, Tunnel
 from .transport import Transport, TransportClosed, TransportTimeout
 
@@ -197,7 +198,7 @@ class H2Stream(Replies):
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
                       reason: bytes = b"") -> None:
-        self._drv.conn.send(Response(self.stream_id, status, headers))
+        self._drv.conn.send(Response(self.stream_id, status, with_date(headers)))
         self.response_started = True
 
     async def drain_upload(self) -> None:
