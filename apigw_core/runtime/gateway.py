@@ -47,6 +47,7 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, reuse_port: bool = False) -> None:
         self.watchdog = Watchdog()
+        self._write_timeout = config.server.write_timeout   # server.* needs a restart
         # everything derived from the config, swapped as one on reload (runtime/state.py)
         self.state = GatewayState(config, self.watchdog, make_pool=self._pool)
         self.request_ids = RequestIds()
@@ -63,7 +64,7 @@ class Gateway:
     def _pool(self, name: str, b: BackendConfig):
         try:  # an https backend loads its CA file here
             return (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
-                    H2UpstreamPool(b, self.watchdog, self.config.server.write_timeout))
+                    H2UpstreamPool(b, self.watchdog, self._write_timeout))
         except (ssl.SSLError, OSError) as exc:
             raise StartupError(f"backend {name}: cannot load its TLS CA file: "
                                f"{_ssl_reason(exc)}") from None
