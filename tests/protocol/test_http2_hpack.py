@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 
 from hpack import Decoder, Encoder, HeaderTuple, NeverIndexedHeaderTuple
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apigw_core.protocol._h2hpack import FastDecoder, FastEncoder
 
-DIFF = settings(max_examples=int(os.environ.get("H2FUZZ", 500)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+DIFF = settings(max_examples=int(os.environ.get("H2FUZZ", 500)))
 
 NAMES = [b":method", b":path", b":authority", b"accept", b"cookie", b"x-a", b"x-b",
          b"authorization", b"content-type", b"x-long-name-" * 3]
