@@ -208,6 +208,7 @@ class _Get(threading.Thread):
 
     def __init__(self, url: str) -> None:
         super().__init__()
+        self._get = httpx.get   # resolved here: a missing httpx skips the test, not a thread
         self.url = url
         self.status: Optional[int] = None
         self.started = self.finished = 0.0
@@ -216,7 +217,7 @@ class _Get(threading.Thread):
 
     def run(self) -> None:
         self.started = time.monotonic()
-        r = httpx.get(self.url, timeout=60)
+        r = self._get(self.url, timeout=60)
         self.finished = time.monotonic()
         self.status = r.status_code
         if r.headers.get("content-type") == "application/json":
