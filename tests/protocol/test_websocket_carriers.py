@@ -260,7 +260,8 @@ class WebsocketsRun:
                         self.server.send_response(self.server.accept(ev))
                     else:
                         self.server_got.append(ev)
-                        if ev.opcode in (_ws_frames.Opcode.TEXT, _ws_frames.Opcode.BINARY, _ws_frames.Opcode.CONT):
+                        op = _ws_frames.Opcode
+                        if ev.opcode in (op.TEXT, op.BINARY, op.CONT):
                             self.server.send_frame(_ws_frames.Frame(ev.opcode, ev.data, ev.fin))
             for out in self.server.data_to_send():
                 if out:
@@ -307,10 +308,11 @@ def test_websockets_fragmented_compressed_message_with_a_ping_inside():
     assert (9, b"are you there", True) in got
     data = [f for f in got if f[0] in (0, 1)]
     assert b"".join(d for _, d, _ in data) == b"part one, part two, the end." and data[-1][2]
-    echoed = [f for f in run.client_got if f.opcode in (_ws_frames.Opcode.TEXT, _ws_frames.Opcode.CONT)]
+    op = _ws_frames.Opcode
+    echoed = [f for f in run.client_got if f.opcode in (op.TEXT, op.CONT)]
     assert b"".join(f.data for f in echoed) == b"part one, part two, the end."
     # the server's automatic pong came back through the relay
-    assert [f.data for f in run.client_got if f.opcode == _ws_frames.Opcode.PONG] == [b"are you there"]
+    assert [f.data for f in run.client_got if f.opcode == op.PONG] == [b"are you there"]
 
 
 @pytest.mark.parametrize("deflate", [True, False])
