@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Optional
 
 from backends import Backend, ResponseReader, connect, read_until_close
-from procs import start_gateway
 from support import lazy_module, wait_until
 
 httpx = lazy_module("httpx")
@@ -58,14 +57,13 @@ def _refused(port: int) -> bool:
 
 # -- graceful shutdown ---------------------------------------------------------------------
 
-def test_sigterm_drains_requests_in_flight(tmp_path):
+def test_sigterm_drains_requests_in_flight(gateway):
     """SIGTERM with five requests in flight: new connections are refused at once (while the
     five are still held at the backend), an idle keep-alive connection is closed silently,
     the five finish with `connection: close`, and the gateway exits 0 as soon as they are
     done, long before shutdown-timeout."""
     with Backend("held") as slow, Backend("ok") as rec:
-        gw = start_gateway(tmp_path, _config({"slow": slow.url, "rec": rec.url},
-                                             shutdown_timeout=120))
+        gw = gateway(_config({"slow": slow.url, "rec": rec.url}, shutdown_timeout=120))
         try:
             assert _get(gw.admin_port, "/ready").status == 200
             assert _get(gw.admin_port, "/healthz").status == 200
@@ -107,11 +105,11 @@ def test_sigterm_drains_requests_in_flight(tmp_path):
             gw.stop()
 
 
-def test_ready_is_503_while_draining(tmp_path):
+def test_ready_is_503_while_draining(gateway):
     """A load balancer polls /ready to take a draining gateway out of rotation: during the
     drain the admin listener answers 503, it does not go silent."""
     with Backend("held") as slow:
-        gw = start_gateway(tmp_path, _config({"slow": slow.url}, shutdown_timeout=120))
+        gw = gateway(_config({"slow": slow.url}, shutdown_timeout=120))
         try:
             assert _get(gw.admin_port, "/ready").status == 200
             th = threading.Thread(target=lambda: _get(gw.port, "/slow/x", timeout=60))
@@ -131,13 +129,13 @@ def test_ready_is_503_while_draining(tmp_path):
             gw.stop()
 
 
-def test_drain_deadline_ends_a_request_that_never_finishes(tmp_path):
+def test_drain_deadline_ends_a_request_that_never_finishes(gateway):
     """shutdown-timeout 1 s, a request the backend never answers (its timeout 300 s): the
     gateway exits 0 at the drain deadline, not before, and not at the request's timeout."""
     with Backend("hang") as hang:
         cfg = _config({"hang": hang.url}, shutdown_timeout=1)
         cfg["backends"]["hang"]["timeout"] = 300
-        gw = start_gateway(tmp_path, cfg)
+        gw = gateway(cfg)
         try:
             s = connect(gw.port)
             s.sendall(b"GET /hang/x HTTP/1.1\r\nHost: gw\r\n\r\n")
@@ -157,13 +155,13 @@ def test_drain_deadline_ends_a_request_that_never_finishes(tmp_path):
             gw.stop()
 
 
-def test_second_signal_stops_without_waiting(tmp_path):
+def test_second_signal_stops_without_waiting(gateway):
     """A second signal during the drain (shutdown-timeout 300 s, a request that never ends)
     stops the gateway at once."""
     with Backend("hang") as hang:
         cfg = _config({"hang": hang.url}, shutdown_timeout=300)
         cfg["backends"]["hang"]["timeout"] = 300
-        gw = start_gateway(tmp_path, cfg)
+        gw = gateway(cfg)
         try:
             s = connect(gw.port)
             s.sendall(b"GET /hang/x HTTP/1.1\r\nHost: gw\r\n\r\n")
@@ -245,13 +243,13 @@ def _gone(pid: int) -> bool:
     return "\nState:\tZ" in status
 
 
-def test_workers_share_the_port_and_a_killed_worker_is_restarted(tmp_path):
+def test_workers_share_the_port_and_a_killed_worker_is_restarted(gateway):
     """--workers 2: both workers accept on the one port; a worker killed with SIGKILL while
     a client loops over new connections is replaced, the new worker takes connections, the
     client loses at most the one request the dead worker held, and the service keeps
     answering after the kill.  (What must hold, not how many requests fit in a window.)"""
     with Backend("ok") as rec:
-        gw = start_gateway(tmp_path, _config({"rec": rec.url}, shutdown_timeout=2), workers=2)
+        gw = gateway(_config({"rec": rec.url}, shutdown_timeout=2), workers=2)
         try:
             assert gw.port != 0     # port 0: the supervisor picked one port for all
             wait_until(lambda: len(_children(gw.pid)) == 2, message="two workers")
