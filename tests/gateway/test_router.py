@@ -218,7 +218,7 @@ request_target = st.tuples(
 ).map(lambda t: ("/" + "/".join(t[0]) + t[1]).encode())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(st.tuples(prefix, api_host, st.sampled_from(["r", "p"])), max_size=12,
                 unique_by=lambda t: (t[0], t[1])),
        st.lists(st.tuples(request_host, request_target), min_size=1, max_size=10))
