@@ -48,7 +48,8 @@ class Gateway:
     def __init__(self, config: GatewayConfig, *, reuse_port: bool = False) -> None:
         self.watchdog = Watchdog()
         # everything derived from the config, swapped as one on reload (runtime/state.py)
-        self.state = GatewayState(config, self.watchdog, make_pool=self._pool)
+        self.state = GatewayState(config, self.watchdog, make_pool=(
+            lambda name, b: self._pool(name, b, config.server.write_timeout)))
         self.request_ids = RequestIds()
         self.reuse_port = reuse_port
         self.draining = False
@@ -60,10 +61,11 @@ class Gateway:
         self._ready = False
         self._handler = proxy_handler(self)
 
-    def _pool(self, name: str, b: BackendConfig):
+    def _pool(self, name: str, b: BackendConfig, write_timeout: float):
+        # write_timeout comes from the config being built: self.state is not set yet
         try:  # an https backend loads its CA file here
             return (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
-                    H2UpstreamPool(b, self.watchdog, self.config.server.write_timeout))
+                    H2UpstreamPool(b, self.watchdog, write_timeout))
         except (ssl.SSLError, OSError) as exc:
             raise StartupError(f"backend {name}: cannot load its TLS CA file: "
                                f"{_ssl_reason(exc)}") from None
