@@ -99,7 +99,11 @@ def env(tmp_path_factory, scripted):  # noqa: F811
             {"name": "grpc", "path": svc, "backend": "grpc", "protocols": ["grpc"],
              "host": "checked.test",
              "policies": {"inbound": [token, {"set-header": {
-                 "name": ECHO_INITIAL, "value": ["from-policy:{request.headers.x-token}"]}}]}},
+                 "name": ECHO_INITIAL, "value": ["from-policy:{request.headers.x-token}"]}}],
+                 "on-error": [
+                     {"set-header": {"name": "x-reason", "value": ["{last-error.reason}"]}},
+                     {"choose": {"when": [{"condition": 'request.headers.x-mode == "forbid"',
+                                           "policies": [{"set-status": 403}]}]}}]}},
             {"name": "grpc-ip", "path": svc, "backend": "grpc", "protocols": ["grpc"],
              "host": "ipf.test",
              "policies": {"inbound": [{"ip-filter": {"action": "forbid",
@@ -139,6 +143,22 @@ def test_grpc_check_header_refusal_is_unauthenticated(env):
             stub.EmptyCall(pb2.Empty(), timeout=5, metadata=[("x-token", "wrong")])
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "value of wrong is not allowed" in info.value.details()
+
+
+def test_grpc_refusal_carries_what_on_error_did(env):
+    """on-error's set-header reaches the gRPC caller as metadata, and its set-status
+    decides the gRPC status (403 -> PERMISSION_DENIED), as it decides an HTTP caller's."""
+    channel, stub = _stub(env, "checked.test")
+    with channel:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.EmptyCall(pb2.Empty(), timeout=5)
+        md = dict(info.value.initial_metadata()) | dict(info.value.trailing_metadata())
+        assert md["x-reason"] == "HeaderNotFound"
+        with pytest.raises(grpc.RpcError) as info:
+            stub.EmptyCall(pb2.Empty(), timeout=5, metadata=[("x-mode", "forbid")])
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert info.value.details() == ("Header x-token was not found in the request. "
+                                        "Access denied.")
 
 
 def test_grpc_accepted_call_carries_the_policy_metadata(env):
