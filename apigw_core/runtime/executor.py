@@ -41,13 +41,13 @@ from ..protocol import (
     ConnectionClosed, Data, EndOfMessage, InformationalResponse, ProtocolError, Request,
     Response, StreamReset,
 )
-from .h1server import BodyError, ClientGone
+from .stream import BodyError, ClientGone
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
                        UpstreamError, log_failure)
 
 if TYPE_CHECKING:
-    from .h1server import HTTPStream
+    from .stream import HTTPStream
     from .state import GatewayState
 
 __all__ = ["run_pipeline"]

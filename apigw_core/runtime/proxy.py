@@ -43,7 +43,7 @@ from ..protocol import (
     Response,
     StreamReset,
 )
-from .h1server import BodyError, ClientGone, HTTPStream
+from .stream import BodyError, ClientGone, HTTPStream
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
                        UpstreamError, log_failure)

@@ -33,7 +33,7 @@ from ..protocol import (
     Response,
 )
 from ..protocol import websocket as ws
-from .h1server import ClientGone
+from .stream import ClientGone
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, TIMED_OUT, UpstreamError,
                        UpstreamPool, log_failure)
