@@ -34,14 +34,14 @@ from ..gateway.pipeline import (
     Context, ForwardRequest, Headers, PolicyError, ReadRequestBody, ReadResponseBody,
     RequestView, ResponseView, SendRequest, ServiceResponse, run,
 )
-from ..gateway.replies import is_grpc, local_reply
+from ..gateway.replies import is_grpc
 from ..gateway.subscriptions import Access, without_key
 from ..protocol import grpc
 from ..protocol import (
     ConnectionClosed, Data, EndOfMessage, InformationalResponse, ProtocolError, Request,
     Response, StreamReset,
 )
-from .stream import BodyError, ClientGone
+from .stream import BodyError, ClientGone, send_local_reply
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
                        UpstreamError, log_failure)
@@ -479,11 +479,9 @@ class _Call:
             return
         if result.kind == "error":
             err = result.error
-            if is_grpc(stream.request.headers):
-                await stream.drain_upload()
-                status, headers, body = local_reply(err.status, err.message, self.rid,
-                                                    stream.request.headers)
-                await stream.reply(status, headers + list(err.headers) + extra, body)
+            if is_grpc(stream.request.headers):   # its status as trailers, not the JSON
+                await send_local_reply(stream, err.status, err.message, request_id=self.rid,
+                                       headers=list(err.headers) + extra)
                 return
             r = ctx.response
             await self._whole(r.status, r.headers.items, r.body or b"", r.reason, extra)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import trio
 
-from ..gateway.replies import json_error
+from ..gateway.replies import local_reply
 from ..protocol import (
     ConnectionClosed,
     Data,
@@ -44,7 +44,8 @@ from ..protocol.http1 import ServerConnection, reason_phrase
 from ..protocol.http2 import H2Limits
 from ..protocol.http2 import ServerConnection as H2ServerConnection
 from .clock import http_date, with_date
-from .stream import BodyError, ClientGone, Handler, HTTPStream, Replies, Tunnel
+from .stream import (BodyError, ClientGone, Handler, HTTPStream, Replies, Tunnel,
+                     send_local_reply)
 from .transport import SocketTransport, Transport, TransportClosed, TransportTimeout
 
 if TYPE_CHECKING:
@@ -330,15 +331,13 @@ class H1Driver:
             return
 
     async def _answer_error(self, status: int, message: str, stream: H1Stream) -> None:
-        headers, body = json_error(status, message)
         self.linger = status != 408  # a client too slow to send has nothing to drain
         try:
-            stream.send_response(status, headers, close=True)
-            stream.send_data(body)
-            stream.send_end()
+            await send_local_reply(stream, status, message, close=True)
+        except ClientGone:
+            raise
         except Exception:  # the connection state refuses: just close
             return
-        await self.flush()
 
     def _skip_body(self, stream_id: int) -> bool:
         """After a response: drop the rest of this request's body if it was received
@@ -459,10 +458,11 @@ class H1Driver:
 
     async def _protocol_error(self, exc: ProtocolError) -> None:
         conn = self.conn
-        headers, body = json_error(exc.status_hint, exc.message)
+        # no request to shape it for: the JSON answer
+        _, headers, body = local_reply(exc.status_hint, exc.message, None, ())
         self.linger = True
         try:
-            # json_error's content-type (send_error frames the rest), and a date
+            # local_reply's content-type (send_error frames the rest), and a date
             conn.send_error(exc.status_hint, body, [headers[0], (b"date", http_date())])
             await self.flush()
         except ClientGone:
@@ -472,7 +472,7 @@ class H1Driver:
 
     async def _send_raw_error(self, status: int, message: str) -> None:
         """An answer with no request to attach it to (408 on a partial head)."""
-        headers, body = json_error(status, message)
+        status, headers, body = local_reply(status, message, None, ())
         head = [b"HTTP/1.1 %d %b\r\n" % (status, reason_phrase(status))]
         head += [b"%b: %b\r\n" % h for h in headers]
         head.append(b"date: %b\r\nconnection: close\r\n\r\n" % http_date())

@@ -197,7 +197,8 @@ class H2Stream(Replies):
     # -- response ------------------------------------------------------------------------
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
-                      reason: bytes = b"") -> None:
+                      reason: bytes = b"", *, close: bool = False) -> None:
+        # `close` is HTTP/1.1's: an HTTP/2 answer ends its stream, never the connection
         self._drv.conn.send(Response(self.stream_id, status, with_date(headers)))
         self.response_started = True
 

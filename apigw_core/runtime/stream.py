@@ -8,6 +8,8 @@ and not on each other; `Replies` is the base class they share (body and end verb
 their connection object, and the whole-answer verbs built on them); `Tunnel` is what a
 protocol switch (WebSocket) hands over.  `ClientGone` and `BodyError` are the two ways a
 stream fails under a handler: the client went away, or its body cannot be read.
+`send_local_reply` writes every answer the gateway makes itself, in the shape
+`gateway.replies.local_reply` chooses for the caller (APIM JSON, or trailers-only gRPC).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Awaitable, Callable, Optional, Protocol, Sequence
 from ..gateway.replies import local_reply
 from ..protocol import Data, EndOfMessage, Event, Request
 
-__all__ = ["HTTPStream", "Replies", "ClientGone", "BodyError", "Tunnel", "Handler"]
+__all__ = ["HTTPStream", "Replies", "ClientGone", "BodyError", "Tunnel", "Handler",
+           "send_local_reply"]
 
 
 class ClientGone(Exception):
@@ -74,7 +77,9 @@ class HTTPStream(Protocol):
     async def continue_(self) -> None: ...
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
-                      reason: bytes = b"") -> None: ...
+                      reason: bytes = b"", *, close: bool = False) -> None:
+        """`close`: the connection ends with this answer (HTTP/1.1; a no-op on HTTP/2,
+        where only the stream ends)."""
 
     def send_informational(self, status: int,
                            headers: list[tuple[bytes, bytes]]) -> None: ...
@@ -97,6 +102,22 @@ class HTTPStream(Protocol):
 
 
 Handler = Callable[[HTTPStream], Awaitable[None]]
+
+
+async def send_local_reply(stream: HTTPStream, status: int, message: str, *,
+                           request_id: Optional[bytes] = None,
+                           headers: Sequence[tuple[bytes, bytes]] = (),
+                           grpc_code: Optional[int] = None, close: bool = False) -> None:
+    """A gateway-made answer, shaped for the caller (`replies.local_reply`): `headers`
+    are added to it, `grpc_code` forces a gRPC status, `close` ends an HTTP/1.1
+    connection with it.  A small upload still arriving is taken first (drain_upload)."""
+    status, out, body = local_reply(status, message, request_id, stream.request.headers,
+                                    headers, grpc_code=grpc_code)
+    await stream.drain_upload()
+    stream.send_response(status, out, close=close)
+    stream.send_data(body)
+    stream.send_end()
+    await stream.flush()
 
 
 class Replies:
@@ -130,7 +151,5 @@ class Replies:
     async def error(self, status: int, message: str,
                     request_id: Optional[bytes] = None) -> None:
         """A local error reply: JSON, or a trailers-only status for a gRPC caller."""
-        status, headers, body = local_reply(status, message, request_id,
-                                            self.request.headers)
-        await self.drain_upload()
-        await self.reply(status, headers, body)
+        await send_local_reply(self, status, message,  # type: ignore[arg-type]
+                               request_id=request_id)

@@ -33,7 +33,7 @@ from ..protocol import (
     Response,
 )
 from ..protocol import websocket as ws
-from .stream import ClientGone
+from .stream import ClientGone, send_local_reply
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, TIMED_OUT, UpstreamError,
                        UpstreamPool, log_failure)
@@ -55,10 +55,8 @@ async def proxy_websocket(stream, route: "Route", pool, headers: list, rid: byte
     """Handle one WebSocket request end to end (see the module docstring)."""
     offer = ws.server_handshake(stream.request)
     if isinstance(offer, ws.HandshakeRefusal):
-        await stream.reply(offer.status_code, offer.headers + [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % (len(offer.message.encode()) + 1))],
-            offer.message.encode() + b"\n")
+        await send_local_reply(stream, offer.status_code, offer.message,
+                               headers=offer.headers)
         return
     h1pool: UpstreamPool = pool if isinstance(pool, UpstreamPool) else pool.h1
     try:
