@@ -1,6 +1,6 @@
 """WebSocket through the gateway: the handshake on both sides, then a frame relay.
 
-Strategy (protocol/websocket.py does the deciding).  The client's request (HTTP/1.1
+Strategy (protocol/websocket/ does the deciding).  The client's request (HTTP/1.1
 Upgrade or HTTP/2 extended CONNECT) is checked first (400 / 426 answered here).  The backend
 gets its own HTTP/1.1 connection, never a pooled one shared with other requests: after a
 101 it carries WebSocket until the end.  Only a 101 whose Sec-WebSocket-Accept is right
