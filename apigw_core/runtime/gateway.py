@@ -25,12 +25,13 @@ from ..gateway.config import BackendConfig, GatewayConfig, ListenerConfig
 from ..gateway.forwarding import RequestIds
 from ..gateway.router import Router
 from ..protocol.alpn import H2, HTTP11, alpn_protocols, protocol_from_alpn, sniff
-from .h1server import H1Driver, HTTPStream
-from .h2server import H2Driver
+from .h1server import H1Driver
+from .h2server import H2Driver, h2_limits
 from .listeners import ConnectionLimit, accept_loop, bind_socket
 from .proxy import proxy_handler
 from .state import GatewayState
 from .startup import StartupError
+from .stream import HTTPStream
 from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
                         TransportTimeout, Watchdog)
@@ -155,7 +156,7 @@ class Gateway:
             except (ssl.SSLError, OSError) as exc:
                 raise StartupError(f"listener {lc.bind}: cannot load its TLS certificate "
                                    f"or key: {_ssl_reason(exc)}") from None
-        h2c = "h2c" in lc.protocols
+        h2c = h2_limits(settings) if "h2c" in lc.protocols else None
 
         async def serve(sock: socket.socket, addr: tuple) -> None:
             if ctx is not None:
@@ -172,7 +173,7 @@ class Gateway:
                 return
             transport = SocketTransport(sock, addr, self.watchdog)
             initial = b""
-            if h2c:  # prior knowledge: the client preface, or else HTTP/1.1
+            if h2c is not None:  # prior knowledge: the client preface, or else HTTP/1.1
                 proto = None
                 while proto is None:
                     try:
@@ -189,15 +190,20 @@ class Gateway:
             if not http1:
                 await transport.close()
                 return
-            await self._drive(H1Driver(transport, handler, settings, b"http", draining,
-                                       initial=initial, h2c=h2c))
+            up = await self._drive(H1Driver(transport, handler, settings, b"http",
+                                            draining, initial=initial, h2c=h2c))
+            if up is not None:  # `Upgrade: h2c` answered 101: HTTP/2 from here on
+                await self._drive(H2Driver(transport, handler, settings, b"http", draining,
+                                           conn=up.conn, first_events=up.first_events))
 
         return serve
 
-    async def _drive(self, drv: "H1Driver | H2Driver") -> None:
+    async def _drive(self, drv: "H1Driver | H2Driver"):
+        """Run a driver (in the set the drain walks); an H1Driver's h2c upgrade is
+        returned, with no checkpoint before the caller's next driver joins the set."""
         self._drivers.add(drv)
         try:
-            await drv.run()
+            return await drv.run()
         finally:
             self._drivers.discard(drv)
 

@@ -11,7 +11,7 @@ from hpack import Decoder, Encoder, HeaderTuple, NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apigw_core.protocol._h2hpack import FastDecoder, FastEncoder
+from apigw_core.protocol.http2._hpack import FastDecoder, FastEncoder
 
 DIFF = settings(max_examples=int(os.environ.get("H2FUZZ", 500)))
 

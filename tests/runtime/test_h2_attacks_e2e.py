@@ -2,8 +2,8 @@
 frames built with hyperframe and hpack.
 
 Each flood must end with the attacking connection closed after a GOAWAY with
-ENHANCE_YOUR_CALM (the defences of `protocol/_h2engine.py` and the rapid-reset count of
-`_h2conn.py`, with their default limits), quickly, with the gateway's memory flat, while a
+ENHANCE_YOUR_CALM (the defences of `protocol/http2/_engine.py` and the rapid-reset count of
+`http2/_conn.py`, with their default limits), quickly, with the gateway's memory flat, while a
 well-behaved HTTP/2 connection opened before the attack is still served during and after
 it, and a new one is served after it.  A peer that asks for big responses with its windows
 wide open and never reads is not a flood of frames: it is dropped after `write-timeout`,
