@@ -213,11 +213,11 @@ class Gateway:
         self.state = new   # the switch: the next request reads the new state
         self.last_reload_error = None
         log.info("reloaded %s: config version %d", source, new.version)
+        retired = old.retired_pools(new)
+        for pool in retired:  # idle connections now, busy ones when released
+            pool.close()
         if self._conns is not None:
-            self._conns.start_soon(self._retire, weakref.ref(old), new)
-        else:
-            for pool in old.retired_pools(new):
-                pool.close()
+            self._conns.start_soon(self._retire, weakref.ref(old), new, retired)
         return True
 
     def _build(self, old: GatewayState, config: Optional[GatewayConfig]) -> GatewayState:
@@ -238,11 +238,14 @@ class Gateway:
             raise ReloadRefused([f"internal error building the config: "
                                  f"{type(exc).__name__} (logged)"]) from None
 
-    async def _retire(self, old_ref: "weakref.ref[GatewayState]",
-                      new: GatewayState) -> None:
+    async def _retire(self, old_ref: "weakref.ref[GatewayState]", new: GatewayState,
+                      retired: list[Any]) -> None:
+        """Until no request holds the old state: close the ad-hoc pools its requests
+        open meanwhile; then close every retired pool again (HTTP/2 connections that were
+        busy at the swap get their GOAWAY)."""
         keep = {id(p): p for p in new.pools.values()}  # held: their ids stay theirs
         del new
-        closed: dict[int, Any] = {}
+        closed: dict[int, Any] = {id(p): p for p in retired}
         while True:
             old = old_ref()
             if old is None:  # no request holds it any more

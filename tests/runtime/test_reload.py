@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import httpx
-import pytest
+import trio
 
 from apigw_core.gateway.config import parse_config
 from apigw_core.runtime.reload import (FileWatch, ReloadStatus, pin_ports,
@@ -444,3 +444,67 @@ def test_status_document_shape():
                        "at": "1970-01-01T00:00:01.500Z",
                        "errors": ["apis[0].path: expected string, got int"]}}
     assert json.loads(ReloadStatus(1, 0.0, "g", None).to_json())["last-error"] is None
+
+
+# -- Gateway.reload in process (the embedding API) ----------------------------------------------
+
+def _gw_config(url: str, header: str):
+    return parse_config({"listeners": [{"bind": "127.0.0.1:0"}],
+                         "backends": {"b": {"url": url}},
+                         "apis": [{"name": "b", "path": "/b", "backend": "b"}],
+                         "policies": {"outbound": [
+                             {"set-header": {"name": "x-cfg", "value": [header]}}]}},
+                        source="in-process")
+
+
+def _retire_tasks() -> list:
+    found = []
+
+    def walk(task) -> None:
+        for nursery in task.child_nurseries:
+            for t in nursery.child_tasks:
+                if t.name.endswith("._retire"):
+                    found.append(t)
+                walk(t)
+
+    walk(trio.lowlevel.current_root_task())
+    return found
+
+
+def test_gateway_reload_swaps_and_closes_the_retired_pools():
+    from apigw_core.runtime import Gateway, serve_echo
+
+    async def main() -> None:
+        async with trio.open_nursery() as n:
+            ports = []
+            for _ in range(2):
+                ports.append(await n.start(serve_echo, "127.0.0.1", 0))
+            urls = [f"http://127.0.0.1:{p[1]}" for p in ports]
+            gw = Gateway(_gw_config(urls[0], "a"))
+            await n.start(gw.run)
+            base = f"http://127.0.0.1:{gw.addresses[0][1]}/b/x"
+            async with httpx.AsyncClient() as c:
+                assert (await c.get(base)).headers["x-cfg"] == "a"
+                old_pool = gw.state.pools["b"]
+                assert old_pool.idle_connections == 1
+
+                assert await gw.reload(_gw_config(urls[1], "b"))
+                assert gw.state.version == 2 and gw.last_reload_error is None
+                # no request holds the old state: its pool is closed at once
+                assert old_pool.closed and old_pool.open_connections == 0
+                assert (await c.get(base)).headers["x-cfg"] == "b"
+
+                moved = dataclasses.replace(_gw_config(urls[0], "c"), listeners=(
+                    dataclasses.replace(gw.config.listeners[0], port=1),))
+                assert not await gw.reload(moved)
+                assert gw.last_reload_error[1] == [
+                    "listeners: changed; restart the gateway to apply"]
+                assert gw.state.version == 2
+                assert (await c.get(base)).headers["x-cfg"] == "b"
+            with trio.fail_after(TIMEOUT):   # the retirement ends with the old state
+                while _retire_tasks():
+                    await trio.sleep(0.05)
+            gw.shutdown()
+            n.cancel_scope.cancel()
+
+    trio.run(main)
