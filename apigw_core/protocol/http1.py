@@ -497,14 +497,17 @@ class ServerConnection:
     def send_error(self, status: int, body: bytes = b"",
                    headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """Answer the request that broke the protocol (or the oldest unanswered one) with a
-        complete `status` response and `connection: close`."""
+        complete `status` response and `connection: close`.  `headers` (lower-case names)
+        may bring a content-type (else text/plain for a body); framing is ours."""
         sid = self._error_stream_id
         if sid is None:
             if not self._pending:
                 raise UsageError("no request to answer")
             sid = self._pending[0].stream_id
-        hdrs = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
-        hdrs += list(headers)
+        hdrs = [h for h in headers if h[0] not in (b"content-length", b"transfer-encoding",
+                                                   b"connection")]
+        if body and not any(name == b"content-type" for name, _ in hdrs):
+            hdrs.insert(0, (b"content-type", b"text/plain; charset=utf-8"))
         hdrs += [(b"content-length", b"%d" % len(body)), (b"connection", b"close")]
         self.send(Response(sid, status, hdrs))
         if body:

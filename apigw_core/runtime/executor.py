@@ -57,6 +57,8 @@ log = logging.getLogger("apigw_core.runtime")
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _REFUSED_STREAM = 7
 _BODY_FRAMING = (b"content-length", b"transfer-encoding")
+_GRPC_OWN = frozenset((b"content-type", b"content-length", b"transfer-encoding",
+                       b"grpc-status", b"grpc-message", b"x-request-id"))
 _REASON_FOR = {502: "BackendConnectionFailure", 503: "BackendConnectionFailure",
                504: "Timeout"}
 
@@ -479,13 +481,16 @@ class _Call:
             return
         if result.kind == "error":
             err = result.error
-            if is_grpc(stream.request.headers):
-                await stream.drain_upload()
-                status, headers, body = local_reply(err.status, err.message, self.rid,
-                                                    stream.request.headers)
-                await stream.reply(status, headers + list(err.headers) + extra, body)
-                return
             r = ctx.response
+            if is_grpc(stream.request.headers):
+                # the error's answer as on-error left it: its status picks the gRPC code,
+                # its fields (the error's own and on-error's set-header) become metadata
+                await stream.drain_upload()
+                status, headers, body = local_reply(r.status, err.message, self.rid,
+                                                    stream.request.headers)
+                own = [h for h in r.headers.items if h[0] not in _GRPC_OWN]
+                await stream.reply(status, headers + own + extra, body)
+                return
             await self._whole(r.status, r.headers.items, r.body or b"", r.reason, extra)
             return
         r = ctx.response

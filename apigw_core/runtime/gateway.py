@@ -64,6 +64,7 @@ class Gateway:
                  pin: Optional[Callable[[GatewayConfig], GatewayConfig]] = None,
                  reload_everywhere: Optional[Callable[[], None]] = None) -> None:
         self.watchdog = Watchdog()
+        self._write_timeout = config.server.write_timeout   # server.* needs a restart
         # everything derived from the config, swapped as one on reload (runtime/state.py)
         self.state = GatewayState(config, self.watchdog, version=version,
                                   make_pool=self._pool)
@@ -91,7 +92,7 @@ class Gateway:
     def _pool(self, name: str, b: BackendConfig):
         try:  # an https backend loads its CA file here
             return (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
-                    H2UpstreamPool(b, self.watchdog, self.config.server.write_timeout))
+                    H2UpstreamPool(b, self.watchdog, self._write_timeout))
         except (ssl.SSLError, OSError) as exc:
             raise StartupError(f"backend {name}: cannot load its TLS CA file: "
                                f"{_ssl_reason(exc)}") from None

@@ -36,6 +36,7 @@ from ..protocol import (
     Response,
 )
 from ..protocol.http1 import ServerConnection, reason_phrase
+from .clock import http_date, with_date
 from .transport import SocketTransport, Transport, TransportClosed, TransportTimeout
 
 if TYPE_CHECKING:
@@ -202,10 +203,13 @@ class HTTPStream(Replies):
     # -- response ------------------------------------------------------------------------
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
-                      reason: bytes = b"") -> None:
+                      reason: bytes = b"", *, close: bool = False) -> None:
+        """Queue the response head (`close`: the connection ends with this answer); a
+        `date` is added when `headers` (lower-case names) carry none."""
         drv = self._drv
-        if drv.gateway_draining() or (not self.body_complete
-                                      and drv._body_done_id != self.stream_id):
+        headers = with_date(headers)
+        if close or drv.gateway_draining() or (not self.body_complete
+                                               and drv._body_done_id != self.stream_id):
             # draining, or answering before the whole upload arrived: the rest of it
             # would be read as the next request, so the connection ends with this answer
             headers = headers + [(b"connection", b"close")]
@@ -238,7 +242,7 @@ class H1Driver:
 
     __slots__ = ("transport", "conn", "handler", "settings", "scheme", "_events", "_i",
                  "_draining", "idle", "_body_done_id", "_served", "_wlock", "_initial",
-                 "h2c", "upgraded", "tunnelled")
+                 "h2c", "upgraded", "tunnelled", "linger")
 
     def __init__(self, transport: Transport, handler: Handler, settings: "ServerConfig",
                  scheme: bytes = b"http",
@@ -249,6 +253,8 @@ class H1Driver:
         self.h2c = h2c           # honour `Upgrade: h2c` (a cleartext listener with h2c)
         self.upgraded: Optional[object] = None  # the H2Driver after an h2c upgrade
         self.tunnelled = False  # a handler took the connection over (open_tunnel)
+        # the connection ends with request bytes maybe still coming: close lingering
+        self.linger = False
         self.handler = handler
         self.settings = settings
         self.scheme = scheme
@@ -281,6 +287,10 @@ class H1Driver:
     async def run(self) -> None:
         try:
             await self._loop()
+            if self.linger:
+                # nginx's lingering_close: FIN after the answer, then take (and drop) what
+                # the client is still sending, so its stack delivers the answer, not a reset
+                await self.transport.linger_close()
         except ClientGone:
             self.transport.abort()
         finally:
@@ -327,6 +337,7 @@ class H1Driver:
                 if not stream.response_complete:
                     return  # the handler gave up mid-response: the close says so
                 if not self._skip_body(stream.stream_id):
+                    self.linger = True
                     return  # body left unread: the next bytes are not a request head
                 await _checkpoint()
             elif t is ConnectionClosed:
@@ -379,9 +390,9 @@ class H1Driver:
 
     async def _answer_error(self, status: int, message: str, stream: HTTPStream) -> None:
         headers, body = json_error(status, message)
-        headers.append((b"connection", b"close"))
+        self.linger = status != 408  # a client too slow to send has nothing to drain
         try:
-            stream.send_response(status, headers)
+            stream.send_response(status, headers, close=True)
             stream.send_data(body)
             stream.send_end()
         except Exception:  # the connection state refuses: just close
@@ -508,8 +519,10 @@ class H1Driver:
     async def _protocol_error(self, exc: ProtocolError) -> None:
         conn = self.conn
         headers, body = json_error(exc.status_hint, exc.message)
+        self.linger = True
         try:
-            conn.send_error(exc.status_hint, body, headers[:1])
+            # json_error's content-type (send_error frames the rest), and a date
+            conn.send_error(exc.status_hint, body, [headers[0], (b"date", http_date())])
             await self.flush()
         except ClientGone:
             pass
@@ -521,7 +534,7 @@ class H1Driver:
         headers, body = json_error(status, message)
         head = [b"HTTP/1.1 %d %b\r\n" % (status, reason_phrase(status))]
         head += [b"%b: %b\r\n" % h for h in headers]
-        head.append(b"connection: close\r\n\r\n")
+        head.append(b"date: %b\r\nconnection: close\r\n\r\n" % http_date())
         try:
             await self.transport.send(b"".join(head) + body, self.settings.write_timeout)
         except (TransportClosed, TransportTimeout):

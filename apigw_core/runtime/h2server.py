@@ -1,6 +1,6 @@
 """The HTTP/2 connection driver (server side): streams as tasks, one writer per connection.
 
-Strategy (DESIGN.md "one writer per connection").  Three kinds of task share one
+Strategy (one writer per connection, ARCHITECTURE.md).  Three kinds of task share one
 `http2.ServerConnection`, which is sans-IO and synchronous, so no lock is needed around it:
 - the reader (the connection's own task) feeds received bytes to the connection and hands
   each event to its stream: a Request starts a stream task, Data / EndOfMessage go to that
@@ -55,6 +55,7 @@ from ..protocol import (
     StreamReset,
 )
 from ..protocol.http2 import H2Limits, RequestRejected, ServerConnection
+from .clock import with_date
 from .h1server import BodyError, ClientGone, Handler, Replies, Tunnel
 from .transport import Transport, TransportClosed, TransportTimeout
 
@@ -197,7 +198,7 @@ class H2Stream(Replies):
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
                       reason: bytes = b"") -> None:
-        self._drv.conn.send(Response(self.stream_id, status, headers))
+        self._drv.conn.send(Response(self.stream_id, status, with_date(headers)))
         self.response_started = True
 
     async def drain_upload(self) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Optional
 import trio
 
 from ..gateway.forwarding import forward_request_headers, forward_response_headers
+from ..gateway.paths import PathError
 from ..gateway.replies import grpc_reply_headers
 from ..protocol import grpc
 from ..protocol import (
@@ -97,7 +98,11 @@ def proxy_handler(gw: "Gateway"):
         state = gw.state   # one config for the whole request, whatever reloads meanwhile
         req = stream.request
         host, ctype = _host_and_type(req.headers)
-        route = state.router.match(host, req.target)
+        try:
+            route = state.router.match(host, req.target)
+        except PathError as exc:  # every protocol's target goes through here
+            await stream.error(exc.status, exc.message)
+            return
         if route is None:
             await stream.error(404, "no API matches this request")
             return

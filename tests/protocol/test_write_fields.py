@@ -18,7 +18,7 @@ def _per_field_ok(headers) -> bool:
     return all(TOKEN_RE.fullmatch(n) and FIELD_VALUE_RE.fullmatch(v) for n, v in headers)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=3000)
 @given(st.lists(st.tuples(_BYTES, _BYTES), max_size=5))
 def test_block_check_equals_per_field_rules(headers):
     out: list[bytes] = []
