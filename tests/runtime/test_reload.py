@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -28,8 +27,9 @@ from apigw_core.runtime.reload import (FileWatch, ReloadStatus, pin_ports,
                                        restart_only_changes)
 from backends import Backend
 from procs import Proc, _start, write_config
+from support import WAIT, wait_until
 
-TIMEOUT = 30.0   # generous: the machine is shared; every wait polls
+TIMEOUT = WAIT   # generous: the machine is shared; every wait polls
 
 
 def _config(header: str, backends: dict[str, str], apis: Optional[list] = None,
@@ -69,10 +69,7 @@ def _status(gw: Proc) -> dict:
 
 
 def _wait(pred: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    wait_until(pred, timeout, step=0.05, message=what)
 
 
 def _wait_version(gw: Proc, version: int, workers: int = 1) -> dict:
