@@ -66,6 +66,16 @@ class Refused:
         self.close()
 
 
+_HELD: list[Refused] = []   # held for the whole test session: nobody else takes the ports
+
+
+def refused_url() -> str:
+    """The URL of a port that refuses connections for the rest of the session."""
+    r = Refused()
+    _HELD.append(r)
+    return r.url
+
+
 class Blackhole:
     """A port whose SYNs go unanswered (a connect timeout without leaving the machine): a
     listener with a zero backlog that never accepts, its one accept-queue slot taken, so the

@@ -22,7 +22,7 @@ import grpc
 import httpx
 import pytest
 
-from backends import Refused
+from backends import refused_url
 from procs import start_echo, start_gateway
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "protocol"))
@@ -32,15 +32,6 @@ from apigw_core.protocol.grpc import parse_web_response, web_request_body  # noq
 
 WEB_TYPES = ["application/grpc-web", "application/grpc-web+proto",
              "application/grpc-web-text", "application/grpc-web-text+proto"]
-
-
-_HELD_REFUSED: list[Refused] = []   # held open for the whole module: nobody takes the port
-
-
-def refused_url() -> str:
-    r = Refused()
-    _HELD_REFUSED.append(r)
-    return r.url
 
 
 class Service(pb2_grpc.TestServiceServicer):

@@ -33,7 +33,7 @@ import pytest
 from hyperframe.frame import GoAwayFrame, HeadersFrame, SettingsFrame
 from hpack import Encoder
 
-from backends import Backend, Refused
+from backends import Backend, refused_url
 from h2raw import FrameReader, H2Client, Reply, h2c_socket, read_until_close, req_block
 from pki import CA
 from procs import start_echo, start_gateway
@@ -43,15 +43,6 @@ from grpc_test_pb import pb2, pb2_grpc  # noqa: E402
 
 NO_ERROR, ENHANCE_YOUR_CALM = 0, 0xB
 LEAKS = re.compile(r"127\.0\.0\.1|Errno|refused|\[|\d{4,5}")  # address, port, errno text
-
-
-_HELD_REFUSED: list[Refused] = []   # held open for the whole module: nobody takes the port
-
-
-def refused_url() -> str:
-    r = Refused()
-    _HELD_REFUSED.append(r)
-    return r.url
 
 
 class Service(pb2_grpc.TestServiceServicer):
