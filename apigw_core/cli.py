@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("config", nargs="?", metavar="CONFIG", help="YAML or JSON config file")
     s.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                    help="worker processes sharing the listening ports (default 1)")
+    s.add_argument("--watch", action="store_true",
+                   help="reload CONFIG when the file changes (SIGHUP and the admin "
+                        "POST /reload always do)")
     s.set_defaults(run=_serve)
 
     v = sub.add_parser("validate", help="check a config file and exit")
@@ -133,13 +136,13 @@ def _serve(args: argparse.Namespace) -> int:
         config = _load(args.config)
         if isinstance(config, int):
             return config
-        return runtime.serve(config, workers=args.workers)
+        return runtime.serve(config, workers=args.workers, watch=args.watch)
 
     # The packaged demo: as_file gives a real path even if the package is zipped.
     with resources.as_file(resources.files("apigw_core") / "demo" / "demo.yaml") as demo:
         config = load_config(demo)
     print(_DEMO_BANNER.format(echo=DEMO_ECHO), end="", flush=True)
-    return runtime.serve(config, workers=args.workers, echo=DEMO_ECHO)
+    return runtime.serve(config, workers=args.workers, echo=DEMO_ECHO, watch=args.watch)
 
 
 def _echo(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@
     normalises every header block, in and out);
   * ``h2_no_validation``: bare h2 with those four options off (the checks are then
     nobody's: not a fair end state, but the floor of what h2's API allows);
-  * ``engine``: our h2 subclass (`_h2engine.Engine`: HPACK fast paths, lean HEADERS paths,
+  * ``engine``: our h2 subclass (`http2._engine.Engine`: HPACK fast paths, lean HEADERS paths,
     flood guards) driven like bare h2, without our neutral events or header checks;
   * ``ours``: `http2.ClientConnection` <-> `http2.ServerConnection`, the real thing: neutral
     events, RFC 9113 §8 checks on both sides, flow-control accounting, flood guards.
@@ -29,7 +29,7 @@ import h2.connection
 import h2.events
 import pytest
 
-from apigw_core.protocol._h2engine import Engine, H2Limits
+from apigw_core.protocol.http2._engine import Engine, H2Limits
 from apigw_core.protocol.events import Data, EndOfMessage, Request, Response
 from apigw_core.protocol.http2 import ClientConnection, ServerConnection
 

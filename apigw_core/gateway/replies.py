@@ -1,5 +1,10 @@
 """Local replies: the answers the gateway makes itself (no route, backend down, ...).
 
+`local_reply` is the one place that decides their shape; the runtime writes every one of
+them through `runtime.stream.send_local_reply` (drivers, proxy, WebSocket refusals, the
+pipeline's gRPC errors), and the HTTP/1.1 parser errors that have no request use it with no
+request headers.
+
 A small JSON body in APIM's shape (`{"statusCode": 404, "message": "..."}`), so a client
 of APIM parses ours the same way.  The status codes follow APIM and Envoy:
 404 no API matches, 502 backend refused/unreachable or sent a bad response, 503 over
@@ -88,12 +93,20 @@ def grpc_reply_headers(code: int, message: str,
 
 def local_reply(status: int, message: str, request_id: Optional[bytes],
                 request_headers: Sequence[tuple[bytes, bytes]],
+                extra_headers: Sequence[tuple[bytes, bytes]] = (), *,
+                grpc_code: Optional[int] = None,
                 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and body of a local error reply, shaped for the caller."""
-    if is_grpc(request_headers):
-        return 200, grpc_reply_headers(grpc_status_for(status), message, request_headers,
-                                       request_id), b""
-    headers, body = json_error(status, message, request_id)
+    """Status, headers and body of a local reply, shaped for the caller: APIM JSON, or a
+    trailers-only answer for a gRPC / gRPC-Web caller (`grpc_code`: its status instead of
+    the one `status` maps to, for a caller known to speak gRPC).  `extra_headers` (say
+    WWW-Authenticate, Sec-WebSocket-Version) go after the shape's own fields."""
+    if grpc_code is not None or is_grpc(request_headers):
+        code = grpc_status_for(status) if grpc_code is None else grpc_code
+        status, body = 200, b""
+        headers = grpc_reply_headers(code, message, request_headers, request_id)
+    else:
+        headers, body = json_error(status, message, request_id)
+    headers.extend(extra_headers)
     return status, headers, body
 
 

@@ -18,7 +18,8 @@ import trio
 
 from ..gateway.config import ServerConfig
 from ..protocol import EndOfMessage
-from .h1server import H1Driver, HTTPStream
+from .h1server import H1Driver
+from .stream import HTTPStream
 from .listeners import accept_loop, bind_socket
 from .startup import run_reporting
 

@@ -34,20 +34,20 @@ from ..gateway.pipeline import (
     Context, ForwardRequest, Headers, PolicyError, ReadRequestBody, ReadResponseBody,
     RequestView, ResponseView, SendRequest, ServiceResponse, run,
 )
-from ..gateway.replies import is_grpc, local_reply
+from ..gateway.replies import is_grpc
 from ..gateway.subscriptions import Access, without_key
 from ..protocol import grpc
 from ..protocol import (
     ConnectionClosed, Data, EndOfMessage, InformationalResponse, ProtocolError, Request,
     Response, StreamReset,
 )
-from .h1server import BodyError, ClientGone
+from .stream import BodyError, ClientGone, send_local_reply
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
                        UpstreamError, log_failure)
 
 if TYPE_CHECKING:
-    from .h1server import HTTPStream
+    from .stream import HTTPStream
     from .state import GatewayState
 
 __all__ = ["run_pipeline"]
@@ -57,6 +57,8 @@ log = logging.getLogger("apigw_core.runtime")
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
 _REFUSED_STREAM = 7
 _BODY_FRAMING = (b"content-length", b"transfer-encoding")
+_GRPC_OWN = frozenset((b"content-type", b"content-length", b"transfer-encoding",
+                       b"grpc-status", b"grpc-message", b"x-request-id"))
 _REASON_FOR = {502: "BackendConnectionFailure", 503: "BackendConnectionFailure",
                504: "Timeout"}
 
@@ -482,13 +484,14 @@ class _Call:
             return
         if result.kind == "error":
             err = result.error
-            if is_grpc(stream.request.headers):
-                await stream.drain_upload()
-                status, headers, body = local_reply(err.status, err.message, self.rid,
-                                                    stream.request.headers)
-                await stream.reply(status, headers + list(err.headers) + extra, body)
-                return
             r = ctx.response
+            if is_grpc(stream.request.headers):
+                # the error's answer as on-error left it: its status picks the gRPC code,
+                # its fields (the error's own and on-error's set-header) become metadata
+                own = [h for h in r.headers.items if h[0] not in _GRPC_OWN]
+                await send_local_reply(stream, r.status, err.message, request_id=self.rid,
+                                       headers=own + extra)
+                return
             await self._whole(r.status, r.headers.items, r.body or b"", r.reason, extra)
             return
         r = ctx.response

@@ -9,7 +9,19 @@ answering during the drain, so a load balancer polling `/ready` sees 503, not si
 ready, so tests and embedding servers can bind port 0.  What keeps it from starting (a
 port in use, a TLS file that does not load) raises `StartupError`, before any port is
 taken when it can be.
+
+Reload (`reload()`, `trigger_reload()`; runtime/reload.py says what may change): the new
+file is read and compiled into a `GatewayState` in a worker thread, so the event loop
+keeps serving meanwhile, then swapped in with one assignment; a request holds the state
+it started on until it ends.  The pools the new state does not use are retired: closed at
+once (idle connections now, busy ones when released) and again once no request holds the
+old state (a weak reference tells), for the HTTP/2 connections and the ad-hoc pools that
+late requests of the old state opened.  Reloads run one at a time; the triggers that
+arrive while one runs make one more.  Admin: `GET /config` (version, loaded-at, source,
+last-error) and `POST /reload` (`reload_everywhere`: this process, or with `--workers`
+every worker through the supervisor), answered once this process's reload is done.
 """
+
 
 from __future__ import annotations
 
@@ -17,7 +29,9 @@ import logging
 import re
 import socket
 import ssl
-from typing import Optional
+import time
+import weakref
+from typing import Any, Callable, Optional
 
 import trio
 
@@ -25,12 +39,14 @@ from ..gateway.config import BackendConfig, GatewayConfig, ListenerConfig
 from ..gateway.forwarding import RequestIds
 from ..gateway.router import Router
 from ..protocol.alpn import H2, HTTP11, alpn_protocols, protocol_from_alpn, sniff
-from .h1server import H1Driver, HTTPStream
-from .h2server import H2Driver
+from .h1server import H1Driver
+from .h2server import H2Driver, h2_limits
 from .listeners import ConnectionLimit, accept_loop, bind_socket
 from .proxy import proxy_handler
+from .reload import ReloadRefused, ReloadStatus, load_reloadable, restart_only_changes
 from .state import GatewayState
 from .startup import StartupError
+from .stream import HTTPStream
 from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
                         TransportTimeout, Watchdog)
@@ -45,10 +61,24 @@ log = logging.getLogger("apigw_core.runtime")
 class Gateway:
     """One gateway process (one worker).  See the module docstring."""
 
-    def __init__(self, config: GatewayConfig, *, reuse_port: bool = False) -> None:
+    def __init__(self, config: GatewayConfig, *, reuse_port: bool = False, version: int = 1,
+                 pin: Optional[Callable[[GatewayConfig], GatewayConfig]] = None,
+                 reload_everywhere: Optional[Callable[[], None]] = None) -> None:
         self.watchdog = Watchdog()
+        self._write_timeout = config.server.write_timeout   # server.* needs a restart
         # everything derived from the config, swapped as one on reload (runtime/state.py)
-        self.state = GatewayState(config, self.watchdog, make_pool=self._pool)
+        self.state = GatewayState(config, self.watchdog, version=version,
+                                  make_pool=self._pool)
+        self.pin = pin  # applied to a reloaded file (workers: the supervisor's ports)
+        # what POST /reload triggers: this process, or (workers) all of them
+        self.reload_everywhere = reload_everywhere or self.trigger_reload
+        self.last_reload_error: Optional[tuple[float, list[str]]] = None
+        self._reload_lock = trio.Lock()
+        self._reload_wanted = trio.Event()
+        self._reloads_started = 0
+        self._reloads_done = 0
+        self._reload_done = trio.lowlevel.ParkingLot()
+        self._conns: Optional[trio.Nursery] = None
         self.request_ids = RequestIds()
         self.reuse_port = reuse_port
         self.draining = False
@@ -63,7 +93,7 @@ class Gateway:
     def _pool(self, name: str, b: BackendConfig):
         try:  # an https backend loads its CA file here
             return (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
-                    H2UpstreamPool(b, self.watchdog, self.config.server.write_timeout))
+                    H2UpstreamPool(b, self.watchdog, self._write_timeout))
         except (ssl.SSLError, OSError) as exc:
             raise StartupError(f"backend {name}: cannot load its TLS CA file: "
                                f"{_ssl_reason(exc)}") from None
@@ -105,6 +135,8 @@ class Gateway:
             async with trio.open_nursery() as conns:
                 conns.start_soon(self.watchdog.run)
                 self.state.start(conns)  # HTTP/2 backend connections run here
+                self._conns = conns
+                conns.start_soon(self._reloader)
                 if admin_sock is not None:  # answers (/ready: 503) until the drain ends
                     conns.start_soon(accept_loop, admin_sock, conns, self._serve_admin)
                 async with trio.open_nursery() as accepting:
@@ -138,6 +170,117 @@ class Gateway:
                 await trio.sleep(0.05)
         conns.cancel_scope.cancel()
 
+    # -- reload --------------------------------------------------------------------------
+
+    def trigger_reload(self) -> None:
+        """Reload soon (a signal, the file watch): triggers that arrive while a reload
+        is pending make one reload, which reads the file as it is then."""
+        self._reload_wanted.set()
+
+    async def _reloader(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted = trio.Event()
+            await self.reload()
+
+    async def reload(self, config: Optional[GatewayConfig] = None) -> bool:
+        """Apply the config file again (or `config`).  True: the new config serves every
+        request from now on.  False: it was refused, the running one keeps serving, and
+        `last_reload_error` (logged too) says why."""
+        async with self._reload_lock:
+            self._reloads_started += 1
+            try:
+                return await self._reload(config)
+            finally:
+                self._reloads_done += 1
+                self._reload_done.unpark_all()
+
+    async def _reload(self, config: Optional[GatewayConfig]) -> bool:
+        old = self.state
+        source = old.config.source
+        if self.draining:
+            log.info("reload of %s ignored: draining", source)
+            return False
+        try:
+            new = await trio.to_thread.run_sync(self._build, old, config)
+        except ReloadRefused as exc:
+            self.last_reload_error = (time.time(), exc.errors)
+            for e in exc.errors:
+                log.error("reload of %s refused: %s", source, e)
+            log.error("reload of %s refused: config version %d keeps serving", source,
+                      old.version)
+            return False
+        if self._conns is not None:
+            new.start(self._conns)
+        self.state = new   # the switch: the next request reads the new state
+        self.last_reload_error = None
+        log.info("reloaded %s: config version %d", source, new.version)
+        retired = old.retired_pools(new)
+        for pool in retired:  # idle connections now, busy ones when released
+            pool.close()
+        if self._conns is not None:
+            self._conns.start_soon(self._retire, weakref.ref(old), new, retired)
+        return True
+
+    def _build(self, old: GatewayState, config: Optional[GatewayConfig]) -> GatewayState:
+        """The new state (in a worker thread: reading and compiling take a while)."""
+        if config is None:
+            config = load_reloadable(old.config, self.pin)
+        else:
+            changed = restart_only_changes(old.config, config)
+            if changed:
+                raise ReloadRefused(changed)
+        try:
+            return GatewayState(config, self.watchdog, version=old.version + 1,
+                                previous=old, make_pool=self._pool)
+        except StartupError as exc:  # a backend's CA file that does not load
+            raise ReloadRefused([str(exc)]) from None
+        except Exception as exc:  # noqa: BLE001 - a bug: logged, and the old config stays
+            log.exception("reload of %s: building the new config failed", config.source)
+            raise ReloadRefused([f"internal error building the config: "
+                                 f"{type(exc).__name__} (logged)"]) from None
+
+    async def _retire(self, old_ref: "weakref.ref[GatewayState]", new: GatewayState,
+                      retired: list[Any]) -> None:
+        """Until no request holds the old state: close the ad-hoc pools its requests
+        open meanwhile; then close every retired pool again (HTTP/2 connections that were
+        busy at the swap get their GOAWAY)."""
+        keep = {id(p): p for p in new.pools.values()}  # held: their ids stay theirs
+        del new
+        closed: dict[int, Any] = {id(p): p for p in retired}
+        while True:
+            old = old_ref()
+            if old is None:  # no request holds it any more
+                break
+            for pool in old.all_pools():  # ad-hoc pools may appear while requests run
+                if id(pool) not in keep and id(pool) not in closed:
+                    pool.close()
+                    closed[id(pool)] = pool
+            del old
+            await trio.sleep(1)
+        for pool in closed.values():  # HTTP/2 connections whose streams ended since
+            pool.close()
+
+    def reload_status(self) -> ReloadStatus:
+        state = self.state
+        return ReloadStatus(state.version, state.loaded_at, state.config.source,
+                            self.last_reload_error)
+
+    async def _admin_reload(self, stream: HTTPStream) -> None:
+        if self.draining:
+            await stream.error(503, "draining: not reloading")
+            return
+        target = self._reloads_started + 1  # the next reload to start reads the file now
+        self.reload_everywhere()
+        with trio.move_on_after(30):
+            while self._reloads_done < target:
+                await self._reload_done.park()
+        if self._reloads_done < target:
+            await stream.error(504, "the reload did not finish in time")
+            return
+        status = self.reload_status()
+        await _json(stream, 200 if status.last_error is None else 400, status.to_json())
+
     # -- connections ---------------------------------------------------------------------
 
     def _serve_for(self, lc: ListenerConfig):
@@ -154,7 +297,7 @@ class Gateway:
             except (ssl.SSLError, OSError) as exc:
                 raise StartupError(f"listener {lc.bind}: cannot load its TLS certificate "
                                    f"or key: {_ssl_reason(exc)}") from None
-        h2c = "h2c" in lc.protocols
+        h2c = h2_limits(settings) if "h2c" in lc.protocols else None
 
         async def serve(sock: socket.socket, addr: tuple) -> None:
             if ctx is not None:
@@ -171,7 +314,7 @@ class Gateway:
                 return
             transport = SocketTransport(sock, addr, self.watchdog)
             initial = b""
-            if h2c:  # prior knowledge: the client preface, or else HTTP/1.1
+            if h2c is not None:  # prior knowledge: the client preface, or else HTTP/1.1
                 proto = None
                 while proto is None:
                     try:
@@ -188,15 +331,20 @@ class Gateway:
             if not http1:
                 await transport.close()
                 return
-            await self._drive(H1Driver(transport, handler, settings, b"http", draining,
-                                       initial=initial, h2c=h2c))
+            up = await self._drive(H1Driver(transport, handler, settings, b"http",
+                                            draining, initial=initial, h2c=h2c))
+            if up is not None:  # `Upgrade: h2c` answered 101: HTTP/2 from here on
+                await self._drive(H2Driver(transport, handler, settings, b"http", draining,
+                                           conn=up.conn, first_events=up.first_events))
 
         return serve
 
-    async def _drive(self, drv: "H1Driver | H2Driver") -> None:
+    async def _drive(self, drv: "H1Driver | H2Driver"):
+        """Run a driver (in the set the drain walks); an H1Driver's h2c upgrade is
+        returned, with no checkpoint before the caller's next driver joins the set."""
         self._drivers.add(drv)
         try:
-            await drv.run()
+            return await drv.run()
         finally:
             self._drivers.discard(drv)
 
@@ -212,7 +360,15 @@ class Gateway:
 
     async def _admin_handler(self, stream: HTTPStream) -> None:
         path = stream.request.target.partition(b"?")[0]
-        if path == b"/healthz":
+        method = stream.request.method
+        if path in _ADMIN_METHODS and method not in _ADMIN_METHODS[path]:
+            allow = b", ".join(_ADMIN_METHODS[path])
+            await stream.reply(405, [(b"allow", allow), (b"content-length", b"0")], b"")
+        elif path == b"/reload":
+            await self._admin_reload(stream)
+        elif path == b"/config":
+            await _json(stream, 200, self.reload_status().to_json())
+        elif path == b"/healthz":
             await _text(stream, 200, b"ok\n")
         elif path == b"/ready":
             if self._ready and not self.draining:
@@ -220,12 +376,21 @@ class Gateway:
             else:
                 await _text(stream, 503, b"draining\n" if self.draining else b"starting\n")
         else:
-            await stream.error(404, "admin endpoints: /healthz, /ready")
+            await stream.error(404, "admin endpoints: /healthz, /ready, /config, "
+                                    "POST /reload")
 
 
 def _ssl_reason(exc: OSError) -> str:
     """'[SSL] PEM lib (_ssl.c:3905)' -> '[SSL] PEM lib'; an OSError's strerror."""
     return re.sub(r" \(_ssl\.c:\d+\)$", "", exc.strerror or str(exc))
+
+
+_ADMIN_METHODS = {b"/reload": (b"POST",), b"/config": (b"GET", b"HEAD")}
+
+
+async def _json(stream: HTTPStream, status: int, body: bytes) -> None:
+    await stream.reply(status, [(b"content-type", b"application/json"),
+                                (b"content-length", b"%d" % len(body))], body)
 
 
 async def _text(stream: HTTPStream, status: int, body: bytes) -> None:

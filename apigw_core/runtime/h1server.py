@@ -5,8 +5,11 @@ Strategy.  HTTP/1.1 answers requests strictly in order (RFC 9112 §9.3.2), so on
 handled at a time and the connection's own task runs the handler: no task per request, no
 channel, no lock (spawning a task and handing it the body costs more than parsing the request
 here).  The handler is therefore the only writer while it runs, and the only reader while it
-pulls its body (`HTTPStream.receive_body`).  HTTP/2 (issue 4) gets a writer task and a task
-per stream behind the same `HTTPStream` verbs, so handlers never know which one carries them.
+pulls its body (`H1Stream.receive_body`).  HTTP/2 (h2server.py) gets a writer task and a
+task per stream behind the same `stream.HTTPStream` verbs, so handlers never know which one
+carries them.  An `Upgrade: h2c` that succeeds ends this driver: `run` returns an
+`H2cUpgrade` and its caller (gateway.py) goes on with an HTTP/2 driver, so the two drivers
+never import each other.
 
 Timeouts (ServerConfig): `idle_timeout` waiting for the first byte of a request (then a
 silent close, as nginx), `head_timeout` from that first byte to the end of the head
@@ -20,11 +23,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Sequence
+import dataclasses
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import trio
 
-from ..gateway.replies import json_error, local_reply
+from ..gateway.replies import local_reply
 from ..protocol import (
     ConnectionClosed,
     Data,
@@ -35,88 +39,26 @@ from ..protocol import (
     Request,
     Response,
 )
+from ..protocol.alpn import h2c_settings
 from ..protocol.http1 import ServerConnection, reason_phrase
+from ..protocol.http2 import H2Limits
+from ..protocol.http2 import ServerConnection as H2ServerConnection
+from .clock import http_date, with_date
+from .stream import (BodyError, ClientGone, Handler, HTTPStream, Replies, Tunnel,
+                     send_local_reply)
 from .transport import SocketTransport, Transport, TransportClosed, TransportTimeout
 
 if TYPE_CHECKING:
     from ..gateway.config import ServerConfig
 
-__all__ = ["HTTPStream", "H1Driver", "ClientGone", "BodyError", "Handler", "Replies",
-           "Tunnel"]
+# HTTPStream and the rest of the stream contract live in stream.py (re-exported here for
+# older imports)
+__all__ = ["H1Stream", "H1Driver", "H2cUpgrade", "HTTPStream", "ClientGone", "BodyError",
+           "Handler", "Replies", "Tunnel"]
 
 log = logging.getLogger("apigw_core.runtime")
 
 _checkpoint = trio.lowlevel.checkpoint
-
-
-class ClientGone(Exception):
-    """The client closed or reset the connection, or stopped reading (write stall)."""
-
-
-class BodyError(Exception):
-    """The request body could not be read: `status` is the answer (400, 408, 413)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class Replies:
-    """What every stream kind (HTTP/1.1, HTTP/2) shares: body and end verbs (its
-    connection object frames them), and the whole-answer verbs built on send_response /
-    send_data / send_end / flush."""
-
-    __slots__ = ()
-    request: Request
-    stream_id: int
-
-    def send_data(self, data: bytes) -> None:
-        if data:
-            self._drv.conn.send(Data(self.stream_id, data))  # type: ignore[attr-defined]
-
-    def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        self._drv.conn.send(EndOfMessage(self.stream_id, trailers))  # type: ignore
-        self.response_complete = True
-
-    async def reply(self, status: int, headers: list[tuple[bytes, bytes]],
-                    body: bytes = b"") -> None:
-        """A whole small response at once."""
-        self.send_response(status, headers)  # type: ignore[attr-defined]
-        self.send_data(body)  # type: ignore[attr-defined]
-        self.send_end()  # type: ignore[attr-defined]
-        await self.flush()  # type: ignore[attr-defined]
-
-    async def drain_upload(self) -> None:
-        """Before a local answer (HTTP/2 takes a small upload still arriving first)."""
-
-    async def error(self, status: int, message: str,
-                    request_id: Optional[bytes] = None) -> None:
-        """A local error reply: JSON, or a trailers-only status for a gRPC caller."""
-        status, headers, body = local_reply(status, message, request_id,
-                                            self.request.headers)
-        await self.drain_upload()
-        await self.reply(status, headers, body)
-
-
-class Tunnel:
-    """Bytes both ways after a protocol switch (WebSocket): `receive()` (b"" when the
-    client is done), `send(data)`, `close()`.  HTTP/1.1: the connection itself after a
-    101; HTTP/2: the stream's DATA after a 200 to an extended CONNECT (RFC 8441)."""
-
-    async def receive(self, timeout: float) -> bytes:
-        raise NotImplementedError
-
-    async def send(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        raise NotImplementedError
-
-    async def linger_close(self, timeout: float) -> None:
-        """Close while the client may still be sending (it was sent a Close it has not
-        answered).  HTTP/2: a plain close (a stream end never resets the connection)."""
-        await self.close()
 
 
 class _H1Tunnel(Tunnel):
@@ -165,13 +107,8 @@ class _H1Tunnel(Tunnel):
         await t.close()
 
 
-class HTTPStream(Replies):
-    """One request as a handler sees it, whatever protocol carried it.
-
-    `send(event)` queues a Response / Data / EndOfMessage (stream ids are filled in),
-    `flush()` writes what is queued, `receive_body()` returns the next Data or
-    EndOfMessage of the request body, `continue_()` sends `100 Continue` once if the client
-    asked for it."""
+class H1Stream(Replies):
+    """One HTTP/1.1 request: the verbs of `stream.HTTPStream`."""
 
     __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
                  "response_started", "response_complete", "_sent_100")
@@ -202,10 +139,13 @@ class HTTPStream(Replies):
     # -- response ------------------------------------------------------------------------
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
-                      reason: bytes = b"") -> None:
+                      reason: bytes = b"", *, close: bool = False) -> None:
+        """Queue the response head (`close`: the connection ends with this answer); a
+        `date` is added when `headers` (lower-case names) carry none."""
         drv = self._drv
-        if drv.gateway_draining() or (not self.body_complete
-                                      and drv._body_done_id != self.stream_id):
+        headers = with_date(headers)
+        if close or drv.gateway_draining() or (not self.body_complete
+                                               and drv._body_done_id != self.stream_id):
             # draining, or answering before the whole upload arrived: the rest of it
             # would be read as the next request, so the connection ends with this answer
             headers = headers + [(b"connection", b"close")]
@@ -230,7 +170,14 @@ class HTTPStream(Replies):
         return _H1Tunnel(drv, drv.conn.trailing_data)
 
 
-Handler = Callable[[HTTPStream], Awaitable[None]]
+@dataclasses.dataclass(frozen=True)
+class H2cUpgrade:
+    """What `H1Driver.run` returns after a `101` to `Upgrade: h2c`: the HTTP/2 connection
+    (the upgrade request already its stream 1) and its first events, for an H2Driver on
+    the same transport."""
+
+    conn: H2ServerConnection
+    first_events: Sequence[Event]
 
 
 class H1Driver:
@@ -238,17 +185,20 @@ class H1Driver:
 
     __slots__ = ("transport", "conn", "handler", "settings", "scheme", "_events", "_i",
                  "_draining", "idle", "_body_done_id", "_served", "_wlock", "_initial",
-                 "h2c", "upgraded", "tunnelled")
+                 "h2c", "upgraded", "tunnelled", "linger")
 
     def __init__(self, transport: Transport, handler: Handler, settings: "ServerConfig",
                  scheme: bytes = b"http",
                  draining: Callable[[], bool] = lambda: False, *, initial: bytes = b"",
-                 h2c: bool = False) -> None:
+                 h2c: Optional[H2Limits] = None) -> None:
         self.transport = transport
         self._initial = initial  # bytes already read from the transport (protocol sniffing)
-        self.h2c = h2c           # honour `Upgrade: h2c` (a cleartext listener with h2c)
-        self.upgraded: Optional[object] = None  # the H2Driver after an h2c upgrade
+        # honour `Upgrade: h2c` (a cleartext listener with h2c), with these HTTP/2 limits
+        self.h2c = h2c
+        self.upgraded: Optional[H2cUpgrade] = None  # after a 101 to an h2c upgrade
         self.tunnelled = False  # a handler took the connection over (open_tunnel)
+        # the connection ends with request bytes maybe still coming: close lingering
+        self.linger = False
         self.handler = handler
         self.settings = settings
         self.scheme = scheme
@@ -271,20 +221,28 @@ class H1Driver:
 
     def close_if_idle(self) -> None:
         """Graceful shutdown: end the connection now if no request is in progress."""
-        if self.upgraded is not None:
-            self.upgraded.close_if_idle()  # type: ignore[attr-defined]
-        elif self.idle:
+        if self.idle and self.upgraded is None:
             self.transport.expire()
 
     # -- the loop ------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self) -> Optional[H2cUpgrade]:
+        """Serve until the connection ends (then it is closed), or until an h2c upgrade
+        (then the transport stays open for the HTTP/2 driver the caller starts)."""
         try:
             await self._loop()
+            if self.upgraded is not None:
+                return self.upgraded
+            if self.linger:
+                # nginx's lingering_close: FIN after the answer, then take (and drop) what
+                # the client is still sending, so its stack delivers the answer, not a reset
+                await self.transport.linger_close()
         except ClientGone:
             self.transport.abort()
         finally:
-            await self.transport.close()
+            if self.upgraded is None:
+                await self.transport.close()
+        return None
 
     async def _loop(self) -> None:
         conn = self.conn
@@ -316,10 +274,10 @@ class H1Driver:
                 complete = nxt.__class__ is EndOfMessage or (
                     nxt.__class__ is Data and i + 2 < len(events)
                     and events[i + 2].__class__ is EndOfMessage)
-                if ev.upgrade == b"h2c" and self.h2c and complete:  # type: ignore
-                    if await self._upgrade_h2c(ev):  # type: ignore[arg-type]
+                if ev.upgrade == b"h2c" and self.h2c is not None and complete:  # type: ignore
+                    if await self._upgrade_h2c(ev, self.h2c):  # type: ignore[arg-type]
                         return
-                stream = HTTPStream(self, ev, complete)  # type: ignore[arg-type]
+                stream = H1Stream(self, ev, complete)  # type: ignore[arg-type]
                 self._served += 1
                 await self._serve(stream)
                 if self.tunnelled:
@@ -327,19 +285,17 @@ class H1Driver:
                 if not stream.response_complete:
                     return  # the handler gave up mid-response: the close says so
                 if not self._skip_body(stream.stream_id):
+                    self.linger = True
                     return  # body left unread: the next bytes are not a request head
                 await _checkpoint()
             elif t is ConnectionClosed:
                 return
             # Data / EndOfMessage of an answered request were skipped by _skip_body
 
-    async def _upgrade_h2c(self, req: Request) -> bool:
-        """`Upgrade: h2c` (RFC 7540 §3.2): answer 101 and go on as HTTP/2, the request
-        becoming stream 1; False (plain HTTP/1.1 goes on) when the upgrade is not valid."""
-        from ..protocol.alpn import h2c_settings
-        from ..protocol.http2 import ServerConnection as H2ServerConnection
-        from .h2server import H2Driver, h2_limits
-
+    async def _upgrade_h2c(self, req: Request, limits: H2Limits) -> bool:
+        """`Upgrade: h2c` (RFC 7540 §3.2): answer 101 and hand the connection over as
+        HTTP/2 (`self.upgraded`), the request becoming stream 1; False (plain HTTP/1.1
+        goes on) when the upgrade is not valid."""
         if h2c_settings(req) is None:
             return False
         body = []
@@ -350,19 +306,16 @@ class H1Driver:
         try:
             h2conn, first = H2ServerConnection.from_h1_upgrade(
                 req, self.conn.trailing_data, body=b"".join(body),
-                limits=h2_limits(self.settings), clock=trio.current_time)
+                limits=limits, clock=trio.current_time)
         except ProtocolError:
             return False
         self.conn.send(InformationalResponse(req.stream_id, 101, [
             (b"connection", b"Upgrade"), (b"upgrade", b"h2c")]))
         await self.flush()
-        drv = H2Driver(self.transport, self.handler, self.settings, self.scheme,
-                       self._draining, conn=h2conn, first_events=first)
-        self.upgraded = drv
-        await drv.run()
+        self.upgraded = H2cUpgrade(h2conn, first)
         return True
 
-    async def _serve(self, stream: HTTPStream) -> None:
+    async def _serve(self, stream: H1Stream) -> None:
         try:
             await self.handler(stream)
         except (ClientGone, trio.Cancelled):
@@ -377,16 +330,14 @@ class H1Driver:
                 await self._answer_error(500, "internal error", stream)
             return
 
-    async def _answer_error(self, status: int, message: str, stream: HTTPStream) -> None:
-        headers, body = json_error(status, message)
-        headers.append((b"connection", b"close"))
+    async def _answer_error(self, status: int, message: str, stream: H1Stream) -> None:
+        self.linger = status != 408  # a client too slow to send has nothing to drain
         try:
-            stream.send_response(status, headers)
-            stream.send_data(body)
-            stream.send_end()
+            await send_local_reply(stream, status, message, close=True)
+        except ClientGone:
+            raise
         except Exception:  # the connection state refuses: just close
             return
-        await self.flush()
 
     def _skip_body(self, stream_id: int) -> bool:
         """After a response: drop the rest of this request's body if it was received
@@ -453,7 +404,7 @@ class H1Driver:
             except TransportClosed:
                 return False
 
-    async def next_body_event(self, stream: HTTPStream) -> Event:
+    async def next_body_event(self, stream: H1Stream) -> Event:
         events = self._events
         i = self._i
         if i < len(events):
@@ -507,9 +458,12 @@ class H1Driver:
 
     async def _protocol_error(self, exc: ProtocolError) -> None:
         conn = self.conn
-        headers, body = json_error(exc.status_hint, exc.message)
+        # no request to shape it for: the JSON answer
+        _, headers, body = local_reply(exc.status_hint, exc.message, None, ())
+        self.linger = True
         try:
-            conn.send_error(exc.status_hint, body, headers[:1])
+            # local_reply's content-type (send_error frames the rest), and a date
+            conn.send_error(exc.status_hint, body, [headers[0], (b"date", http_date())])
             await self.flush()
         except ClientGone:
             pass
@@ -518,10 +472,10 @@ class H1Driver:
 
     async def _send_raw_error(self, status: int, message: str) -> None:
         """An answer with no request to attach it to (408 on a partial head)."""
-        headers, body = json_error(status, message)
+        status, headers, body = local_reply(status, message, None, ())
         head = [b"HTTP/1.1 %d %b\r\n" % (status, reason_phrase(status))]
         head += [b"%b: %b\r\n" % h for h in headers]
-        head.append(b"connection: close\r\n\r\n")
+        head.append(b"date: %b\r\nconnection: close\r\n\r\n" % http_date())
         try:
             await self.transport.send(b"".join(head) + body, self.settings.write_timeout)
         except (TransportClosed, TransportTimeout):

@@ -1,12 +1,12 @@
 """The HTTP/2 connection driver (server side): streams as tasks, one writer per connection.
 
-Strategy (DESIGN.md "one writer per connection").  Three kinds of task share one
+Strategy (one writer per connection, ARCHITECTURE.md).  Three kinds of task share one
 `http2.ServerConnection`, which is sans-IO and synchronous, so no lock is needed around it:
 - the reader (the connection's own task) feeds received bytes to the connection and hands
   each event to its stream: a Request starts a stream task, Data / EndOfMessage go to that
   stream's queue, a StreamReset cancels its task;
 - one task per stream runs the request handler with an `H2Stream`, which has the same verbs
-  as the HTTP/1.1 `HTTPStream`, so the proxy does not know which protocol carries it;
+  as the HTTP/1.1 `H1Stream` (the `stream.HTTPStream` contract), so the proxy does not know which protocol carries it;
 - the writer is the only task that writes to the transport: it sleeps until kicked, then
   writes whatever `data_to_send()` frames (two tasks writing one trio stream at once raise
   BusyResourceError; one writer cannot).
@@ -55,7 +55,8 @@ from ..protocol import (
     StreamReset,
 )
 from ..protocol.http2 import H2Limits, RequestRejected, ServerConnection
-from .h1server import BodyError, ClientGone, Handler, Replies, Tunnel
+from .clock import with_date
+from .stream import BodyError, ClientGone, Handler, Replies, Tunnel
 from .transport import Transport, TransportClosed, TransportTimeout
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class _H2Tunnel(Tunnel):
 
 
 class H2Stream(Replies):
-    """One HTTP/2 request as a handler sees it: the verbs of `h1server.HTTPStream`."""
+    """One HTTP/2 request as a handler sees it: the verbs of `stream.HTTPStream`."""
 
     __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
                  "response_started", "response_complete", "_sent_100", "_queue", "_lot",
@@ -196,8 +197,9 @@ class H2Stream(Replies):
     # -- response ------------------------------------------------------------------------
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
-                      reason: bytes = b"") -> None:
-        self._drv.conn.send(Response(self.stream_id, status, headers))
+                      reason: bytes = b"", *, close: bool = False) -> None:
+        # `close` is HTTP/1.1's: an HTTP/2 answer ends its stream, never the connection
+        self._drv.conn.send(Response(self.stream_id, status, with_date(headers)))
         self.response_started = True
 
     async def drain_upload(self) -> None:

@@ -124,6 +124,8 @@ class H2Exchange:
         elif self._unacked and not up.dead:
             up.conn.acknowledge_received(self.sid, self._unacked)
         up.streams.pop(self.sid, None)
+        if not up.streams and up._wake is not None:
+            up._wake.cancel()
         up.kick()
         up.pool.stream_ended(up)
 
@@ -141,6 +143,7 @@ class H2UpConn:
         self.used = False
         self.window_lot = trio.lowlevel.ParkingLot()
         self._kick_lot = trio.lowlevel.ParkingLot()
+        self._wake: Optional[trio.CancelScope] = None  # the reader's wait while busy
         # the backend's first bytes (its SETTINGS) arrived: until then its
         # MAX_CONCURRENT_STREAMS is unknown and no stream is opened
         self.settled = trio.Event()
@@ -177,9 +180,11 @@ class H2UpConn:
             if conn.should_close and not self.streams:
                 return
             try:
-                data = await self.transport.receive(idle if not self.streams else _FOREVER)
+                data = await self._receive(idle)
             except (TransportTimeout, TransportClosed):
                 return
+            if data is None:
+                continue  # the last stream ended: idle timeout and GOAWAY apply again
             try:
                 events = conn.receive_data(data)
             except ProtocolError as exc:
@@ -208,6 +213,20 @@ class H2UpConn:
             self.kick()
             if not data:
                 return
+
+    async def _receive(self, idle: float) -> Optional[bytes]:
+        """The next bytes; while streams are open, with no timeout, but the release of
+        the last stream wakes the wait (None) so that an idle connection times out and a
+        connection that got GOAWAY goes away."""
+        if not self.streams:
+            return await self.transport.receive(idle)
+        with trio.CancelScope() as scope:
+            self._wake = scope
+            try:
+                return await self.transport.receive(_FOREVER)
+            finally:
+                self._wake = None
+        return None
 
     async def _writer(self) -> None:
         conn = self.conn

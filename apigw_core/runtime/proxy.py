@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Optional
 import trio
 
 from ..gateway.forwarding import forward_request_headers, forward_response_headers
-from ..gateway.replies import grpc_reply_headers
+from ..gateway.paths import PathError
 from ..protocol import grpc
 from ..protocol import (
     ConnectionClosed,
@@ -42,7 +42,7 @@ from ..protocol import (
     Response,
     StreamReset,
 )
-from .h1server import BodyError, ClientGone, HTTPStream
+from .stream import BodyError, ClientGone, HTTPStream, send_local_reply
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
                        UpstreamError, log_failure)
@@ -97,7 +97,11 @@ def proxy_handler(gw: "Gateway"):
         state = gw.state   # one config for the whole request, whatever reloads meanwhile
         req = stream.request
         host, ctype = _host_and_type(req.headers)
-        route = state.router.match(host, req.target)
+        try:
+            route = state.router.match(host, req.target)
+        except PathError as exc:  # every protocol's target goes through here
+            await stream.error(exc.status, exc.message)
+            return
         if route is None:
             await stream.error(404, "no API matches this request")
             return
@@ -206,8 +210,7 @@ def _h1_framing(upreq: Request, body: Optional[list]) -> Request:
 async def _grpc_answer(stream: HTTPStream, code: int, message: str) -> None:
     """A trailers-only gRPC answer (HTTP 200, the status in the head), in the caller's
     content-type (gRPC-Web clients reject `application/grpc`)."""
-    await stream.drain_upload()
-    await stream.reply(200, grpc_reply_headers(code, message, stream.request.headers))
+    await send_local_reply(stream, 200, message, grpc_code=code)
 
 
 async def _deadline_exceeded(stream: HTTPStream, web) -> None:

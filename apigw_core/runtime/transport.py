@@ -5,7 +5,7 @@ Strategy.  The drivers need three verbs with a deadline each: `receive(timeout)`
 and waits with trio's `wait_readable` / `wait_writable` only when the call would block: on a
 busy keep-alive connection the data is usually there already, and skipping trio's
 SocketStream wrapper (and a cancel scope per call) is worth about a third of the CPU of a
-proxied request (DESIGN.md: ~22k vs ~30k requests per CPU-second for a do-nothing proxy).
+proxied request (measured for the target design, ARCHITECTURE.md: ~22k vs ~30k requests per CPU-second for a do-nothing proxy).
 Trio's promises are kept by the drivers, which pass a scheduling checkpoint at least once
 per request (`trio.lowlevel.checkpoint`), and by every wait here being cancellable.
 `StreamTransport` wraps a trio Stream (TLS: trio.SSLStream) with the same verbs.
@@ -21,6 +21,15 @@ watchdog's set with its deadline, and the watchdog's sweep (every 0.1 s) closes 
 transports whose deadline passed, which wakes their waiting task through
 `trio.lowlevel.notify_closing`.  `receive_or_timeout(timeout)` keeps the connection usable
 after a timeout (a slow request head gets a 408): it uses a cancel scope.
+
+Lingering close (nginx `lingering_close`).  Closing a socket whose receive queue holds
+unread bytes sends a reset, and a reset can destroy the answer just written (unsent bytes
+are dropped, and some client stacks discard what they received).  After answering a
+request it did not read whole (413, 431, ...), a driver calls `linger_close()`: FIN our
+side (shutdown SHUT_WR), then read and drop what the client still sends until its EOF, for
+at most LINGER_TIME seconds, LINGER_READ seconds per read and LINGER_BYTES bytes (nginx:
+30 s, 5 s, unbounded; ours only has to let an answer be read), then close.  Over TLS a
+half-close would end the TLS session, so the draining happens without it.
 """
 
 from __future__ import annotations
@@ -32,9 +41,13 @@ from typing import Optional
 import trio
 
 __all__ = ["Transport", "SocketTransport", "StreamTransport", "TransportTimeout",
-           "TransportClosed", "RECV_SIZE", "Watchdog"]
+           "TransportClosed", "RECV_SIZE", "Watchdog", "LINGER_TIME", "LINGER_READ",
+           "LINGER_BYTES"]
 
 RECV_SIZE = 65536  # bounded read buffer per connection and per read
+LINGER_TIME = 2.0           # a lingering close's whole drain
+LINGER_READ = 1.0           # ... and its wait for each next read
+LINGER_BYTES = 16 * 1024 * 1024  # ... and what it takes at most
 
 _wait_readable = trio.lowlevel.wait_readable
 _wait_writable = trio.lowlevel.wait_writable
@@ -99,6 +112,26 @@ class Transport:
 
     async def close(self) -> None:
         raise NotImplementedError
+
+    async def linger_close(self) -> None:
+        """Close after taking what the peer still sends (see the module docstring)."""
+        if self.closed:
+            return
+        self._half_close()
+        left = LINGER_BYTES
+        with trio.move_on_after(LINGER_TIME):
+            try:
+                while left > 0:
+                    data = await self.receive_or_timeout(LINGER_READ)
+                    if not data:
+                        break
+                    left -= len(data)
+            except (TransportTimeout, TransportClosed):
+                pass
+        await self.close()
+
+    def _half_close(self) -> None:
+        """Send our FIN, keep reading (where the transport can)."""
 
     def close_now(self) -> None:
         """Close at once with a FIN (no TLS close_notify): for idle pooled connections."""
@@ -198,6 +231,12 @@ class SocketTransport(Transport):
                 continue
             except OSError as exc:
                 raise self._closed_error(exc) from None
+
+    def _half_close(self) -> None:
+        try:
+            self.raw.shutdown(socket.SHUT_WR)
+        except OSError:  # already reset: the reads that follow end at once
+            pass
 
     def _closed_error(self, exc: BaseException) -> Exception:
         if self.timed_out:

@@ -16,6 +16,17 @@ exits 1.  SIGTERM/SIGINT are forwarded as SIGTERM
 Workers run in their own process group, so a terminal's Ctrl-C reaches only the
 supervisor (a second signal would make a worker stop without draining), and ask the kernel
 for SIGTERM if the supervisor dies (PR_SET_PDEATHSIG).
+
+Reload.  Each worker reloads the file itself (runtime/reload.py); the supervisor fans the
+trigger out.  SIGHUP to the supervisor is forwarded to every worker at once; `--watch`
+polls the file in the supervisor, which then does the same; `POST /reload` lands in one
+worker (the admin port is shared like the others), which sends SIGHUP to the supervisor,
+so every worker reloads, and answers once its own reload is done.  A SIGHUP that reaches
+a worker before its event loop listens for it is remembered and applied once it does.
+The supervisor reads the file too, and keeps the last config it found valid (and its
+version) for the workers it forks later, so a restarted worker serves what its siblings
+serve.  Workers get the supervisor's concrete ports for `:0` listeners, and pin a reloaded
+file the same way (`pin_ports`).
 """
 
 from __future__ import annotations
@@ -29,12 +40,13 @@ import signal
 import sys
 import time
 from functools import partial
-from typing import Optional
+from typing import Callable, Optional
 
 import trio
 
 from ..gateway.config import GatewayConfig
 from .listeners import bind_socket, split_hostport
+from .reload import FileWatch, ReloadRefused, load_reloadable, pin_ports
 from .startup import EXIT_STARTUP, StartupError, startup_errors
 
 __all__ = ["supervise"]
@@ -43,6 +55,7 @@ log = logging.getLogger("apigw_core.runtime")
 
 _PR_SET_PDEATHSIG = 1
 _POLL = 0.1
+_WATCH = 1.0   # seconds between two looks at the config file (--watch)
 
 
 def _reserve(config: GatewayConfig) -> tuple[GatewayConfig, list]:
@@ -91,7 +104,16 @@ class _Child:
         return self.report[1:].decode("utf-8", "replace")
 
 
-def _child(config: GatewayConfig, role: str, echo: Optional[str], socks: list,
+@dataclasses.dataclass(frozen=True)
+class _Start:
+    """What a worker starts from: the supervisor's last valid config and its version."""
+    config: GatewayConfig
+    version: int
+    pin: Callable[[GatewayConfig], GatewayConfig]
+    supervisor: int  # pid
+
+
+def _child(start: _Start, role: str, echo: Optional[str], socks: list,
            ready_fd: int) -> int:
     for s in socks:
         s.close()
@@ -102,8 +124,12 @@ def _child(config: GatewayConfig, role: str, echo: Optional[str], socks: list,
         pass
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    early_hup: list[int] = []  # a reload asked for before trio listens for SIGHUP
+    signal.signal(signal.SIGHUP, lambda signum, _frame: early_hup.append(signum))
     from . import run_gateway
     from .echo import echo_until_signal
+    from .gateway import Gateway
+    config = start.config
 
     reported = []
 
@@ -123,8 +149,20 @@ def _child(config: GatewayConfig, role: str, echo: Optional[str], socks: list,
                 host, port = split_hostport(echo)  # type: ignore[arg-type]
                 await nursery.start(partial(echo_until_signal, host, port))
             else:
-                await nursery.start(partial(run_gateway, config, reuse_port=True,
-                                            announce=False))
+                gw: Gateway
+
+                def reload_everywhere() -> None:  # POST /reload: via the supervisor
+                    if os.getppid() == start.supervisor:
+                        os.kill(start.supervisor, signal.SIGHUP)
+                    else:  # it is gone (we are about to get SIGTERM): just this one
+                        gw.trigger_reload()
+
+                gw = Gateway(config, reuse_port=True, version=start.version,
+                             pin=start.pin, reload_everywhere=reload_everywhere)
+                await nursery.start(partial(run_gateway, config, announce=False,
+                                            gateway=gw))
+                if early_hup:  # trio's receiver is installed now: later ones reach it
+                    gw.trigger_reload()
             report(b"r")
 
     try:
@@ -153,16 +191,24 @@ def _wait_ready(children: list[_Child], timeout: float = 30.0) -> None:
         pass
 
 
-def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -> int:
+def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
+              watch: bool = False) -> int:
+    started = config
     try:
         config, socks = _reserve(config)
     except StartupError as exc:
         print(f"apigw: {exc}", file=sys.stderr)
         return EXIT_STARTUP
+    pinned = config
+    me = os.getpid()
+    start = _Start(config, 1, partial(pin_ports, started=started, pinned=pinned), me)
     children: dict[int, _Child] = {}   # by pid
     young_deaths = 0
     stopping = False
+    reload_wanted = False
     failures: list[str] = []           # StartupErrors reported by the children
+    watcher = FileWatch(config.source) if watch else None
+    next_look = time.monotonic() + _WATCH
 
     def spawn(role: str) -> _Child:
         sys.stdout.flush()
@@ -173,7 +219,7 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
             code = 1
             try:
                 os.close(r)
-                code = _child(config, role, echo, socks, w)
+                code = _child(start, role, echo, socks, w)
             finally:
                 os._exit(code)
         os.close(w)
@@ -189,6 +235,31 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
             except ProcessLookupError:
                 pass
 
+    def forward_hup() -> None:
+        for pid, c in list(children.items()):
+            if c.role != "echo":
+                try:
+                    os.kill(pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
+
+    def on_hup(signum: int, _frame) -> None:
+        nonlocal reload_wanted
+        if os.getpid() != me or stopping:  # a child not yet past its own handlers
+            return
+        reload_wanted = True
+        forward_hup()
+
+    def reload_own() -> None:
+        """The config (and version) that workers forked from now on start with."""
+        nonlocal start
+        try:
+            new = load_reloadable(start.config, start.pin)
+        except ReloadRefused as exc:  # the workers log the errors
+            log.debug("supervisor: reload refused: %s", exc)
+            return
+        start = dataclasses.replace(start, config=new, version=start.version + 1)
+
     def failed(child: _Child) -> bool:
         """True (and everyone is told to stop) if `child` could not start."""
         why = child.failure()
@@ -202,6 +273,7 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
         return True
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hup)
     try:
         first = [spawn("echo")] if echo else []
         if echo:
@@ -220,6 +292,15 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None) -
                 print(f"apigw: admin on http://{config.admin.bind}/healthz", flush=True)
         deadline: Optional[float] = None
         while children:
+            if watcher is not None and not stopping and time.monotonic() >= next_look:
+                next_look = time.monotonic() + _WATCH
+                if watcher.changed():
+                    log.info("%s changed: reloading", watcher.path)
+                    reload_wanted = True
+                    forward_hup()
+            if reload_wanted and not stopping:
+                reload_wanted = False
+                reload_own()
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 if stopping:

@@ -1,6 +1,6 @@
 """WebSocket through the gateway: the handshake on both sides, then a frame relay.
 
-Strategy (protocol/websocket.py does the deciding).  The client's request (HTTP/1.1
+Strategy (protocol/websocket/ does the deciding).  The client's request (HTTP/1.1
 Upgrade or HTTP/2 extended CONNECT) is checked first (400 / 426 answered here).  The backend
 gets its own HTTP/1.1 connection, never a pooled one shared with other requests: after a
 101 it carries WebSocket until the end.  Only a 101 whose Sec-WebSocket-Accept is right
@@ -33,7 +33,7 @@ from ..protocol import (
     Response,
 )
 from ..protocol import websocket as ws
-from .h1server import ClientGone
+from .stream import ClientGone, send_local_reply
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, TIMED_OUT, UpstreamError,
                        UpstreamPool, log_failure)
@@ -55,10 +55,8 @@ async def proxy_websocket(stream, route: "Route", pool, headers: list, rid: byte
     """Handle one WebSocket request end to end (see the module docstring)."""
     offer = ws.server_handshake(stream.request)
     if isinstance(offer, ws.HandshakeRefusal):
-        await stream.reply(offer.status_code, offer.headers + [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % (len(offer.message.encode()) + 1))],
-            offer.message.encode() + b"\n")
+        await send_local_reply(stream, offer.status_code, offer.message,
+                               headers=offer.headers)
         return
     h1pool: UpstreamPool = pool if isinstance(pool, UpstreamPool) else pool.h1
     try:

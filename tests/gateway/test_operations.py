@@ -28,7 +28,7 @@ OPS = operations(
     ("any-ping", "*", "/ping"),
     ("get-ping", "GET", "/ping"),
     ("root", "GET", "/"),
-    ("cafe", "GET", "/café/{x}"),
+    ("cafe", "GET", "/caf%C3%A9/{x}"),
 )
 MATCHER = OperationMatcher(OPS)
 

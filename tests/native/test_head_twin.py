@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apigw_core import native
@@ -75,7 +75,7 @@ def both(data: bytes, lim: tuple[int, int, int]):
     return c, py
 
 
-@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=EXAMPLES)
 @given(heads(), limits)
 def test_same_answer_on_mutated_heads(data, lim):
     c, py = both(data, lim)
@@ -86,21 +86,21 @@ def test_same_answer_on_mutated_heads(data, lim):
         assert native.E_LAST <= c <= native.INCOMPLETE
 
 
-@settings(max_examples=EXAMPLES // 2, deadline=None)
+@settings(max_examples=EXAMPLES // 2)
 @given(st.binary(max_size=300), limits)
 def test_same_answer_on_random_bytes(data, lim):
     c, py = both(data, lim)
     assert c == py
 
 
-@settings(max_examples=EXAMPLES // 3, deadline=None)
+@settings(max_examples=EXAMPLES // 3)
 @given(st.lists(st.sampled_from(SPECIAL), max_size=120).map(bytes), limits)
 def test_same_answer_on_special_bytes(data, lim):
     c, py = both(b"GET / HTTP/1.1\r\n" + data, lim)
     assert c == py
 
 
-@settings(max_examples=EXAMPLES // 3, deadline=None)
+@settings(max_examples=EXAMPLES // 3)
 @given(st.binary(max_size=40), heads(), limits)
 def test_parse_at_offset_equals_parse_of_the_rest(prefix, data, lim):
     c, py = native.CHeadParser(*lim), native.PyHeadParser(*lim)

@@ -1,10 +1,10 @@
-"""Events: frozen, slotted, equal whichever constructor built them; the hot-path
-constructors really are cheaper than the dataclass __init__."""
+"""Events: frozen, slotted, equal whichever constructor built them (how much cheaper the
+hot-path constructors are than the dataclass __init__ is measured in
+benchmarks/test_bench_events.py, never asserted here)."""
 
 from __future__ import annotations
 
 import dataclasses
-import timeit
 
 import pytest
 
@@ -61,14 +61,6 @@ def test_fast_constructors_build_equal_frozen_objects(fast, slow):
     assert a == b and type(a) is type(b) and repr(a) == repr(b)
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.stream_id = 9
-
-
-def test_fast_constructors_are_cheaper():
-    def best(fn):
-        return min(timeit.repeat(fn, number=20000, repeat=5))
-    slow = best(lambda: Request(1, b"GET", b"/", H, b"1.1", None, False))
-    fast = best(lambda: _new_request(1, b"GET", b"/", H, b"1.1", None, False))
-    assert fast < 0.85 * slow, (fast, slow)
 
 
 def test_errors():

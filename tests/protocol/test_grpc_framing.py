@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apigw_core.protocol import ProtocolError, UsageError
@@ -59,7 +59,7 @@ def test_encode_message_wire_bytes():
 messages = st.lists(st.tuples(st.binary(max_size=300), st.booleans()), max_size=8)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300)
 @given(msgs=messages, cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=30))
 def test_round_trip_over_any_chunking(msgs, cuts):
     body = b"".join(encode_message(d, c) for d, c in msgs)

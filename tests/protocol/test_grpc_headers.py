@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apigw_core.protocol import ProtocolError, Request
-from apigw_core.protocol._grpc_headers import _format_timeout_ns, _parse_timeout_ns
+from apigw_core.protocol.grpc._headers import _format_timeout_ns, _parse_timeout_ns
 from apigw_core.protocol.grpc import (
     GrpcCall,
     GrpcError,

@@ -8,10 +8,15 @@ from __future__ import annotations
 import base64
 
 import pytest
-from grpc_test_pb import SERVICE, pb2
-from h2_helpers import Pair
-from hypothesis import given, settings
-from hypothesis import strategies as st
+
+# the messages come from grpc_test.proto, compiled by grpcio-tools at import: without it or
+# protobuf, this module skips (and nothing else)
+pytest.importorskip("grpc_tools", reason="optional test dependency 'grpcio-tools' missing")
+pytest.importorskip("google.protobuf", reason="optional test dependency 'protobuf' missing")
+from grpc_test_pb import SERVICE, pb2  # noqa: E402
+from h2_helpers import Pair  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from apigw_core.protocol import Data, EndOfMessage, Request, Response, StreamReset
 from apigw_core.protocol.grpc import (
@@ -119,7 +124,7 @@ def test_binary_request_head_and_body():
     assert pb2.SimpleRequest.FromString(msg).payload.body == bytes(271)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(sizes=st.lists(st.integers(0, 300), min_size=0, max_size=5),
        cuts=st.lists(st.integers(0, 3000), max_size=15), per_message_padding=st.booleans())
 def test_text_request_cut_anywhere(sizes, cuts, per_message_padding):

@@ -4,15 +4,14 @@ split invariance: how the bytes are cut never changes the events or the verdict.
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from h1_helpers import feed
 
 from apigw_core.protocol import EndOfMessage, Request, UsageError
 from apigw_core.protocol.http1 import ClientConnection, ServerConnection
 
-FUZZ = settings(max_examples=1500, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=1500)
 
 # Fragments that steer random inputs into the deep states (bodies, trailers, upgrades).
 REQUEST_BITS = [

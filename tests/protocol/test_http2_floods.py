@@ -1,10 +1,11 @@
 """HTTP/2 flood defences, each attack run in memory against our ServerConnection: the
-connection must end with GOAWAY(ENHANCE_YOUR_CALM) and a ProtocolError, within a bounded
-amount of memory and CPU time; and the matching legitimate pattern must not trip it."""
+connection must end with GOAWAY(ENHANCE_YOUR_CALM) and a ProtocolError, after a fixed number
+of frames and within a bounded amount of memory (traced allocations: the same on any
+machine); and the matching legitimate pattern must not trip it.  The CPU time each attack
+costs is measured in benchmarks/test_bench_floods.py, not asserted here."""
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 from contextlib import contextmanager
 
@@ -32,26 +33,16 @@ from apigw_core.protocol.http2 import H2Limits
 MiB = 1 << 20
 
 
-class Budget:
-    def __init__(self) -> None:
-        self.peak = 0
-        self.cpu = 0.0
-
-
 @contextmanager
-def measured(max_bytes: int, max_cpu: float):
-    """Peak traced memory and CPU time of the block, checked against the bounds."""
-    b = Budget()
+def bounded(max_bytes: int):
+    """The block's peak traced memory, checked against the bound."""
     tracemalloc.start()
-    t0 = time.process_time()
     try:
-        yield b
+        yield
     finally:
-        b.cpu = time.process_time() - t0
-        b.peak = tracemalloc.get_traced_memory()[1]
+        peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    assert b.peak < max_bytes, f"peak memory {b.peak} >= {max_bytes}"
-    assert b.cpu < max_cpu, f"cpu {b.cpu:.3f}s >= {max_cpu}s"
+    assert peak < max_bytes, f"peak memory {peak} >= {max_bytes}"
 
 
 def ready(**limits) -> RawClient:
@@ -93,7 +84,7 @@ def test_rapid_reset_trips_at_envoy_threshold():
             yield rc.headers(sid) + RstStreamFrame(sid, error_code=8).serialize()
             sid += 2
 
-    with measured(2 * MiB, 2.0):
+    with bounded(2 * MiB):
         n = feed_until_error(rc, attack(), 100_000)
     # premature_reset_total 500: fewer than 500 streams done, so trip at 250 premature
     assert n == 250
@@ -178,7 +169,7 @@ def test_continuation_flood_of_small_frames():
         while True:
             yield ContinuationFrame(1, b"\x82").serialize()
 
-    with measured(1 * MiB, 1.0):
+    with bounded(1 * MiB):
         n = feed_until_error(rc, attack(), 10_000)
     assert n == 1 + 9  # HEADERS + 8 CONTINUATION allowed, the 9th trips
     assert_calm(rc)
@@ -189,7 +180,7 @@ def test_continuation_flood_of_big_frames_is_bounded_by_header_list_size():
     chunk = b"\x00" * 16384
     frames = [HeadersFrame(1, chunk).serialize()] + [
         ContinuationFrame(1, chunk).serialize() for _ in range(100)]
-    with measured(2 * MiB, 1.0):
+    with bounded(2 * MiB):
         n = feed_until_error(rc, frames, 101)
     assert n == 5  # 5 x 16 KiB > 64 KiB
     assert_calm(rc)
@@ -225,7 +216,7 @@ def test_hpack_bomb_over_the_header_list_size():
 def test_ping_flood_from_a_peer_that_never_reads():
     rc = ready()
     ping = PingFrame(0, b"\x00" * 8).serialize()
-    with measured(1 * MiB, 1.0):
+    with bounded(1 * MiB):
         n = feed_until_error(rc, (ping for _ in range(10**6)), 10**6)
     assert n == 1001  # 1000 ACKs queued and nobody takes them
     assert_calm(rc)
@@ -233,7 +224,7 @@ def test_ping_flood_from_a_peer_that_never_reads():
 
 def test_ping_flood_in_one_segment():
     rc = ready()
-    with measured(3 * MiB, 1.0):
+    with bounded(3 * MiB):
         rc.send_bytes(PingFrame(0, b"\x00" * 8).serialize() * 100_000)
     assert_calm(rc)
 
@@ -249,7 +240,7 @@ def test_pings_from_a_peer_that_reads_are_answered():
 def test_settings_flood():
     rc = ready()
     s = settings_frame({4: 70000})
-    with measured(1 * MiB, 1.0):
+    with bounded(1 * MiB):
         n = feed_until_error(rc, (s for _ in range(10**6)), 10**6)
     assert n == 1001
     assert_calm(rc)
@@ -271,7 +262,7 @@ def test_data_on_a_stream_we_reset_gets_no_reply():
     rc.send(rc.headers(1, POST, end_stream=False))
     rc.server.send(StreamReset(1, 8))
     assert [f.__class__.__name__ for f in rc.read()] == ["RstStreamFrame"]
-    with measured(2 * MiB, 2.0):
+    with bounded(2 * MiB):
         n = feed_until_error(rc, (DataFrame(1, b"x").serialize() for _ in range(5000)), 5000)
     assert n == -1 and rc.error is None
     assert not [f for f in rc.read() if f.__class__.__name__ == "RstStreamFrame"]
@@ -282,7 +273,7 @@ def test_data_on_a_stream_we_reset_gets_no_reply():
 def test_empty_data_flood():
     rc = ready()
     rc.send(rc.headers(1, POST, end_stream=False))
-    with measured(1 * MiB, 1.0):
+    with bounded(1 * MiB):
         n = feed_until_error(rc, (DataFrame(1, b"").serialize() for _ in range(10**5)), 10**5)
     assert n == 2  # Envoy: 1 allowed
     assert_calm(rc)
@@ -311,7 +302,7 @@ def test_empty_frames_between_data_are_fine():
 def test_window_update_spam():
     rc = ready()
     wu = WindowUpdateFrame(0, window_increment=1).serialize()
-    with measured(1 * MiB, 1.0):
+    with bounded(1 * MiB):
         n = feed_until_error(rc, (wu for _ in range(10**6)), 10**6)
     assert n == 6  # 5 + 2 x (0 streams + 10 x 0 DATA frames sent)
     assert_calm(rc)
@@ -339,7 +330,7 @@ def test_priority_churn():
     rc = ready()
     frames = (PriorityFrame(sid, depends_on=0, stream_weight=7).serialize()
               for sid in range(1, 10**6, 2))
-    with measured(1 * MiB, 1.0):
+    with bounded(1 * MiB):
         n = feed_until_error(rc, frames, 10**5)
     assert n == 101  # 100 x (1 + 0 streams)
     assert_calm(rc)

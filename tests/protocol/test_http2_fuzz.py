@@ -5,7 +5,7 @@ events."""
 from __future__ import annotations
 
 from hpack import Encoder
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from h2_helpers import PREFACE, REQ, merge_data, raw_frame, settings_frame
 
@@ -19,8 +19,7 @@ from apigw_core.protocol import (
 )
 from apigw_core.protocol.http2 import ClientConnection, H2Limits, ServerConnection
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("H2FUZZ", 600)), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(__import__("os").environ.get("H2FUZZ", 600)))
 
 _enc = Encoder()
 BLOCKS = [_enc.encode(REQ), _enc.encode(REQ + [(b"content-length", b"3")]),

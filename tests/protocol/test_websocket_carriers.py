@@ -8,17 +8,7 @@ from typing import Optional
 
 import pytest
 from h2_helpers import Pair
-from websockets.client import ClientProtocol
-from websockets.extensions.permessage_deflate import (
-    ClientPerMessageDeflateFactory,
-    ServerPerMessageDeflateFactory,
-)
-from websockets.frames import Close as WsClose
-from websockets.frames import Frame as WsFrame
-from websockets.frames import Opcode
-from websockets.http11 import Request as WsRequest
-from websockets.server import ServerProtocol
-from websockets.uri import parse_uri
+from support import lazy_module
 from wsproto import WSConnection
 from wsproto.connection import ConnectionType
 from wsproto.events import (
@@ -53,6 +43,15 @@ from apigw_core.protocol.websocket import (
 )
 
 from ws_helpers import whole
+
+# the websockets library is the second peer of some tests only: imported at first use, so
+# that without it those tests skip and the wsproto ones still run
+_ws_client = lazy_module("websockets.client")
+_ws_server = lazy_module("websockets.server")
+_ws_frames = lazy_module("websockets.frames")
+_ws_http11 = lazy_module("websockets.http11")
+_ws_uri = lazy_module("websockets.uri")
+_ws_pmd = lazy_module("websockets.extensions.permessage_deflate")
 
 
 class H1Gateway:
@@ -234,12 +233,12 @@ def test_bad_version_is_refused_with_426():
 class WebsocketsRun:
     def __init__(self, deflate_client: bool = True, deflate_server: bool = True) -> None:
         self.gw = H1Gateway()
-        self.client = ClientProtocol(
-            parse_uri("ws://example.com/chat"), subprotocols=["v1"], max_size=1 << 24,
-            extensions=[ClientPerMessageDeflateFactory()] if deflate_client else [])
-        self.server = ServerProtocol(
+        self.client = _ws_client.ClientProtocol(
+            _ws_uri.parse_uri("ws://example.com/chat"), subprotocols=["v1"], max_size=1 << 24,
+            extensions=[_ws_pmd.ClientPerMessageDeflateFactory()] if deflate_client else [])
+        self.server = _ws_server.ServerProtocol(
             subprotocols=["v1"], max_size=1 << 24,
-            extensions=[ServerPerMessageDeflateFactory()] if deflate_server else [])
+            extensions=[_ws_pmd.ServerPerMessageDeflateFactory()] if deflate_server else [])
         self.client.send_request(self.client.connect())
         self.client_got: list = []
         self.server_got: list = []
@@ -257,12 +256,13 @@ class WebsocketsRun:
                 moved = True
                 self.server.receive_data(data)
                 for ev in self.server.events_received():
-                    if isinstance(ev, WsRequest):
+                    if isinstance(ev, _ws_http11.Request):
                         self.server.send_response(self.server.accept(ev))
                     else:
                         self.server_got.append(ev)
-                        if ev.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
-                            self.server.send_frame(WsFrame(ev.opcode, ev.data, ev.fin))
+                        op = _ws_frames.Opcode
+                        if ev.opcode in (op.TEXT, op.BINARY, op.CONT):
+                            self.server.send_frame(_ws_frames.Frame(ev.opcode, ev.data, ev.fin))
             for out in self.server.data_to_send():
                 if out:
                     moved = True
@@ -272,7 +272,7 @@ class WebsocketsRun:
                 moved = True
                 self.client.receive_data(data)
                 self.client_got += [e for e in self.client.events_received()
-                                    if isinstance(e, WsFrame)]
+                                    if isinstance(e, _ws_frames.Frame)]
             if not moved:
                 return
 
@@ -308,10 +308,11 @@ def test_websockets_fragmented_compressed_message_with_a_ping_inside():
     assert (9, b"are you there", True) in got
     data = [f for f in got if f[0] in (0, 1)]
     assert b"".join(d for _, d, _ in data) == b"part one, part two, the end." and data[-1][2]
-    echoed = [f for f in run.client_got if f.opcode in (Opcode.TEXT, Opcode.CONT)]
+    op = _ws_frames.Opcode
+    echoed = [f for f in run.client_got if f.opcode in (op.TEXT, op.CONT)]
     assert b"".join(f.data for f in echoed) == b"part one, part two, the end."
     # the server's automatic pong came back through the relay
-    assert [f.data for f in run.client_got if f.opcode == Opcode.PONG] == [b"are you there"]
+    assert [f.data for f in run.client_got if f.opcode == op.PONG] == [b"are you there"]
 
 
 @pytest.mark.parametrize("deflate", [True, False])
@@ -320,8 +321,8 @@ def test_websockets_close_codes_both_ways(deflate):
     assert run.gw.accepted.deflate is deflate
     run.server.send_close(1012, "restarting")
     run.pump()
-    assert run.client.close_rcvd == WsClose(1012, "restarting")
-    assert run.server.close_rcvd == WsClose(1012, "restarting")  # the client's answer
+    assert run.client.close_rcvd == _ws_frames.Close(1012, "restarting")
+    assert run.server.close_rcvd == _ws_frames.Close(1012, "restarting")  # the client's answer
     assert run.gw.relay.finished
     run.client.receive_eof()  # the driver closes the client's connection (server side)
     assert run.client.close_code == 1012 and run.client.state.name == "CLOSED"

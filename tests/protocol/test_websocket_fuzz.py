@@ -19,8 +19,9 @@ from apigw_core.protocol.websocket import WebSocketRelay, WSLimits
 from ws_helpers import CLOSE, CONT, PING, PONG, TEXT, counter_random, enabled_pmd, frame, \
     read_frames, whole
 
-FUZZ = settings(max_examples=int(os.environ.get("WSFUZZ", 300)), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(max_examples=int(os.environ.get("WSFUZZ", 300)),   # the conftest profile,
+                suppress_health_check=[*settings().suppress_health_check,  # and big frames
+                                       HealthCheck.data_too_large])
 
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:

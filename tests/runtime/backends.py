@@ -5,7 +5,8 @@ connection, so a test can ask afterwards exactly what the gateway did on the bac
 every byte received (`received`), how many connections were opened, and how each one ended
 (`eof` for a FIN, `reset` for an RST, with the time).  The behaviours:
 
-- `refused_url()`: a loopback port with nothing listening (connection refused);
+- `Refused()`: a loopback port with nothing listening (connection refused), held for the
+  object's lifetime so that no parallel test can take it;
 - `Blackhole()`: a loopback port that never answers a SYN (connect timeout);
 - `Backend("hang")`: accepts and reads, never answers;
 - `Backend("half")`: answers `Content-Length: 1000` and sends 500 bytes, then closes;
@@ -16,6 +17,8 @@ every byte received (`received`), how many connections were opened, and how each
 - `Backend("ok")`: records everything; answers each request with a small 200 (keep-alive)
   whose body is the request target (or `body=`);
 - `Backend("slow", delay=s)`: as "ok" after waiting `delay` seconds per request;
+- `Backend("held")`: as "ok", but each answer waits until the test sets `release` (an
+  Event; 60 s at most), so a test decides when a request is done instead of guessing;
 - `Backend("ok", idle_close=s)`: closes a keep-alive connection idle for `s` seconds;
 - `Backend("stream", interval=s)`: a chunked 200 whose 1 KB chunks never end (one every
   `interval` seconds, 10 ms by default; 0: as fast as the gateway reads) until the
@@ -37,16 +40,40 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-__all__ = ["Backend", "BackendConn", "Blackhole", "refused_url", "RawResponse", "connect",
+__all__ = ["Backend", "BackendConn", "Blackhole", "Refused", "RawResponse", "connect",
            "read_until_close", "ResponseReader"]
 
 
+class Refused:
+    """A loopback port that refuses connections for as long as this object is open: a
+    socket bound to it and never listening.  On Linux a SYN to a bound, non-listening port
+    gets a RST (ECONNREFUSED), and nobody else can bind the port meanwhile.  (Closing a
+    probe socket and handing its number on would let a parallel test take the port.)"""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> "Refused":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_HELD: list[Refused] = []   # held for the whole test session: nobody else takes the ports
+
+
 def refused_url() -> str:
-    """A URL on a loopback port where nothing listens."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    """The URL of a port that refuses connections for the rest of the session."""
+    r = Refused()
+    _HELD.append(r)
+    return r.url
 
 
 class Blackhole:
@@ -110,12 +137,13 @@ class Backend:
     def __init__(self, mode: str = "ok", *, delay: float = 0.0,
                  body: Optional[bytes] = None, interval: float = 0.01,
                  idle_close: Optional[float] = None) -> None:
-        assert mode in ("hang", "half", "stall", "once", "ok", "slow", "stream"), mode
+        assert mode in ("hang", "half", "stall", "once", "ok", "slow", "held", "stream"), mode
         self.mode = mode
         self.delay = delay
         self.interval = interval
         self.idle_close = idle_close
         self.body = body
+        self.release = threading.Event()
         self.conns: list[BackendConn] = []
         self._base = 0
         self._lock = threading.Lock()
@@ -158,7 +186,7 @@ class Backend:
                 c.received.clear()
             self._base = len(self.conns)
 
-    def wait_connections(self, n: int, timeout: float = 5.0) -> bool:
+    def wait_connections(self, n: int, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.connections >= n:
@@ -171,6 +199,7 @@ class Backend:
 
     def close(self) -> None:
         self._stop.set()
+        self.release.set()
         try:
             self._sock.close()
         except OSError:
@@ -282,6 +311,8 @@ class Backend:
                     return
                 if self.mode == "slow":
                     time.sleep(self.delay)
+                if self.mode == "held":
+                    self.release.wait(60)
                 body = self.body if self.body is not None else target + b"\n"
                 s.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
                           b"content-length: %d\r\n\r\n%b" % (len(body), body))

@@ -8,6 +8,9 @@ request heads (and Content-Length bodies) and answers by path:
 - `/bytes/N`: N bytes of `BLOCK` repeated, with Content-Length (`sent` counts the bytes
   written so far, over all requests: how far a stalled client let the gateway read);
 - `/slow/S`: waits S seconds, then a 200 `slow`;
+- `/hold`: counted in `holding` while it waits for the test to set `release` (an Event,
+  60 s at most), then a 200 `held`: a test knows when requests are in flight and decides
+  when they end, instead of guessing with delays;
 - `/drop`: reads the head and at most 64 KiB of the body, then closes without answering;
 - anything else: 200 with the path as body.
 
@@ -50,10 +53,13 @@ class Special:
         self.sent = 0
         self.heads: list[bytes] = []
         self.closed = 0
+        self.holding = 0
+        self.release = threading.Event()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self) -> None:
+        self.release.set()
         self.lsock.close()
 
     def _accept(self) -> None:
@@ -124,6 +130,15 @@ class Special:
                 with self._lock:
                     self.sent += k
                 n -= k
+        elif target == "/hold":
+            with self._lock:
+                self.holding += 1
+            try:
+                self.release.wait(60)
+            finally:
+                with self._lock:
+                    self.holding -= 1
+            c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nheld")
         elif target.startswith("/slow/"):
             time.sleep(float(target[6:]))
             c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow")

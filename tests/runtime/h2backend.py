@@ -13,7 +13,7 @@ What each request path does:
 - `/big?n=BYTES`: a body of n bytes (b"x" repeated), sent as the window allows;
 - anything else: 200 with JSON {path, headers, body_length, stream_id, conn}.
 Everything is recorded: connections opened, requests (path, headers), streams reset by the
-gateway (with their error codes), GOAWAYs received.
+gateway (with their error codes), connections that ended.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Record:
     requests: list = field(default_factory=list)     # (conn no, path, headers dict)
     resets: list = field(default_factory=list)       # (path, error code) reset by the peer
     refused: int = 0
+    closed: list = field(default_factory=list)       # conn nos of connections that ended
 
 
 class H2Backend:
@@ -126,6 +127,8 @@ class H2Backend:
             return
         finally:
             s.close()
+            with self._lock:
+                self.rec.closed.append(conn_no)
 
     def _pump(self, c, pending: dict[int, bytes]) -> None:
         for sid in list(pending):

@@ -32,7 +32,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 def h2c_socket(port: int, settings: Optional[dict] = None, *, rcvbuf: Optional[int] = None,
-               timeout: float = 5.0) -> socket.socket:
+               timeout: float = 30.0) -> socket.socket:
     """A cleartext HTTP/2 connection by prior knowledge: preface + SETTINGS sent."""
     s = socket.socket()
     if rcvbuf is not None:  # before connect, so the window scale is chosen for it
@@ -57,7 +57,7 @@ class FrameReader:
         self.s = s
         self.buf = bytearray()
 
-    def next(self, timeout: float = 5.0) -> Optional[Frame]:
+    def next(self, timeout: float = 30.0) -> Optional[Frame]:
         deadline = time.monotonic() + timeout
         while True:
             if len(self.buf) >= 9:
@@ -89,7 +89,7 @@ class Closed:
         return None if self.goaway is None else self.goaway.error_code
 
 
-def read_until_close(s: socket.socket, timeout: float = 10.0,
+def read_until_close(s: socket.socket, timeout: float = 30.0,
                      reader: Optional[FrameReader] = None) -> Closed:
     """Read (and discard) frames until the gateway closes the connection."""
     r = reader or FrameReader(s)
@@ -167,7 +167,7 @@ class H2Client:
 
     @classmethod
     def h2c(cls, port: int, **kw) -> "H2Client":
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return cls(s, **kw)
 
@@ -175,7 +175,7 @@ class H2Client:
     def tls(cls, port: int, cafile: str, server_name: str = "localhost", **kw) -> "H2Client":
         ctx = ssl.create_default_context(cafile=cafile)
         ctx.set_alpn_protocols(["h2"])
-        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        raw = socket.create_connection(("127.0.0.1", port), timeout=30)
         # no Nagle: the tail of each window's worth of DATA would wait for the gateway's
         # delayed ACK (40 ms), every window (an upload at ~1 MB/s)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -273,7 +273,7 @@ class H2Client:
             self.closed = True
         return True
 
-    def run_until(self, done: Callable[[], bool], timeout: float = 20.0) -> bool:
+    def run_until(self, done: Callable[[], bool], timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout
         while not done():
             left = deadline - time.monotonic()
@@ -282,7 +282,7 @@ class H2Client:
             self.pump(min(left, 1.0))
         return True
 
-    def get(self, path: str, timeout: float = 20.0, **kw) -> Reply:
+    def get(self, path: str, timeout: float = 60.0, **kw) -> Reply:
         sid = self.request(path, **kw)
         r = self.replies[sid]
         assert self.run_until(lambda: r.ended or r.reset is not None, timeout), (path, r)

@@ -4,6 +4,9 @@ shared): a private CA made with the `cryptography` package signs one certificate
     ca = CA(tmp_path)
     cert, key = ca.issue("localhost", "localhost", "127.0.0.1")   # file paths
     ssl.create_default_context(cafile=str(ca.pem))
+
+`cryptography` is imported when a CA is made, not with this module: without the package,
+the tests that need certificates are skipped and the rest of their module still runs.
 """
 
 from __future__ import annotations
@@ -11,17 +14,27 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from pathlib import Path
+from types import SimpleNamespace
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+import pytest
 
 __all__ = ["CA"]
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+def _crypto() -> SimpleNamespace:
+    """The parts of `cryptography` used here; skips the calling test if it is missing."""
+    pytest.importorskip("cryptography",
+                        reason="optional test dependency 'cryptography' missing")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    return SimpleNamespace(x509=x509, hashes=hashes, serialization=serialization, ec=ec,
+                           ExtendedKeyUsageOID=ExtendedKeyUsageOID, NameOID=NameOID)
+
+
+def _name(c: SimpleNamespace, cn: str):
+    return c.x509.Name([c.x509.NameAttribute(c.NameOID.COMMON_NAME, cn)])
 
 
 class CA:
@@ -29,11 +42,13 @@ class CA:
     returns their paths (names: DNS names or IP addresses, `cn` alone by default)."""
 
     def __init__(self, directory: Path, cn: str = "apigw test CA") -> None:
+        self._c = c = _crypto()
+        x509, ec, hashes, serialization = c.x509, c.ec, c.hashes, c.serialization
         self.dir = directory
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         self.cert = (
-            x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
+            x509.CertificateBuilder().subject_name(_name(c, cn)).issuer_name(_name(c, cn))
             .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=2))
@@ -48,8 +63,10 @@ class CA:
         self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, cn: str, *names: str) -> tuple[str, str]:
+        c = self._c
+        x509, ec, hashes, serialization = c.x509, c.ec, c.hashes, c.serialization
         key = ec.generate_private_key(ec.SECP256R1())
-        sans: list[x509.GeneralName] = []
+        sans: list = []
         for n in names or (cn,):
             try:
                 sans.append(x509.IPAddress(ipaddress.ip_address(n)))
@@ -57,13 +74,13 @@ class CA:
                 sans.append(x509.DNSName(n))
         now = datetime.datetime.now(datetime.timezone.utc)
         cert = (
-            x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
+            x509.CertificateBuilder().subject_name(_name(c, cn)).issuer_name(self.cert.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+            .add_extension(x509.ExtendedKeyUsage([c.ExtendedKeyUsageOID.SERVER_AUTH]),
                            critical=False)
             .sign(self.key, hashes.SHA256()))
         stem = cn.replace("*", "star")

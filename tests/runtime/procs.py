@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,12 +21,6 @@ from typing import Optional
 _LISTEN = re.compile(r"apigw: listening on (https?)://([^/]+)/")
 _ADMIN = re.compile(r"apigw: admin on http://([^/]+)/healthz")
 _ECHO = re.compile(r"apigw echo backend on http://([^/]+)/")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _port(hostport: str) -> int:
@@ -108,9 +101,8 @@ def _start(args: list[str], pattern_count: int, admin: bool, timeout: float = 20
 
 
 def start_echo() -> Proc:
-    """The built-in echo backend on a free port."""
-    port = free_port()
-    return _start(["echo", "--bind", f"127.0.0.1:{port}"], 1, admin=False)
+    """The built-in echo backend on an ephemeral port (bound by the process itself)."""
+    return _start(["echo", "--bind", "127.0.0.1:0"], 1, admin=False)
 
 
 def write_config(tmp_path: Path, config: dict, name: str = "gw.json") -> Path:

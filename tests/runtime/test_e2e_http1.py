@@ -22,12 +22,13 @@ import threading
 import time
 from typing import Callable, Optional
 
-import httpx
 import pytest
 
-from procs import Proc, _start, start_echo, start_gateway
+from procs import Proc, _start, start_gateway
+from support import lazy_module, need_binary, wait_until
 
-CURL = ["curl", "-sS", "--max-time", "60"]
+httpx = lazy_module("httpx")
+
 MiB = 1024 * 1024
 
 
@@ -139,19 +140,24 @@ def _read_chunked(f, sink) -> list[tuple[str, str]]:
         assert f.read(2) == b"\r\n"
 
 
-SLOW_READ_DELAY = 1.5
+class SlowRead:
+    """The "?slow-read" gate: the backend has read the head (`started` is set) and waits
+    for the test to set `release` (60 s at most) before it reads the body."""
+    started = threading.Event()
+    release = threading.Event()
 
 
 def read_request(f) -> Optional[RawReq]:
     """One request; its body hashed (kept only up to 1 MiB).  A target ending in
-    "?slow-read" makes us wait SLOW_READ_DELAY s before reading the body."""
+    "?slow-read" makes us wait for `SlowRead.release` before reading the body."""
     line = f.readline(70000)
     if not line:
         return None
     method, target, _ = line.decode("latin-1").split(" ", 2)
     headers = _read_fields(f)
     if target.endswith("?slow-read"):
-        time.sleep(SLOW_READ_DELAY)
+        SlowRead.started.set()
+        SlowRead.release.wait(60)
     body = bytearray()
     sha = hashlib.sha256()
     size = 0
@@ -242,7 +248,7 @@ def read_response(f, method: str = "GET", sink=None) -> Resp:
 class RawClient:
     """One client TCP connection to the gateway, for exact bytes and reuse checks."""
 
-    def __init__(self, port: int, timeout: float = 10) -> None:
+    def __init__(self, port: int, timeout: float = 60) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.f = self.sock.makefile("rb")
         self.local_port = self.sock.getsockname()[1]
@@ -371,13 +377,6 @@ def scripted(req: RawReq, s: socket.socket, cid: int, nth: int):
 # ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def echo():
-    p = start_echo()
-    yield p
-    p.stop()
-
-
-@pytest.fixture(scope="module")
 def backend():
     b = ScriptedBackend(scripted)
     yield b
@@ -418,12 +417,13 @@ def big_gw(tmp_path_factory, echo, backend):
 
 @pytest.fixture(scope="module")
 def client(gw):
-    with httpx.Client(base_url=gw.url, timeout=30) as c:
+    with httpx.Client(base_url=gw.url, timeout=60) as c:
         yield c
 
 
 def curl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([*CURL, *args], capture_output=True, check=check, timeout=90)
+    return subprocess.run([need_binary("curl"), "-sS", "--max-time", "120", *args],
+                          capture_output=True, check=check, timeout=180)
 
 
 def curl_json(*args: str) -> dict:
@@ -491,11 +491,11 @@ def test_no_route_is_404_json(tmp_path, echo):
            "apis": [{"name": "only", "path": "/only", "backend": "e"}]}
     p = start_gateway(tmp_path, cfg)
     try:
-        r = httpx.get(f"{p.url}/other")
+        r = httpx.get(f"{p.url}/other", timeout=60)
         assert r.status_code == 404
         assert r.headers["content-type"] == "application/json"
         assert r.json()["statusCode"] == 404
-        assert httpx.get(f"{p.url}/only/x").json()["path"] == "/x"
+        assert httpx.get(f"{p.url}/only/x", timeout=60).json()["path"] == "/x"
         c = RawClient(p.port)   # a local reply keeps the connection usable
         try:
             assert c.request("GET", "/nope").status == 404
@@ -745,7 +745,8 @@ def test_100mib_download_streamed(big_gw, mode):
 def test_100mib_download_curl(big_gw):
     before = _rss(big_gw)
     t = time.monotonic()
-    out = subprocess.run(f"curl -sS --max-time 60 {big_gw.url}/s/bytes/{BIG} | sha256sum",
+    need_binary("curl")
+    out = subprocess.run(f"curl -sS --max-time 120 {big_gw.url}/s/bytes/{BIG} | sha256sum",
                          shell=True, capture_output=True, text=True, check=True)
     _report("100 MiB download, curl", before, _rss(big_gw), time.monotonic() - t)
     assert out.stdout.split()[0] == stream_sha256(BIG)
@@ -772,11 +773,13 @@ def test_slow_client_download_is_not_buffered(big_gw):
 
 
 def test_slow_backend_upload_is_not_buffered(big_gw):
-    """Backpressure to the client: a backend that does not read the body for 1.5 s leaves
-    the client blocked, not the gateway holding the upload."""
+    """Backpressure to the client: a backend that does not read the body (until the test
+    lets it) leaves the client blocked, not the gateway holding the upload."""
     before = _rss(big_gw)
-    c = RawClient(big_gw.port, timeout=30)
+    c = RawClient(big_gw.port, timeout=60)
     sent = []
+    SlowRead.started.clear()
+    SlowRead.release.clear()
 
     def upload() -> None:
         c.send(b"POST /s/sink?slow-read HTTP/1.1\r\nHost: gw.test\r\n"
@@ -788,12 +791,24 @@ def test_slow_backend_upload_is_not_buffered(big_gw):
     t = threading.Thread(target=upload, daemon=True)
     try:
         t.start()
-        time.sleep(SLOW_READ_DELAY - 0.3)
+        assert SlowRead.started.wait(60), "the upload's head did not reach the backend"
+        # the client fills the socket buffers on the way, then blocks: wait until it has
+        # sent nothing more for a while (its count stays put while nobody reads)
+        last = [-1, time.monotonic()]
+
+        def settled() -> bool:
+            if len(sent) != last[0]:
+                last[:] = [len(sent), time.monotonic()]
+            return time.monotonic() - last[1] >= 0.5
+
+        wait_until(settled, message="the upload stalls while the backend does not read")
         stalled = _rss(big_gw)
         assert len(sent) < 50, "the whole upload went somewhere while nobody read it"
+        SlowRead.release.set()
         r = read_response(c.f)
-        t.join(30)
+        t.join(60)
     finally:
+        SlowRead.release.set()
         c.close()
     growth = _report("100 MiB upload, backend stalled", before, stalled)
     assert r.status == 200
@@ -822,7 +837,7 @@ def test_http10_client_gets_close_delimited_body(gw):
         r = read_response(c.f)
         assert r.status == 200 and not r.chunked and r.header("transfer-encoding") is None
         assert r.body == BLOCK[:300_000]
-        assert c.closed_by_peer(2)
+        assert c.closed_by_peer(30)
     finally:
         c.close()
 
@@ -1024,14 +1039,14 @@ def test_head_over_max_head_is_431(gw):
         r = read_response(c.f)
         assert r.status == 431
         assert r.json()["statusCode"] == 431
-        assert c.closed_by_peer(2)
+        assert c.closed_by_peer(30)
     finally:
         c.close()
 
 
 def test_request_line_limits(gw):
     ok = "/" + "a" * 8000                                        # request line < 8 KiB
-    r = httpx.get(gw.url + ok)
+    r = httpx.get(gw.url + ok, timeout=60)
     assert r.status_code == 200 and r.json()["path"] == ok
     long = "/" + "a" * 8200
     c = RawClient(gw.port)
@@ -1061,7 +1076,7 @@ def test_field_count_limit(gw, count, status):
 
 
 @pytest.mark.parametrize("count, size, status", [
-    (100, 10, 200),          # 100 fields from the backend pass (+ our Via)
+    (100, 10, 200),          # 100 fields from the backend pass (+ our Via and Date)
     (15, 4100, 200),         # a ~60 KiB response head passes
     (101, 10, 502),          # past the upstream field limit (Envoy's 100 too): a bad response
 ])
@@ -1071,7 +1086,8 @@ def test_backend_response_head_limits(gw, count, size, status):
         r = c.request("GET", f"/s/resp-head/{count}/{size}")
         assert r.status == status
         if status == 200:
-            assert len(r.headers) == count + 1 and r.body == b"ok"
+            assert len(r.headers) == count + 2 and r.body == b"ok"
+            assert r.header("date") is not None
             assert r.header(f"x-f-{count - 2}") == "v" * size
         else:
             assert r.json()["statusCode"] == 502
@@ -1137,7 +1153,7 @@ def test_connection_close_from_client_is_honoured(gw):
     try:
         r = c.request("GET", "/bye", [("Connection", "close")])
         assert r.status == 200 and r.header("connection") == "close"
-        assert c.closed_by_peer(2)
+        assert c.closed_by_peer(30)
     finally:
         c.close()
 
@@ -1148,10 +1164,10 @@ def test_connection_close_from_client_is_honoured(gw):
 
 def test_admin_endpoints(gw):
     base = f"http://127.0.0.1:{gw.admin_port}"
-    assert httpx.get(f"{base}/healthz").status_code == 200
-    r = httpx.get(f"{base}/ready")
+    assert httpx.get(f"{base}/healthz", timeout=60).status_code == 200
+    r = httpx.get(f"{base}/ready", timeout=60)
     assert r.status_code == 200 and r.text == "ready\n"
-    assert httpx.get(f"{base}/nope").status_code == 404
+    assert httpx.get(f"{base}/nope", timeout=60).status_code == 404
 
 
 def _port_free(port: int) -> bool:
@@ -1189,7 +1205,7 @@ def test_demo_serve_without_config():
                 docs.append(json.loads(out.partition("\r\n\r\n")[2]))
         assert (docs[0]["method"], docs[0]["path"], docs[0]["query"]) == ("GET", "/hello", "x=1")
         assert (docs[1]["method"], docs[1]["path"], docs[1]["body"]) == ("POST", "/post", '{"a":1}')
-        assert httpx.get("http://127.0.0.1:9901/healthz").status_code == 200
-        assert httpx.get("http://127.0.0.1:9901/ready").status_code == 200
+        assert httpx.get("http://127.0.0.1:9901/healthz", timeout=60).status_code == 200
+        assert httpx.get("http://127.0.0.1:9901/ready", timeout=60).status_code == 200
     finally:
         assert p.stop() == 0

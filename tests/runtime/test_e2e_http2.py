@@ -24,7 +24,6 @@ import ssl
 import subprocess
 import time
 
-import httpx
 import pytest
 
 from h1special import BLOCK, MiB, Special, pattern_sha256
@@ -33,7 +32,10 @@ from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame
 
 from h2raw import FrameReader, H2Client, h2c_socket, req_block
 from pki import CA
-from procs import start_echo, start_gateway
+from procs import start_gateway
+from support import lazy_module, need_binary, wait_until
+
+httpx = lazy_module("httpx")
 
 CURL = ["curl", "-sS", "--max-time", "30"]
 NO_ERROR, ENHANCE_YOUR_CALM = 0, 0xB
@@ -47,13 +49,6 @@ NO_ERROR, ENHANCE_YOUR_CALM = 0, 0xB
 def pki(tmp_path_factory):
     ca = CA(tmp_path_factory.mktemp("pki2"))
     return {"ca": ca, "default": ca.issue("localhost", "localhost", "127.0.0.1")}
-
-
-@pytest.fixture(scope="module")
-def echo():
-    p = start_echo()
-    yield p
-    p.stop()
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +96,8 @@ def cafile(pki) -> str:
 
 
 def curl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CURL, *args], capture_output=True, check=True)
+    need_binary("curl")
+    return subprocess.run([*CURL, *args], capture_output=True, check=True, timeout=120)
 
 
 def curl_json_version(*args: str) -> tuple[dict, str, str]:
@@ -162,35 +158,40 @@ def test_curl_http1_still_served_on_both_listeners(gw, pki):
 # httpx (http2=True) over TLS
 # ---------------------------------------------------------------------------------------
 
-def test_httpx_concurrent_streams_share_one_connection(gw, pki):
-    """20 requests at once, each answered after 0.5 s by the backend: on one TCP connection
-    (the same client port, 20 stream ids) and together well under 20 x 0.5 s."""
+def test_httpx_concurrent_streams_share_one_connection(gw, pki, special):
+    """20 requests at once on one TCP connection (the same client port, 20 stream ids),
+    all in flight at the backend together: it holds each until all 20 are there."""
     ctx = ssl.create_default_context(cafile=cafile(pki))
+    special.release.clear()
 
     async def main():
-        async with httpx.AsyncClient(http2=True, verify=ctx, timeout=20,
+        async with httpx.AsyncClient(http2=True, verify=ctx, timeout=60,
                                      base_url=f"https://localhost:{tls_port(gw)}") as c:
             await c.get("/warm")
-            t0 = time.monotonic()
-            rs = await asyncio.gather(*[c.get(f"/s/slow/0.5?i={i}") for i in range(20)])
-            elapsed = time.monotonic() - t0
+            calls = asyncio.gather(*[c.get(f"/s/hold?i={i}") for i in range(20)])
+            deadline = time.monotonic() + 30
+            while special.holding < 20 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            together = special.holding
+            special.release.set()
+            rs = await calls
             ports = {r.extensions["network_stream"].get_extra_info("client_addr")[1]
                      for r in rs}
-            return rs, elapsed, ports
+            return rs, together, ports
 
-    rs, elapsed, ports = asyncio.run(main())
+    rs, together, ports = asyncio.run(main())
+    assert together == 20, "the requests were not all in flight at once"
     assert [r.status_code for r in rs] == [200] * 20
     assert {r.http_version for r in rs} == {"HTTP/2"}
-    assert all(r.content == b"slow" for r in rs)
+    assert all(r.content == b"held" for r in rs)
     assert len(ports) == 1
     assert len({r.extensions["stream_id"] for r in rs}) == 20
-    assert elapsed < 5, elapsed
 
 
 def test_httpx_get_post_head_204(gw, pki):
     ctx = ssl.create_default_context(cafile=cafile(pki))
     body = hashlib.sha256(b"p").digest() * 8192                      # 256 KiB
-    with httpx.Client(http2=True, verify=ctx, timeout=20,
+    with httpx.Client(http2=True, verify=ctx, timeout=60,
                       base_url=f"https://localhost:{tls_port(gw)}") as c:
         r = c.get("/g", params={"a": "b"})
         assert (r.status_code, r.http_version) == (200, "HTTP/2")
@@ -278,7 +279,7 @@ def test_header_list_flood_closes_only_that_connection(gw):
     c = H2Client.h2c(h2c_port(gw))
     try:
         sid = c.request("/hdr", headers=_header_fields(200000))
-        c.run_until(lambda: c.goaway is not None, 5)
+        c.run_until(lambda: c.goaway is not None, 60)
         assert c.replies[sid].status is None
         assert c.goaway is not None and c.goaway.error_code == ENHANCE_YOUR_CALM
     finally:
@@ -294,7 +295,7 @@ def test_gateway_answer_to_an_upload_still_arriving_reaches_the_client(gw):
         sid = c.request("/s/drop", method="POST", body=b"x" * MiB,
                         headers=[("content-length", str(MiB))])
         r = c.replies[sid]
-        assert c.run_until(lambda: r.ended or r.reset is not None, 10)
+        assert c.run_until(lambda: r.ended or r.reset is not None, 60)
         c.run_until(lambda: r.reset is not None, 2)
     finally:
         c.close()
@@ -308,7 +309,7 @@ def test_post_without_content_length_to_http1_backend(gw):
     try:
         sid = c.request("/nocl", method="POST", body=b"x" * 100_000)
         r = c.replies[sid]
-        assert c.run_until(lambda: r.ended or r.reset is not None, 10)
+        assert c.run_until(lambda: r.ended or r.reset is not None, 60)
     finally:
         c.close()
     assert r.status == 200
@@ -324,7 +325,7 @@ def _h2load(*args: str) -> str:
         if os.environ.get("CI"):
             pytest.fail("h2load missing (apt-get install nghttp2-client)")
         pytest.skip("h2load missing (apt-get install nghttp2-client)")
-    out = subprocess.run(["h2load", *args], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(["h2load", *args], capture_output=True, text=True, timeout=300)
     return out.stdout + out.stderr
 
 
@@ -394,17 +395,15 @@ def test_client_that_stops_reading_bounds_gateway_memory(tmp_path, pki, echo):
         c = H2Client.h2c(p.ports[1], settings={4: 1024}, auto_ack=False, keep_body=0)
         sid = c.request(f"/s/bytes/{BIG}")
         r = c.replies[sid]
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
+        t0 = time.monotonic()
+        deadline = t0 + 1.5
+        while time.monotonic() < deadline:   # pacing: the client reads, never acks
             c.pump(0.1)
         stalled = (r.size, sp.sent, p.rss_kib())
         other = H2Client.h2c(p.ports[1]).get("/meanwhile")     # others are still served
-        assert c.run_until(lambda: r.reset is not None, 6)
-        t_reset = time.monotonic() - deadline + 1.5
-        for _ in range(50):
-            if sp.closed:
-                break
-            time.sleep(0.05)
+        assert c.run_until(lambda: r.reset is not None, 60)
+        t_reset = time.monotonic() - t0
+        wait_until(lambda: sp.closed, message="the backend fetch was abandoned")
         c.close()
     finally:
         p.stop()
@@ -418,7 +417,7 @@ def test_client_that_stops_reading_bounds_gateway_memory(tmp_path, pki, echo):
     assert stalled[2] - base < 40 * 1024
     assert other.status == 200
     assert r.reset == 2                              # INTERNAL_ERROR: we gave up
-    assert t_reset < 5
+    assert t_reset >= 1.5                            # (write-timeout 2 s, from the stall)
     assert sp.closed == 1                            # the backend fetch was abandoned
 
 
@@ -435,13 +434,13 @@ def test_idle_timeout_after_requests_and_after_a_reset_stream(tmp_path, pki, ech
         c = H2Client.h2c(p.ports[1])
         assert c.get("/one").status == 200
         t0 = time.monotonic()
-        c.run_until(lambda: c.closed, 5)
+        c.run_until(lambda: c.closed, 60)
         served_idle = (c.closed, c.goaway, time.monotonic() - t0)
         c.close()
         c = H2Client.h2c(p.ports[1], settings={4: 0}, auto_ack=False)   # no window at all
         r = c.replies[c.request("/s/bytes/100000")]
         t0 = time.monotonic()
-        c.run_until(lambda: c.closed, 6)
+        c.run_until(lambda: c.closed, 60)
         reset_idle = (r.reset, c.closed, c.goaway, time.monotonic() - t0)
         c.close()
     finally:
@@ -449,38 +448,42 @@ def test_idle_timeout_after_requests_and_after_a_reset_stream(tmp_path, pki, ech
     closed, goaway, after = served_idle
     assert closed and goaway is not None, served_idle
     assert (goaway.error_code, goaway.last_stream_id) == (NO_ERROR, 1)
-    assert 0.8 < after < 2.5
+    assert after > 0.8                                # not before idle-timeout
     reset, closed, goaway, after = reset_idle
     assert reset == 2 and closed and goaway is not None, reset_idle    # INTERNAL_ERROR
     assert goaway.error_code == NO_ERROR
-    assert 1.8 < after < 4                            # write-timeout, then idle-timeout
+    assert after > 1.8                                # write-timeout, then idle-timeout
 
 
 # ---------------------------------------------------------------------------------------
 # graceful shutdown
 # ---------------------------------------------------------------------------------------
 
-def test_sigterm_goaway_and_inflight_streams_finish(tmp_path, pki, echo, special):
-    """Raw frames here: h2's client connection refuses every frame after a GOAWAY, even a
-    graceful one, so it cannot watch the streams finish."""
-    p = start_gateway(tmp_path, _config(pki, echo, special))
+def test_sigterm_goaway_and_inflight_streams_finish(tmp_path, pki, echo):
+    """SIGTERM with three streams held at the backend: GOAWAY(NO_ERROR, last stream 5)
+    comes first, while they are still in flight; released, all three finish with their
+    200, then the connection closes and the gateway exits 0.  Raw frames here: h2's client
+    connection refuses every frame after a GOAWAY, even a graceful one, so it cannot
+    watch the streams finish."""
+    sp = Special()
+    p = start_gateway(tmp_path, _config(pki, echo, sp))
     s = h2c_socket(p.ports[1])
     enc, dec = Encoder(), Decoder()
     reader = FrameReader(s)
     status: dict[int, int] = {}
     body: dict[int, bytes] = {}
     ended: set[int] = set()
+    ended_before_goaway: set[int] = set()
     goaway = None
     try:
         sids = [1, 3, 5]
-        s.sendall(b"".join(HeadersFrame(sid, req_block(enc, f"/s/slow/1.0?i={sid}"),
+        s.sendall(b"".join(HeadersFrame(sid, req_block(enc, f"/s/hold?i={sid}"),
                                         flags=["END_HEADERS", "END_STREAM"]).serialize()
                            for sid in sids))
-        time.sleep(0.3)
+        wait_until(lambda: sp.holding == 3, message="the three streams reached the backend")
         p.proc.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
         while True:
-            f = reader.next(10)
+            f = reader.next(60)
             if f is None:
                 break
             if isinstance(f, HeadersFrame):
@@ -488,19 +491,19 @@ def test_sigterm_goaway_and_inflight_streams_finish(tmp_path, pki, echo, special
             elif isinstance(f, DataFrame):
                 body[f.stream_id] = body.get(f.stream_id, b"") + f.data
             elif isinstance(f, GoAwayFrame):
-                goaway = (f.error_code, f.last_stream_id, time.monotonic() - t0)
+                goaway = (f.error_code, f.last_stream_id)
+                ended_before_goaway = set(ended)
+                sp.release.set()   # the GOAWAY is out: now let the streams finish
             if "END_STREAM" in getattr(f, "flags", ()):
                 ended.add(f.stream_id)
-        closed_after = time.monotonic() - t0
-        code = p.proc.wait(10)
+        code = p.proc.wait(60)
     finally:
         s.close()
         p.stop()
-    print(f"\n[SIGTERM] GOAWAY after {goaway and goaway[2]:.2f} s, streams done and "
-          f"connection closed after {closed_after:.2f} s")
-    assert goaway is not None and goaway[:2] == (NO_ERROR, 5)
-    assert goaway[2] < 0.5                            # at once, before the streams end
+        sp.close()
+    assert goaway == (NO_ERROR, 5)
+    assert ended_before_goaway == set()              # at once, before the streams end
     assert ended == set(sids)
     assert status == {1: 200, 3: 200, 5: 200}
-    assert body == {1: b"slow", 3: b"slow", 5: b"slow"}
+    assert body == {1: b"held", 3: b"held", 5: b"held"}
     assert code == 0

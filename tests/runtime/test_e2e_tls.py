@@ -12,18 +12,21 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from pki import CA
-from procs import start_echo, start_gateway
+from procs import start_gateway
+from support import lazy_module, need_binary, wait_until
 
-CURL = ["curl", "-sS", "--max-time", "20"]
+httpx = lazy_module("httpx")
+x509 = lazy_module("cryptography.x509")
+oid = lazy_module("cryptography.x509.oid")
+
+
+def _curl() -> list[str]:
+    return [need_binary("curl"), "-sS", "--max-time", "60"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -48,13 +51,6 @@ def pki(tmp_path_factory):
 # ---------------------------------------------------------------------------------------
 # gateway with a TLS listener
 # ---------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def echo():
-    p = start_echo()
-    yield p
-    p.stop()
-
 
 @pytest.fixture(scope="module")
 def tls_gw(tmp_path_factory, pki, echo):
@@ -84,7 +80,7 @@ def test_listener_announces_https(tls_gw):
 
 
 def test_curl_with_cacert_and_alpn(tls_gw, pki):
-    out = subprocess.run([*CURL, "-v", "--cacert", str(pki["ca"].pem),
+    out = subprocess.run([*_curl(), "-v", "--cacert", str(pki["ca"].pem),
                           f"{https(tls_gw)}/x?y=1"], capture_output=True, check=True)
     err = out.stderr.decode()
     assert "ALPN: server accepted http/1.1" in err, err
@@ -97,12 +93,12 @@ def test_curl_with_cacert_and_alpn(tls_gw, pki):
 
 
 def test_curl_refuses_the_certificate_without_the_ca(tls_gw):
-    out = subprocess.run([*CURL, f"{https(tls_gw)}/"], capture_output=True)
+    out = subprocess.run([*_curl(), f"{https(tls_gw)}/"], capture_output=True)
     assert out.returncode == 60, out  # "SSL certificate problem: unable to get local issuer"
 
 
 def test_curl_h2_offer_gets_http11(tls_gw, pki):
-    out = subprocess.run([*CURL, "-v", "--http2", "--cacert", str(pki["ca"].pem),
+    out = subprocess.run([*_curl(), "-v", "--http2", "--cacert", str(pki["ca"].pem),
                           f"{https(tls_gw)}/h2"], capture_output=True, check=True)
     err = out.stderr.decode()
     assert "ALPN: offers h2" in err and "ALPN: server accepted http/1.1" in err
@@ -113,7 +109,7 @@ def test_httpx_verify_ca_keepalive_and_bodies(tls_gw, pki):
     ctx = ssl.create_default_context(cafile=str(pki["ca"].pem))
     body = hashlib.sha256(b"x").digest() * 32768                       # 1 MiB
     ports = set()
-    with httpx.Client(base_url=https(tls_gw), verify=ctx, timeout=20) as c:
+    with httpx.Client(base_url=https(tls_gw), verify=ctx, timeout=60) as c:
         for i in range(3):
             r = c.get(f"/ka/{i}")
             assert r.status_code == 200 and r.http_version == "HTTP/1.1"
@@ -136,11 +132,11 @@ def _handshake(port: int, server_name: str, alpn: list[str] | None = None,
     ctx.verify_mode = ssl.CERT_NONE if cafile is None else ssl.CERT_REQUIRED
     if alpn is not None:
         ctx.set_alpn_protocols(alpn)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw:
         with ctx.wrap_socket(raw, server_hostname=server_name) as s:
             der = s.getpeercert(binary_form=True)
             cert = x509.load_der_x509_certificate(der)
-            cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+            cn = cert.subject.get_attributes_for_oid(oid.NameOID.COMMON_NAME)[0].value
             chosen = s.selected_alpn_protocol()
             s.sendall(b"GET /hs HTTP/1.1\r\nHost: %b\r\nConnection: close\r\n\r\n"
                       % server_name.encode())
@@ -180,7 +176,7 @@ def test_sni_wildcard_entry(tls_gw, server_name):
 
 def test_sni_with_curl_resolve(tls_gw, pki):
     # curl checks the name: only the api.example certificate passes for this URL
-    out = subprocess.run([*CURL, "--cacert", str(pki["ca"].pem), "--resolve",
+    out = subprocess.run([*_curl(), "--cacert", str(pki["ca"].pem), "--resolve",
                           f"api.example:{tls_gw.port}:127.0.0.1",
                           f"https://api.example:{tls_gw.port}/sni"],
                          capture_output=True, check=True)
@@ -189,7 +185,7 @@ def test_sni_with_curl_resolve(tls_gw, pki):
 
 
 def test_plaintext_on_tls_port_does_not_break_the_listener(tls_gw, pki):
-    with socket.create_connection(("127.0.0.1", tls_gw.port), timeout=10) as s:
+    with socket.create_connection(("127.0.0.1", tls_gw.port), timeout=60) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         s.settimeout(10)
         try:
@@ -260,7 +256,19 @@ class TLSBackend:
 
             do_GET = do_POST = _answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.closed: list[int] = []   # client ports of the connections we closed
+        closed = self.closed
+
+        class Server(ThreadingHTTPServer):
+            def shutdown_request(self, request) -> None:
+                try:
+                    port = request.getpeername()[1]
+                except OSError:
+                    port = None
+                super().shutdown_request(request)
+                closed.append(port)   # after the close: the FIN is on its way
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
@@ -302,7 +310,7 @@ def gw_to_https(tmp_path_factory, pki, tls_backend):
 
 
 def test_https_backend_verified_with_ca(gw_to_https, tls_backend):
-    with httpx.Client(base_url=gw_to_https.url, timeout=20) as c:
+    with httpx.Client(base_url=gw_to_https.url, timeout=60) as c:
         docs = [c.get(f"/verified/x/{i}?q=1").json() for i in range(3)]
         body = b"over tls" * 1000
         posted = c.post("/verified/post", content=body).json()
@@ -318,13 +326,13 @@ def test_https_backend_verified_with_ca(gw_to_https, tls_backend):
 
 
 def test_https_backend_verify_false(gw_to_https):
-    r = httpx.get(f"{gw_to_https.url}/unverified/y")
+    r = httpx.get(f"{gw_to_https.url}/unverified/y", timeout=60)
     assert r.status_code == 200 and r.json()["path"] == "/u/y"
 
 
 @pytest.mark.parametrize("api", ["system-store", "wrong-ca"])
 def test_https_backend_untrusted_certificate_is_502(gw_to_https, api):
-    r = httpx.get(f"{gw_to_https.url}/{api}/z")
+    r = httpx.get(f"{gw_to_https.url}/{api}/z", timeout=60)
     assert r.status_code == 502
     assert r.headers["content-type"] == "application/json"
     assert r.json()["statusCode"] == 502
@@ -338,7 +346,8 @@ def test_tls_gateway_chain(tmp_path, pki, tls_gw):
            "apis": [{"name": "r", "path": "", "backend": "tls-gw"}]}
     p = start_gateway(tmp_path, cfg)
     try:
-        doc = httpx.get(f"{p.url}/a?b=c", headers={"X-Request-Id": "chain-1"}).json()
+        doc = httpx.get(f"{p.url}/a?b=c", headers={"X-Request-Id": "chain-1"},
+                        timeout=60).json()
     finally:
         p.stop()
     h = doc["headers"]
@@ -364,10 +373,11 @@ def test_pooled_tls_connection_closed_by_backend_is_replaced(tmp_path, pki, clos
            "apis": [{"name": "r", "path": "", "backend": "b"}]}
     p = start_gateway(tmp_path, cfg)
     try:
-        with httpx.Client(base_url=p.url, timeout=10) as c:
+        with httpx.Client(base_url=p.url, timeout=60) as c:
             first = c.post("/one", content=b"1")
             assert first.status_code == 200
-            time.sleep(0.6)                  # the backend closes the idle connection
+            wait_until(lambda: first.json()["client_port"] in b.closed,
+                       message="the backend closed the idle connection")
             second = c.post("/two", content=b"2")
             assert second.status_code == 200, second.text
             assert second.json()["client_port"] != first.json()["client_port"]

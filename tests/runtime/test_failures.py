@@ -4,8 +4,10 @@ requests, slow clients, limits.
 One gateway serves most tests: each misbehaving backend (tests/runtime/backends.py, running
 in this process) sits behind its own API path, so a test picks the behaviour by the path and
 reads afterwards what that backend received.  Timeouts are short (1 s) so that a test can
-assert *when* something happened: not before the configured timeout, and well before
-3x it (behaviour, not a speed benchmark).
+assert that something waited for its timeout (never before it); that it happened *because*
+of that timeout is shown by what the client got (a 504, a 408, a 503 rather than a 200),
+not by an upper bound on the time, which a busy machine can exceed.  Waits poll for the
+condition they need (support.wait_until).
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import socket
 import subprocess
 import threading
 import time
+from typing import Optional
 
-import httpx
 import pytest
 
-from backends import Backend, Blackhole, ResponseReader, connect, read_until_close, refused_url
+from backends import Backend, Blackhole, Refused, ResponseReader, connect, read_until_close
 from procs import start_gateway
+from support import lazy_module, need_binary, wait_until
+
+httpx = lazy_module("httpx")
 
 SERVER = {"head-timeout": 1, "idle-timeout": 1, "body-timeout": 1, "write-timeout": 1,
           "shutdown-timeout": 2, "max-body": 1000}
@@ -37,10 +42,11 @@ class Env:
         self.idle_close = Backend("ok", idle_close=0.2)
         self.firehose = Backend("stream", interval=0)
         self.stream = Backend("stream")
-        self.slow_wait = Backend("slow", delay=1.0)
-        self.slow_503 = Backend("slow", delay=1.0)
+        self.slow_wait = Backend("held")
+        self.slow_503 = Backend("held")
         self.blackhole = Blackhole()
-        self.backends = [self.blackhole, self.rec, self.hang, self.half, self.stall,
+        self.down = Refused()
+        self.backends = [self.blackhole, self.down, self.rec, self.hang, self.half, self.stall,
                          self.once_get, self.once_post, self.idle_close, self.firehose,
                          self.stream, self.slow_wait, self.slow_503]
         defs = {
@@ -53,10 +59,10 @@ class Env:
             "idleclose": {"url": self.idle_close.url},
             "firehose": {"url": self.firehose.url},
             "stream": {"url": self.stream.url},
-            "down": {"url": refused_url()},
+            "down": {"url": self.down.url},
             "unroutable": {"url": self.blackhole.url, "connect-timeout": 0.5},
             "slowwait": {"url": self.slow_wait.url, "max-connections": 1,
-                         "connect-timeout": 3},
+                         "connect-timeout": 30},
             "slow503": {"url": self.slow_503.url, "max-connections": 1,
                         "connect-timeout": 0.3},
         }
@@ -102,10 +108,10 @@ def test_backend_down_is_502_json(env):
 
 def test_backend_hangs_is_504_at_the_timeout(env):
     t0 = time.monotonic()
-    r = httpx.get(env.url + "/hang/x", timeout=10)
-    elapsed = time.monotonic() - t0
+    r = httpx.get(env.url + "/hang/x", timeout=30)   # the backend never answers: only
+    elapsed = time.monotonic() - t0                  # the gateway's timeout ends this
     _json_error(r, 504)
-    assert 1.0 <= elapsed < 3.0, elapsed
+    assert elapsed >= 1.0, elapsed
     assert env.hang.connections >= 1
 
 
@@ -113,10 +119,12 @@ def test_connect_timeout_is_504(env):
     """A backend that never answers the SYN: 504 at connect-timeout 0.5 s, as nginx's
     proxy_connect_timeout (Envoy says 503; the runtime follows nginx and APIM's 504)."""
     t0 = time.monotonic()
-    r = httpx.get(env.url + "/unroutable/x", timeout=10)
+    r = httpx.get(env.url + "/unroutable/x", timeout=30)
     elapsed = time.monotonic() - t0
     _json_error(r, 504)
-    assert 0.5 <= elapsed < 1.5, elapsed
+    # not before connect-timeout; and the configured 0.5 s, not the default 5 s (which
+    # would answer 504 too): a bound ten times the configured value
+    assert 0.5 <= elapsed < 5.0, elapsed
 
 
 # The backend promised 1000 bytes and closed after 500: the gateway cannot say so any more
@@ -126,24 +134,22 @@ def test_connect_timeout_is_504(env):
 # depending on which it reads first; never a hang, never a complete-looking response.
 
 def test_backend_closes_mid_body_curl_sees_an_abort(env):
-    t0 = time.monotonic()
-    p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "--max-time", "10",
+    # a hang would end in curl's own --max-time (exit 28), which fails the assert
+    p = subprocess.run([need_binary("curl"), "-sS", "-o", "/dev/null", "--max-time", "30",
                         env.url + "/half/x"], capture_output=True, text=True)
     assert p.returncode in (18, 56), (p.returncode, p.stderr)  # PARTIAL_FILE, RECV_ERROR
-    assert time.monotonic() - t0 < 3
 
 
 def test_backend_closes_mid_body_httpx_sees_an_abort(env):
-    t0 = time.monotonic()
+    # a hang would end in httpx.ReadTimeout, which is not one of these
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        httpx.get(env.url + "/half/x", timeout=10)
-    assert time.monotonic() - t0 < 3
+        httpx.get(env.url + "/half/x", timeout=30)
 
 
 def test_backend_closes_mid_body_raw_client_never_gets_the_whole_body(env):
     s = connect(env.port)
     s.sendall(b"GET /half/x HTTP/1.1\r\nHost: gw\r\n\r\n")
-    data, how = read_until_close(s, 3)
+    data, how = read_until_close(s, 30)
     s.close()
     assert how in ("eof", "reset"), how
     head, _, body = data.partition(b"\r\n\r\n")
@@ -158,14 +164,14 @@ def test_backend_stalls_mid_body_client_aborted_at_the_timeout(env):
     s = connect(env.port)
     s.sendall(b"GET /stall/x HTTP/1.1\r\nHost: gw\r\n\r\n")
     t0 = time.monotonic()
-    data, how = read_until_close(s, 4)
+    data, how = read_until_close(s, 30)    # the backend never ends it: only the timeout
     elapsed = time.monotonic() - t0
     s.close()
     assert how in ("eof", "reset"), how
-    assert 1.0 <= elapsed < 3.0, elapsed
+    assert elapsed >= 1.0, elapsed
     assert len(data.partition(b"\r\n\r\n")[2]) < 1000
     c = env.stall.new_conns[-1]
-    assert c.done.wait(2) and c.end in ("eof", "reset"), c.end
+    assert c.done.wait(30) and c.end in ("eof", "reset"), c.end
 
 
 def test_reused_connection_dying_get_is_retried_on_a_new_one(env):
@@ -191,51 +197,71 @@ def test_pooled_connection_closed_by_backend_is_not_reused(env):
     """The backend closed its idle keep-alive connection (idle_close 0.2 s): the pool sees
     the FIN before reuse, so even a POST (never retried) goes out on a new connection."""
     assert httpx.post(env.url + "/idleclose/a", content=b"1", timeout=5).status_code == 200
-    assert env.idle_close.new_conns[0].done.wait(2)   # the backend closed it
+    assert env.idle_close.new_conns[0].done.wait(30)   # the backend closed it
     r = httpx.post(env.url + "/idleclose/b", content=b"2", timeout=5)
     assert r.status_code == 200 and r.text == "/b\n"
     assert env.idle_close.connections == 2
 
 
-def _concurrent_gets(urls: list[str], stagger: float = 0.1) -> list[tuple[int, float, dict]]:
-    """GET each URL from its own thread (started `stagger` apart): (status, seconds, json)."""
-    out: list = [None] * len(urls)
-    t0 = time.monotonic()
+class _Get(threading.Thread):
+    """A GET in its own thread: `status`, `started`, `finished` (monotonic), `doc` (JSON)."""
 
-    def get(i: int, url: str) -> None:
-        r = httpx.get(url, timeout=10)
-        out[i] = (r.status_code, time.monotonic() - t0,
-                  r.json() if r.headers.get("content-type") == "application/json" else {})
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._get = httpx.get   # resolved here: a missing httpx skips the test, not a thread
+        self.url = url
+        self.status: Optional[int] = None
+        self.started = self.finished = 0.0
+        self.doc: dict = {}
+        self.start()
 
-    threads = []
-    for i, u in enumerate(urls):
-        th = threading.Thread(target=get, args=(i, u))
-        th.start()
-        threads.append(th)
-        time.sleep(stagger)
-    for th in threads:
-        th.join(15)
-    return out
+    def run(self) -> None:
+        self.started = time.monotonic()
+        r = self._get(self.url, timeout=60)
+        self.finished = time.monotonic()
+        self.status = r.status_code
+        if r.headers.get("content-type") == "application/json":
+            self.doc = r.json()
+
+
+def _first_held(backend: Backend, url: str) -> _Get:
+    """GET url on a "held" backend; returns once the backend holds it (the pool's only
+    connection busy until `backend.release` is set)."""
+    backend.reset()
+    backend.release.clear()
+    first = _Get(url)
+    wait_until(lambda: backend.new_conns and backend.new_conns[0].requests >= 1,
+               message="the first request reached the backend")
+    return first
 
 
 def test_pool_full_second_request_waits(env):
-    """max-connections 1, connect-timeout 3 s: the second request waits for the connection
-    of the first (1 s), then is served on it."""
-    (s1, t1, _), (s2, t2, _) = _concurrent_gets([env.url + "/slowwait/1",
-                                                 env.url + "/slowwait/2"])
-    assert (s1, s2) == (200, 200)
-    assert 0.9 <= t1 < 1.6, t1
-    assert 1.9 <= t2 < 3.0, t2     # waited for the first, then its own second
+    """max-connections 1: the second request waits for the connection of the first, then
+    is served on it."""
+    first = _first_held(env.slow_wait, env.url + "/slowwait/1")
+    second = _Get(env.url + "/slowwait/2")
+    time.sleep(0.3)   # pacing only: lets the second reach the pool before the release
+    env.slow_wait.release.set()
+    first.join(60)
+    second.join(60)
+    assert (first.status, second.status) == (200, 200)
+    assert second.finished >= first.finished
     assert env.slow_wait.connections == 1
+    assert env.slow_wait.new_conns[0].requests == 2
 
 
 def test_pool_full_503_after_connect_timeout(env):
-    (s1, t1, _), (s2, t2, doc) = _concurrent_gets([env.url + "/slow503/1",
-                                                   env.url + "/slow503/2"])
-    assert s1 == 200 and 0.9 <= t1 < 1.6, (s1, t1)
-    assert s2 == 503, s2
-    assert doc["statusCode"] == 503
-    assert 0.1 + 0.3 <= t2 < 1.0, t2   # started 0.1 s late, waited connect-timeout 0.3 s
+    """max-connections 1, connect-timeout 0.3 s: while the only connection is busy, the
+    second request gives up waiting for it with a 503."""
+    first = _first_held(env.slow_503, env.url + "/slow503/1")
+    second = _Get(env.url + "/slow503/2")
+    second.join(60)
+    env.slow_503.release.set()
+    first.join(60)
+    assert second.status == 503, second.status
+    assert second.doc["statusCode"] == 503
+    assert second.finished - second.started >= 0.3   # waited connect-timeout first
+    assert first.status == 200
     assert env.slow_503.connections == 1
 
 
@@ -251,16 +277,16 @@ def test_client_disconnect_mid_stream_closes_backend_connection(env):
     assert got.startswith(b"HTTP/1.1 200")
     assert env.stream.connections == 1
     s.close()
-    t0 = time.monotonic()
     first = env.stream.new_conns[0]
-    assert first.done.wait(3), "gateway kept the backend stream open"
+    assert first.done.wait(30), "gateway kept the backend stream open"
     assert first.end in ("eof", "reset"), first.end
-    assert time.monotonic() - t0 < 1.0
     # the next request gets a new backend connection (the aborted one is never reused)
     s = connect(env.port)
     s.sendall(b"GET /stream/y HTTP/1.1\r\nHost: gw\r\n\r\n")
     assert s.recv(65536).startswith(b"HTTP/1.1 200")
     s.close()
+    wait_until(lambda: env.stream.connections == 2 and env.stream.new_conns[1].received,
+               message="the second request reached the backend")
     assert env.stream.connections == 2
     assert env.stream.new_conns[1].received.startswith(b"GET /y ")
 
@@ -277,11 +303,11 @@ def test_client_that_stops_reading_is_dropped_after_write_timeout(env):
     t0 = time.monotonic()
     assert env.firehose.wait_connections(1)
     c = env.firehose.new_conns[0]
-    assert c.done.wait(6), "the gateway kept writing to a client that reads nothing"
+    assert c.done.wait(60), "the gateway kept writing to a client that reads nothing"
     elapsed = c.ended - t0
     s.close()
     assert c.end in ("eof", "reset"), c.end
-    assert 1.0 <= elapsed < 4.0, elapsed
+    assert elapsed >= 1.0, elapsed   # not before write-timeout
 
 
 def test_client_half_close_after_request_still_gets_the_answer(env):
@@ -290,7 +316,7 @@ def test_client_half_close_after_request_still_gets_the_answer(env):
     s.shutdown(socket.SHUT_WR)
     r = ResponseReader(s).read()
     assert r.status == 200 and r.body == b"/half-closed\n"
-    assert read_until_close(s, 2)[1] == "eof"
+    assert read_until_close(s, 30)[1] == "eof"
     s.close()
 
 
@@ -329,7 +355,7 @@ def _assert_rejected(env, status: int, request: bytes) -> None:
         s.sendall(request)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the gateway answered and closed before reading it all
-    data, how = read_until_close(s, 3)
+    data, how = read_until_close(s, 30)
     s.close()
     assert how in ("eof", "reset") and data, (how, data[:200])
     head, _, body = data.partition(b"\r\n\r\n")
@@ -338,7 +364,7 @@ def _assert_rejected(env, status: int, request: bytes) -> None:
     fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
     assert fields.get("connection") == "close"
     assert json.loads(body)["statusCode"] == status
-    time.sleep(0.05)
+    time.sleep(0.05)   # a negative check: give a wrongly forwarded request a moment to show
     assert env.rec.connections == 0 and env.rec.received == b"", env.rec.received[:200]
 
 
@@ -359,26 +385,28 @@ def test_bad_chunk_size_rejected_and_never_forwarded(env):
 def test_bad_chunk_after_a_good_one_is_400_at_once(env, split):
     """A good chunk, then a bad chunk-size line (in the same segment, or the next one): the
     head and the first chunk may already be on their way to the backend (the body
-    streams), but the client must get its 400 now, not a 408 when body-timeout runs out,
-    and the backend must never see a complete-looking request."""
+    streams), but the client must get its 400 now, not a 408 when body-timeout runs out
+    (the status tells which), and the backend must never see a complete-looking request."""
     env.rec.reset()
     s = connect(env.port)
     first = b"POST /rec/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
     first += b"5\r\nhello\r\n"
     rest = b"5\r\nworld\r\nzz\r\nhello\r\n0\r\n\r\n"
-    t0 = time.monotonic()
     if split:
         s.sendall(first)
-        time.sleep(0.2)
+        time.sleep(0.2)   # pacing: the second segment comes later
         s.sendall(rest)
     else:
         s.sendall(first + rest)
-    data, how = read_until_close(s, 3)
+    data, how = read_until_close(s, 30)
     s.close()
     assert data.startswith(b"HTTP/1.1 400 "), data[:100]
     assert how in ("eof", "reset")
-    assert time.monotonic() - t0 < 0.8 + (0.2 if split else 0)
-    time.sleep(0.05)
+    # whatever was forwarded went on a backend connection that is then aborted: once it
+    # has ended, what it received is final
+    for c in env.rec.new_conns:
+        if c.received.startswith(b"POST /x "):
+            assert c.done.wait(30), "the backend connection of the bad request stayed open"
     assert b"0\r\n\r\n" not in env.rec.received
 
 
@@ -389,11 +417,10 @@ def test_content_length_over_max_body_is_413_and_never_forwarded(env):
 
 def test_content_length_over_max_body_without_the_body_is_413_at_once(env):
     """The client waits for an answer before sending (as with Expect: 100-continue): the
-    head alone says the body is too large, so the 413 must not wait for body-timeout."""
-    t0 = time.monotonic()
+    head alone says the body is too large, so the 413 must not wait for body-timeout (which
+    would answer 408)."""
     _assert_rejected(env, 413, b"POST /rec/x HTTP/1.1\r\n" + H +
                      b"Content-Length: 2000\r\nExpect: 100-continue\r\n\r\n")
-    assert time.monotonic() - t0 < 0.8
 
 
 def test_chunked_body_over_max_body_is_413(env):
@@ -402,11 +429,11 @@ def test_chunked_body_over_max_body_is_413(env):
     try:
         for _ in range(4):
             s.sendall(b"200\r\n" + b"x" * 512 + b"\r\n")   # 4 x 512 > max-body 1000
-            time.sleep(0.02)
+            time.sleep(0.02)   # pacing: one chunk per segment
         s.sendall(b"0\r\n\r\n")
     except (BrokenPipeError, ConnectionResetError):
         pass
-    data, how = read_until_close(s, 3)
+    data, how = read_until_close(s, 30)
     s.close()
     assert data.startswith(b"HTTP/1.1 413 "), data[:100]
     assert how in ("eof", "reset")
@@ -421,7 +448,7 @@ def test_pipelined_requests_answered_in_order(env):
     rd = ResponseReader(s)
     bodies = [rd.read().body for _ in range(7)]
     assert bodies == [b"/p%d\n" % i for i in range(7)]
-    assert read_until_close(s, 2) == (b"", "eof")
+    assert read_until_close(s, 30) == (b"", "eof")
     s.close()
 
 
@@ -440,12 +467,12 @@ def test_slowloris_head_gets_408_at_head_timeout(env):
                 s.send(bytes([b]))
             except OSError:
                 return
-            time.sleep(0.2)
+            time.sleep(0.2)   # pacing: a byte every 0.2 s, the head never complete
 
     t0 = time.monotonic()
     th = threading.Thread(target=drip)
     th.start()
-    data, how = read_until_close(s, 4)
+    data, how = read_until_close(s, 30)   # the drip lasts 26 s: only the timeout ends it
     elapsed = time.monotonic() - t0
     stop.set()
     th.join()
@@ -453,7 +480,7 @@ def test_slowloris_head_gets_408_at_head_timeout(env):
     assert data.startswith(b"HTTP/1.1 408 "), data[:100]
     assert b"connection: close" in data.lower()
     assert how in ("eof", "reset")
-    assert 0.9 <= elapsed < 2.0, elapsed
+    assert elapsed >= 0.9, elapsed
 
 
 def test_idle_keepalive_connection_closed_silently_after_idle_timeout(env):
@@ -461,21 +488,21 @@ def test_idle_keepalive_connection_closed_silently_after_idle_timeout(env):
     s.sendall(b"GET /rec/x HTTP/1.1\r\nHost: gw\r\n\r\n")
     assert ResponseReader(s).read().status == 200
     t0 = time.monotonic()
-    data, how = read_until_close(s, 4)
+    data, how = read_until_close(s, 30)
     elapsed = time.monotonic() - t0
     s.close()
     assert (data, how) == (b"", "eof")
-    assert 0.9 <= elapsed < 2.0, elapsed
+    assert elapsed >= 0.9, elapsed
 
 
 def test_silent_new_connection_closed_after_head_timeout(env):
     s = connect(env.port)
     t0 = time.monotonic()
-    data, how = read_until_close(s, 4)
+    data, how = read_until_close(s, 30)
     elapsed = time.monotonic() - t0
     s.close()
     assert how == "eof" and data in (b"",) or data.startswith(b"HTTP/1.1 408 "), (data, how)
-    assert 0.9 <= elapsed < 2.0, elapsed
+    assert elapsed >= 0.9, elapsed
 
 
 def test_slow_body_gets_408_at_body_timeout(env):
@@ -483,17 +510,17 @@ def test_slow_body_gets_408_at_body_timeout(env):
     s = connect(env.port)
     s.sendall(b"POST /rec/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\nabc")
     t0 = time.monotonic()
-    data, how = read_until_close(s, 4)
+    data, how = read_until_close(s, 30)
     elapsed = time.monotonic() - t0
     s.close()
     assert data.startswith(b"HTTP/1.1 408 "), data[:100]
     assert how in ("eof", "reset")
-    assert 0.9 <= elapsed < 2.0, elapsed
+    assert elapsed >= 0.9, elapsed
     # the backend saw the start of the request (streamed); that connection is then
     # aborted, never reused for another request
     carried = [c for c in env.rec.conns if c.received.startswith(b"POST /x ")]
     assert len(carried) == 1
-    assert carried[0].done.wait(2) and carried[0].end in ("eof", "reset"), carried[0].end
+    assert carried[0].done.wait(30) and carried[0].end in ("eof", "reset"), carried[0].end
     assert carried[0].received.endswith(b"abc")
 
 
@@ -518,14 +545,12 @@ def test_connection_cap_holds_the_fourth_in_the_backlog(tmp_path):
             fourth = connect(gw.port)   # completes in the kernel's backlog
             fourth.sendall(b"GET /c3 HTTP/1.1\r\nHost: gw\r\n\r\n")
             fourth.settimeout(0.7)
-            with pytest.raises(socket.timeout):
+            with pytest.raises(socket.timeout):   # held back (a negative check)
                 fourth.recv(1)
             held.pop().close()
-            fourth.settimeout(2)
-            t0 = time.monotonic()
-            r = ResponseReader(fourth).read()
+            fourth.settimeout(30)
+            r = ResponseReader(fourth).read()     # served once a slot is free
             assert r.status == 200 and r.body == b"/c3\n"
-            assert time.monotonic() - t0 < 1.0
             fourth.close()
             for s in held:
                 s.close()

@@ -10,27 +10,33 @@ import subprocess
 import threading
 import time
 
-import httpx
 import pytest
 
-from backends import connect, read_until_close
+from backends import Refused, connect, read_until_close
 from h2backend import H2Backend
 from pki import CA
 from procs import start_echo, start_gateway
+from support import lazy_module, need_binary, wait_until
+
+httpx = lazy_module("httpx")
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     b = H2Backend()
     narrow = H2Backend(max_streams=2)
+    down = Refused()
     cfg = {
         "listeners": [{"bind": "127.0.0.1:0", "protocols": ["http1", "h2c"]}],
         "backends": {
-            "h2": {"url": b.url, "http-version": "2", "timeout": 1},
-            "narrow": {"url": narrow.url, "http-version": "2", "timeout": 5},
-            "down": {"url": "http://127.0.0.1:1", "http-version": "2"},
+            "h2": {"url": b.url, "http-version": "2", "timeout": 30},
+            # the same backend with a 1 s timeout, for the one test that waits for it
+            "h2short": {"url": b.url, "http-version": "2", "timeout": 1},
+            "narrow": {"url": narrow.url, "http-version": "2", "timeout": 30},
+            "down": {"url": down.url, "http-version": "2"},
         },
         "apis": [{"name": "h2", "path": "/h2", "backend": "h2", "protocols": ["http", "grpc"]},
+                 {"name": "h2short", "path": "/short", "backend": "h2short"},
                  {"name": "narrow", "path": "/narrow", "backend": "narrow"},
                  {"name": "down", "path": "/down", "backend": "down",
                   "protocols": ["http", "grpc"]}],
@@ -41,10 +47,11 @@ def env(tmp_path_factory):
     gw.stop()
     b.close()
     narrow.close()
+    down.close()
 
 
 def test_http1_client_to_http2_backend(env):
-    r = httpx.get(env.url + "/h2/a/b?x=1", headers={"x-app": "1"})
+    r = httpx.get(env.url + "/h2/a/b?x=1", headers={"x-app": "1"}, timeout=60)
     assert r.status_code == 200
     doc = r.json()
     h = doc["headers"]
@@ -58,20 +65,20 @@ def test_http1_client_to_http2_backend(env):
 
 def test_upload_integrity_over_http2_backend(env):
     body = os.urandom(3 << 20)
-    r = httpx.post(env.url + "/h2/up", content=body, timeout=20)
+    r = httpx.post(env.url + "/h2/up", content=body, timeout=60)
     assert r.status_code == 200 and r.json()["body_length"] == len(body)
 
 
 def test_download_over_http2_backend_is_complete(env):
     n = 5 << 20
-    r = httpx.get(env.url + f"/h2/big?n={n}", timeout=20)
+    r = httpx.get(env.url + f"/h2/big?n={n}", timeout=60)
     assert r.status_code == 200 and len(r.content) == n
     assert r.content == b"x" * n
 
 
 def test_concurrent_requests_share_one_backend_connection(env):
     before = env.backend.rec.connections
-    with httpx.Client(timeout=10, limits=httpx.Limits(max_connections=20)) as c:
+    with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=20)) as c:
         results: list = []
 
         def go(i: int) -> None:
@@ -88,7 +95,7 @@ def test_concurrent_requests_share_one_backend_connection(env):
 def test_backend_stream_limit_is_honoured(env):
     """max_streams 2 at the backend, 6 concurrent requests it answers 0.5 s late: every
     request succeeds, and no connection carries more than 2 at once (3 connections)."""
-    with httpx.Client(timeout=10, limits=httpx.Limits(max_connections=10)) as c:
+    with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=10)) as c:
         out: list = []
 
         def go(i: int) -> None:
@@ -106,7 +113,7 @@ def test_trailers_from_http2_backend_reach_an_http1_client(env):
     s = connect(env.port)
     s.sendall(b"GET /h2/trailers HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n"
               b"Connection: close\r\n\r\n")
-    data, _ = read_until_close(s, 5)
+    data, _ = read_until_close(s, 60)
     s.close()
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
@@ -115,7 +122,7 @@ def test_trailers_from_http2_backend_reach_an_http1_client(env):
 
 
 def test_backend_stream_reset_is_502(env):
-    r = httpx.get(env.url + "/h2/reset")
+    r = httpx.get(env.url + "/h2/reset", timeout=60)
     assert r.status_code == 502
     assert "reset" in r.json()["message"]
 
@@ -127,7 +134,7 @@ def test_refused_stream_is_retried(env):
     body = b"not idempotent, but refused"
     s.sendall(b"POST /h2/refuse-once HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-    data, _ = read_until_close(s, 5)
+    data, _ = read_until_close(s, 60)
     s.close()
     assert data.startswith(b"HTTP/1.1 200 "), data[:300]
     assert json.loads(data.partition(b"\r\n\r\n")[2])["body_length"] == len(body)
@@ -135,29 +142,32 @@ def test_refused_stream_is_retried(env):
 
 
 def test_goaway_from_backend_moves_to_a_new_connection(env):
-    first = httpx.get(env.url + "/h2/goaway").json()["conn"]
-    time.sleep(0.2)
-    after = httpx.get(env.url + "/h2/after-goaway").json()["conn"]
+    first = httpx.get(env.url + "/h2/goaway", timeout=60).json()["conn"]
+    # the gateway closes a connection that got GOAWAY once its last stream is done
+    wait_until(lambda: first in env.backend.rec.closed,
+               message="the gateway closed the connection that got GOAWAY")
+    after = httpx.get(env.url + "/h2/after-goaway", timeout=60).json()["conn"]
     assert after != first
 
 
 def test_backend_timeout_is_504_and_the_stream_is_cancelled(env):
     t0 = time.monotonic()
-    r = httpx.get(env.url + "/h2/hang", timeout=5)
+    r = httpx.get(env.url + "/short/hang", timeout=60)   # only the gateway's 1 s ends it
     assert r.status_code == 504
-    assert 0.9 < time.monotonic() - t0 < 3
-    time.sleep(0.3)
-    assert ("/hang", 8) in env.backend.rec.resets  # RST_STREAM(CANCEL) told the backend
+    assert time.monotonic() - t0 >= 0.9
+    wait_until(lambda: ("/hang", 8) in env.backend.rec.resets,   # RST_STREAM(CANCEL)
+               message="the backend's stream was cancelled")
 
 
 def test_http2_backend_down_is_502(env):
-    r = httpx.get(env.url + "/down/x")
+    r = httpx.get(env.url + "/down/x", timeout=60)
     assert r.status_code == 502
 
 
 def test_http2_client_to_http2_backend(env):
-    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-w", "\n%{http_version}",
-                          env.url + "/h2/c2"], capture_output=True, timeout=10)
+    out = subprocess.run([need_binary("curl"), "-s", "--http2-prior-knowledge", "-w",
+                          "\n%{http_version}", env.url + "/h2/c2"],
+                         capture_output=True, timeout=60)
     body, _, version = out.stdout.rpartition(b"\n")
     assert version == b"2" and json.loads(body)["path"] == "/c2"
 
@@ -167,12 +177,9 @@ def test_client_gone_cancels_the_backend_stream(env):
     s.sendall(b"GET /h2/big?n=200000000 HTTP/1.1\r\nHost: t\r\n\r\n")
     s.recv(65536)
     s.close()  # gone mid-download
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        if any(p and p.startswith("/big") and code == 8 for p, code in env.backend.rec.resets):
-            break
-        time.sleep(0.05)
-    assert any(p and p.startswith("/big") and code == 8 for p, code in env.backend.rec.resets)
+    wait_until(lambda: any(p and p.startswith("/big") and code == 8
+                           for p, code in env.backend.rec.resets),
+               message="the backend stream was cancelled (RST_STREAM CANCEL)")
 
 
 # -- 2or1 over TLS: the gateway's own TLS listener as the backend --------------------------
@@ -203,7 +210,7 @@ def test_2or1_follows_alpn(tmp_path, protocols, expect_via):
         (tmp_path / "front").mkdir()
         front = start_gateway(tmp_path / "front", cfg)
         for _ in range(3):  # and again on the pooled connection
-            r = httpx.post(front.url + "/x", content=b"abc")
+            r = httpx.post(front.url + "/x", content=b"abc", timeout=60)
             assert r.status_code == 200 and r.json()["body_length"] == 3
             assert r.headers["via"].endswith(expect_via)  # what the front received
     finally:
@@ -220,10 +227,10 @@ def test_2or1_follows_alpn(tmp_path, protocols, expect_via):
 ])
 def test_grpc_callers_get_trailers_only_statuses(env, path, code):
     out = subprocess.run(
-        ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge",
+        [need_binary("curl"), "-sS", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge",
          "-H", "content-type: application/grpc", "-H", "te: trailers",
          "--data-binary", "@-", env.url + path],
-        input=b"\0\0\0\0\0", capture_output=True, timeout=10)
+        input=b"\0\0\0\0\0", capture_output=True, timeout=60)
     head = out.stdout.lower()
     assert head.startswith(b"http/2 200"), (out.returncode, out.stderr)
     assert b"grpc-status: " + code + b"\r\n" in head
@@ -232,21 +239,23 @@ def test_grpc_callers_get_trailers_only_statuses(env, path, code):
 
 
 def test_grpc_timeout_is_enforced_by_the_gateway(env):
-    """The backend never answers and its configured timeout (1 s) is longer than the
-    call's grpc-timeout (200 ms): the gateway answers DEADLINE_EXCEEDED at the deadline,
-    tells the backend how long it had (grpc-timeout forwarded) and cancels its stream."""
+    """The backend never answers and its configured timeout (30 s) is far longer than
+    the call's grpc-timeout (200 ms): the gateway answers DEADLINE_EXCEEDED at the
+    deadline, tells the backend how long it had (grpc-timeout forwarded) and cancels its
+    stream."""
     t0 = time.monotonic()
     out = subprocess.run(
-        ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge",
+        [need_binary("curl"), "-sS", "-D", "-", "-o", "/dev/null", "--http2-prior-knowledge",
          "-H", "content-type: application/grpc", "-H", "te: trailers",
          "-H", "grpc-timeout: 200m", "--data-binary", "@-", env.url + "/h2/Svc/hang"],
-        input=b"\0\0\0\0\0", capture_output=True, timeout=10)
+        input=b"\0\0\0\0\0", capture_output=True, timeout=120)
     elapsed = time.monotonic() - t0
     head = out.stdout.lower()
     assert head.startswith(b"http/2 200"), (out.returncode, out.stderr)
     assert b"grpc-status: 4\r\n" in head
-    assert 0.15 < elapsed < 0.9
+    # not before the deadline; the deadline and not the backend timeout (30 s)
+    assert 0.15 < elapsed < 20, elapsed
     sent = [h for _, path, h in env.backend.rec.requests if path == "/Svc/hang"][-1]
     assert 0 < int(sent["grpc-timeout"][:-1]) <= 200_000  # what was left, in a finer unit
-    time.sleep(0.3)
-    assert ("/Svc/hang", 8) in env.backend.rec.resets
+    wait_until(lambda: ("/Svc/hang", 8) in env.backend.rec.resets,
+               message="the backend's stream was cancelled")

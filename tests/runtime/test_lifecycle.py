@@ -5,6 +5,11 @@ Worker processes are found as the supervisor's children (/proc/PID/task/PID/chil
 which worker accepted a given client connection is read from /proc: the gateway-side socket
 of the connection (local port = the gateway's, remote port = the client's) is found in
 /proc/net/tcp, and its inode among the workers' open file descriptors.
+
+Nothing here depends on how fast the machine is: backends are "held" (they answer when
+the test releases them), waits poll (support.wait_until), and a deadline is shown by a
+lower bound plus a generous limit that only the wrong behaviour (waiting for a much longer
+timeout) would reach.
 """
 
 from __future__ import annotations
@@ -17,11 +22,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import httpx
-import pytest
-
 from backends import Backend, ResponseReader, connect, read_until_close
-from procs import start_gateway
+from support import lazy_module, wait_until
+
+httpx = lazy_module("httpx")
 
 
 def _config(backends: dict[str, str], **server) -> dict:
@@ -34,7 +38,7 @@ def _config(backends: dict[str, str], **server) -> dict:
     }
 
 
-def _get(port: int, path: str, timeout: float = 5.0):
+def _get(port: int, path: str, timeout: float = 30.0):
     s = connect(port, timeout)
     try:
         s.sendall(b"GET %s HTTP/1.1\r\nHost: gw\r\n\r\n" % path.encode())
@@ -45,27 +49,21 @@ def _get(port: int, path: str, timeout: float = 5.0):
 
 def _refused(port: int) -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
     except ConnectionRefusedError:
         return True
     return False
 
 
-def _wait(pred, timeout: float, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
 # -- graceful shutdown ---------------------------------------------------------------------
 
-def test_sigterm_drains_requests_in_flight(tmp_path):
-    with Backend("slow", delay=1.5) as slow, Backend("ok") as rec:
-        gw = start_gateway(tmp_path, _config({"slow": slow.url, "rec": rec.url},
-                                             shutdown_timeout=5))
+def test_sigterm_drains_requests_in_flight(gateway):
+    """SIGTERM with five requests in flight: new connections are refused at once (while the
+    five are still held at the backend), an idle keep-alive connection is closed silently,
+    the five finish with `connection: close`, and the gateway exits 0 as soon as they are
+    done, long before shutdown-timeout."""
+    with Backend("held") as slow, Backend("ok") as rec:
+        gw = gateway(_config({"slow": slow.url, "rec": rec.url}, shutdown_timeout=120))
         try:
             assert _get(gw.admin_port, "/ready").status == 200
             assert _get(gw.admin_port, "/healthz").status == 200
@@ -77,97 +75,102 @@ def test_sigterm_drains_requests_in_flight(tmp_path):
 
             def call(i: int) -> None:
                 try:
-                    results[i] = _get(gw.port, f"/slow/{i}", timeout=10)
+                    results[i] = _get(gw.port, f"/slow/{i}", timeout=60)
                 except Exception as exc:  # noqa: BLE001 - reported by the assert below
                     results[i] = exc
 
             threads = [threading.Thread(target=call, args=(i,)) for i in range(5)]
             for th in threads:
                 th.start()
-            assert slow.wait_connections(5), "requests did not reach the backend"
-            t0 = time.monotonic()
+            wait_until(lambda: sum(c.requests for c in slow.conns) == 5,
+                       message="the five requests reached the backend")
             gw.proc.send_signal(signal.SIGTERM)
 
-            # new connections are refused at once; the idle one is closed silently
-            assert _wait(lambda: _refused(gw.port), 1.0), "still accepting after SIGTERM"
-            assert time.monotonic() - t0 < 1.0
-            assert read_until_close(idle, 1.0) == (b"", "eof")
+            # new connections are refused while the five are still held; the idle one is
+            # closed silently
+            wait_until(lambda: _refused(gw.port), message="refusing after SIGTERM")
+            assert all(r is None for r in results), results
+            assert read_until_close(idle, 30) == (b"", "eof")
             idle.close()
 
+            slow.release.set()
             for th in threads:
-                th.join(10)
+                th.join(60)
             for r in results:
                 assert not isinstance(r, Exception), r
                 assert r.status == 200, r
                 assert r.headers.get("connection") == "close"   # draining
-            assert gw.proc.wait(5) == 0
-            assert time.monotonic() - t0 < 1.5 + 1.0
+            assert gw.proc.wait(60) == 0   # done with the requests, not at the deadline
         finally:
             gw.stop()
 
 
-def test_ready_is_503_while_draining(tmp_path):
+def test_ready_is_503_while_draining(gateway):
     """A load balancer polls /ready to take a draining gateway out of rotation: during the
     drain the admin listener answers 503, it does not go silent."""
-    with Backend("slow", delay=1.5) as slow:
-        gw = start_gateway(tmp_path, _config({"slow": slow.url}, shutdown_timeout=5))
+    with Backend("held") as slow:
+        gw = gateway(_config({"slow": slow.url}, shutdown_timeout=120))
         try:
             assert _get(gw.admin_port, "/ready").status == 200
-            th = threading.Thread(target=lambda: _get(gw.port, "/slow/x", timeout=10))
+            th = threading.Thread(target=lambda: _get(gw.port, "/slow/x", timeout=60))
             th.start()
             assert slow.wait_connections(1)
+            wait_until(lambda: slow.conns[0].requests == 1)
             gw.proc.send_signal(signal.SIGTERM)
-            assert _wait(lambda: _refused(gw.port), 1.0)
-            r = _get(gw.admin_port, "/ready", timeout=1.0)
+            wait_until(lambda: _refused(gw.port), message="refusing after SIGTERM")
+            r = _get(gw.admin_port, "/ready")
             assert r.status == 503
             assert r.body == b"draining\n"
-            assert _get(gw.admin_port, "/healthz", timeout=1.0).status == 200
-            th.join(10)
-            assert gw.proc.wait(5) == 0
+            assert _get(gw.admin_port, "/healthz").status == 200
+            slow.release.set()
+            th.join(60)
+            assert gw.proc.wait(60) == 0
         finally:
             gw.stop()
 
 
-def test_drain_deadline_ends_a_request_that_never_finishes(tmp_path):
+def test_drain_deadline_ends_a_request_that_never_finishes(gateway):
+    """shutdown-timeout 1 s, a request the backend never answers (its timeout 300 s): the
+    gateway exits 0 at the drain deadline, not before, and not at the request's timeout."""
     with Backend("hang") as hang:
         cfg = _config({"hang": hang.url}, shutdown_timeout=1)
-        cfg["backends"]["hang"]["timeout"] = 30
-        gw = start_gateway(tmp_path, cfg)
+        cfg["backends"]["hang"]["timeout"] = 300
+        gw = gateway(cfg)
         try:
             s = connect(gw.port)
             s.sendall(b"GET /hang/x HTTP/1.1\r\nHost: gw\r\n\r\n")
             assert hang.wait_connections(1)
             t0 = time.monotonic()
             gw.proc.send_signal(signal.SIGTERM)
-            assert gw.proc.wait(5) == 0
+            assert gw.proc.wait(60) == 0
             elapsed = time.monotonic() - t0
-            assert 0.9 <= elapsed < 2.0, elapsed
-            data, how = read_until_close(s, 2)
+            assert elapsed >= 0.9, elapsed
+            data, how = read_until_close(s, 30)
             assert how in ("eof", "reset")
             assert not data.startswith(b"HTTP/1.1 200")
             s.close()
             # the backend connection went with it
-            assert hang.new_conns[0].done.wait(2)
+            assert hang.new_conns[0].done.wait(30)
         finally:
             gw.stop()
 
 
-def test_second_signal_stops_without_waiting(tmp_path):
+def test_second_signal_stops_without_waiting(gateway):
+    """A second signal during the drain (shutdown-timeout 300 s, a request that never ends)
+    stops the gateway at once."""
     with Backend("hang") as hang:
-        cfg = _config({"hang": hang.url}, shutdown_timeout=20)
-        cfg["backends"]["hang"]["timeout"] = 30
-        gw = start_gateway(tmp_path, cfg)
+        cfg = _config({"hang": hang.url}, shutdown_timeout=300)
+        cfg["backends"]["hang"]["timeout"] = 300
+        gw = gateway(cfg)
         try:
             s = connect(gw.port)
             s.sendall(b"GET /hang/x HTTP/1.1\r\nHost: gw\r\n\r\n")
             assert hang.wait_connections(1)
             gw.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
+            wait_until(lambda: _refused(gw.port), message="draining after SIGTERM")
             assert gw.proc.poll() is None   # draining, the request still in flight
-            t0 = time.monotonic()
             gw.proc.send_signal(signal.SIGINT)
-            gw.proc.wait(5)
-            assert time.monotonic() - t0 < 1.0
+            gw.proc.wait(60)                         # well before the 300 s deadline
             s.close()
         finally:
             gw.stop()
@@ -240,26 +243,32 @@ def _gone(pid: int) -> bool:
     return "\nState:\tZ" in status
 
 
-def test_workers_share_the_port_and_a_killed_worker_is_restarted(tmp_path):
+def test_workers_share_the_port_and_a_killed_worker_is_restarted(gateway):
+    """--workers 2: both workers accept on the one port; a worker killed with SIGKILL while
+    a client loops over new connections is replaced, the new worker takes connections, the
+    client loses at most the one request the dead worker held, and the service keeps
+    answering after the kill.  (What must hold, not how many requests fit in a window.)"""
     with Backend("ok") as rec:
-        gw = start_gateway(tmp_path, _config({"rec": rec.url}, shutdown_timeout=2), workers=2)
+        gw = gateway(_config({"rec": rec.url}, shutdown_timeout=2), workers=2)
         try:
             assert gw.port != 0     # port 0: the supervisor picked one port for all
-            assert _wait(lambda: len(_children(gw.pid)) == 2, 5)
+            wait_until(lambda: len(_children(gw.pid)) == 2, message="two workers")
             workers = _children(gw.pid)
             # both workers accept connections on the one port
-            assert _wait(lambda: set(_owners(gw.port, workers, 4)) == workers, 5, 0), \
-                "connections did not reach both workers"
+            wait_until(lambda: set(_owners(gw.port, workers, 4)) == workers, step=0,
+                       message="connections reach both workers")
 
             # kill -9 one worker while a client loops over new connections
             stop = threading.Event()
             ok: list[float] = []
             failed: list[tuple[float, str]] = []
 
+            get = httpx.get   # here: a missing httpx skips the test, not the thread
+
             def loop() -> None:
                 while not stop.is_set():
                     try:
-                        r = httpx.get(gw.url + "/rec/loop", timeout=2)
+                        r = get(gw.url + "/rec/loop", timeout=30)
                         assert r.status_code == 200
                         ok.append(time.monotonic())
                     except Exception as exc:  # noqa: BLE001 - counted
@@ -268,27 +277,28 @@ def test_workers_share_the_port_and_a_killed_worker_is_restarted(tmp_path):
             th = threading.Thread(target=loop)
             th.start()
             try:
-                time.sleep(0.2)
+                wait_until(lambda: len(ok) >= 3, message="the client loop is running")
                 victim = min(workers)
                 os.kill(victim, signal.SIGKILL)
                 t_kill = time.monotonic()
-                assert _wait(lambda: len(_children(gw.pid) - workers) == 1, 5), \
-                    "the killed worker was not restarted"
+                wait_until(lambda: len(_children(gw.pid) - workers) == 1,
+                           message="the killed worker restarted")
                 new = (_children(gw.pid) - workers).pop()
                 assert victim not in _children(gw.pid)
                 now = _children(gw.pid)
-                assert _wait(lambda: new in _owners(gw.port, now, 4), 5, 0), \
-                    "the new worker does not take connections"
-                time.sleep(0.2)
+                wait_until(lambda: new in _owners(gw.port, now, 4), step=0,
+                           message="the new worker takes connections")
+                # the looping client is served after the kill, by whichever worker
+                wait_until(lambda: sum(1 for t in ok if t > t_kill) >= 10,
+                           message="requests answered after the kill")
             finally:
                 stop.set()
-                th.join(5)
+                th.join(60)
             assert len(failed) <= 1, failed   # at most the killed worker's one connection
-            assert sum(1 for t in ok if t > t_kill) > 10
 
             # SIGTERM to the supervisor: every process exits, status 0
             gw.proc.send_signal(signal.SIGTERM)
-            assert gw.proc.wait(10) == 0
-            assert _wait(lambda: all(_gone(p) for p in now), 3)
+            assert gw.proc.wait(60) == 0
+            wait_until(lambda: all(_gone(p) for p in now), message="all workers exited")
         finally:
             gw.stop()

@@ -14,12 +14,16 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect as ws_connect
-from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from backends import connect, read_until_close
-from procs import start_gateway
+# every test here talks to the websockets backend: without the package, the module skips
+pytest.importorskip("websockets", reason="optional test dependency 'websockets' missing")
+from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
+from websockets.sync.client import connect as ws_connect  # noqa: E402
+from wsproto.frame_protocol import FrameProtocol, Opcode  # noqa: E402
+
+from backends import Refused, ResponseReader, connect, read_until_close  # noqa: E402
+from procs import start_gateway  # noqa: E402
+from support import wait_until  # noqa: E402
 
 
 class WSBackend:
@@ -33,7 +37,7 @@ class WSBackend:
         self.ready = threading.Event()
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self._run, daemon=True).start()
-        assert self.ready.wait(5)
+        assert self.ready.wait(60)
 
     def _run(self) -> None:
         import websockets
@@ -71,10 +75,11 @@ class WSBackend:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     b = WSBackend()
+    down = Refused()
     cfg = {
         "listeners": [{"bind": "127.0.0.1:0", "protocols": ["http1", "h2c"]}],
         "backends": {"ws": {"url": f"http://127.0.0.1:{b.port}"},
-                     "down": {"url": "http://127.0.0.1:1"}},
+                     "down": {"url": down.url}},
         "apis": [{"name": "ws", "path": "/ws", "backend": "ws",
                   "protocols": ["http", "websocket"]},
                  {"name": "plain", "path": "/plain", "backend": "ws"},
@@ -87,52 +92,52 @@ def env(tmp_path_factory):
     gw.ws_url = f"ws://127.0.0.1:{gw.port}/ws"
     yield gw
     gw.stop()
+    down.close()
 
 
 def test_echo_text_and_binary(env):
     with ws_connect(env.ws_url + "/echo") as c:
         c.send("hello")
-        assert c.recv(timeout=5) == "hello"
+        assert c.recv(timeout=30) == "hello"
         c.send(b"\x00\x01\xff")
-        assert c.recv(timeout=5) == b"\x00\x01\xff"
+        assert c.recv(timeout=30) == b"\x00\x01\xff"
     assert "/echo" in env.backend.paths  # the API prefix replaced by the backend's path
 
 
 def test_fragmented_message(env):
     with ws_connect(env.ws_url + "/frag") as c:
         c.send(iter(["hel", "lo ", "world"]))  # one message in three frames
-        assert c.recv(timeout=5) == "hello world"
+        assert c.recv(timeout=30) == "hello world"
 
 
 def test_one_mib_message_then_one_over_the_limit_is_1009(env):
     with ws_connect(env.ws_url + "/big", max_size=None) as c:
         big = os.urandom(1 << 20)
         c.send(big)
-        assert c.recv(timeout=10) == big  # 1 MiB, under the 2 MiB limit: relayed
+        assert c.recv(timeout=30) == big  # 1 MiB, under the 2 MiB limit: relayed
         c.send(os.urandom(3 << 20))        # over it: the gateway closes with 1009
         with pytest.raises(ConnectionClosed) as info:
-            c.recv(timeout=10)
+            c.recv(timeout=30)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1009
 
 
 def test_ping_pong(env):
     with ws_connect(env.ws_url + "/ping") as c:
         pong = c.ping(b"are you there")
-        assert pong.wait(5)
+        assert pong.wait(30)
 
 
 def test_close_codes_both_ways(env):
     env.backend.closes.clear()
     with ws_connect(env.ws_url + "/bye") as c:
         c.close(4000, "client says bye")
-    deadline = time.monotonic() + 3  # (closes of earlier tests may still trickle in)
-    while (4000, "client says bye") not in env.backend.closes and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert (4000, "client says bye") in env.backend.closes
+    # (closes of earlier tests may still trickle in)
+    wait_until(lambda: (4000, "client says bye") in env.backend.closes,
+               message="the backend saw the client's close code and reason")
     with ws_connect(env.ws_url + "/close4001") as c:
         c.send("x")
         with pytest.raises(ConnectionClosed) as info:
-            c.recv(timeout=5)
+            c.recv(timeout=30)
     assert (info.value.rcvd.code, info.value.rcvd.reason) == (4001, "backend says bye")
 
 
@@ -145,12 +150,12 @@ def test_refused_upgrade_is_relayed_and_http_goes_on(env):
     s.sendall(b"GET /ws/refuse HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
               b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-    time.sleep(0.3)
+    reader = ResponseReader(s)
+    assert reader.read().status == 403     # the refusal, before the next request goes
     s.sendall(b"GET /ws/refuse HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    data, _ = read_until_close(s, 5)
+    assert reader.read().status == 403     # still HTTP: the plain GET answered too
+    assert read_until_close(s, 30)[1] == "eof"
     s.close()
-    assert data.startswith(b"HTTP/1.1 403 ")
-    assert data.count(b"HTTP/1.1 ") == 2  # still HTTP after the refused upgrade
 
 
 @pytest.mark.parametrize("headers,status", [
@@ -164,7 +169,7 @@ def test_bad_handshakes(env, headers, status):
     s = connect(env.port)
     s.sendall(b"GET /ws/x HTTP/1.1\r\n" + b"".join(
         f"{k}: {v}\r\n".encode() for k, v in base.items()) + b"Connection: close\r\n\r\n")
-    data, _ = read_until_close(s, 5)
+    data, _ = read_until_close(s, 30)
     s.close()
     assert data.startswith(b"HTTP/1.1 %d " % status), data[:200]
     if status == 426:
@@ -188,8 +193,8 @@ def test_idle_connection_is_closed(env):
     with ws_connect(env.ws_url + "/idle") as c:
         t0 = time.monotonic()
         with pytest.raises(ConnectionClosed) as info:
-            c.recv(timeout=6)
-        assert 1.5 < time.monotonic() - t0 < 5
+            c.recv(timeout=60)            # only websocket-idle-timeout (2 s) ends it
+        assert time.monotonic() - t0 >= 1.5
     assert info.value.rcvd is not None and info.value.rcvd.code == 1001
 
 
@@ -197,18 +202,16 @@ def test_backend_gone_closes_the_client(env):
     with ws_connect(env.ws_url + "/close4001") as c:
         c.send("go")
         with pytest.raises(ConnectionClosed):
-            c.recv(timeout=5)
-        t0 = time.monotonic()
-        with pytest.raises(ConnectionClosed):
+            c.recv(timeout=30)
+        with pytest.raises(ConnectionClosed):   # (a hang would be TimeoutError instead)
             c.send("after")
-            c.recv(timeout=5)
-        assert time.monotonic() - t0 < 3
+            c.recv(timeout=30)
 
 
 def test_websocket_over_http2_extended_connect(env):
     """RFC 8441: CONNECT with :protocol websocket on an h2c connection, to the same
     HTTP/1.1 backend; frames ride in DATA both ways."""
-    s = socket.create_connection(("127.0.0.1", env.port), timeout=5)
+    s = socket.create_connection(("127.0.0.1", env.port), timeout=30)
     c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
                                                              header_encoding=None))
     c.initiate_connection()
@@ -229,7 +232,7 @@ def test_websocket_over_http2_extended_connect(env):
     s.sendall(c.data_to_send())
     status, echoed = None, None
     reader = FrameProtocol(client=True, extensions=[])
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while echoed is None and time.monotonic() < deadline:
         for ev in c.receive_data(s.recv(65536)):
             if isinstance(ev, h2.events.ResponseReceived):

@@ -23,7 +23,6 @@ supported yet" rather than silently ignored.  `json_schema()` is the file's JSON
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -122,16 +121,20 @@ def _valid_parts(raw: object, context: dict) -> Parts:
 
 
 def _pipeline_check(config: GatewayConfig) -> list[str]:
-    """The policy pipeline's own checks ("path: message"), if the pipeline is installed."""
-    name = f"{__name__.rpartition('.')[0]}.pipeline"
+    """The decision modules' own load-time checks ("path: message"): every policy's
+    attributes (the pipeline), operation templates that could never be chosen, and
+    subscriptions that contradict each other.  Imported here, not at the top: they import
+    this package's model."""
+    from ..operations import OperationIndex, TemplateError
+    from ..pipeline import check_config
+    from ..subscriptions import subscription_errors
+
+    errors = list(check_config(config))
     try:
-        pipeline = importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name != name:
-            raise                      # the pipeline is there but broken: a bug to see
-        return []
-    check = getattr(pipeline, "check_config", None)
-    return list(check(config)) if check is not None else []
+        OperationIndex(config.apis)
+    except TemplateError as e:
+        errors.append(str(e))
+    return errors + [e for e in subscription_errors(config) if e not in errors]
 
 
 # --- public helpers and the file loader ----------------------------------------------------

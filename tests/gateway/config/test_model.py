@@ -452,10 +452,3 @@ def test_the_pipeline_checks_run_on_a_valid_model(monkeypatch):
     fake.check_config = lambda config: []     # type: ignore[attr-defined]
     assert parse_config(data).apis[0].name == "a"
 
-
-def test_without_the_pipeline_the_policies_are_not_checked(monkeypatch):
-    monkeypatch.setitem(sys.modules, "apigw_core.gateway.pipeline", None)   # import fails
-    with pytest.raises(ImportError):
-        import apigw_core.gateway.pipeline  # noqa: F401
-    c = parse_config(minimal(policies={"inbound": [{"no-such-policy": {"x": 1}}]}))
-    assert c.policies.inbound == ({"no-such-policy": {"x": 1}},)

@@ -36,8 +36,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Optional, Sequence
 
-from ._errors import ProtocolError
-from .events import EndOfMessage, Event, Response
+from .._errors import ProtocolError
+from ..events import EndOfMessage, Event, Response
 
 __all__ = [
     "StatusCode",

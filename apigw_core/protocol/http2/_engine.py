@@ -25,7 +25,7 @@ HPACK); this subclass changes only what h2 gets wrong for a gateway, each in one
 - Closed streams leave `streams` as soon as they close, so counting open streams is
   `len(streams)` instead of h2's walk over every stream on every new stream.
 - `_receive_frame` without h2's `repr(frame)` per frame (computed even when not logged);
-  HPACK coding (`_h2hpack`), streams, state machines and the HEADERS paths (`_h2fast`)
+  HPACK coding (`_hpack`), streams, state machines and the HEADERS paths (`_fast`)
   are swapped for equivalents without h2's per-call overheads.  An HPACK bomb (a block
   decoding to more than `max_header_list_size`) stays h2's ENHANCE_YOUR_CALM.
 
@@ -80,8 +80,8 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from ._h2fast import FastConfig, FastConnectionStateMachine, FastStream, FastStreamStateMachine
-from ._h2hpack import FastDecoder, FastEncoder
+from ._fast import FastConfig, FastConnectionStateMachine, FastStream, FastStreamStateMachine
+from ._hpack import FastDecoder, FastEncoder
 
 __all__ = ["H2Limits", "Engine", "PREFACE", "Calm"]
 
@@ -237,7 +237,7 @@ class Engine(H2Connection):
     # -- bookkeeping overrides -----------------------------------------------------------
 
     # h2's stream creation and HEADERS paths, in h2's order, without per-call enum
-    # constructions and logging; streams are FastStreams (see _h2fast).
+    # constructions and logging; streams are FastStreams (see _fast).
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: AllowedStreamIDs) -> H2Stream:
         outbound = stream_id % 2 == self._our_parity

@@ -62,8 +62,8 @@ import zlib
 from codecs import utf_8_decode
 from typing import Callable, Optional
 
-from ._errors import ProtocolError
-from ._wsframes import (
+from .._errors import ProtocolError
+from ._frames import (
     ABNORMAL,
     GOING_AWAY,
     INTERNAL_ERROR,
@@ -84,7 +84,7 @@ from ._wsframes import (
     valid_close_code,
     wire_close_code,
 )
-from .events import Close, ConnectionClosed, Event
+from ..events import Close, ConnectionClosed, Event
 
 __all__ = ["WSLimits", "WebSocketRelay", "RelaySide", "wire_close_code", "valid_close_code"]
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Optional, Sequence
 
-from ._grpc_status import GrpcError, StatusCode
-from .events import Request
+from ._status import GrpcError, StatusCode
+from ..events import Request
 
 __all__ = [
     "Wire",

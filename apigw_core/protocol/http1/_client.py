@@ -16,7 +16,7 @@ for this) accepts, and we refuse with ProtocolError(status_hint=502):
 - chunk extensions of any shape (h11: `;.*`) and whitespace after the chunk size;
 - also: any transfer coding besides a single final "chunked" (we cannot forward it), an
   unsolicited response (bytes before we sent a request), and a 101 we did not ask for.
-Bodies use the same readers as the server side (`_h1body`), so the chunk-size and trailer
+Bodies use the same readers as the server side (`_body`), so the chunk-size and trailer
 rules are identical both ways.
 
 Message length (§6.3): no body for responses to HEAD, for 1xx, 204 and 304; a 2xx answer to
@@ -31,8 +31,8 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from ._errors import ProtocolError, UsageError
-from ._h1body import (
+from .._errors import ProtocolError, UsageError
+from ._body import (
     TOKEN_RE,
     ChunkedReader,
     ChunkedWriter,
@@ -43,7 +43,7 @@ from ._h1body import (
     parse_field_lines,
     write_fields,
 )
-from .events import (
+from ..events import (
     ConnectionClosed,
     Data,
     EndOfMessage,

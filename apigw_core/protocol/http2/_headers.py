@@ -41,7 +41,7 @@ from typing import Optional, Sequence
 
 from hpack import NeverIndexedHeaderTuple
 
-from ._errors import UsageError
+from .._errors import UsageError
 
 __all__ = ["Malformed", "parse_request", "parse_response", "parse_trailers",
            "request_block", "response_block", "trailer_block"]

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from struct import Struct
 from typing import Callable, Optional
 
-from ._errors import UsageError
-from ._grpc_status import GrpcError, StatusCode
+from .._errors import UsageError
+from ._status import GrpcError, StatusCode
 
 __all__ = [
     "GrpcMessage",

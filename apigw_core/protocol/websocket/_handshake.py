@@ -38,10 +38,10 @@ from typing import Callable, Optional, Sequence, Union
 
 from wsproto.utilities import generate_accept_token
 
-from ._errors import ProtocolError
-from ._h1body import TOKEN_RE
-from ._wsrelay import WebSocketRelay, WSLimits
-from .events import InformationalResponse, Request, Response
+from .._errors import ProtocolError
+from ..http1._body import TOKEN_RE
+from ._relay import WebSocketRelay, WSLimits
+from ..events import InformationalResponse, Request, Response
 
 __all__ = [
     "WebSocketOffer",

@@ -33,10 +33,10 @@ import binascii
 from dataclasses import replace
 from typing import Iterable, Optional, Sequence
 
-from ._grpc_framing import GrpcMessage, encode_message
-from ._grpc_headers import GrpcCall, Wire, wire_of
-from ._grpc_status import GrpcError, StatusCode
-from .events import Data, EndOfMessage, Event, Request, Response
+from ._framing import GrpcMessage, encode_message
+from ._headers import GrpcCall, Wire, wire_of
+from ._status import GrpcError, StatusCode
+from ..events import Data, EndOfMessage, Event, Request, Response
 
 __all__ = [
     "GrpcWebTranslator",

@@ -5,7 +5,7 @@ one call that also enforces every head framing rule: Content-Length syntax and r
 Transfer-Encoding lists (501 for codings other than chunked), CL+TE, TE on HTTP/1.0, Host
 exactly once on 1.1, bare CR/LF, obs-fold, and the 414/431 limits (RFC 9112 §2-§6).  The
 parser returns the facts framing needs (content length, flags), so Python never re-reads the
-fields.  Bodies are framed by the small readers/writers in `_h1body` (§6.3, §7.1).
+fields.  Bodies are framed by the small readers/writers in `_body` (§6.3, §7.1).
 
 Receive side (`receive_data`) is a state machine over one buffer:
 
@@ -55,9 +55,9 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Optional, Sequence
 
-from .. import native
-from ._errors import ProtocolError, UsageError
-from ._h1body import (
+from ... import native
+from .._errors import ProtocolError, UsageError
+from ._body import (
     FIELD_VALUE_RE,
     ChunkedReader,
     ChunkedWriter,
@@ -67,8 +67,8 @@ from ._h1body import (
     NoBodyWriter,
     write_fields,
 )
-from ._h1client import ClientConnection
-from .events import (
+from ._client import ClientConnection
+from ..events import (
     ConnectionClosed,
     Data,
     EndOfMessage,
@@ -497,14 +497,17 @@ class ServerConnection:
     def send_error(self, status: int, body: bytes = b"",
                    headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """Answer the request that broke the protocol (or the oldest unanswered one) with a
-        complete `status` response and `connection: close`."""
+        complete `status` response and `connection: close`.  `headers` (lower-case names)
+        may bring a content-type (else text/plain for a body); framing is ours."""
         sid = self._error_stream_id
         if sid is None:
             if not self._pending:
                 raise UsageError("no request to answer")
             sid = self._pending[0].stream_id
-        hdrs = [(b"content-type", b"text/plain; charset=utf-8")] if body else []
-        hdrs += list(headers)
+        hdrs = [h for h in headers if h[0] not in (b"content-length", b"transfer-encoding",
+                                                   b"connection")]
+        if body and not any(name == b"content-type" for name, _ in hdrs):
+            hdrs.insert(0, (b"content-type", b"text/plain; charset=utf-8"))
         hdrs += [(b"content-length", b"%d" % len(body)), (b"connection", b"close")]
         self.send(Response(sid, status, hdrs))
         if body:

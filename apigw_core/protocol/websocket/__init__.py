@@ -22,10 +22,10 @@ checks, then relays frames.  How a driver uses this module:
           relay.client.data_to_send() / relay.backend.data_to_send(); close a side's
           connection when relay.<side>.should_close.
 
-The handshakes are in `_wshandshake`, the relay in `_wsrelay`; each opens with its strategy.
+The handshakes are in `_handshake`, the relay in `_relay`; each opens with its strategy.
 """
 
-from ._wshandshake import (
+from ._handshake import (
     BackendHandshake,
     HandshakeRefusal,
     WebSocketAccepted,
@@ -35,7 +35,7 @@ from ._wshandshake import (
     parse_extensions,
     server_handshake,
 )
-from ._wsrelay import RelaySide, WebSocketRelay, WSLimits, valid_close_code, wire_close_code
+from ._relay import RelaySide, WebSocketRelay, WSLimits, valid_close_code, wire_close_code
 
 __all__ = [
     "server_handshake",

@@ -15,7 +15,7 @@ reset either way is `StreamReset(stream_id, error_code)` (send one to reset a st
 GOAWAY and EOF are `ConnectionClosed(error_code, last_stream_id)`.  `expect: 100-continue`
 sets `Request.expect_continue` as on HTTP/1.1.
 
-Validation: see `_h2headers` (h2's checks, done once, by us).  A malformed request resets
+Validation: see `_headers` (h2's checks, done once, by us).  A malformed request resets
 its stream with PROTOCOL_ERROR and no event; the other streams go on.  A malformed body
 (content-length mismatch) or trailers reset the stream and report `StreamReset`.  A
 request whose header section is over the server's soft limits (`H2Limits.max_header_section`,
@@ -23,11 +23,11 @@ request whose header section is over the server's soft limits (`H2Limits.max_hea
 application answers it on its stream and the connection goes on (RFC 9113 §10.5.1);
 trailers over them reset their stream.
 
-Flow control, lazy sending and stream ends: see `_h2conn`.  The application calls
+Flow control, lazy sending and stream ends: see `_conn`.  The application calls
 `acknowledge_received(stream_id, len(data))` once it has consumed a Data event (that is
 what lets the peer send more), and may call `available(stream_id)` to pace its sending.
 
-Limits and flood defences: `H2Limits` and `_h2engine`.  Connection errors raise
+Limits and flood defences: `H2Limits` and `_engine`.  Connection errors raise
 `ProtocolError` with `error_code` set (and `status_hint` 400 on the server side, 502 on the
 client side) after queueing GOAWAY; flood defences use ENHANCE_YOUR_CALM.  Rapid reset
 (CVE-2023-44487) is counted as Envoy does: a stream reset by the client before we finished
@@ -48,12 +48,12 @@ from typing import Callable, Optional
 
 from h2 import events as h2e
 
-from ._errors import ProtocolError, UsageError
-from ._h2conn import H2Base, _St
-from ._h2engine import H2Limits
-from ._h2headers import Malformed, parse_request, parse_response, request_block, response_block
-from .alpn import h2c_settings
-from .events import (
+from .._errors import ProtocolError, UsageError
+from ._conn import H2Base, _St
+from ._engine import H2Limits
+from ._headers import Malformed, parse_request, parse_response, request_block, response_block
+from ..alpn import h2c_settings
+from ..events import (
     Data,
     EndOfMessage,
     Event,

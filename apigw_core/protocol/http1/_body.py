@@ -32,7 +32,7 @@ import re
 from operator import itemgetter
 from typing import Optional, Sequence
 
-from ._errors import ProtocolError, UsageError
+from .._errors import ProtocolError, UsageError
 
 _TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 TOKEN_RE = re.compile(rb"[" + _TCHAR + rb"]+")

@@ -37,10 +37,10 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.exceptions import StreamClosedError, StreamIDTooLowError, TooManyStreamsError
 
-from ._errors import ProtocolError, UsageError
-from ._h2engine import Calm, Engine, H2Limits
-from ._h2headers import Malformed, parse_trailers, trailer_block
-from .events import ConnectionClosed, Data, EndOfMessage, Event, StreamReset, _new_data, _new_eom
+from .._errors import ProtocolError, UsageError
+from ._engine import Calm, Engine, H2Limits
+from ._headers import Malformed, parse_trailers, trailer_block
+from ..events import ConnectionClosed, Data, EndOfMessage, Event, StreamReset, _new_data, _new_eom
 
 _PROTOCOL_ERROR = int(ErrorCodes.PROTOCOL_ERROR)
 _CANCEL = int(ErrorCodes.CANCEL)
@@ -92,7 +92,7 @@ class _St:
 
 
 class H2Base:
-    """Shared machinery of ServerConnection and ClientConnection (see http2.py)."""
+    """Shared machinery of ServerConnection and ClientConnection (see http2/__init__.py)."""
 
     _client = False
     _status_hint = 400
@@ -544,7 +544,7 @@ class H2Base:
         """Bytes queued on our side and not yet taken by data_to_send(): body bytes waiting
         for the peer's windows plus frames already built.  A driver whose writes are
         blocked (a peer that does not read) stops taking more from the application when
-        this grows; frames the peer provokes by itself are capped (see _h2engine)."""
+        this grows; frames the peer provokes by itself are capped (see _engine)."""
         return self._queued_total + len(self._engine._data_to_send)
 
     @property

@@ -115,7 +115,7 @@ class FastStream(H2Stream):
 
     def send_headers(self, headers: list, encoder: object, end_stream: bool = False
                      ) -> list:
-        # `headers`: a block from _h2headers (bytes, pseudo-header fields first)
+        # `headers`: a block from _headers (bytes, pseudo-header fields first)
         sm = self.state_machine
         input_ = _SEND_HEADERS
         if not sm.client and headers[0][0] == b":status" and headers[0][1][:1] == b"1":

@@ -1,6 +1,6 @@
 """gRPC and gRPC-Web at the protocol layer: pure functions and small state objects, no I/O.
 
-gRPC rides on the neutral events of an HTTP/2 connection (`http2.py`): a `Request` head,
+gRPC rides on the neutral events of an HTTP/2 connection (`protocol.http2`): a `Request` head,
 `Data` chunks carrying length-prefixed messages, and an `EndOfMessage` whose trailers hold
 `grpc-status`.  Nothing here owns a connection; the runtime calls these pieces around the
 events it already relays:
@@ -8,17 +8,17 @@ events it already relays:
   * request heads: `check_request(request) -> GrpcCall` (wire, subtype, timeout, encoding)
     or `GrpcError` carrying the answer; `parse_timeout` / `format_timeout` /
     `with_timeout` for `grpc-timeout`; `split_path` for `/pkg.Service/Method`
-    (`_grpc_headers`);
+    (`_headers`);
   * bodies: `MessageDecoder` (incremental, limits, one copy at most), `encode_message`,
     `message_header`, and `MessageObserver`, the per-direction hook for policies
-    (`_grpc_framing`);
+    (`_framing`);
   * status: `StatusCode`, `GrpcError`, `status_trailers` / `parse_status`
     (`grpc-status`, percent-encoded `grpc-message`), `grpc_error_response` (the fields of
     a trailers-only answer), `status_from_backend_http` (the spec's table, for a backend's
-    non-200) and `status_for_http` (the gateway's own error replies) (`_grpc_status`);
+    non-200) and `status_for_http` (the gateway's own error replies) (`_status`);
   * gRPC-Web: `GrpcWebTranslator` rewrites one call's events both ways (base64 for
     `-text`, the 0x80 trailer frame), plus `web_request_body` / `parse_web_response` for
-    clients and tests (`_grpc_web`).
+    clients and tests (`_web`).
 
 A typical relay of one call, in the runtime's words::
 
@@ -40,7 +40,7 @@ trailers-only answer).
 
 from __future__ import annotations
 
-from ._grpc_framing import (
+from ._framing import (
     DEFAULT_MAX_MESSAGE_SIZE,
     GrpcMessage,
     MessageDecoder,
@@ -48,7 +48,7 @@ from ._grpc_framing import (
     encode_message,
     message_header,
 )
-from ._grpc_headers import (
+from ._headers import (
     MAX_TIMEOUT_VALUE,
     GrpcCall,
     Wire,
@@ -59,7 +59,7 @@ from ._grpc_headers import (
     wire_of,
     with_timeout,
 )
-from ._grpc_status import (
+from ._status import (
     CONTENT_TYPE,
     GrpcError,
     StatusCode,
@@ -71,7 +71,7 @@ from ._grpc_status import (
     status_from_backend_http,
     status_trailers,
 )
-from ._grpc_web import (
+from ._web import (
     TRAILER_FLAG,
     Base64Decoder,
     GrpcWebTranslator,
