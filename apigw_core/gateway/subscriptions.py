@@ -70,7 +70,8 @@ _OPEN = Access()
 
 
 class _Key:
-    __slots__ = ("secret", "access_for", "all_apis", "subscription", "product", "text")
+    __slots__ = ("secret", "access_for", "all_apis", "subscription", "product", "text",
+                 "access")
 
     def __init__(self, text: str, subscription: Any, product: Any,
                  apis: Optional[frozenset[str]]) -> None:
@@ -80,6 +81,7 @@ class _Key:
         self.product = product
         self.all_apis = apis is None
         self.access_for = apis or frozenset()
+        self.access = Access(subscription, product, text)   # what every request with it gets
 
 
 class _ApiAccess:
@@ -204,11 +206,15 @@ class SubscriptionIndex:
             if not a.required:
                 return _OPEN
             return self._denied(a, "SubscriptionKeyNotFound", KEY_MISSING_MESSAGE, scheme, host)
+        return self._keyed(a, api.name, key, scheme, host)
+
+    def _keyed(self, a: _ApiAccess, api_name: str, key: bytes | str, scheme: str,
+               host: bytes | str) -> Access | Denied:
         secret = key.encode("utf-8") if isinstance(key, str) else bytes(key)
         k = self._keys.get(_digest(secret))
         if (k is not None and hmac.compare_digest(k.secret, secret)
-                and (k.all_apis or api.name in k.access_for)):
-            return Access(k.subscription, k.product, k.text)
+                and (k.all_apis or api_name in k.access_for)):
+            return k.access
         return self._denied(a, "SubscriptionKeyInvalid", KEY_INVALID_MESSAGE, scheme, host)
 
     def resolve_request(self, api: Any, headers: Sequence[tuple[bytes, bytes]],
@@ -221,8 +227,8 @@ class SubscriptionIndex:
             if name == a.header:
                 header = value
                 break
-        if header:
-            return self.resolve(api, header, None, scheme=scheme, host=host)
+        if header:   # the usual case, straight to the key (positional calls)
+            return self._keyed(a, api.name, header, scheme, host)
         return self.resolve(api, None, query_value(query, a.query), scheme=scheme, host=host)
 
     @staticmethod

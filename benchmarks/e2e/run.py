@@ -18,11 +18,15 @@ connections and several streams on each: an nginx reverse proxy with `listen POR
 and the gateway with an h2c listener, both proxying to the same HTTP/1.1 backend.  h2load
 prints no percentiles, so p50/p99 come from its per-request log (`--log-file`).
 
+The gw1pol row is gw1 with five policies (issue 9's target); `--repeat N` runs the chosen
+rows N times, interleaved, and reports each row's spread, since one run on a shared
+machine says little.
+
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw2,h2nginx,h2gw1,h2gw2]
-                                 [--json results.json]
+                                 [--only nginx,proxy,gw1,gw1pol,gw2,h2nginx,h2gw1,h2gw2]
+                                 [--repeat 1] [--json results.json]
 """
 
 from __future__ import annotations
@@ -45,11 +49,12 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw2", "h2nginx", "h2gw1", "h2gw2")
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw2", "h2nginx", "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
     "gw1": "apigw 1 worker",
+    "gw1pol": "apigw 1 worker, 5 policies",
     "gw2": "apigw 2 workers",
     "h2nginx": "nginx reverse proxy, h2c",
     "h2gw1": "apigw 1 worker, h2c",
@@ -305,8 +310,10 @@ def wait_h2_200(port: int, proc: subprocess.Popen, timeout: float) -> Optional[s
     return f"not ready after {timeout:.0f} s ({last})"
 
 
-def wait_http_200(port: int, proc: subprocess.Popen, timeout: float) -> Optional[str]:
-    """Poll GET / until it answers 200; None when ready, else the reason it is not."""
+def wait_http_200(port: int, proc: subprocess.Popen, timeout: float,
+                  headers: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """Poll GET / (with `headers`) until it answers 200; None when ready, else the reason
+    it is not."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -314,7 +321,7 @@ def wait_http_200(port: int, proc: subprocess.Popen, timeout: float) -> Optional
             return f"process exited with status {proc.returncode}"
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
-            conn.request("GET", "/")
+            conn.request("GET", "/", headers=headers or {})
             resp = conn.getresponse()
             body = resp.read()
             if resp.status == 200:
@@ -439,8 +446,7 @@ NGINX_PROXY = """\
 
 def start_nginx(workdir: str, name: str, body: str, port: int,
                 h2: bool = False) -> subprocess.Popen:
-    d = os.path.join(workdir, name)
-    os.makedirs(d)
+    d = tempfile.mkdtemp(prefix=name + "-", dir=workdir)   # unique: rows may repeat
     os.chmod(d, 0o755)  # nginx workers run as nobody when we are root
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
@@ -468,16 +474,40 @@ apis: [{{name: bench, path: "", backend: nginx}}]
 """
 DEFAULT_GW_CMD = "{python} -m apigw_core serve {config} --workers {workers}"
 
+# The gw1pol row (issue 9): the same proxy with the five policies of the issue's target at
+# global scope.  The API requires a subscription key and the all-apis subscription below
+# owns it, so every request is resolved to a subscription; the load generator sends the key
+# and the header check-header wants.  No Origin: cors sees an ordinary (non-CORS) request.
+POLICY_KEY = "0123456789abcdef0123456789abcdef"
+POLICY_HEADERS = {"Ocp-Apim-Subscription-Key": POLICY_KEY, "X-Api-Client": "wrk"}
+POLICY_CONFIG = """\
+listeners: [{{bind: "127.0.0.1:{port}", protocols: [{protocols}]}}]
+backends: {{nginx: {{url: "http://127.0.0.1:{backend_port}"}}}}
+subscriptions:
+  - {{id: bench, scope: all-apis, primary-key: "%s"}}
+policies:
+  inbound:
+    - check-header: {{name: X-Api-Client, failed-check-httpcode: 401,
+                     failed-check-error-message: "X-Api-Client is required", ignore-case: true}}
+    - ip-filter: {{action: allow, address: [127.0.0.1]}}
+    - set-header: {{name: X-Forwarded-By, value: [apigw]}}
+    - cors: {{allowed-origins: ["https://app.example.com"], allowed-methods: [GET, POST],
+             allowed-headers: [X-Api-Client]}}
+  outbound:
+    - set-header: {{name: X-Served-By, value: [apigw]}}
+apis: [{{name: bench, path: "", backend: nginx, subscription-required: true}}]
+""" % POLICY_KEY
+
 
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
-                  cmd: str = "", h2c: bool = False
+                  cmd: str = "", h2c: bool = False, policies: bool = False
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
-    d = os.path.join(workdir, f"{'h2' if h2c else ''}gw{workers}")
-    os.makedirs(d)
+    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{'pol' if policies else ''}-",
+                         dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write(GATEWAY_CONFIG.format(port=port, backend_port=backend_port,
-                                      protocols="http1, h2c" if h2c else "http1"))
+        f.write((POLICY_CONFIG if policies else GATEWAY_CONFIG).format(
+            port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1"))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -487,7 +517,7 @@ def start_gateway(workdir: str, workers: int, port: int, backend_port: int, time
         argv = [a.format(python=sys.executable, config=conf, workers=workers)
                 for a in shlex.split(cmd or DEFAULT_GW_CMD)]
         p = start(argv, stdout=fout, stderr=ferr, cwd=d, env=env)
-    err = wait_http_200(port, p, timeout)
+    err = wait_http_200(port, p, timeout, POLICY_HEADERS if policies else None)
     if err is None:
         return p, None
     stop(p)
@@ -506,6 +536,7 @@ def start_gateway(workdir: str, workers: int, port: int, backend_port: int, time
 class Result:
     target: str
     label: str
+    round: int = 1                   # 1..--repeat
     ok: bool = False
     error: Optional[str] = None
     client: str = ""                 # "wrk" or "h2load"
@@ -530,9 +561,13 @@ class Result:
     wrk_output: str = ""                       # the load generator's raw output
 
 
-def run_wrk(url: str, threads: int, conns: int, duration: float) -> Tuple[str, float]:
-    """Run wrk, return (stdout, CPU seconds wrk used)."""
-    argv = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{duration:g}s", "--latency", url]
+def run_wrk(url: str, threads: int, conns: int, duration: float,
+            headers: Optional[Dict[str, str]] = None) -> Tuple[str, float]:
+    """Run wrk (each of `headers` as `-H`), return (stdout, CPU seconds wrk used)."""
+    argv = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{duration:g}s", "--latency"]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
+    argv.append(url)
     before = os.times()
     p = start(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -568,12 +603,12 @@ def run_h2load(url: str, threads: int, conns: int, streams: int, duration: float
 
 
 def bench(res: Result, port: int, cpu_root: int, args, threads: int, h2: bool = False,
-          workdir: str = "") -> None:
+          workdir: str = "", headers: Optional[Dict[str, str]] = None) -> None:
     url = f"http://127.0.0.1:{port}/"
     if h2:
         conns = max(args.h2_connections, threads)
         res.client, res.streams = "h2load", args.h2_streams
-        log_path = os.path.join(workdir, f"{res.target}.h2load.tsv")
+        log_path = os.path.join(workdir, f"{res.target}.{res.round}.h2load.tsv")
 
         def load(duration: float, log: Optional[str] = None) -> Tuple[str, float]:
             return run_h2load(url, threads, conns, args.h2_streams, duration, log)
@@ -582,7 +617,7 @@ def bench(res: Result, port: int, cpu_root: int, args, threads: int, h2: bool = 
         res.client, log_path = "wrk", None
 
         def load(duration: float, log: Optional[str] = None) -> Tuple[str, float]:
-            return run_wrk(url, threads, conns, duration)
+            return run_wrk(url, threads, conns, duration, headers)
     res.wrk_threads, res.connections = threads, conns
     if args.warmup > 0:
         load(args.warmup)
@@ -634,16 +669,18 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
         finally:
             stop(p)
         return
-    workers = int(target.removeprefix("h2")[2:])
+    policies = target.endswith("pol")
+    workers = int(target.removeprefix("h2").removesuffix("pol")[2:])
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
-                           h2c=h2)
+                           h2c=h2, policies=policies)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
         return
     try:
-        bench(res, port, p.pid, args, threads, h2, workdir)
+        bench(res, port, p.pid, args, threads, h2, workdir,
+              POLICY_HEADERS if policies else None)
         if p.poll() is not None:
             res.error = f"gateway exited during the run with status {p.returncode}"
     finally:
@@ -663,6 +700,29 @@ def _fmt_ms(v: Optional[float]) -> str:
     return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.2f} ms"
 
 
+def spread_lines(results: List[Result]) -> List[str]:
+    """With --repeat: each target's req per CPU-s over the rounds (min / median / max), and
+    gw1pol over gw1 round by round (the two rows of a round ran back to back)."""
+    out = []
+    by_target: Dict[str, List[Result]] = {}
+    for r in results:
+        if r.ok and r.req_per_cpu_s:
+            by_target.setdefault(r.target, []).append(r)
+    for t, rs in by_target.items():
+        v = sorted(r.req_per_cpu_s for r in rs)
+        out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
+                   f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
+    g1 = {r.round: r for r in by_target.get("gw1", [])}
+    gp = {r.round: r for r in by_target.get("gw1pol", [])}
+    ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
+    if ratios:
+        srt = sorted(ratios)
+        out.append("gw1pol / gw1 req per CPU-s, round by round: "
+                   + ", ".join(f"{x:.3f}" for x in ratios)
+                   + f" (min {srt[0]:.3f}, median {srt[len(srt) // 2]:.3f}, max {srt[-1]:.3f})")
+    return out
+
+
 def report(results: List[Result], info: dict, args) -> str:
     lines = [
         f"{args.duration:g} s per target (after a {args.warmup:g} s warm-up); wrk: "
@@ -673,18 +733,23 @@ def report(results: List[Result], info: dict, args) -> str:
         "| target | client | req/s | p50 | p99 | errors | proxy CPU-s | req per CPU-s |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
+    rounds = max((r.round for r in results), default=1)
     for r in results:
+        label = f"{r.label} #{r.round}" if rounds > 1 else r.label
         if not r.ok:
             why = "interrupted" if r.error == "interrupted" else "FAILED"
-            lines.append(f"| {r.label} | - | {why} | - | - | - | - | - |")
+            lines.append(f"| {label} | - | {why} | - | - | - | - | - |")
             continue
         client = (f"h2load -t {r.wrk_threads} -c {r.connections} -m {r.streams}"
                   if r.client == "h2load" else f"wrk -t {r.wrk_threads} -c {r.connections}")
         lines.append(
-            f"| {r.label} | {client} | {r.rps:,.0f} | {_fmt_ms(r.p50_ms)} | {_fmt_ms(r.p99_ms)} | "
+            f"| {label} | {client} | {r.rps:,.0f} | {_fmt_ms(r.p50_ms)} | {_fmt_ms(r.p99_ms)} | "
             f"{r.errors} | {r.proxy_cpu_s:.2f} | {_fmt(r.req_per_cpu_s, ',.0f')} |")
-    by = {r.target: r for r in results}
     lines.append("")
+    if rounds > 1:
+        lines.extend(spread_lines(results))
+        lines.append(f"(the lines below: round {rounds})")
+    by = {r.target: r for r in results if r.round == rounds}
     g1, g2 = by.get("gw1"), by.get("gw2")
     if g1 and g2 and g1.ok and g2.ok and g1.rps:
         lines.append(f"gw2/gw1 req/s: {g2.rps / g1.rps:.2f}"
@@ -702,6 +767,10 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
+    gp = by.get("gw1pol")
+    if g1 and gp and g1.ok and gp.ok and g1.req_per_cpu_s and gp.req_per_cpu_s:
+        lines.append(f"{gp.label} / {g1.label}, req per CPU-s: "
+                     f"{gp.req_per_cpu_s / g1.req_per_cpu_s:.3f}")
     for h1, h2 in (("gw1", "h2gw1"), ("gw2", "h2gw2"), ("proxy", "h2nginx")):
         a, b = by.get(h1), by.get(h2)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
@@ -743,6 +812,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="comma-separated subset of " + ",".join(TARGETS))
     ap.add_argument("--ready-timeout", type=float, default=20,
                     help="seconds to wait for the gateway to answer 200 (20)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the chosen rows this many times, interleaved (1); the report "
+                         "adds each row's spread and gw1pol/gw1 round by round")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     ap.add_argument("--gw-cmd", default=DEFAULT_GW_CMD,
@@ -766,10 +838,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         backend_port = free_port()
         backend = start_nginx(workdir, "backend", NGINX_BACKEND.format(port=backend_port), backend_port)
         ctx = {"workdir": workdir, "backend_port": backend_port, "backend": backend}
-        for t in targets:
-            res = Result(target=t, label=TARGET_LABELS[t])
+        for t, rnd in [(t, k) for k in range(1, max(1, args.repeat) + 1) for t in targets]:
+            res = Result(target=t, label=TARGET_LABELS[t], round=rnd)
             results.append(res)
-            print(f"# {t}: running ...", file=sys.stderr, flush=True)
+            print(f"# {t} (round {rnd}): running ...", file=sys.stderr, flush=True)
             try:
                 run_target(t, res, ctx, args)
             except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as e:
@@ -801,10 +873,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                            "connections": args.connections, "threads": args.threads,
                            "h2_connections": args.h2_connections,
                            "h2_streams": args.h2_streams, "h2_threads": args.h2_threads,
-                           "gw_cmd": args.gw_cmd, "targets": targets},
+                           "gw_cmd": args.gw_cmd, "targets": targets,
+                           "repeat": args.repeat},
                 "results": [asdict(r) for r in results],
             }
-            by = {r.target: r for r in results}
+            by = {r.target: r for r in results if r.round == 1}
             if by.get("gw1") and by.get("gw2") and by["gw1"].ok and by["gw2"].ok:
                 doc["gw2_over_gw1_rps"] = by["gw2"].rps / by["gw1"].rps
             with open(args.json, "w") as f:
