@@ -32,7 +32,7 @@ import trio
 from ..gateway.forwarding import forward_request_headers, forward_response_headers
 from ..gateway.pipeline import (
     Context, ForwardRequest, Headers, PolicyError, ReadRequestBody, ReadResponseBody,
-    RequestView, ResponseView, SendRequest, ServiceResponse, run,
+    RequestView, ResponseView, SendRequest, run,
 )
 from ..gateway.replies import is_grpc
 from ..gateway.subscriptions import Access, without_key
@@ -42,6 +42,7 @@ from ..protocol import (
     Response, StreamReset,
 )
 from .stream import BodyError, ClientGone, send_local_reply
+from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
                        UpstreamError, log_failure)
@@ -141,7 +142,7 @@ class _Call:
         if t is ReadResponseBody:
             return await self._read_response_body(cmd.limit)
         if t is SendRequest:
-            return await self._send_request(cmd)
+            return await send_request(self.state, cmd)
         raise PolicyError(500, "InternalError", "internal error",
                           source=f"unknown command {t.__name__}")
 
@@ -289,29 +290,11 @@ class _Call:
         self.timeout = timeout
 
     def _start_pump(self, ex: Any, write_timeout: float) -> None:
-        stream, web, errors = self.stream, self.web, self.pump_error
+        from .proxy import pump_upload
         nursery = self.nursery
         assert nursery is not None, "a streamed upload runs inside the call's nursery"
-
-        async def pump() -> None:
-            try:
-                while True:
-                    got = await stream.receive_body()
-                    for ev in (web.to_backend(got) if web is not None else (got,)):
-                        if ev.__class__ is Data:
-                            ex.send_data(ev.data)
-                        else:
-                            ex.send_end(ev.trailers)
-                    await ex.flush(write_timeout)
-                    if got.__class__ is EndOfMessage:
-                        return
-            except (TransportClosed, TransportTimeout):
-                return   # the backend stopped reading: its answer (or EOF) tells the rest
-            except (BodyError, ClientGone) as e:
-                errors.append(e)
-                nursery.cancel_scope.cancel()
-
-        nursery.start_soon(pump)
+        nursery.start_soon(pump_upload, self.stream, ex, self.web, write_timeout,
+                           self.pump_error, nursery.cancel_scope)
 
     async def _receive(self, ex: Any, timeout: float, may_retry: bool) -> list:
         answered = ex.answered
@@ -407,69 +390,6 @@ class _Call:
         await proxy_websocket(self.stream, route, pool, headers, self.rid,
                               self.gw.config.server)
         self.ws_done = True
-
-    # -- send-request ----------------------------------------------------------------------
-
-    async def _send_request(self, cmd: SendRequest) -> ServiceResponse:
-        u = urlsplit(cmd.url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise PolicyError(500, "ExpressionValueEvaluationFailure",
-                              "send-request needs an absolute http(s) URL")
-        port = u.port or (443 if u.scheme == "https" else 80)
-        pool = self.state.pool_for_url(u.scheme, u.hostname, port)
-        if pool is None:
-            raise PolicyError(503, "BackendConnectionFailure", "too many backend origins")
-        target = ((u.path or "/") + ("?" + u.query if u.query else "")).encode()
-        headers = _without(list(cmd.headers), (b"host",) + _BODY_FRAMING)
-        headers.insert(0, (b"host", pool.authority))
-        if cmd.body or cmd.method not in ("GET", "HEAD"):
-            headers.append((b"content-length", b"%d" % len(cmd.body)))
-        try:
-            with trio.fail_after(cmd.timeout):
-                return await self._service_call(pool, Request(1, cmd.method.encode(), target,
-                                                              headers), cmd)
-        except trio.TooSlowError:
-            raise PolicyError(504, "Timeout", "send-request timed out",
-                              source="send-request") from None
-
-    async def _service_call(self, pool: Any, request: Request, cmd: SendRequest
-                            ) -> ServiceResponse:
-        try:
-            ex = await pool.open(request)
-        except UpstreamError as e:
-            raise PolicyError(e.status, "BackendConnectionFailure", e.public,
-                              source="send-request") from None
-        ok = False
-        try:
-            if cmd.body:
-                ex.send_data(cmd.body)
-            ex.send_end()
-            status, reason, headers, chunks, size = 0, "", (), [], 0
-            await ex.flush(cmd.timeout)
-            while True:
-                for ev in await ex.receive(cmd.timeout):
-                    t = ev.__class__
-                    if t is Response:
-                        status, reason = ev.status_code, ev.reason.decode("latin-1")
-                        headers = tuple(ev.headers)
-                    elif t is Data:
-                        size += len(ev.data)
-                        if size > cmd.max_body:
-                            raise PolicyError(502, "BackendConnectionFailure",
-                                              "send-request response too large",
-                                              source="send-request")
-                        chunks.append(ev.data)
-                    elif t is EndOfMessage:
-                        ok = True
-                        return ServiceResponse(status, headers, b"".join(chunks), reason)
-                    elif t is StreamReset or t is ConnectionClosed:
-                        raise PolicyError(502, "BackendConnectionFailure", CLOSED,
-                                          source="send-request")
-        except (TransportClosed, TransportTimeout, ProtocolError):
-            raise PolicyError(502, "BackendConnectionFailure", CONNECT_FAILED,
-                              source="send-request") from None
-        finally:
-            ex.release(ok)
 
     # -- writing the result -------------------------------------------------------------
 

@@ -282,34 +282,40 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
         ex.release(ok)
 
 
+async def pump_upload(stream: HTTPStream, ex, web, write_timeout: float,
+                      errors: list[BaseException], scope: trio.CancelScope) -> None:
+    """Copy the rest of the client's upload to the backend exchange (a task beside the
+    response relay).  A client failure is put in `errors` and cancels `scope`; a backend
+    that stops reading ends the copy quietly (its answer or EOF tells the rest)."""
+    try:
+        while True:
+            got = await stream.receive_body()
+            for ev in (web.to_backend(got) if web is not None else (got,)):
+                if ev.__class__ is Data:
+                    ex.send_data(ev.data)  # type: ignore[attr-defined]
+                else:
+                    ex.send_end(ev.trailers)  # type: ignore[attr-defined]
+            await ex.flush(write_timeout)
+            if got.__class__ is EndOfMessage:
+                return
+    except (TransportClosed, TransportTimeout):
+        return
+    except (BodyError, ClientGone) as exc:
+        errors.append(exc)
+        scope.cancel()
+
+
 async def _relay_with_upload(stream: HTTPStream, ex, timeout: float,
                              write_timeout: float, web=None) -> None:
     """The request body is still arriving: pump it in a second task while relaying."""
     body_error: list[BaseException] = []
 
-    async def pump() -> None:
-        try:
-            while True:
-                got = await stream.receive_body()
-                for ev in (web.to_backend(got) if web is not None else (got,)):
-                    if ev.__class__ is Data:
-                        ex.send_data(ev.data)  # type: ignore[attr-defined]
-                    else:
-                        ex.send_end(ev.trailers)  # type: ignore[attr-defined]
-                await ex.flush(write_timeout)
-                if got.__class__ is EndOfMessage:
-                    return
-        except (TransportClosed, TransportTimeout):
-            return  # the backend stopped reading: its answer (or EOF) tells the rest
-        except (BodyError, ClientGone) as exc:
-            body_error.append(exc)
-            nursery.cancel_scope.cancel()
-
     # Nothing may be raised out of the nursery block: trio (strict exception groups)
     # would wrap it in an ExceptionGroup, which our callers do not catch.
     failed: list[BaseException] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(pump)
+        nursery.start_soon(pump_upload, stream, ex, web, write_timeout, body_error,
+                           nursery.cancel_scope)
         try:
             await _relay_response(stream, ex, timeout, False, replayable=False, web=web)
         except (_BackendFailed, ClientGone) as exc:
