@@ -42,8 +42,12 @@ from ..protocol import (
     Response, StreamReset,
 )
 from .stream import BodyError, ClientGone, send_local_reply
+# proxy.py imports this module lazily (inside proxy_handler), so importing it here at the
+# top makes no cycle, and the request path does no import work
+from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
+from .wsproxy import proxy_websocket
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
                        UpstreamError, log_failure)
 
@@ -246,7 +250,6 @@ class _Call:
                 body = [x for ev in body for x in web.to_backend(ev)]
         if req.http_version == b"2" and ctx.request.body is None and (
                 body is None or len(body) != 1 or body[0].trailers):
-            from .proxy import _h1_framing
             upreq = _h1_framing(upreq, body)
         timeout = cmd.timeout if cmd.timeout is not None else pool.backend.timeout
         retry_ok = body is not None and method in _IDEMPOTENT and len(body) == 1
@@ -290,7 +293,6 @@ class _Call:
         self.timeout = timeout
 
     def _start_pump(self, ex: Any, write_timeout: float) -> None:
-        from .proxy import pump_upload
         nursery = self.nursery
         assert nursery is not None, "a streamed upload runs inside the call's nursery"
         nursery.start_soon(pump_upload, self.stream, ex, self.web, write_timeout,
@@ -385,7 +387,6 @@ class _Call:
                                   "BackendConnectionFailure"), f.public) from None
 
     async def _tunnel(self, pool: Any, headers: list, upath: bytes) -> None:
-        from .wsproxy import proxy_websocket
         route = dataclasses.replace(self.route, path=upath)
         await proxy_websocket(self.stream, route, pool, headers, self.rid,
                               self.gw.config.server)
@@ -473,11 +474,6 @@ def _merge(headers: list, extra: list) -> list:
         return headers
     names = {n for n, _ in extra if n != b"vary"}
     return [h for h in headers if h[0] not in names] + extra
-
-
-def _authority_of(target: bytes) -> Optional[bytes]:
-    from .proxy import _authority_of as a
-    return a(target)
 
 
 def _request_view(stream: "HTTPStream", route: Any, host: Optional[bytes],
@@ -585,7 +581,6 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
     with trio.move_on_at(deadline) as scope:
         await go()
     if scope.cancelled_caught:
-        from .proxy import _deadline_exceeded
         await _deadline_exceeded(stream, web)
 
 
