@@ -45,6 +45,7 @@ from .stream import BodyError, ClientGone, send_local_reply
 # proxy.py imports this module lazily (inside proxy_handler), so importing it here at the
 # top makes no cycle, and the request path does no import work
 from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
+from .commands import COMMAND_HANDLERS, run_finish
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket
@@ -134,6 +135,8 @@ class _Call:
             if self.ex is not None:
                 self.ex.release(False)   # not relayed to its end: never reused
                 self.ex = None
+            if self.ctx.finish:
+                run_finish(self.ctx, self.rid)
         if self.pump_error:
             raise self.pump_error[0]
 
@@ -147,6 +150,9 @@ class _Call:
             return await self._read_response_body(cmd.limit)
         if t is SendRequest:
             return await send_request(self.state, cmd)
+        handler = COMMAND_HANDLERS.get(t)
+        if handler is not None:   # commands of later features (runtime/commands.py)
+            return await handler(self, cmd)
         raise PolicyError(500, "InternalError", "internal error",
                           source=f"unknown command {t.__name__}")
 

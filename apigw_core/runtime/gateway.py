@@ -31,7 +31,7 @@ import socket
 import ssl
 import time
 import weakref
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 import trio
 
@@ -53,7 +53,9 @@ from .transport import (SocketTransport, StreamTransport, Transport, TransportCl
 from .h2upstream import H2UpstreamPool
 from .upstream import UpstreamPool
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "AdminHandler"]
+
+AdminHandler = Callable[["Gateway", HTTPStream], Awaitable[None]]
 
 log = logging.getLogger("apigw_core.runtime")
 
@@ -89,6 +91,12 @@ class Gateway:
         self._stop = trio.Event()
         self._ready = False
         self._handler = proxy_handler(self)
+        self._admin_routes: dict[bytes, tuple[tuple[bytes, ...], AdminHandler]] = {}
+        self._admin_prefixes: dict[bytes, tuple[tuple[bytes, ...], AdminHandler]] = {}
+        self.add_admin_route(b"/healthz", lambda gw, s: _text(s, 200, b"ok\n"), methods=())
+        self.add_admin_route(b"/ready", Gateway._admin_ready, methods=())
+        self.add_admin_route(b"/config", lambda gw, s: _json(s, 200, gw.reload_status().to_json()))
+        self.add_admin_route(b"/reload", Gateway._admin_reload, methods=(b"POST",))
 
     def _pool(self, name: str, b: BackendConfig):
         try:  # an https backend loads its CA file here
@@ -358,34 +366,43 @@ class Gateway:
         await H1Driver(SocketTransport(sock, addr, self.watchdog), self._admin_handler,
                        self.config.server, b"http").run()
 
+    def add_admin_route(self, path: bytes, handler: AdminHandler,
+                        methods: tuple[bytes, ...] = (b"GET", b"HEAD"),
+                        prefix: bool = False) -> None:
+        """Serve `path` on the admin listener with `await handler(gateway, stream)`; with
+        `prefix`, every path under it (`/traces/` answers `/traces/abc`); `methods=()`
+        takes any method.  Later features (backends, metrics, traces) add theirs when the
+        gateway is built."""
+        (self._admin_prefixes if prefix else self._admin_routes)[path] = (methods, handler)
+
     async def _admin_handler(self, stream: HTTPStream) -> None:
         path = stream.request.target.partition(b"?")[0]
-        method = stream.request.method
-        if path in _ADMIN_METHODS and method not in _ADMIN_METHODS[path]:
-            allow = b", ".join(_ADMIN_METHODS[path])
-            await stream.reply(405, [(b"allow", allow), (b"content-length", b"0")], b"")
-        elif path == b"/reload":
-            await self._admin_reload(stream)
-        elif path == b"/config":
-            await _json(stream, 200, self.reload_status().to_json())
-        elif path == b"/healthz":
-            await _text(stream, 200, b"ok\n")
-        elif path == b"/ready":
-            if self._ready and not self.draining:
-                await _text(stream, 200, b"ready\n")
-            else:
-                await _text(stream, 503, b"draining\n" if self.draining else b"starting\n")
+        route = self._admin_routes.get(path)
+        if route is None:
+            route = next((r for p, r in self._admin_prefixes.items()
+                          if path.startswith(p)), None)
+        if route is None:
+            names = ", ".join(sorted(p.decode() + ("*" if p in self._admin_prefixes else "")
+                                     for p in (*self._admin_routes, *self._admin_prefixes)))
+            await stream.error(404, f"admin endpoints: {names}")
+            return
+        methods, handler = route
+        if methods and stream.request.method not in methods:
+            await stream.reply(405, [(b"allow", b", ".join(methods)),
+                                     (b"content-length", b"0")], b"")
+            return
+        await handler(self, stream)
+
+    async def _admin_ready(self, stream: HTTPStream) -> None:
+        if self._ready and not self.draining:
+            await _text(stream, 200, b"ready\n")
         else:
-            await stream.error(404, "admin endpoints: /healthz, /ready, /config, "
-                                    "POST /reload")
+            await _text(stream, 503, b"draining\n" if self.draining else b"starting\n")
 
 
 def _ssl_reason(exc: OSError) -> str:
     """'[SSL] PEM lib (_ssl.c:3905)' -> '[SSL] PEM lib'; an OSError's strerror."""
     return re.sub(r" \(_ssl\.c:\d+\)$", "", exc.strerror or str(exc))
-
-
-_ADMIN_METHODS = {b"/reload": (b"POST",), b"/config": (b"GET", b"HEAD")}
 
 
 async def _json(stream: HTTPStream, status: int, body: bytes) -> None:

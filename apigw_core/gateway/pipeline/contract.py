@@ -231,6 +231,10 @@ class Context:
     # The runtime appends them last, after dropping the response's own fields of the same
     # names, except `vary`, which is list-valued and kept (RFC 9110 §12.5.5).
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Callbacks `f(ctx)` the runtime calls once when the request is over: the response
+    # written to its end, or the client gone, or a failure (limit-concurrency releases its
+    # slot here, quota counts bandwidth).  Exceptions are logged, never raised.
+    finish: list[Callable[["Context"], None]] = field(default_factory=list)
 
 
 # --- compiling ------------------------------------------------------------------------
