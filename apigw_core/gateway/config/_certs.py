@@ -176,7 +176,7 @@ def _named_value(v: object) -> "str | NamedValue":
     if isinstance(v, str):
         return v
     if not isinstance(v, dict):
-        raise _Invalid(f"expected string, got {_kind(v)} (or a mapping {{value, secret}})")
+        raise _Invalid(f"expected string, got {_kind(v)}")  # or {value, secret}
     for k in v:
         if k not in ("value", "secret"):
             raise _Invalid("unknown key (expected one of: value, secret)", at=(k,))
