@@ -104,6 +104,18 @@ class GatewayState:
         return self._ad_hoc(("backend", name, http_version),
                             lambda: _replace(pool.backend, http_version=http_version))
 
+    def with_certificate(self, pool: Any, cert_id: str) -> Optional[Any]:
+        """The pool like `pool` whose connections present the client certificate
+        `cert_id` of the certificates: store (authentication-certificate); one per
+        (backend, certificate).  None when too many pools are open already."""
+        b = pool.backend
+        if b.tls.client_certificate == cert_id:
+            return pool
+        c = self.config.certificates[cert_id]
+        tls = _replace(b.tls, client_certificate=cert_id, cert=c.cert, key=c.key,
+                       password=c.password)
+        return self._ad_hoc(("cert", b, cert_id), lambda: _replace(b, tls=tls))
+
     def pool_for_url(self, scheme: str, host: str, port: int,
                      http_version: str = "1") -> Optional[Any]:
         """A pool for an origin named by a policy (send-request, base-url); None when too

@@ -99,6 +99,8 @@ def client_ssl_context(backend: BackendConfig,
     if not backend.tls.verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    if backend.tls.cert is not None:   # backend mTLS: tls.client-certificate, authentication-certificate
+        ctx.load_cert_chain(backend.tls.cert, backend.tls.key, backend.tls.password)
     ctx.set_alpn_protocols(list(alpn))
     return ctx
 
