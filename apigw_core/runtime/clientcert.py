@@ -25,6 +25,7 @@ header (`forward-only`, `append-forward`), so the usual connection carries None.
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import logging
 import os
 import ssl
@@ -66,7 +67,6 @@ def _lib() -> Any:
         except OSError:
             pass
         if path is None:
-            import ctypes.util
             path = ctypes.util.find_library("ssl")
         if path is None:
             raise OSError("libssl not found (client-certificate mode request needs it)")
