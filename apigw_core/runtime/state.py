@@ -26,6 +26,7 @@ from ..gateway.pipeline.policies.flow import ForwardRequestPolicy
 from ..gateway.router import Router
 from ..gateway.subscriptions import SubscriptionIndex
 from .h2upstream import H2UpstreamPool
+from .secrets import remember as remember_secrets
 from .upstream import UpstreamPool
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class GatewayState:
                  previous: Optional["GatewayState"] = None,
                  make_pool: Optional[Callable[[str, BackendConfig], Any]] = None) -> None:
         self.config = config
+        remember_secrets(config)      # secret named values: out of every log line
         self.version = version
         self.loaded_at = time.time()
         self.watchdog = watchdog
