@@ -36,6 +36,7 @@ def pki(tmp_path_factory):
     p = {
         "ca": ca, "other": other,
         "server": ca.issue("localhost", "localhost", "127.0.0.1"),
+        "sni": ca.issue("api.example"),
         "alice": ca.client("alice", org="Contoso", dns=["alice.example"],
                            uris=["spiffe://test/alice"], serial=0x0ABCDEF123),
         "bob": ca.client("bob", org="Contoso"),
@@ -75,6 +76,9 @@ def gw(tmp_path_factory, pki, echo):
              "tls": {**tls, "client-certificate": {"mode": "require", "ca": ca}}},
             {"bind": "127.0.0.1:0"},                                      # plain, sanitize
             {"bind": "127.0.0.1:0", "forward-client-cert": "forward-only"},  # trusted hop
+            {"bind": "127.0.0.1:0",                # require + CRL at the handshake, with SNI
+             "tls": {**tls, "sni": {"api.example": {"cert": pki["sni"][0], "key": pki["sni"][1]}},
+                     "client-certificate": {"mode": "require", "ca": ca, "crl": pki["crl"]}}},
         ],
         "certificates": {"client-ca": {"cert": ca}},
         "certificate-revocation-lists": [pki["crl"]],
@@ -109,10 +113,12 @@ def gw(tmp_path_factory, pki, echo):
     p.stop()
 
 
-def _curl(gw, port_index: int, path: str, cert=None, *extra: str) -> subprocess.CompletedProcess:
+def _curl(gw, port_index: int, path: str, cert=None, *extra: str,
+          host: str = "localhost") -> subprocess.CompletedProcess:
     port = gw.ports[port_index]
     args = [need_binary("curl"), "-sS", "--max-time", "30", "-w", "\n%{http_code}",
-            "--cacert", str(gw._ca), f"https://localhost:{port}{path}", *extra]
+            "--cacert", str(gw._ca), "--resolve", f"{host}:{port}:127.0.0.1",
+            f"https://{host}:{port}{path}", *extra]
     if cert is not None:
         args += ["--cert", cert[0], "--key", cert[1]]
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
@@ -141,6 +147,14 @@ def test_require_refuses_at_the_handshake(gw, pki, who):
     r = _curl(gw, 1, "/open/x", None if who == "none" else pki[who])
     assert r.returncode != 0, r.stdout
     assert r.stdout.strip() in ("", "000"), r.stdout
+
+
+@pytest.mark.parametrize("host", ["localhost", "api.example"])   # default and SNI contexts
+def test_require_with_a_crl_and_sni(gw, pki, host):
+    assert _answer(_curl(gw, 4, "/open/x", pki["alice"], host=host))[0] == 200
+    for who in (None, "revoked", "mallory"):
+        r = _curl(gw, 4, "/open/x", pki[who] if who else None, host=host)
+        assert r.returncode != 0 and r.stdout.strip() in ("", "000"), (who, r.stdout)
 
 
 def test_require_admits_a_valid_certificate_curl_and_httpx(gw, pki):
