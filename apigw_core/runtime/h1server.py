@@ -119,7 +119,7 @@ class H1Stream(Replies):
         self.stream_id = request.stream_id
         self.client = drv.transport.peer
         self.scheme = drv.scheme
-        self.tls = getattr(drv.transport, "tls", None)   # clientcert.ConnectionTLS or None
+        self.tls = drv.transport.tls   # clientcert.ConnectionTLS or None
         self.body_complete = body_complete  # the EndOfMessage is already received
         self.response_started = False
         self.response_complete = False

@@ -129,7 +129,7 @@ class H2Stream(Replies):
         self.stream_id = request.stream_id
         self.client = drv.transport.peer
         self.scheme = drv.scheme
-        self.tls = getattr(drv.transport, "tls", None)   # clientcert.ConnectionTLS or None
+        self.tls = drv.transport.tls   # clientcert.ConnectionTLS or None
         self.body_complete = False  # the whole body was here when the handler started
         self.eom_received = False   # the client ended its side of the stream
         self.body_done = False      # the handler took the EndOfMessage

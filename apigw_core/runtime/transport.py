@@ -93,6 +93,7 @@ class Transport:
     peer: tuple  # (ip, port) of the other end
     local: tuple
     closed: bool
+    tls: object  # clientcert.ConnectionTLS (client certificate, XFCC mode) or None
 
     async def receive(self, timeout: float) -> bytes:
         """The next bytes (b"" at EOF); on timeout the connection is closed."""
