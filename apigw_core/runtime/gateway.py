@@ -104,7 +104,8 @@ class Gateway:
             return (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
                     H2UpstreamPool(b, self.watchdog, self._write_timeout))
         except (ssl.SSLError, OSError) as exc:
-            raise StartupError(f"backend {name}: cannot load its TLS CA file: "
+            what = "TLS CA file or client certificate" if b.tls.cert else "TLS CA file"
+            raise StartupError(f"backend {name}: cannot load its {what}: "
                                f"{_ssl_reason(exc)}") from None
 
     @property
