@@ -202,14 +202,8 @@ class _Call:
 
     def _pool(self, cmd: ForwardRequest) -> tuple[Any, str]:
         pool, base_path = self._pool_of(cmd)
-        cert = self.ctx.backend_certificate
-        if cert is not None:   # authentication-certificate: backend mTLS
-            if pool.backend.scheme != "https":
-                raise PolicyError(500, "BackendConnectionFailure",
-                                  "authentication-certificate needs an https backend")
-            pool = self.state.with_certificate(pool, cert)
-            if pool is None:
-                raise PolicyError(503, "BackendConnectionFailure", "too many backend origins")
+        if self.ctx.backend_certificate is not None:   # authentication-certificate
+            pool = self.state.with_certificate(pool, self.ctx.backend_certificate)
         return pool, base_path
 
     def _pool_of(self, cmd: ForwardRequest) -> tuple[Any, str]:

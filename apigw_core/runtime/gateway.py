@@ -308,8 +308,10 @@ class Gateway:
                 ctx = server_ssl_context(lc.tls, alpn_protocols("h2" in lc.protocols, http1),
                                          lambda c: configure_client_auth(c, lc))
             except (ssl.SSLError, OSError) as exc:
-                raise StartupError(f"listener {lc.bind}: cannot load its TLS certificate, "
-                                   f"key or client CA: {_ssl_reason(exc)}") from None
+                what = ("certificate, key or client CA" if lc.tls.client_certificate
+                        else "certificate or key")
+                raise StartupError(f"listener {lc.bind}: cannot load its TLS {what}: "
+                                   f"{_ssl_reason(exc)}") from None
         h2c = h2_limits(settings) if "h2c" in lc.protocols else None
 
         async def serve(sock: socket.socket, addr: tuple) -> None:

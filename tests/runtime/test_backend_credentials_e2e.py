@@ -110,6 +110,8 @@ def _config(pki, backend, echo) -> dict:
             {"name": "wrong", "path": "/wrong", "backend": "mtls", "policies": {"inbound": [
                 {"authentication-certificate": {"certificate-id": "stranger"}}]}},
             {"name": "short", "path": "/short", "backend": "mtls-short"},
+            {"name": "cleartext", "path": "/cleartext", "backend": "echo", "policies": {
+                "inbound": [{"authentication-certificate": {"certificate-id": "gw-client"}}]}},
             {"name": "basic", "path": "/basic", "backend": "echo", "policies": {"inbound": [
                 {"authentication-basic": {"username": "{{user}}",
                                           "password": "{{basic-pass}}"}}]}},
@@ -148,6 +150,12 @@ def test_authentication_certificate_presents_it(gw):
 
 def test_a_certificate_the_backend_does_not_trust_is_502(gw):
     assert _get(gw, "/wrong/x").status_code == 502
+
+
+def test_a_certificate_for_an_http_backend_is_an_error_not_ignored(gw):
+    r = _get(gw, "/cleartext/x")
+    assert r.json() == {"statusCode": 500,
+                        "message": "authentication-certificate needs an https backend"}
 
 
 def test_backend_tls_client_certificate_shorthand(gw):
