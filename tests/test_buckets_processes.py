@@ -34,11 +34,11 @@ def _frozen(name: str, native: bool, barrier, out, go) -> None:
     barrier.wait()
     go.wait()
     got = {"b0": 0, "b1": 0, "q": 0, "sem": 0, "new": 0}
-    for i in range(3000):
-        got["b0"] += t.take(b"hot-0", 1000, S, 1, 0)[0]
-        got["b1"] += t.take(b"hot-1", 500, S, 2, 0)[0]
-        got["q"] += t.count(b"quota", 777, 60 * S, 0, 1, 0)[0]
-        if i < 50:
+    for i in range(40_000):  # 160k tries at 100k, 50k, 77k: contended all along
+        got["b0"] += t.take(b"hot-0", 100_000, S, 1, 0)[0]
+        got["b1"] += t.take(b"hot-1", 100_000, S, 2, 0)[0]
+        got["q"] += t.count(b"quota", 77_777, 60 * S, 0, 1, 0)[0]
+        if i % 100 == 0:
             got["sem"] += t.acquire(b"sem", 30)
     for k in range(300):  # new keys claimed by all four at once
         got["new"] += t.take(b"new-%d" % k, 2, S, 1, 0)[0]
@@ -88,8 +88,8 @@ def test_frozen_clock_admits_exactly_the_limit(native):
     table, results, _ = _run(_frozen, native)
     try:
         total = {k: sum(r[k] for r in results) for k in results[0]}
-        assert total == {"b0": 1000, "b1": 250, "q": 777, "sem": 30, "new": 600}
-        assert table.take(b"hot-0", 1000, S, 1, 0)[0] is False
+        assert total == {"b0": 100_000, "b1": 50_000, "q": 77_777, "sem": 30, "new": 600}
+        assert table.take(b"hot-0", 100_000, S, 1, 0)[0] is False
     finally:
         table.close()
         table.unlink()
