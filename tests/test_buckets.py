@@ -51,6 +51,15 @@ def test_wait_ns_is_exact_for_n_tokens(table):
     assert table.take(b"k", 7, 1000, 3, 100 + wait) == (True, 0, 0)
 
 
+def test_wait_ns_counts_from_the_latest_time_seen(table):
+    # a worker whose clock reading is older than the bucket's last update
+    assert table.take(b"k", 2, 1000, 2, 5000)[0]
+    ok, _, wait = table.take(b"k", 2, 1000, 1, 4000)
+    assert not ok and wait == 1000 + 500        # 1000 ns behind, then 500 ns of refill
+    assert table.take(b"k", 2, 1000, 1, 4000 + wait - 1)[0] is False
+    assert table.take(b"k", 2, 1000, 1, 4000 + wait)[0] is True
+
+
 def test_refill_is_continuous_and_capped_at_calls(table):
     table.take(b"k", 4, 4 * S, 4, 0)
     assert table.peek(b"k", 4, 4 * S, S // 4) == (0, 3 * S // 4)

@@ -206,6 +206,13 @@ class Table:
         w[b + W_P1], w[b + W_P2] = calls, period
         return c
 
+    def _wait(self, b: int, now: int, deficit: int, calls: int) -> int:
+        """ns from `now` until `deficit` credits have refilled; refill runs from the
+        bucket's last update, later than `now` when a slower caller's clock reading
+        arrives after a faster one's."""
+        t = _s64(self.w[b + W_B])
+        return min((1 << 63) - 1, _ceil_div(deficit, calls) + max(0, t - now))
+
     def take(self, key: bytes, calls: int, period: int, n: int, now: int
              ) -> tuple[bool, int, int]:
         b, new = self._claim(key, KIND_BUCKET, now)
@@ -217,7 +224,7 @@ class Table:
             c -= need
             allowed, wait = True, 0
         else:
-            allowed, wait = False, _ceil_div(need - c, calls)
+            allowed, wait = False, self._wait(b, now, need - c, calls)
         self.w[b + W_A] = c
         return allowed, c // period, wait
 
@@ -234,7 +241,7 @@ class Table:
             return calls, 0
         c = self._refresh(b, calls, period, now, False)
         self.w[b + W_A] = c
-        return c // period, (0 if c >= period else _ceil_div(period - c, calls))
+        return c // period, (0 if c >= period else self._wait(b, now, period - c, calls))
 
     # -- fixed window counter --------------------------------------------------------
     def count(self, key: bytes, limit: int, period: int, start: int, n: int, now: int,

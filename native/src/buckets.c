@@ -359,6 +359,16 @@ static uint64_t refresh(uint64_t *s, uint64_t calls, uint64_t period, int64_t no
     return c;
 }
 
+/* ns from `now` until `deficit` credits have refilled: refill runs from the bucket's
+ * last update, which is later than `now` when a slower caller's clock reading arrives
+ * after a faster one's. */
+static int64_t wait_for(const uint64_t *s, int64_t now, uint64_t deficit, uint64_t calls)
+{
+    int64_t t = lds(&s[W_B]);
+    uint64_t w = (deficit + calls - 1) / calls + (t > now ? (uint64_t)(t - now) : 0);
+    return w > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)w;
+}
+
 int apigw_bk_take(void *mem, const char *key, size_t key_len, int64_t calls,
                   int64_t period_ns, int64_t n, int64_t now_ns, int64_t *out)
 {
@@ -381,7 +391,7 @@ int apigw_bk_take(void *mem, const char *key, size_t key_len, int64_t calls,
         out[2] = 0;
     } else {
         out[0] = 0;
-        out[2] = (int64_t)((need - c + (uint64_t)calls - 1) / (uint64_t)calls);
+        out[2] = wait_for(t.slot, now_ns, need - c, (uint64_t)calls);
     }
     st(&t.slot[W_A], c);
     unlock(&t.slot[W_LOCK]);
@@ -422,9 +432,9 @@ int apigw_bk_peek(void *mem, const char *key, size_t key_len, int64_t calls,
     }
     c = refresh(t.slot, (uint64_t)calls, P, now_ns, 0);
     st(&t.slot[W_A], c);
-    unlock(&t.slot[W_LOCK]);
     out[1] = (int64_t)(c / P);
-    out[2] = c >= P ? 0 : (int64_t)((P - c + (uint64_t)calls - 1) / (uint64_t)calls);
+    out[2] = c >= P ? 0 : wait_for(t.slot, now_ns, P - c, (uint64_t)calls);
+    unlock(&t.slot[W_LOCK]);
     return APIGW_BK_OK;
 }
 
