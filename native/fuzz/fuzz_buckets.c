@@ -1,7 +1,7 @@
 /* fuzz_buckets.c - libFuzzer target for the bucket table: random operation sequences.
  *
- * The input picks a table size (1..24 slots, so probing, collisions and eviction are
- * common) and seed, then a sequence of 6-byte operations on a few keys with small
+ * The input picks a table size (1..8, 16 or 24 slots: one to three groups, so shared
+ * groups, collisions and eviction are common) and seed, then a sequence of 6-byte operations on a few keys with small
  * parameters and a clock that mostly moves forwards.  Invariants, for every operation:
  *   - results are in range (remaining <= calls/limit, wait 0 iff allowed, -1 only when
  *     n > calls, a counter's renewal > 0 iff it has a period);
@@ -64,7 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 9)
         return 0;
-    slots = 1 + data[0] % 24;
+    slots = data[0] % 11;
+    slots = slots < 8 ? slots + 1 : (slots - 7) * 8; /* 1..8, 16, 24 */
     memcpy(&seed, data + 1, 8);
     data += 9;
     size -= 9;

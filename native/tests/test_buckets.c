@@ -36,7 +36,9 @@ static void test_layout(void)
     unsigned char junk[128] = {0};
     case_begin("layout and header checks");
     CHECK_EQ_LONG(apigw_bk_bytes(0), 0);
-    CHECK_EQ_LONG(apigw_bk_bytes(1), 128);
+    CHECK_EQ_LONG(apigw_bk_bytes(1), 8 * (8 + 8 + 8));
+    CHECK_EQ_LONG(apigw_bk_bytes(16), 8 * (8 + 2 * (8 + 64)));
+    CHECK_EQ_LONG(apigw_bk_bytes(12), 0); /* over 8: a multiple of 8 */
     CHECK_EQ_LONG(apigw_bk_bytes((1ULL << 32) + 1), 0);
     t = new_table(&g, 3, 7);
     CHECK(apigw_bk_check(t, apigw_bk_bytes(3) - 1) == APIGW_BK_E_INVAL);
@@ -86,6 +88,21 @@ static void test_bucket(void)
     CHECK_EQ_LONG(out[1], 10);
     CHECK(apigw_bk_peek(t, "k", 1, 10, 60 * S, 1000 * S, out) == 0);
     CHECK_EQ_LONG(out[1], 10);
+    guard_free(&g);
+    case_end();
+}
+
+static void test_packed(void)
+{
+    guard_t g;
+    void *t = new_table(&g, 8, 9);
+    case_begin("packed results: remaining * 2 + allowed, the wait per thread");
+    CHECK_EQ_LONG(apigw_bk_take_packed(t, "k", 1, 3, 3000, 2, 0), 1 * 2 + 1);
+    CHECK_EQ_LONG(apigw_bk_last_wait(), 0);
+    CHECK_EQ_LONG(apigw_bk_take_packed(t, "k", 1, 3, 3000, 2, 0), 1 * 2 + 0);
+    CHECK_EQ_LONG(apigw_bk_last_wait(), 1000);
+    CHECK_EQ_LONG(apigw_bk_peek_packed(t, "k", 1, 3, 3000, 500), 1 * 2 + 1);
+    CHECK_EQ_LONG(apigw_bk_take_packed(t, "k", 1, 0, 3000, 2, 0), 2 * APIGW_BK_E_INVAL);
     guard_free(&g);
     case_end();
 }
@@ -280,10 +297,11 @@ static void test_dead_holder(void)
     if (pid == 0)
         _exit(0);
     CHECK(waitpid(pid, &status, 0) == pid);
-    t[APIGW_BK_HEADER_WORDS + 0] = (uint64_t)pid; /* slot 0's lock word: held by the dead */
+    /* slot 0's lock word (after the group's fingerprints): held by the dead */
+    t[APIGW_BK_HEADER_WORDS + APIGW_BK_FP_WORDS] = (uint64_t)pid;
     CHECK(apigw_bk_take(t, "k", 1, 5, S, 1, 0, out) == 0);
     CHECK(out[0] == 1 && out[1] == 3);
-    CHECK(t[APIGW_BK_HEADER_WORDS + 0] == 0);
+    CHECK(t[APIGW_BK_HEADER_WORDS + APIGW_BK_FP_WORDS] == 0);
     guard_free(&g);
     case_end();
 }
@@ -294,6 +312,7 @@ int main(void)
     test_layout();
     test_hash_vectors();
     test_bucket();
+    test_packed();
     test_worst_case();
     test_counter_and_semaphore();
     test_ranges();
