@@ -211,3 +211,46 @@ def test_secrets_never_in_output_config_or_errors(gw, tmp_path):
         _get(gw, path)
     assert wait_until(lambda: any("reload" in line for line in gw.output))
     _no_secret("\n".join(gw.output))
+
+
+def test_backend_mtls_over_http2(tmp_path, pki, echo):
+    """An HTTP/2 backend that requires a client certificate: a second gateway (h2 only,
+    `require`), which also shows the certificate it was given, in front of the echo."""
+    ca = str(pki["ca"].pem)
+    cert, key = pki["server"]
+    (tmp_path / "back").mkdir()
+    back = start_gateway(tmp_path / "back", {
+        "listeners": [{"bind": "127.0.0.1:0", "protocols": ["h2"], "tls": {
+            "cert": cert, "key": key, "client-certificate": {"mode": "require", "ca": ca}}}],
+        "backends": {"echo": {"url": f"http://127.0.0.1:{echo.port}/e"}},
+        "apis": [{"name": "e", "path": "", "backend": "echo", "policies": {"inbound": [
+            {"set-header": {"name": "x-client", "value": ["{request.certificate.subject}"]}}]}}],
+    })
+    try:
+        url = f"https://localhost:{back.port}"
+        ccert, ckey = pki["client"]
+        (tmp_path / "front").mkdir()
+        front = start_gateway(tmp_path / "front", {
+            "listeners": [{"bind": "127.0.0.1:0"}],
+            "named-values": {"kp": {"value": KEY_PASSWORD, "secret": True}},
+            "certificates": {"c": {"cert": ccert, "key": ckey, "password": "{{kp}}"}},
+            "backends": {
+                "with": {"url": url, "http-version": "2", "tls": {"ca": ca, "client-certificate": "c"}},
+                "without": {"url": url, "http-version": "2", "tls": {"ca": ca}}},
+            "apis": [{"name": "w", "path": "/with", "backend": "with"},
+                     {"name": "wo", "path": "/without", "backend": "without"},
+                     {"name": "p", "path": "/policy", "backend": "without", "policies": {
+                         "inbound": [{"authentication-certificate": {"certificate-id": "c"}}]}}],
+        })
+        try:
+            for path in ("/with/x", "/policy/x"):
+                r = _get(front, path)
+                assert r.status_code == 200, r.text
+                doc = r.json()
+                assert doc["headers"]["x-client"] == "CN=gateway"
+                assert "2 apigw" in doc["headers"]["via"]     # the hop to `back` was HTTP/2
+            assert _get(front, "/without/x").status_code == 502
+        finally:
+            front.stop()
+    finally:
+        back.stop()
