@@ -19,7 +19,6 @@ built-in echo.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import ssl
 import sys

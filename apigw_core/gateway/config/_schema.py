@@ -18,7 +18,7 @@ import os
 from dataclasses import MISSING, fields
 from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictStr,
+from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictBool,
                       ValidationInfo, WithJsonSchema, model_validator)
 from pydantic.json_schema import GenerateJsonSchema
 
