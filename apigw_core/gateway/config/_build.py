@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _model as m
+from . import _telemetry
 from ._schema import (Api, Backend, Gateway, Listener, Operation, Policies, Product, Server,
                       Subscription)
 
@@ -80,4 +81,4 @@ def gateway(g: Gateway, source: str) -> m.GatewayConfig:
         named_values=m._Frozen(g.named_values),
         products=m._Frozen({name: product(name, p) for name, p in g.products.items()}),
         subscriptions=tuple(subscription(s) for s in g.subscriptions),
-        policies=policies(g.policies))
+        policies=policies(g.policies), telemetry=_telemetry.build(g.telemetry))
