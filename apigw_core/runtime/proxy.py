@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from time import perf_counter as _now
 from typing import TYPE_CHECKING, Optional
 
 import trio
@@ -57,6 +58,9 @@ log = logging.getLogger("apigw_core.runtime")
 
 _REFUSED_STREAM = 7
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+# last-error reasons of the direct path's failures (the executor's PolicyError reasons)
+_REASON_FOR = {502: "BackendConnectionFailure", 503: "BackendConnectionFailure",
+               504: "Timeout"}
 
 
 class _Retry(Exception):
@@ -105,6 +109,9 @@ def proxy_handler(gw: "Gateway"):
         if route is None:
             await stream.error(404, "no API matches this request")
             return
+        rec = stream.tel   # runtime/telemetry.py's Record (None without the wrapper)
+        if rec is not None:
+            rec.route = route
         ws_request = req.upgrade == b"websocket" or req.protocol == b"websocket"
         if ws_request and "websocket" not in route.api.protocols:
             if req.protocol is not None:  # an HTTP/2 CONNECT cannot go on as plain HTTP
@@ -137,6 +144,8 @@ def proxy_handler(gw: "Gateway"):
             backend_authority=pool.authority, new_id=new_id,
             authority=None if target[:1] == b"/" else _authority_of(target),
             version=req.http_version)
+        if rec is not None:
+            rec.rid = rid
         if ws_request:
             await proxy_websocket(stream, route, pool, headers, rid, gw.config.server)
             return
@@ -245,6 +254,11 @@ async def _forward(stream: HTTPStream, pool, upreq: Request, body: list, timeout
             failure = exc
         log_failure(rid, pool.backend.name, failure.status, failure.detail,
                     stream.response_started)
+        rec = stream.tel
+        if rec is not None:
+            rec.reason = _REASON_FOR.get(failure.status, "BackendConnectionFailure")
+            rec.message = failure.message
+            rec.t_head = rec.t_head or _now()
         if not stream.response_started:
             await stream.error(failure.status, failure.message, rid)
             return
@@ -255,6 +269,9 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
                     timeout: float, write_timeout: float, may_retry: bool, web=None) -> None:
     """One attempt: open an exchange on the backend's pool (HTTP/1.1 connection or HTTP/2
     stream: the same verbs), send the request, relay the answer."""
+    rec = stream.tel
+    if rec is not None:
+        rec.attempt(pool)
     try:
         ex = await pool.open(upreq)
     except UpstreamError as exc:
@@ -352,6 +369,8 @@ async def _relay_response(stream: HTTPStream, ex, timeout: float, may_retry: boo
             if t is Data:
                 stream.send_data(ev.data)  # type: ignore[attr-defined]
             elif t is Response:
+                if stream.tel is not None:
+                    stream.tel.t_head = _now()
                 stream.send_response(ev.status_code,  # type: ignore[attr-defined]
                                      forward_response_headers(  # type: ignore
                                          ev.headers, ev.http_version),  # type: ignore

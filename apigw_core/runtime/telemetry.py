@@ -1,0 +1,328 @@
+"""One request's telemetry: trace context, metrics and the access log, at one place.
+
+Strategy.  `Telemetry.wrap(handler)` wraps the listeners' request handler, so every
+request (direct path, pipeline, WebSocket, gRPC, the gateway's own 404s) is seen once:
+before it runs, the W3C trace context is read and rewritten for the backend
+(gateway/tracecontext.py) and a `Record` is hung on the stream (`stream.tel`); the
+proxy and the executor fill in what only they know (route, pipeline context, backend
+attempts and timings, the failure reason) with plain attribute writes; when the handler
+returns, `_finish` records it once: a dict update for the metrics (runtime/metrics.py),
+a dict appended for the access log (runtime/accesslog.py) if the filters take it, and a
+short tuple in the ring of latest requests (the admin page).  Nothing here does I/O on
+the request path; the trio task `run` flushes both every so often.
+
+Secrets: the access log has no header but the user agent; the logged path has the
+subscription-key query value (the API's name for it, and `subscription-key`) replaced by
+`REDACTED`; trace-policy text has the request's Authorization and key values and every
+named value replaced by `{{name}}` before it is kept (`redact`).
+
+Gateway-made answers carry the trace too: `send_local_reply` adds a `traceparent` response
+header (the trace id and the gateway's span), so a client can quote it; the APIM JSON body
+is unchanged.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import time
+from typing import Any, Optional
+
+import trio
+
+from ..gateway.config import GatewayConfig
+from ..gateway.pipeline.policies.telemetry import EmitMetric, TraceEntry
+from ..gateway.tracecontext import TraceContext, forward_trace
+from .accesslog import AccessLog
+from .commands import command_handler
+from .metrics import Metrics
+from .stream import ClientGone
+
+__all__ = ["Telemetry", "Record", "redact_query"]
+
+log = logging.getLogger("apigw_core.runtime")
+trace_log = logging.getLogger("apigw_core.trace")
+
+_now = time.perf_counter
+_bits = random.getrandbits
+_FLUSH = 0.5           # seconds between two metric flushes
+_RECENT = 50           # latest requests kept for the admin page
+_HTTP = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0", b"2": "HTTP/2"}
+
+
+class Record:
+    """What one request did; written by the handler code, read once at its end."""
+
+    __slots__ = ("start", "trace", "route", "ctx", "rid", "backend", "upstream",
+                 "attempts", "t_backend", "t_head", "reason", "message", "traces")
+
+    def __init__(self, start: float, trace: TraceContext) -> None:
+        self.start = start
+        self.trace = trace
+        self.route: Any = None      # gateway.router.Route once routed
+        self.ctx: Any = None        # the pipeline's Context (policies, subscriptions)
+        self.rid: Optional[bytes] = None
+        self.backend: Optional[str] = None
+        self.upstream: Optional[bytes] = None
+        self.attempts = 0
+        self.t_backend = 0.0        # the first attempt opened
+        self.t_head = 0.0           # the response head received (or the backend failed)
+        self.reason = ""            # last-error reason (direct path; the pipeline's ctx)
+        self.message = ""
+        self.traces: Optional[list] = None   # the trace policy's entries
+
+    def attempt(self, pool: Any) -> None:
+        """A backend attempt starts on `pool`."""
+        self.attempts += 1
+        if not self.t_backend:
+            self.t_backend = _now()
+        self.backend = pool.backend.name
+        self.upstream = pool.authority
+
+
+def redact_query(target: bytes, names: tuple[bytes, ...]) -> bytes:
+    """`target` with the values of the query parameters `names` (lower-case) replaced."""
+    path, sep, query = target.partition(b"?")
+    if not sep or not query:
+        return target
+    parts = query.split(b"&")
+    changed = False
+    for i, p in enumerate(parts):
+        name, eq, _ = p.partition(b"=")
+        if eq and name.lower() in names:
+            parts[i] = name + b"=REDACTED"
+            changed = True
+    return path + b"?" + b"&".join(parts) if changed else target
+
+
+def _in(status: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    for lo, hi in ranges:
+        if lo <= status <= hi:
+            return True
+    return False
+
+
+class Telemetry:
+    """One gateway process's telemetry (see the module docstring)."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        tc = config.telemetry
+        self.metrics: Optional[Metrics] = (
+            Metrics(tc.metrics.max_dimension_values) if tc.metrics.enabled else None)
+        self.access: Optional[AccessLog] = None
+        self._sample = 1.0
+        self._statuses: tuple = ()
+        if tc.access_log is not None:
+            a = tc.access_log
+            self.access = AccessLog(a.path, a.buffer, self._dropped)
+            self._sample, self._statuses = a.sample, a.statuses
+        self.recent: collections.deque = collections.deque(maxlen=_RECENT)
+        self.started = time.time()
+        self.key_names = tuple({k.query.lower().encode() for k in
+                                (api.subscription_key for api in config.apis)}
+                               | {b"subscription-key"})
+        self.named_values = dict(config.named_values)
+        m = self.metrics
+        if m is not None:
+            m.counter("apigw_connections_accepted", "Client connections accepted.",
+                      ("protocol",))
+            m.counter("apigw_config_reloads", "Config reloads, by result.", ("result",))
+            m.counter("apigw_access_log_dropped", "Access-log lines dropped (buffer full).")
+            m.counter("apigw_emit_metric_dropped", "emit-metric values dropped.", ("metric",))
+            m.counter("apigw_websocket_messages", "WebSocket messages relayed.",
+                      ("api", "direction"))
+            m.counter("apigw_grpc_messages", "gRPC messages relayed.", ("api", "direction"))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self.access is not None:
+            self.access.open()
+
+    async def run(self) -> None:
+        """Flush the metrics every half second; run the access-log writer."""
+        async with trio.open_nursery() as nursery:
+            if self.access is not None:
+                nursery.start_soon(self.access.run)
+            try:
+                while self.metrics is not None:
+                    await trio.sleep(_FLUSH)
+                    self.metrics.flush()
+                await trio.sleep_forever()
+            finally:
+                if self.metrics is not None:
+                    self.metrics.flush()   # SIGTERM: nothing counted is lost
+
+    def _dropped(self, n: int) -> None:
+        if self.metrics is not None:
+            self.metrics.count("apigw_access_log_dropped", (), n)
+
+    def connection(self, protocol: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count("apigw_connections_accepted", (protocol,))
+
+    def reloaded(self, ok: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.count("apigw_config_reloads", ("ok" if ok else "refused",))
+
+    # -- the request ---------------------------------------------------------------------
+
+    def wrap(self, handler: Any) -> Any:
+        finish = self._finish
+
+        async def handle(stream: Any) -> None:
+            rec = Record(_now(), forward_trace(stream.request.headers, b"%016x" % _bits(64),
+                                               b"%032x" % _bits(128)))
+            stream.tel = rec
+            status = 0
+            try:
+                await handler(stream)
+            except ClientGone:
+                status = 499          # nginx's "client closed request"
+                raise
+            except BaseException as exc:
+                status = getattr(exc, "status", 500)
+                raise
+            finally:
+                try:
+                    finish(stream, rec, status)
+                except Exception:  # noqa: BLE001 - telemetry must never fail a request
+                    log.exception("recording a request failed")
+
+        return handle
+
+    def _finish(self, stream: Any, rec: Record, failed: int) -> None:
+        end = _now()
+        status = stream.status or failed
+        route, ctx = rec.route, rec.ctx
+        api = op = product = ""
+        reason = rec.reason
+        if ctx is not None:
+            api = ctx.api.name
+            op = ctx.operation.name if ctx.operation is not None else ""
+            product = ctx.product.name if ctx.product is not None else ""
+            if ctx.last_error is not None:
+                reason = ctx.last_error.reason
+        elif route is not None:
+            api = route.api.name
+        backend = rec.backend or ""
+        req = stream.request
+        total = end - rec.start
+        t_head = rec.t_head
+        b_dur = (t_head - rec.t_backend) if rec.t_backend and t_head else None
+        c_dur = (end - stream.t_resp) if stream.t_resp else None
+        m = self.metrics
+        if m is not None:
+            m.record((api, op, product, backend, req.method.decode("latin-1"), status, reason),
+                     total, b_dur, c_dur)
+        path: Optional[bytes] = None
+        if self.access is not None and (not self._statuses or _in(status, self._statuses)) \
+                and (self._sample >= 1.0 or random.random() < self._sample):
+            path = redact_query(req.target, self.key_names)
+            self.access.add(self._line(stream, rec, status, path, api, op, product, backend,
+                                       reason, total, b_dur, c_dur, ctx))
+        if path is None:
+            path = redact_query(req.target, self.key_names)
+        self.recent.append((time.time(), req.method.decode("latin-1"),
+                            path.decode("utf-8", "replace")[:200], status,
+                            round(total * 1000, 3), api, backend, reason))
+
+    def _line(self, stream: Any, rec: Record, status: int, path: bytes, api: str, op: str,
+              product: str, backend: str, reason: str, total: float,
+              b_dur: Optional[float], c_dur: Optional[float], ctx: Any) -> dict:
+        req = stream.request
+        host = ua = None
+        for n, v in req.headers:
+            if n == b"host":
+                host = v
+            elif n == b"user-agent":
+                ua = v
+        if host is None and req.target[:1] != b"/":     # HTTP/2: :authority
+            host = req.target.partition(b"://")[2].partition(b"/")[0] or None
+        rid = rec.rid
+        if rid is None and ctx is not None:
+            rid = ctx.request_id.encode("latin-1")
+        message = rec.message
+        if ctx is not None and ctx.last_error is not None:
+            message = ctx.last_error.message
+        sub = ctx.subscription.id if ctx is not None and ctx.subscription is not None else None
+        t = time.time() - total
+        doc = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) +
+            ".%03dZ" % (int(t * 1000) % 1000),
+            "request_id": rid.decode("latin-1") if rid else None,
+            "trace_id": rec.trace.trace_id.decode(),
+            "client_ip": stream.client[0] if stream.client else None,
+            "method": req.method.decode("latin-1"),
+            "host": host.decode("latin-1") if host else None,
+            "path": path.decode("utf-8", "replace"),
+            "protocol": _HTTP.get(req.http_version, req.http_version.decode("latin-1")),
+            "status": status,
+            "bytes_in": stream.bytes_in,
+            "bytes_out": stream.bytes_out,
+            "duration_ms": round(total * 1000, 3),
+            "backend_duration_ms": round(b_dur * 1000, 3) if b_dur is not None else None,
+            "client_duration_ms": round(c_dur * 1000, 3) if c_dur is not None else None,
+            "api": api or None, "operation": op or None, "product": product or None,
+            "subscription_id": sub,
+            "backend": backend or None,
+            "upstream_address": rec.upstream.decode("latin-1") if rec.upstream else None,
+            "attempts": rec.attempts,
+            "last_error_reason": reason or None,
+            "last_error_message": message or None,
+            "user_agent": ua.decode("latin-1") if ua else None,
+        }
+        if rec.traces:
+            doc["traces"] = rec.traces
+        return doc
+
+    # -- the trace and emit-metric policies ---------------------------------------------
+
+    def redact(self, text: str, ctx: Any) -> str:
+        """`text` without secrets: named values back to `{{name}}`, the request's
+        Authorization and subscription key values replaced."""
+        for name, value in self.named_values.items():
+            if len(value) >= 3 and value in text:
+                text = text.replace(value, "{{%s}}" % name)
+        if ctx is not None:
+            secrets = [v.decode("latin-1") for n, v in ctx.request.headers.items
+                       if n in (b"authorization", b"proxy-authorization")]
+            if ctx.subscription_key:
+                secrets.append(ctx.subscription_key)
+            for s in secrets:
+                if s and s in text:
+                    text = text.replace(s, "REDACTED")
+        return text
+
+    def trace(self, rec: Optional[Record], ctx: Any, source: str, severity: str,
+              message: str, metadata: tuple[tuple[str, str], ...]) -> None:
+        entry = {"source": source, "severity": severity,
+                 "message": self.redact(message, ctx)}
+        if metadata:
+            entry["metadata"] = {k: self.redact(v, ctx) for k, v in metadata}
+        if rec is not None:
+            if rec.traces is None:
+                rec.traces = []
+            if len(rec.traces) < 100:
+                rec.traces.append(entry)
+        level = {"verbose": logging.DEBUG, "information": logging.INFO,
+                 "error": logging.ERROR}.get(severity, logging.INFO)
+        trace_log.log(level, "trace %s: %s", source, entry["message"],
+                       extra={"apigw_trace": entry,
+                              "trace_id": rec.trace.trace_id.decode() if rec else None})
+
+
+# -- the policies' commands (gateway/pipeline/policies/telemetry.py) ---------------------
+
+@command_handler(TraceEntry)
+async def _trace(call: Any, cmd: TraceEntry) -> None:
+    call.gw.telemetry.trace(call.stream.tel, call.ctx, cmd.source, cmd.severity,
+                            cmd.message, cmd.metadata)
+
+
+@command_handler(EmitMetric)
+async def _emit(call: Any, cmd: EmitMetric) -> None:
+    m = call.gw.telemetry.metrics
+    if m is not None:
+        m.emit(cmd.namespace, cmd.name, cmd.dimensions, cmd.value)
