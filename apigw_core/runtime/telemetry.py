@@ -36,6 +36,7 @@ from ..gateway.pipeline.policies.telemetry import EmitMetric, TraceEntry
 from ..gateway.tracecontext import TraceContext, forward_trace
 from .accesslog import AccessLog
 from .commands import command_handler
+from .startup import StartupError
 from .metrics import Metrics
 from .stream import ClientGone
 
@@ -137,8 +138,13 @@ class Telemetry:
     # -- lifecycle -----------------------------------------------------------------------
 
     def open(self) -> None:
+        """Open the access log; one that cannot be opened keeps the gateway from starting."""
         if self.access is not None:
-            self.access.open()
+            try:
+                self.access.open()
+            except OSError as exc:
+                raise StartupError(f"cannot open the access log {self.access.path}: "
+                                   f"{exc.strerror or exc}") from None
 
     async def run(self) -> None:
         """Flush the metrics every half second; run the access-log writer."""
