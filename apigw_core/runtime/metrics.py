@@ -97,6 +97,8 @@ class Metrics:
         self._gauges: list[tuple[Gauge, Callable[[], Mapping[tuple, float]], set]] = []
         self._custom: dict[str, _Custom] = {}
         self.max_dimension_values = max_dimension_values
+        self.counter("apigw_emit_metric_dropped", "emit-metric values dropped (their "
+                     "dimensions differ from the metric's first).", ("metric",))
 
     # -- the request path ----------------------------------------------------------------
 

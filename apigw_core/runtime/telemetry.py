@@ -130,7 +130,6 @@ class Telemetry:
                       ("protocol",))
             m.counter("apigw_config_reloads", "Config reloads, by result.", ("result",))
             m.counter("apigw_access_log_dropped", "Access-log lines dropped (buffer full).")
-            m.counter("apigw_emit_metric_dropped", "emit-metric values dropped.", ("metric",))
             m.counter("apigw_websocket_messages", "WebSocket messages relayed.",
                       ("api", "direction"))
             m.counter("apigw_grpc_messages", "gRPC messages relayed.", ("api", "direction"))
