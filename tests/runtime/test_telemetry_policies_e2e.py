@@ -36,8 +36,9 @@ def test_emit_metric_and_trace(tmp_path, gateway, echo):
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
                 if s.name == "apigw_custom_shop_hits_total":
-                    assert s.labels["api_id"] == "shop"
-                    out[s.labels["tier"]] = s.value
+                    out[(s.labels["api_id"], s.labels["tier"])] = s.value
         return out if sum(out.values()) == 10 else None
-    assert wait_until(custom) == {"gold": 4, "silver": 2, "other": 4}
+    # the first two label sets, then every value of a set beyond them is `other`
+    assert wait_until(custom) == {("shop", "gold"): 4, ("shop", "silver"): 2,
+                                  ("other", "other"): 4}
     assert wait_until(lambda: sum("ERROR trace shop: tier" in line for line in gw.output) == 5)
