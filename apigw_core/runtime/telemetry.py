@@ -56,7 +56,7 @@ class Record:
     """What one request did; written by the handler code, read once at its end."""
 
     __slots__ = ("start", "trace", "route", "ctx", "rid", "backend", "upstream",
-                 "attempts", "t_backend", "t_head", "reason", "message", "traces")
+                 "attempts", "t_backend", "t_head", "reason", "message", "traces", "ws")
 
     def __init__(self, start: float, trace: TraceContext) -> None:
         self.start = start
@@ -72,6 +72,7 @@ class Record:
         self.reason = ""            # last-error reason (direct path; the pipeline's ctx)
         self.message = ""
         self.traces: Optional[list] = None   # the trace policy's entries
+        self.ws: Any = None         # the WebSocket relay (protocol.websocket), once switched
 
     def attempt(self, pool: Any) -> None:
         """A backend attempt starts on `pool`."""
@@ -221,6 +222,11 @@ class Telemetry:
         if m is not None:
             m.record((api, op, product, backend, req.method.decode("latin-1"), status, reason),
                      total, b_dur, c_dur)
+            if rec.ws is not None:
+                m.count("apigw_websocket_messages", (api, "client_to_backend"),
+                        rec.ws.client.messages_received)
+                m.count("apigw_websocket_messages", (api, "backend_to_client"),
+                        rec.ws.backend.messages_received)
         path: Optional[bytes] = None
         if self.access is not None and (not self._statuses or _in(status, self._statuses)) \
                 and (self._sample >= 1.0 or random.random() < self._sample):
