@@ -279,8 +279,11 @@ class _Call:
     async def _exchange(self, pool: Any, upreq: Request, body: Optional[list],
                         timeout: float, may_retry: bool) -> None:
         rec = self.stream.tel
+        up = None
         if rec is not None:
             rec.attempt(pool)
+            if rec.grpc is not None and rec.attempts == 1:   # a retry sends the same again
+                up = rec.grpc.up
         try:
             ex = await pool.open(upreq)
         except UpstreamError as e:
@@ -289,6 +292,8 @@ class _Call:
             for ev in body or ():
                 if ev.__class__ is Data:
                     ex.send_data(ev.data)
+                    if up is not None:
+                        up(ev.data)
                 else:
                     ex.send_end(ev.trailers)
             wt = self.gw.config.server.write_timeout
@@ -324,6 +329,12 @@ class _Call:
         except ProtocolError as e:
             raise _Failed(502, BAD_RESPONSE, e.message,
                           may_retry and not answered and not ex.answered) from None
+        rec = self.stream.tel
+        if rec is not None and rec.grpc is not None:   # counted before gRPC-Web's framing
+            down = rec.grpc.down
+            for ev in events:
+                if ev.__class__ is Data:
+                    down(ev.data)
         if self.web is not None:
             events = [x for ev in events for x in self.web.to_client(ev)]
         return events

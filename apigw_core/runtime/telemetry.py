@@ -34,6 +34,7 @@ import trio
 from ..gateway.config import GatewayConfig
 from ..gateway.pipeline.policies.telemetry import EmitMetric, TraceEntry
 from ..gateway.tracecontext import TraceContext, forward_trace
+from ..protocol import grpc
 from .accesslog import AccessLog
 from .commands import command_handler
 from .startup import StartupError
@@ -56,7 +57,8 @@ class Record:
     """What one request did; written by the handler code, read once at its end."""
 
     __slots__ = ("start", "trace", "route", "ctx", "rid", "backend", "upstream",
-                 "attempts", "t_backend", "t_head", "reason", "message", "traces", "ws")
+                 "attempts", "t_backend", "t_head", "reason", "message", "traces", "ws",
+                 "grpc")
 
     def __init__(self, start: float, trace: TraceContext) -> None:
         self.start = start
@@ -73,6 +75,7 @@ class Record:
         self.message = ""
         self.traces: Optional[list] = None   # the trace policy's entries
         self.ws: Any = None         # the WebSocket relay (protocol.websocket), once switched
+        self.grpc: Optional[GrpcCounts] = None   # a gRPC call's messages, both ways
 
     def attempt(self, pool: Any) -> None:
         """A backend attempt starts on `pool`."""
@@ -81,6 +84,35 @@ class Record:
             self.t_backend = _now()
         self.backend = pool.backend.name
         self.upstream = pool.authority
+
+
+class _Count:
+    """Counts the gRPC messages of one direction (the length prefixes only: nothing is
+    copied); a stream that breaks the framing stops being counted, never fails."""
+
+    __slots__ = ("dec", "obs")
+
+    def __init__(self) -> None:
+        self.obs = grpc.MessageObserver()
+        self.dec: Any = grpc.MessageDecoder(max_message_size=(1 << 32) - 1,
+                                            encoding=b"any", observer=self.obs,
+                                            collect=False)
+
+    def __call__(self, data: bytes) -> None:
+        if self.dec is not None:
+            try:
+                self.dec.feed(data)
+            except grpc.GrpcError:
+                self.dec = None
+
+
+class GrpcCounts:
+    """`up(data)`: bytes of the call sent to the backend; `down(data)`: received from it."""
+
+    __slots__ = ("up", "down")
+
+    def __init__(self) -> None:
+        self.up, self.down = _Count(), _Count()
 
 
 def redact_query(target: bytes, names: tuple[bytes, ...]) -> bytes:
@@ -222,6 +254,11 @@ class Telemetry:
         if m is not None:
             m.record((api, op, product, backend, req.method.decode("latin-1"), status, reason),
                      total, b_dur, c_dur)
+            if rec.grpc is not None:
+                m.count("apigw_grpc_messages", (api, "client_to_backend"),
+                        rec.grpc.up.obs.count)
+                m.count("apigw_grpc_messages", (api, "backend_to_client"),
+                        rec.grpc.down.obs.count)
             if rec.ws is not None:
                 m.count("apigw_websocket_messages", (api, "client_to_backend"),
                         rec.ws.client.messages_received)
