@@ -1,13 +1,17 @@
 """The JSON access log: one line per request, written off the request path.
 
-Strategy.  A request only appends its record (a dict) to a list; a trio task wakes every
-quarter second, takes the list, and hands it to a worker thread that encodes the lines
-and writes them with one `write` per batch, so a slow disk never stalls the event loop
-and a line is on disk well within a second.  While a write is under way new records
-pile up in the list; the list is bounded (`buffer` records): past it records are
-dropped and counted (`apigw_access_log_dropped_total`), never waited for.  `path: "-"`
-is stdout.  What goes in a record is decided by the caller (runtime/telemetry.py), which
-already left out keys and secrets.
+Strategy.  A request only appends a tuple of raw values (`Entry`, below: bytes as they
+came, the request event itself) to a list; a trio task wakes every quarter second, takes
+the list, and hands it to a worker thread that formats the lines and writes them with one
+`write` per batch, so a slow disk never stalls the event loop and a line is on disk well
+within a second.  Formatting is a %-template with each string escaped by the json
+module's C escaper (json.dumps of a dict per line costs twice as much), the time's
+seconds part cached.  While a write is under way new entries pile up in the list; the
+list is bounded (`buffer` entries): past it entries are dropped and counted
+(`apigw_access_log_dropped_total`), never waited for.  `path: "-"` is stdout.
+
+No secret is written: of the headers only Host and User-Agent are read, and the path's
+subscription-key query values (`key_names`) are replaced by `REDACTED`.
 """
 
 from __future__ import annotations
@@ -16,34 +20,96 @@ import json
 import logging
 import os
 import sys
+import time
+from json.encoder import encode_basestring as _q   # the C escaper: '"..."'
 from typing import Any, Callable, Optional
 
 import trio
 
-__all__ = ["AccessLog"]
+__all__ = ["AccessLog", "format_entry"]
 
 log = logging.getLogger("apigw_core.runtime")
 
 _INTERVAL = 0.25
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
-                          check_circular=False).encode
+_HTTP = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0", b"2": "HTTP/2"}
+
+# Entry: (time, total s, backend s | None, client s | None, request id | None, trace id,
+#         client ip | None, protocol.Request, status, bytes in, bytes out, api, operation,
+#         product, subscription id | None, backend, upstream address | None, attempts,
+#         last-error reason, last-error message, trace-policy entries | None)
+Entry = tuple
+_LINE = ('{"time":"%s.%03dZ","request_id":%s,"trace_id":"%s","client_ip":%s,"method":%s,'
+         '"host":%s,"path":%s,"protocol":%s,"status":%d,"bytes_in":%d,"bytes_out":%d,'
+         '"duration_ms":%.3f,"backend_duration_ms":%s,"client_duration_ms":%s,"api":%s,'
+         '"operation":%s,"product":%s,"subscription_id":%s,"backend":%s,'
+         '"upstream_address":%s,"attempts":%d,"last_error_reason":%s,'
+         '"last_error_message":%s,"user_agent":%s%s}\n')
+_second = [-1, ""]
+
+
+def _s(v: Any) -> str:
+    """A JSON string, or null for None / empty."""
+    if not v:
+        return "null"
+    if v.__class__ is bytes:
+        v = v.decode("latin-1")
+    return _q(v)
+
+
+def _ms(v: Optional[float]) -> str:
+    return "null" if v is None else "%.3f" % (v * 1000)
+
+
+def format_entry(e: Entry, key_names: tuple[bytes, ...]) -> str:
+    """One JSON line (see the module docstring)."""
+    from .telemetry import redact_query
+    (t, total, bdur, cdur, rid, trace, ip, req, status, bin_, bout, api, op, product, sub,
+     backend, upstream, attempts, reason, message, traces) = e
+    start = t - total
+    sec = int(start)
+    if _second[0] != sec:
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    host = ua = None
+    for n, v in req.headers:
+        if n == b"host":
+            host = v
+        elif n == b"user-agent":
+            ua = v
+    target = req.target
+    if target[:1] != b"/":   # absolute form, and HTTP/2's :scheme://:authority/path
+        rest = target.partition(b"://")[2]
+        i = rest.find(b"/")
+        if host is None:
+            host = rest[:i] if i >= 0 else rest
+        target = rest[i:] if i >= 0 else b"/"
+    path = redact_query(target, key_names).decode("utf-8", "replace")
+    return _LINE % (
+        _second[1], int(start * 1000) % 1000, _s(rid), trace.decode(), _s(ip),
+        _s(req.method), _s(host), _q(path),
+        _q(_HTTP.get(req.http_version) or req.http_version.decode("latin-1")), status,
+        bin_, bout, total * 1000, _ms(bdur), _ms(cdur), _s(api), _s(op), _s(product),
+        _s(sub), _s(backend), _s(upstream), attempts, _s(reason), _s(message), _s(ua),
+        (',"traces":' + json.dumps(traces, ensure_ascii=False, separators=(",", ":")))
+        if traces else "")
 
 
 class AccessLog:
     """Buffered JSON lines to `path` (see the module docstring)."""
 
     def __init__(self, path: str, limit: int,
-                 on_drop: Optional[Callable[[int], None]] = None) -> None:
+                 on_drop: Optional[Callable[[int], None]] = None,
+                 key_names: tuple[bytes, ...] = (b"subscription-key",)) -> None:
         self.path = path
         self.limit = limit
         self.on_drop = on_drop
-        self.pending: list[dict[str, Any]] = []
+        self.key_names = key_names
+        self.pending: list[Entry] = []
         self.dropped = 0
         self.written = 0
         self._fd: Optional[int] = None
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Queue one record (the request path: no I/O, no encoding)."""
+    def add(self, record: Entry) -> None:
+        """Queue one entry (the request path: no I/O, no formatting)."""
         if len(self.pending) >= self.limit:
             self.dropped += 1
             if self.on_drop is not None:
@@ -58,8 +124,9 @@ class AccessLog:
         else:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        data = "".join([_dumps(r) + "\n" for r in batch]).encode("utf-8", "replace")
+    def _write(self, batch: list[Entry]) -> None:
+        keys = self.key_names
+        data = "".join([format_entry(e, keys) for e in batch]).encode("utf-8", "replace")
         fd = self._fd
         assert fd is not None
         view = memoryview(data)

@@ -192,9 +192,7 @@ def stats(gw: "Gateway") -> dict:
                      for k, v in sorted(backends.items())},
         "connections": {"open": open_conns if open_conns is not None
                         else gw.limit.active, "accepted": accepted},
-        "recent": [{"time": t, "method": meth, "path": p, "status": st, "duration_ms": d,
-                    "api": a, "backend": b, "reason": r}
-                   for t, meth, p, st, d, a, b, r in reversed(tel.recent)],
+        "recent": tel.latest(),
         "access_log": None if tel.access is None else {
             "written": tel.access.written, "dropped": tel.access.dropped},
     }

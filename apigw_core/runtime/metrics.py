@@ -104,8 +104,9 @@ class Metrics:
 
     def record(self, key: tuple, total: float, backend: Optional[float],
                client: Optional[float]) -> None:
-        """One finished request: `key` is (api, operation, product, backend, method,
-        status, last-error reason); durations in seconds (None: that part did not happen)."""
+        """One finished request: `key` is (api, operation, product, backend, method
+        (bytes), status, last-error reason); durations in seconds (None: that part did not
+        happen)."""
         a = self._acc.get(key)
         if a is None:
             a = self._acc[key] = [0, [0] * _NB, 0.0, [0] * _NB, 0.0, [0] * _NB, 0.0]
@@ -173,7 +174,7 @@ class Metrics:
         acc, self._acc = self._acc, {}
         req = self._requests
         for (api, op, product, backend, method, status, reason), a in acc.items():
-            labels = (api, op, product, backend, method, str(status),
+            labels = (api, op, product, backend, method.decode("latin-1"), str(status),
                       _CLASSES.get(status // 100, "other"), reason)
             req.labels(*labels).inc(a[0])
             for h, (buckets, total) in zip(self._hist, ((a[1], a[2]), (a[3], a[4]),

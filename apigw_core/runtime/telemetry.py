@@ -50,7 +50,6 @@ _now = time.perf_counter
 _bits = random.getrandbits
 _FLUSH = 0.5           # seconds between two metric flushes
 _RECENT = 50           # latest requests kept for the admin page
-_HTTP = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0", b"2": "HTTP/2"}
 
 
 class Record:
@@ -142,6 +141,10 @@ class Telemetry:
 
     def __init__(self, config: GatewayConfig) -> None:
         tc = config.telemetry
+        # the query parameters whose values are subscription keys: redacted in paths
+        self.key_names = tuple({k.query.lower().encode() for k in
+                                (api.subscription_key for api in config.apis)}
+                               | {b"subscription-key"})
         self.metrics: Optional[Metrics] = (
             Metrics(tc.metrics.max_dimension_values) if tc.metrics.enabled else None)
         self.access: Optional[AccessLog] = None
@@ -149,13 +152,10 @@ class Telemetry:
         self._statuses: tuple = ()
         if tc.access_log is not None:
             a = tc.access_log
-            self.access = AccessLog(a.path, a.buffer, self._dropped)
+            self.access = AccessLog(a.path, a.buffer, self._dropped, self.key_names)
             self._sample, self._statuses = a.sample, a.statuses
         self.recent: collections.deque = collections.deque(maxlen=_RECENT)
         self.started = time.time()
-        self.key_names = tuple({k.query.lower().encode() for k in
-                                (api.subscription_key for api in config.apis)}
-                               | {b"subscription-key"})
         self.named_values = dict(config.named_values)
         m = self.metrics
         if m is not None:
@@ -252,8 +252,8 @@ class Telemetry:
         c_dur = (end - stream.t_resp) if stream.t_resp else None
         m = self.metrics
         if m is not None:
-            m.record((api, op, product, backend, req.method.decode("latin-1"), status, reason),
-                     total, b_dur, c_dur)
+            m.record((api, op, product, backend, req.method, status, reason), total, b_dur,
+                     c_dur)
             if rec.grpc is not None:
                 m.count("apigw_grpc_messages", (api, "client_to_backend"),
                         rec.grpc.up.obs.count)
@@ -264,66 +264,33 @@ class Telemetry:
                         rec.ws.client.messages_received)
                 m.count("apigw_websocket_messages", (api, "backend_to_client"),
                         rec.ws.backend.messages_received)
-        path: Optional[bytes] = None
         if self.access is not None and (not self._statuses or _in(status, self._statuses)) \
                 and (self._sample >= 1.0 or random.random() < self._sample):
-            path = redact_query(req.target, self.key_names)
-            self.access.add(self._line(stream, rec, status, path, api, op, product, backend,
-                                       reason, total, b_dur, c_dur, ctx))
-        if path is None:
-            path = redact_query(req.target, self.key_names)
-        self.recent.append((time.time(), req.method.decode("latin-1"),
-                            path.decode("utf-8", "replace")[:200], status,
-                            round(total * 1000, 3), api, backend, reason))
+            # the raw values only: accesslog.py formats the line off the request path
+            rid = rec.rid
+            sub = msg = None
+            if ctx is not None:
+                if rid is None:
+                    rid = ctx.request_id.encode("latin-1")
+                if ctx.subscription is not None:
+                    sub = ctx.subscription.id
+                if ctx.last_error is not None:
+                    msg = ctx.last_error.message
+            self.access.add((time.time(), total, b_dur, c_dur, rid, rec.trace.trace_id,
+                             stream.client[0] if stream.client else None, req, status,
+                             stream.bytes_in, stream.bytes_out, api, op, product, sub,
+                             backend, rec.upstream, rec.attempts, reason, msg or rec.message,
+                             rec.traces))
+        self.recent.append((time.time(), req.method, req.target, status, total, api,
+                            backend, reason))
 
-    def _line(self, stream: Any, rec: Record, status: int, path: bytes, api: str, op: str,
-              product: str, backend: str, reason: str, total: float,
-              b_dur: Optional[float], c_dur: Optional[float], ctx: Any) -> dict:
-        req = stream.request
-        host = ua = None
-        for n, v in req.headers:
-            if n == b"host":
-                host = v
-            elif n == b"user-agent":
-                ua = v
-        if host is None and req.target[:1] != b"/":     # HTTP/2: :authority
-            host = req.target.partition(b"://")[2].partition(b"/")[0] or None
-        rid = rec.rid
-        if rid is None and ctx is not None:
-            rid = ctx.request_id.encode("latin-1")
-        message = rec.message
-        if ctx is not None and ctx.last_error is not None:
-            message = ctx.last_error.message
-        sub = ctx.subscription.id if ctx is not None and ctx.subscription is not None else None
-        t = time.time() - total
-        doc = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) +
-            ".%03dZ" % (int(t * 1000) % 1000),
-            "request_id": rid.decode("latin-1") if rid else None,
-            "trace_id": rec.trace.trace_id.decode(),
-            "client_ip": stream.client[0] if stream.client else None,
-            "method": req.method.decode("latin-1"),
-            "host": host.decode("latin-1") if host else None,
-            "path": path.decode("utf-8", "replace"),
-            "protocol": _HTTP.get(req.http_version, req.http_version.decode("latin-1")),
-            "status": status,
-            "bytes_in": stream.bytes_in,
-            "bytes_out": stream.bytes_out,
-            "duration_ms": round(total * 1000, 3),
-            "backend_duration_ms": round(b_dur * 1000, 3) if b_dur is not None else None,
-            "client_duration_ms": round(c_dur * 1000, 3) if c_dur is not None else None,
-            "api": api or None, "operation": op or None, "product": product or None,
-            "subscription_id": sub,
-            "backend": backend or None,
-            "upstream_address": rec.upstream.decode("latin-1") if rec.upstream else None,
-            "attempts": rec.attempts,
-            "last_error_reason": reason or None,
-            "last_error_message": message or None,
-            "user_agent": ua.decode("latin-1") if ua else None,
-        }
-        if rec.traces:
-            doc["traces"] = rec.traces
-        return doc
+    def latest(self) -> list[dict]:
+        """The latest requests, newest first (the admin page), paths redacted."""
+        return [{"time": t, "method": meth.decode("latin-1"),
+                 "path": redact_query(target, self.key_names).decode("utf-8", "replace")[:200],
+                 "status": st, "duration_ms": round(d * 1000, 3), "api": a, "backend": b,
+                 "reason": r}
+                for t, meth, target, st, d, a, b, r in reversed(self.recent)]
 
     # -- the trace and emit-metric policies ---------------------------------------------
 

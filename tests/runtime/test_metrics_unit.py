@@ -23,10 +23,10 @@ def _samples(m: Metrics) -> dict:
 
 def test_records_become_exact_counts_and_buckets():
     m = Metrics()
-    key = ("a", "op", "", "b", "GET", 200, "")
+    key = ("a", "op", "", "b", b"GET", 200, "")
     for d in (0.0004, 0.0004, 0.003, 2.0):
         m.record(key, d, d / 2, None)
-    m.record(("a", "op", "", "b", "GET", 503, "Timeout"), 0.02, None, 0.001)
+    m.record(("a", "op", "", "b", b"GET", 503, "Timeout"), 0.02, None, 0.001)
     s = _samples(m)
     lab = (("api", "a"), ("backend", "b"), ("last_error_reason", ""), ("method", "GET"),
            ("operation", "op"), ("product", ""), ("status_class", "2xx"),
