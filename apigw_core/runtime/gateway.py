@@ -351,15 +351,18 @@ class Gateway:
                                             draining, initial=initial, h2c=h2c))
             if up is not None:  # `Upgrade: h2c` answered 101: HTTP/2 from here on
                 await self._drive(H2Driver(transport, handler, settings, b"http", draining,
-                                           conn=up.conn, first_events=up.first_events))
+                                           conn=up.conn, first_events=up.first_events),
+                                  accepted=False)
 
         return serve
 
-    async def _drive(self, drv: "H1Driver | H2Driver"):
+    async def _drive(self, drv: "H1Driver | H2Driver", accepted: bool = True):
         """Run a driver (in the set the drain walks); an H1Driver's h2c upgrade is
-        returned, with no checkpoint before the caller's next driver joins the set."""
+        returned, with no checkpoint before the caller's next driver joins the set.
+        `accepted`: a new connection (counted by protocol), not an upgraded one."""
         self._drivers.add(drv)
-        self.telemetry.connection("h2" if drv.__class__ is H2Driver else "http1")
+        if accepted:
+            self.telemetry.connection("h2" if drv.__class__ is H2Driver else "http1")
         try:
             return await drv.run()
         finally:
