@@ -26,12 +26,12 @@ from typing import Any, Callable, Optional
 
 import trio
 
-__all__ = ["AccessLog", "format_entry"]
+__all__ = ["AccessLog", "format_entry", "redact_query"]
 
 log = logging.getLogger("apigw_core.runtime")
 
 _INTERVAL = 0.25
-_HTTP = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0", b"2": "HTTP/2"}
+_HTTP = {b"1.1": '"HTTP/1.1"', b"1.0": '"HTTP/1.0"', b"2": '"HTTP/2"'}
 
 # Entry: (time, total s, backend s | None, client s | None, request id | None, trace id,
 #         client ip | None, protocol.Request, status, bytes in, bytes out, api, operation,
@@ -40,29 +40,46 @@ _HTTP = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0", b"2": "HTTP/2"}
 Entry = tuple
 _LINE = ('{"time":"%s.%03dZ","request_id":%s,"trace_id":"%s","client_ip":%s,"method":%s,'
          '"host":%s,"path":%s,"protocol":%s,"status":%d,"bytes_in":%d,"bytes_out":%d,'
-         '"duration_ms":%.3f,"backend_duration_ms":%s,"client_duration_ms":%s,"api":%s,'
-         '"operation":%s,"product":%s,"subscription_id":%s,"backend":%s,'
-         '"upstream_address":%s,"attempts":%d,"last_error_reason":%s,'
+         '"duration_ms":%.3f,"backend_duration_ms":%s,"client_duration_ms":%s,%s,'
+         '"subscription_id":%s,"attempts":%d,"last_error_reason":%s,'
          '"last_error_message":%s,"user_agent":%s%s}\n')
+_STATIC = ('"api":%s,"operation":%s,"product":%s,"backend":%s,"upstream_address":%s')
 _second = [-1, ""]
+# escaped forms of the values that repeat (hosts, agents, addresses, API names): a dict
+# hit instead of an escaper call; bounded, so a client sending random hosts cannot grow it
+_CACHE: dict = {None: "null", "": "null", b"": "null"}
+_CACHE_MAX = 4096
+_GROUPS: dict = {}
 
 
-def _s(v: Any) -> str:
-    """A JSON string, or null for None / empty."""
-    if not v:
-        return "null"
-    if v.__class__ is bytes:
-        v = v.decode("latin-1")
-    return _q(v)
+def _esc(v: Any) -> str:
+    r = _q(v.decode("latin-1") if v.__class__ is bytes else v)
+    if len(_CACHE) < _CACHE_MAX:
+        _CACHE[v] = r
+    return r
 
 
 def _ms(v: Optional[float]) -> str:
     return "null" if v is None else "%.3f" % (v * 1000)
 
 
+def redact_query(target: bytes, names: tuple[bytes, ...]) -> bytes:
+    """`target` with the values of the query parameters `names` (lower-case) replaced."""
+    path, sep, query = target.partition(b"?")
+    if not sep or not query:
+        return target
+    parts = query.split(b"&")
+    changed = False
+    for i, p in enumerate(parts):
+        name, eq, _ = p.partition(b"=")
+        if eq and name.lower() in names:
+            parts[i] = name + b"=REDACTED"
+            changed = True
+    return path + b"?" + b"&".join(parts) if changed else target
+
+
 def format_entry(e: Entry, key_names: tuple[bytes, ...]) -> str:
     """One JSON line (see the module docstring)."""
-    from .telemetry import redact_query
     (t, total, bdur, cdur, rid, trace, ip, req, status, bin_, bout, api, op, product, sub,
      backend, upstream, attempts, reason, message, traces) = e
     start = t - total
@@ -82,13 +99,24 @@ def format_entry(e: Entry, key_names: tuple[bytes, ...]) -> str:
         if host is None:
             host = rest[:i] if i >= 0 else rest
         target = rest[i:] if i >= 0 else b"/"
-    path = redact_query(target, key_names).decode("utf-8", "replace")
+    if b"?" in target:
+        target = redact_query(target, key_names)
+    c = _CACHE
+    gk = (api, op, product, backend, upstream)
+    group = _GROUPS.get(gk)
+    if group is None:
+        group = _STATIC % tuple(c.get(v) or _esc(v) for v in gk)
+        if len(_GROUPS) < _CACHE_MAX:
+            _GROUPS[gk] = group
     return _LINE % (
-        _second[1], int(start * 1000) % 1000, _s(rid), trace.decode(), _s(ip),
-        _s(req.method), _s(host), _q(path),
-        _q(_HTTP.get(req.http_version) or req.http_version.decode("latin-1")), status,
-        bin_, bout, total * 1000, _ms(bdur), _ms(cdur), _s(api), _s(op), _s(product),
-        _s(sub), _s(backend), _s(upstream), attempts, _s(reason), _s(message), _s(ua),
+        _second[1], int(start * 1000) % 1000,
+        _q(rid.decode("latin-1")) if rid else "null", trace.decode(),
+        c.get(ip) or _esc(ip), c.get(req.method) or _esc(req.method),
+        c.get(host) or _esc(host), _q(target.decode("utf-8", "replace")),
+        _HTTP.get(req.http_version) or _esc(req.http_version),
+        status, bin_, bout, total * 1000, _ms(bdur), _ms(cdur), group,
+        c.get(sub) or _esc(sub), attempts, c.get(reason) or _esc(reason),
+        c.get(message) or _esc(message), c.get(ua) or _esc(ua),
         (',"traces":' + json.dumps(traces, ensure_ascii=False, separators=(",", ":")))
         if traces else "")
 

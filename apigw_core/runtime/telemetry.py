@@ -35,7 +35,7 @@ from ..gateway.config import GatewayConfig
 from ..gateway.pipeline.policies.telemetry import EmitMetric, TraceEntry
 from ..gateway.tracecontext import TraceContext, forward_trace
 from ..protocol import grpc
-from .accesslog import AccessLog
+from .accesslog import AccessLog, redact_query
 from .commands import command_handler
 from .startup import StartupError
 from .metrics import Metrics
@@ -112,21 +112,6 @@ class GrpcCounts:
 
     def __init__(self) -> None:
         self.up, self.down = _Count(), _Count()
-
-
-def redact_query(target: bytes, names: tuple[bytes, ...]) -> bytes:
-    """`target` with the values of the query parameters `names` (lower-case) replaced."""
-    path, sep, query = target.partition(b"?")
-    if not sep or not query:
-        return target
-    parts = query.split(b"&")
-    changed = False
-    for i, p in enumerate(parts):
-        name, eq, _ = p.partition(b"=")
-        if eq and name.lower() in names:
-            parts[i] = name + b"=REDACTED"
-            changed = True
-    return path + b"?" + b"&".join(parts) if changed else target
 
 
 def _in(status: int, ranges: tuple[tuple[int, int], ...]) -> bool:
@@ -232,6 +217,7 @@ class Telemetry:
 
     def _finish(self, stream: Any, rec: Record, failed: int) -> None:
         end = _now()
+        now = time.time()
         status = stream.status or failed
         route, ctx = rec.route, rec.ctx
         api = op = product = ""
@@ -276,13 +262,13 @@ class Telemetry:
                     sub = ctx.subscription.id
                 if ctx.last_error is not None:
                     msg = ctx.last_error.message
-            self.access.add((time.time(), total, b_dur, c_dur, rid, rec.trace.trace_id,
+            self.access.add((now, total, b_dur, c_dur, rid, rec.trace.trace_id,
                              stream.client[0] if stream.client else None, req, status,
                              stream.bytes_in, stream.bytes_out, api, op, product, sub,
                              backend, rec.upstream, rec.attempts, reason, msg or rec.message,
                              rec.traces))
-        self.recent.append((time.time(), req.method, req.target, status, total, api,
-                            backend, reason))
+        self.recent.append((now, req.method, req.target, status, total, api, backend,
+                            reason))
 
     def latest(self) -> list[dict]:
         """The latest requests, newest first (the admin page), paths redacted."""
