@@ -287,7 +287,7 @@ class _Call:
         rec = self.stream.tel
         up = None
         if rec is not None:
-            rec.attempt(pool)
+            rec.attempt(pool, upreq.headers)
             if rec.grpc is not None and rec.attempts == 1:   # a retry sends the same again
                 up = rec.grpc.up
         try:

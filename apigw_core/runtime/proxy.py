@@ -275,7 +275,7 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
     rec = stream.tel
     up = None
     if rec is not None:
-        rec.attempt(pool)
+        rec.attempt(pool, upreq.headers)
         if rec.grpc is not None and rec.attempts == 1:   # a retry sends the same again
             up = rec.grpc.up
     try:
