@@ -91,7 +91,7 @@ def otel_installed() -> bool:
     try:
         return all(importlib.util.find_spec(m) is not None for m in (
             "opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http"))
-    except (ImportError, ValueError):
+    except (ImportError, ValueError, AttributeError):   # a broken or blocked install
         return False
 
 
