@@ -48,6 +48,7 @@ from .stream import BodyError, ClientGone, send_local_reply
 from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
 from .commands import COMMAND_HANDLERS, run_finish
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
+from .debugtrace import traced_program
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket
@@ -594,6 +595,8 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
     rec = stream.tel
     if rec is not None:   # runtime/telemetry.py reads the rest from ctx at the end
         rec.route, rec.ctx, rec.rid = route, ctx, rid
+        if rec.debug is not None:   # a traced request: each step records what it did
+            program = traced_program(program, rec.debug)
     call = _Call(gw, state, stream, route, ctx, program, web, rid)
     if grpc_timeout is None and stream.body_complete:   # the usual case: no task, no scope
         await call.run(error)

@@ -42,6 +42,7 @@ from ..protocol import grpc
 from .accesslog import AccessLog, redact_query
 from .commands import command_handler
 from .startup import StartupError
+from .debugtrace import DebugTracing
 from .metrics import Metrics
 from .otel import new_span_id, set_traceparent
 from .stream import ClientGone
@@ -62,7 +63,7 @@ class Record:
 
     __slots__ = ("start", "trace", "route", "ctx", "rid", "backend", "upstream",
                  "attempts", "t_backend", "t_head", "reason", "message", "traces", "ws",
-                 "grpc", "spans")
+                 "grpc", "spans", "debug", "debug_attempts", "resp_headers")
 
     def __init__(self, start: float, trace: TraceContext) -> None:
         self.start = start
@@ -81,6 +82,9 @@ class Record:
         self.ws: Any = None         # the WebSocket relay (protocol.websocket), once switched
         self.grpc: Optional[GrpcCounts] = None   # a gRPC call's messages, both ways
         self.spans: Optional[list] = None    # OTel, sampled: the attempts' CLIENT spans
+        self.debug: Any = None               # request tracing: debugtrace.Trace
+        self.debug_attempts: Optional[list] = None
+        self.resp_headers: Optional[list] = None   # added to the response head (tracing)
 
     def attempt(self, pool: Any, headers: Optional[list] = None) -> None:
         """A backend attempt starts on `pool`; `headers`: the ones it sends (a sampled
@@ -91,11 +95,22 @@ class Record:
             self.t_backend = t
         self.backend = pool.backend.name
         self.upstream = pool.authority
+        if self.debug is not None:
+            da = self.debug_attempts
+            if da is None:
+                da = self.debug_attempts = []
+            elif da[-1][3] is None:
+                da[-1][3] = t      # the attempt before ends where this one starts
+            da.append([t, pool.backend.name, pool.authority, None])
         if self.spans is not None and headers is not None:
             sid = new_span_id()
             tc = self.trace
             set_traceparent(headers, b"00-%s-%s-%s" % (tc.trace_id, sid, tc.flags))
             self.spans.append((sid, t, pool.backend.name, pool.authority, pool.backend.url))
+
+
+    def debug_routed(self, route: Any, host: bytes) -> None:
+        DebugTracing.routed(self, route, host)
 
 
 class _Count:
@@ -160,6 +175,7 @@ class Telemetry:
             from .otel import Otel   # imports the SDK: only when configured
             self.otel = Otel(tc.otel)
         self._otel_seen = (0, 0)
+        self.debug = DebugTracing(api.name for api in config.apis)
         m = self.metrics
         if m is not None:
             m.counter("apigw_connections_accepted", "Client connections accepted.",
@@ -232,6 +248,7 @@ class Telemetry:
     def wrap(self, handler: Any) -> Any:
         finish = self._finish
         otel = self.otel
+        debug = self.debug
 
         async def handle(stream: Any) -> None:
             rec = Record(_now(), forward_trace(stream.request.headers, b"%016x" % _bits(64),
@@ -241,6 +258,8 @@ class Telemetry:
                 if rec.trace.flags != b"01":   # the backend sees a sampled trace
                     rec.trace.flags = b"%02x" % (int(rec.trace.flags, 16) | 1)
                     set_traceparent(stream.request.headers, rec.trace.traceparent())
+            if debug.active:    # credentials were issued: look for the header
+                debug.begin(rec, stream.request.headers)
             stream.tel = rec
             status = 0
             try:
@@ -315,6 +334,8 @@ class Telemetry:
                             reason))
         if rec.spans is not None:
             self.otel.record(stream, rec, status, api, op, product, reason, end, now)
+        if rec.debug is not None:
+            self.debug.finish(rec, status, end)
 
     def latest(self) -> list[dict]:
         """The latest requests, newest first (the admin page), paths redacted."""
@@ -349,6 +370,8 @@ class Telemetry:
         if metadata:
             entry["metadata"] = {k: self.redact(v, ctx) for k, v in metadata}
         if rec is not None:
+            if rec.debug is not None:
+                rec.debug.add("trace", _now(), **entry)
             if rec.traces is None:
                 rec.traces = []
             if len(rec.traces) < 100:
