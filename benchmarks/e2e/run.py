@@ -23,12 +23,15 @@ rows N times, interleaved, and reports each row's spread, since one run on a sha
 machine says little.  The telemetry rows (issue 13): gw1notel has metrics turned off and no
 access log (only the W3C traceparent, which is always on), gw1tel has the metrics and a
 JSON access log of every request to a file; the report gives gw1tel / gw1notel round by
-round.  (gw1 itself runs the defaults: metrics on, no access log.)
+round.  gw1otel adds OpenTelemetry at ratio 1.0 (every request a SERVER and a CLIENT
+span) exported over OTLP/HTTP to a receiver in this process that answers every export
+(its CPU is not the gateway's; the gateway's exporter thread is); gw1otel / gw1notel is
+reported likewise.  (gw1 itself runs the defaults: metrics on, no access log.)
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw1notel,gw1tel,gw2,
+                                 [--only nginx,proxy,gw1,gw1pol,gw1notel,gw1tel,gw1otel,gw2,
                                          h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
@@ -53,8 +56,8 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1notel", "gw1tel", "gw2", "h2nginx", "h2gw1",
-           "h2gw2")
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1notel", "gw1tel", "gw1otel", "gw2", "h2nginx",
+           "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
@@ -62,6 +65,7 @@ TARGET_LABELS = {
     "gw1pol": "apigw 1 worker, 5 policies",
     "gw1notel": "apigw 1 worker, no telemetry",
     "gw1tel": "apigw 1 worker, metrics + access log",
+    "gw1otel": "apigw 1 worker, metrics + access log + OTel ratio 1.0",
     "gw2": "apigw 2 workers",
     "h2nginx": "nginx reverse proxy, h2c",
     "h2gw1": "apigw 1 worker, h2c",
@@ -484,7 +488,41 @@ DEFAULT_GW_CMD = "{python} -m apigw_core serve {config} --workers {workers}"
 TELEMETRY_CONFIG = {
     "notel": "telemetry: {{metrics: {{enabled: false}}}}\n",
     "tel": 'telemetry: {{access-log: {{path: "{dir}/access.log"}}}}\n',
+    "otel": 'telemetry: {{access-log: {{path: "{dir}/access.log"}}, otel: {{endpoint: "{otlp}", '
+            'sampler: parentbased_traceidratio, ratio: 1.0}}}}\n',
 }
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP endpoint on loopback for the gw1otel row: takes every export (counts
+    requests and bytes, decodes nothing) and answers an empty ExportTraceServiceResponse."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        owner = self
+        self.posts = 0
+        self.bytes = 0
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                owner.posts += 1
+                owner.bytes += n
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 # The gw1pol row (issue 9): the same proxy with the five policies of the issue's target at
 # global scope.  The API requires a subscription key and the all-apis subscription below
@@ -513,7 +551,7 @@ apis: [{{name: bench, path: "", backend: nginx, subscription-required: true}}]
 
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
                   cmd: str = "", h2c: bool = False, policies: bool = False,
-                  telemetry: str = "") -> Tuple[Optional[subprocess.Popen], Optional[str]]:
+                  telemetry: str = "", otlp: str = "") -> Tuple[Optional[subprocess.Popen], Optional[str]]:
     d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{'pol' if policies else ''}"
                                 f"{telemetry}-", dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
@@ -521,7 +559,7 @@ def start_gateway(workdir: str, workers: int, port: int, backend_port: int, time
         f.write(((POLICY_CONFIG if policies else GATEWAY_CONFIG)
                  + TELEMETRY_CONFIG.get(telemetry, "")).format(
             port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1",
-            dir=d))
+            dir=d, otlp=otlp))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -684,11 +722,16 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
             stop(p)
         return
     policies = target.endswith("pol")
-    telemetry = next((t for t in ("notel", "tel") if target.endswith(t)), "")
+    telemetry = next((t for t in ("notel", "otel", "tel") if target.endswith(t)), "")
+    otlp = ""
+    if telemetry == "otel":
+        if "otlp" not in ctx:
+            ctx["otlp"] = OtlpReceiver()
+        otlp = ctx["otlp"].url
     workers = int(target.removeprefix("h2").removesuffix("pol").removesuffix(telemetry)[2:])
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
-                           h2c=h2, policies=policies, telemetry=telemetry)
+                           h2c=h2, policies=policies, telemetry=telemetry, otlp=otlp)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
@@ -727,7 +770,7 @@ def spread_lines(results: List[Result]) -> List[str]:
         v = sorted(r.req_per_cpu_s for r in rs)
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
-    for num, den in (("gw1pol", "gw1"), ("gw1tel", "gw1notel")):
+    for num, den in (("gw1pol", "gw1"), ("gw1tel", "gw1notel"), ("gw1otel", "gw1notel")):
         g1 = {r.round: r for r in by_target.get(den, [])}
         gp = {r.round: r for r in by_target.get(num, [])}
         ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
@@ -784,7 +827,7 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
-    for num, den in (("gw1pol", "gw1"), ("gw1tel", "gw1notel")):
+    for num, den in (("gw1pol", "gw1"), ("gw1tel", "gw1notel"), ("gw1otel", "gw1notel")):
         a, b = by.get(num), by.get(den)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
             lines.append(f"{a.label} / {b.label}, req per CPU-s: "
