@@ -12,8 +12,12 @@ policy's messages come from the Record at the end (`finish`), and the trace land
 bounded ring (`GET /traces/{id}`).  A wrong or expired token gets
 `Apim-Debug-Authorization-Expired` / `Apim-Debug-Authorization-WrongAPI: true` and no trace.
 
-With `--workers N` each process has its own key and ring: a trace is kept by the worker
-that served the request (see the report of issue 13: shared storage is left to do).
+With `--workers N` the key and the "credentials were issued" flag are made when this
+module is imported, in the supervisor before it forks (the flag is a byte of a shared
+anonymous mapping), so a token issued by one worker's admin listener works on every
+worker; the ring is per process: a trace is kept by the worker that served the request
+(shared storage of traces is not built).  The header is removed from the request before
+it is forwarded: the token is a credential.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import mmap
 import secrets
 import time
 from datetime import datetime, timezone
@@ -38,6 +43,8 @@ HEADER = b"apim-debug-authorization"
 VALID_FOR = 3600.0          # seconds a token is valid (APIM: one hour)
 RING = 100                  # traces kept
 _now = time.perf_counter
+_KEY = secrets.token_bytes(32)      # shared by forked workers (see the module docstring)
+_ISSUED = mmap.mmap(-1, 1)          # MAP_SHARED | MAP_ANONYMOUS: [0] = 1 once issued
 
 
 def _b64(b: bytes) -> str:
@@ -64,11 +71,15 @@ class Trace:
 class DebugTracing:
     """The process's key, the ring of finished traces and the header checks."""
 
-    def __init__(self, api_names: Any) -> None:
-        self._key = secrets.token_bytes(32)
+    def __init__(self, api_names: Any, key: Optional[bytes] = None) -> None:
+        self._key = _KEY if key is None else key
         self.apis = set(api_names)
-        self.active = False        # no credentials issued yet: requests are not looked at
         self.ring: collections.OrderedDict[str, dict] = collections.OrderedDict()
+
+    @property
+    def active(self) -> bool:
+        """Credentials were issued (by any worker): requests are looked at."""
+        return _ISSUED[0] == 1
 
     def _mac(self, body: bytes) -> str:
         return _b64(hmac.new(self._key, body, hashlib.sha256).digest()[:18])
@@ -77,7 +88,7 @@ class DebugTracing:
         """`{"token", "expires"}` for `api` (the caller checked it exists)."""
         exp = int((time.time() if now is None else now) + VALID_FOR)
         body = f"{_b64(api.encode())}.{exp}"
-        self.active = True
+        _ISSUED[0] = 1
         return {"token": f"{body}.{self._mac(body.encode())}",
                 "expires": datetime.fromtimestamp(exp, timezone.utc).strftime(
                     "%Y-%m-%dT%H:%M:%SZ")}
@@ -98,8 +109,9 @@ class DebugTracing:
 
     def begin(self, rec: Any, headers: list) -> None:
         """Look for the header; a good token starts a trace on `rec`."""
-        for n, v in headers:
+        for i, (n, v) in enumerate(headers):
             if n == HEADER:
+                del headers[i]           # not forwarded: the token is a credential
                 api, why = self.check(v)
                 if api is None:
                     # APIM answers an unusable token with -Expired (a forged one included)

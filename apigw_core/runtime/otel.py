@@ -144,9 +144,9 @@ class Otel:
             if n == b"host" or n == b":authority":
                 host = v
                 break
+        sch = stream.scheme
         attrs: dict = {"http.request.method": method, "url.path": path,
-                       "url.scheme": getattr(stream, "scheme", b"http").decode()
-                       if isinstance(getattr(stream, "scheme", None), bytes) else "http",
+                       "url.scheme": sch.decode() if isinstance(sch, bytes) else str(sch),
                        "network.protocol.version": req.http_version.decode("latin-1")}
         if q >= 0:
             attrs["url.query"] = "REDACTED"   # subscription keys may ride in the query
