@@ -6,8 +6,9 @@ W3C ids (gateway/tracecontext.py), the start and end times, each backend attempt
 sampling decision is made here once per request (`sampled`, the SDK's sampler rules
 re-stated over the ids we hold), each sampled attempt gets its own span id, which is the
 parent in the `traceparent` sent to the backend (`client_span`), and when the request is
-over `record` builds finished `ReadableSpan`s and hands them to the SDK's
-BatchSpanProcessor: a bounded queue, exported over OTLP/HTTP from the SDK's own thread.
+over `record` encodes the finished spans (runtime/otlp.py: by hand, the SDK's encoder
+costs more than the proxy hop) and hands them to the SDK's BatchSpanProcessor: a bounded
+queue, exported over OTLP/HTTP by the SDK's exporter client from the SDK's own thread.
 A full queue drops spans; an export that fails (a dead collector) is counted
 (`apigw_otel_spans_failed`) and logged once, never retried on the request path.
 
@@ -23,6 +24,7 @@ import random
 from typing import Any, Optional
 
 from ..gateway.config._telemetry import OtelConfig
+from . import otlp
 
 __all__ = ["Otel"]
 
@@ -52,20 +54,13 @@ class Otel:
 
     def __init__(self, cfg: OtelConfig) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import Event, ReadableSpan
         from opentelemetry.sdk.trace.export import (BatchSpanProcessor, SpanExporter,
                                                     SpanExportResult)
-        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+        from opentelemetry.trace import SpanContext, TraceFlags
 
-        self._Span, self._Event, self._Ctx = ReadableSpan, Event, SpanContext
-        self._SERVER, self._CLIENT = SpanKind.SERVER, SpanKind.CLIENT
-        self._ok, self._err = Status(StatusCode.UNSET), StatusCode.ERROR
-        self._Status = Status
-        self._flags = TraceFlags(TraceFlags.SAMPLED)
-        self._resource = Resource.create({"service.name": cfg.service_name})
-        self._scope = InstrumentationScope("apigw_core")
+        # what BatchSpanProcessor.on_end reads of an item: a sampled context
+        self._sampled_ctx = SpanContext(1, 1, False, TraceFlags(TraceFlags.SAMPLED))
+        self._res = otlp.resource(cfg.service_name)
         self.failed = 0       # spans an export lost (written by the exporter thread)
         self.exported = 0
         self._parent_based = cfg.sampler.startswith("parentbased_")
@@ -75,40 +70,57 @@ class Otel:
         # the exporter's own error logs would repeat per batch: the counter says it
         for name in ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
                      "opentelemetry.exporter.otlp.proto.http",
+                     "opentelemetry.exporter.http_transport",
                      "opentelemetry.sdk._shared_internal"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
         owner = self
+        res = self._res
 
-        class _Counting(SpanExporter):
+        class _Export(SpanExporter):
+            """Joins the requests' pre-encoded spans into one ExportTraceServiceRequest
+            and posts it with the OTLP/HTTP exporter's client (its retries, timeout,
+            session); counts what was accepted and what was lost."""
+
             def __init__(self, inner: Any) -> None:
                 self.inner = inner
                 self.down = False
 
-            def export(self, spans: Any) -> Any:
+            def _post(self, body: bytes) -> bool:
+                client = getattr(self.inner, "_client", None)
+                if client is not None and hasattr(client, "export"):
+                    return bool(client.export(body).success)
+                import urllib.request   # an SDK without that client: a plain POST
+                req = urllib.request.Request(cfg.endpoint, body, method="POST", headers={
+                    "Content-Type": "application/x-protobuf"})
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return 200 <= r.status < 300
+
+            def export(self, items: Any) -> Any:
+                spans = [b for it in items for b in it.data]
                 try:
-                    r = self.inner.export(spans)
+                    ok = self._post(otlp.request(res, spans))
                 except Exception:  # noqa: BLE001 - a broken collector is a count
-                    r = SpanExportResult.FAILURE
-                if r is SpanExportResult.SUCCESS:
+                    ok = False
+                if ok:
                     owner.exported += len(spans)
                     if self.down:
                         log.warning("OTLP export to %s works again", cfg.endpoint)
                         self.down = False
-                else:
-                    owner.failed += len(spans)
-                    if not self.down:
-                        log.warning("OTLP export to %s failed: spans are counted in "
-                                    "apigw_otel_spans_failed", cfg.endpoint)
-                        self.down = True
-                return r
+                    return SpanExportResult.SUCCESS
+                owner.failed += len(spans)
+                if not self.down:
+                    log.warning("OTLP export to %s failed: spans are counted in "
+                                "apigw_otel_spans_failed", cfg.endpoint)
+                    self.down = True
+                return SpanExportResult.FAILURE
 
             def shutdown(self) -> None:
                 self.inner.shutdown()
 
         self.processor = BatchSpanProcessor(
-            _Counting(OTLPSpanExporter(endpoint=cfg.endpoint, timeout=5)),
+            _Export(OTLPSpanExporter(endpoint=cfg.endpoint, timeout=5)),
             max_queue_size=cfg.queue, schedule_delay_millis=500,
-            max_export_batch_size=min(512, cfg.queue), export_timeout_millis=5000)
+            max_export_batch_size=min(256, cfg.queue), export_timeout_millis=5000)
 
     def sampled(self, trace: Any) -> bool:
         """The sampler's decision for a request's trace context."""
@@ -128,12 +140,10 @@ class Otel:
         def ns(t: float) -> int:        # perf_counter time -> Unix nanoseconds
             return int((now - (end - t)) * 1e9)
 
-        trace_id = int(rec.trace.trace_id, 16)
-        server_id = int(rec.trace.span_id, 16)
-        ctx = self._Ctx(trace_id, server_id, False, self._flags)
-        parent = None
-        if rec.trace.parent_id is not None:
-            parent = self._Ctx(trace_id, int(rec.trace.parent_id, 16), True, self._flags)
+        tc = rec.trace
+        trace_id = bytes.fromhex(tc.trace_id.decode())
+        server_id = bytes.fromhex(tc.span_id.decode())
+        parent = bytes.fromhex(tc.parent_id.decode()) if tc.parent_id is not None else None
         req = stream.request
         method = req.method.decode("latin-1")
         target = req.target
@@ -166,22 +176,19 @@ class Otel:
                 attrs["apim.operation"] = op
             if product:
                 attrs["apim.product"] = product
-        events = []
+        events: tuple = ()
         pctx = rec.ctx
         if pctx is not None and pctx.last_error is not None:
             e = pctx.last_error
-            events.append(self._Event("policy.error", {
+            events = ((ns(end), "policy.error", {
                 "apim.policy": e.source, "apim.reason": e.reason, "apim.message": e.message,
-                "apim.scope": e.scope, "apim.section": e.section, "apim.path": e.path}))
+                "apim.scope": e.scope, "apim.section": e.section, "apim.path": e.path}),)
         err = status >= 500 or status == 0
         if err or reason:
             attrs["error.type"] = reason or str(status or "unfinished")
         name = method if rec.route is None else f"{method} {rec.route.api.path or '/'}"
-        spans = [self._Span(
-            name, context=ctx, parent=parent, resource=self._resource, attributes=attrs,
-            events=events, kind=self._SERVER, instrumentation_scope=self._scope,
-            status=self._Status(self._err, reason or None) if err else self._ok,
-            start_time=ns(rec.start), end_time=ns(end))]
+        data = [otlp.span(trace_id, server_id, parent, name, otlp.SERVER, ns(rec.start),
+                          ns(end), attrs, events, (reason or str(status)) if err else None)]
         attempts = rec.spans or ()
         last = len(attempts) - 1
         for i, (span_id, t0, backend, authority, url) in enumerate(attempts):
@@ -198,17 +205,20 @@ class Otel:
                 a["http.response.status_code"] = status
             if failed:
                 a["error.type"] = "retried" if i < last else (reason or "unfinished")
-            spans.append(self._Span(
-                method, context=self._Ctx(trace_id, int(span_id, 16), False, self._flags),
-                parent=ctx, resource=self._resource, attributes=a, kind=self._CLIENT,
-                instrumentation_scope=self._scope,
-                status=self._Status(self._err, a["error.type"]) if failed else self._ok,
-                start_time=ns(t0), end_time=ns(max(t1, t0))))
-        on_end = self.processor.on_end
-        for s in spans:
-            on_end(s)
+            data.append(otlp.span(trace_id, bytes.fromhex(span_id.decode()), server_id,
+                                  method, otlp.CLIENT, ns(t0), ns(max(t1, t0)), a, (),
+                                  a["error.type"] if failed else None))
+        self.processor.on_end(_Item(self._sampled_ctx, data))
+
+
+class _Item:
+    """One request's encoded spans in the processor's queue."""
+
+    __slots__ = ("context", "data")
+
+    def __init__(self, context: Any, data: list) -> None:
+        self.context, self.data = context, data
 
 
 def new_span_id() -> bytes:
     return b"%016x" % (_bits(64) or 1)
-
