@@ -199,6 +199,20 @@ def _later(call: Any, store: Any, sync: Callable[[LocalStore], None],
     nursery.start_soon(go)
 
 
+def _charge_now(store: LocalStore, cmd: TakeTokens, n: int) -> None:
+    """Take `n` more tokens, or all that are left when fewer are (a settled cost is owed:
+    it must not be dropped because the bucket ran low meanwhile)."""
+    d = store.take_now(cmd.key, cmd.calls, cmd.period, n)
+    if not d.allowed and d.remaining > 0:
+        store.take_now(cmd.key, cmd.calls, cmd.period, d.remaining)
+
+
+async def _charge(store: Any, cmd: TakeTokens, n: int) -> None:
+    d = await store.take(cmd.key, cmd.calls, cmd.period, n)
+    if not d.allowed and d.remaining > 0:
+        await store.take(cmd.key, cmd.calls, cmd.period, d.remaining)
+
+
 @command_handler(TakeTokens)
 async def _take(call: Any, cmd: TakeTokens) -> Decision:
     d, store = await _decide(call, cmd, lambda s: s.take(cmd.key, cmd.calls, cmd.period,
@@ -208,8 +222,8 @@ async def _take(call: Any, cmd: TakeTokens) -> Decision:
         def settle(ctx: Any) -> None:
             delta = max(0, int(cmd.settle(ctx))) - cmd.n
             if delta > 0:
-                _later(call, store, lambda s: s.take_now(cmd.key, cmd.calls, cmd.period, delta),
-                       lambda s: s.take(cmd.key, cmd.calls, cmd.period, delta))
+                _later(call, store, lambda s: _charge_now(s, cmd, delta),
+                       lambda s: _charge(s, cmd, delta))
             elif delta < 0:
                 _later(call, store,
                        lambda s: s.refund_now(cmd.key, cmd.calls, cmd.period, -delta),
