@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
 
+from ..buckets import BucketTable, BucketTableFull
 from ..gateway.pipeline import PolicyError
 from ..gateway.pipeline.policies.limits import Acquire, CountQuota, RefundTokens, TakeTokens
 from .commands import command_handler
@@ -84,17 +85,25 @@ class LocalStore:
         self._mono, self._wall = monotonic_ns, time_ns
 
     def take_now(self, key: str, calls: int, period: float, n: int) -> Decision:
-        ok, remaining, wait = self.table.take(_key(key), calls, int(period * _NS), n,
-                                              self._mono())
-        return Decision(bool(ok), remaining, 0.0 if ok else wait / _NS)
+        try:
+            ok, remaining, wait = self.table.take(_key(key), calls, int(period * _NS), n,
+                                                  self._mono())
+        except BucketTableFull as e:
+            raise StoreUnavailable(str(e)) from None
+        # wait -1: n > calls can never pass; say one period
+        return Decision(bool(ok), remaining, 0.0 if ok else (wait if wait >= 0 else
+                                                            int(period * _NS)) / _NS)
 
     def refund_now(self, key: str, calls: int, period: float, n: int) -> None:
         self.table.refund(_key(key), calls, int(period * _NS), n, self._mono())
 
     def count_now(self, key: str, limit: int, period: float, start: float, n: int,
                   force: bool = False) -> Decision:
-        ok, remaining, renew = self.table.count(_key(key), limit, int(period * _NS),
-                                                int(start * _NS), n, self._wall(), force)
+        try:
+            ok, remaining, renew = self.table.count(_key(key), limit, int(period * _NS),
+                                                    int(start * _NS), n, self._wall(), force)
+        except BucketTableFull as e:
+            raise StoreUnavailable(str(e)) from None
         return Decision(bool(ok), remaining, renew / _NS)
 
     async def take(self, key: str, calls: int, period: float, n: int) -> Decision:
@@ -108,7 +117,11 @@ class LocalStore:
         return self.count_now(key, limit, period, start, n, force)
 
     def acquire(self, key: str, max_count: int) -> bool:
-        return bool(self.table.acquire(_key(key), max_count))
+        try:
+            return bool(self.table.acquire(_key(key), max_count))
+        except BucketTableFull:
+            log.warning("the bucket table is full: limit-concurrency %r admits uncounted", key)
+            return True
 
     def release(self, key: str) -> None:
         self.table.release(_key(key))
@@ -131,7 +144,6 @@ def local_store(gw: Any) -> LocalStore:
                 pass
         return store
     if _process_store is None:
-        from ..buckets import BucketTable
         _process_store = LocalStore(BucketTable())
     return _process_store
 
@@ -169,9 +181,13 @@ async def _decide(call: Any, cmd: Any, op: Callable[[Any], Any], allow: Decision
         store = find_store(call, name)
         return await op(store), store
     except StoreUnavailable as e:
-        if name == "local":
-            raise
         _failed(call, name, e)
+        if name == "local":      # the table is full: nothing else to ask
+            log.warning("request %s: %s", call.rid.decode("latin-1"), e)
+            if mode == "deny":
+                raise PolicyError(503, "RateLimitStoreUnavailable", STORE_UNAVAILABLE,
+                                  [(b"retry-after", b"1")]) from None
+            return allow, None
         if mode == "deny":
             raise PolicyError(503, "RateLimitStoreUnavailable", STORE_UNAVAILABLE,
                               [(b"retry-after", b"1")]) from None
