@@ -29,14 +29,17 @@ in ctx.finish, which the executor runs when the request is over, the client gone
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
 from ..buckets import BucketTable, BucketTableFull
 from ..gateway.pipeline import PolicyError
 from ..gateway.pipeline.policies.limits import Acquire, CountQuota, RefundTokens, TakeTokens
+from ..gateway.pipeline.policies.llm import TapResponse
 from .commands import command_handler
 
 __all__ = ["Decision", "StoreUnavailable", "CounterStore", "LocalStore", "local_store",
@@ -259,8 +262,29 @@ async def _refund(call: Any, cmd: RefundTokens) -> None:
         pass   # deny mode: the call is refused already; nothing to give back
 
 
+def calendar_window(kind: str, now: float) -> tuple[str, float, float]:
+    """(label, start, period) of the UTC calendar month or year holding `now`."""
+    t = datetime.fromtimestamp(now, timezone.utc)
+    if kind == "Monthly":
+        start = datetime(t.year, t.month, 1, tzinfo=timezone.utc)
+        end = datetime(t.year + t.month // 12, t.month % 12 + 1, 1, tzinfo=timezone.utc)
+    else:
+        start = datetime(t.year, 1, 1, tzinfo=timezone.utc)
+        end = datetime(t.year + 1, 1, 1, tzinfo=timezone.utc)
+    return start.date().isoformat(), start.timestamp(), (end - start).total_seconds()
+
+
+@command_handler(TapResponse)
+async def _tap(call: Any, cmd: TapResponse) -> None:
+    call.taps.append(cmd.feed)
+
+
 @command_handler(CountQuota)
 async def _count(call: Any, cmd: CountQuota) -> Decision:
+    if cmd.calendar is not None:    # this month's (year's) own counter, as a fixed window
+        label, start, period = calendar_window(cmd.calendar, time.time())
+        cmd = dataclasses.replace(cmd, key=f"{cmd.key}|{label}", period=period, start=start,
+                                  calendar=None)
     d, store = await _decide(call, cmd, lambda s: s.count(cmd.key, cmd.limit, cmd.period,
                                                           cmd.start, cmd.n),
                              Decision(True, max(0, cmd.limit - cmd.n), 0.0))

@@ -18,6 +18,7 @@ from apigw_core.gateway.pipeline import run
 from apigw_core.gateway.pipeline.policies.limits import (
     Acquire, CountQuota, RefundTokens, TakeTokens,
 )
+from apigw_core.gateway.pipeline.policies.llm import TapResponse
 
 from helpers import Driver, make_ctx
 
@@ -75,7 +76,7 @@ class LimitsDriver(Driver):
     def __init__(self, store: Optional[ModelStore] = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.store = store or ModelStore()
-        self.finish_pending: list = []
+        self.taps: list = []
 
     def execute(self, cmd: Any, ctx: Any) -> Any:
         s = self.store
@@ -107,6 +108,10 @@ class LimitsDriver(Driver):
                         s.count(cmd.key, cmd.limit, cmd.period, cmd.start, extra, True)
                 ctx.finish.append(settle_q)
             return d
+        if isinstance(cmd, TapResponse):
+            self.commands.append(cmd)
+            self.taps.append(cmd.feed)
+            return None
         if isinstance(cmd, Acquire):
             self.commands.append(cmd)
             if s.held.get(cmd.key, 0) >= cmd.max_count:
@@ -124,7 +129,13 @@ def call(program: Any, driver: LimitsDriver, ctx: Any = None, finish: bool = Tru
          **ctx_kw: Any) -> tuple:
     """One request through `program`: (Result, ctx); ctx.finish runs unless told not to."""
     ctx = ctx if ctx is not None else make_ctx(**ctx_kw)
+    driver.taps = []
     result = driver.run(run(program, ctx), ctx)
+    body = ctx.response.body if ctx.response is not None and ctx.response.body is not None \
+        else driver.backend.body
+    for feed in driver.taps:        # the body as the runtime writes it: in pieces
+        for i in range(0, len(body), 7):
+            feed(body[i:i + 7])
     if finish:
         for fn in ctx.finish:
             fn(ctx)

@@ -100,6 +100,8 @@ class CountQuota(Command):
     store: Optional[str] = None
     on_failure: Optional[str] = None
     settle: Optional[Settle] = None
+    calendar: Optional[str] = None     # "Monthly" | "Yearly": the runtime's UTC calendar
+                                       # window instead of period / start
 
 
 @dataclass(frozen=True, slots=True)
