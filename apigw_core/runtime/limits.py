@@ -91,7 +91,7 @@ class LocalStore:
         try:
             ok, remaining, wait = self.table.take(_key(key), calls, int(period * _NS), n,
                                                   self._mono())
-        except BucketTableFull as e:
+        except (BucketTableFull, ValueError) as e:   # full, or arguments out of its range
             raise StoreUnavailable(str(e)) from None
         # wait -1: n > calls can never pass; say one period
         return Decision(bool(ok), remaining, 0.0 if ok else (wait if wait >= 0 else
@@ -105,7 +105,7 @@ class LocalStore:
         try:
             ok, remaining, renew = self.table.count(_key(key), limit, int(period * _NS),
                                                     int(start * _NS), n, self._wall(), force)
-        except BucketTableFull as e:
+        except (BucketTableFull, ValueError) as e:   # full, or arguments out of its range
             raise StoreUnavailable(str(e)) from None
         return Decision(bool(ok), remaining, renew / _NS)
 

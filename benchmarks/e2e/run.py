@@ -512,7 +512,7 @@ apis:
     backend: nginx
     policies:
       inbound:
-        - rate-limit-by-key: {{calls: 1000000000, renewal-period: 300,
+        - rate-limit-by-key: {{calls: 10000000, renewal-period: 300,
                               counter-key: "{{request.ip}}"}}
 """
 

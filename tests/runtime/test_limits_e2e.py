@@ -269,6 +269,28 @@ def test_limit_concurrency_slot_freed_when_the_client_goes(gw, held, client):
     h2.close()
 
 
+def test_limit_concurrency_slots_freed_when_the_connection_closes(gw, held, client):
+    h2, sids = _held(gw, held, 2)
+    assert client.get("/lc/x", headers={"x-client": "lc-1"}).status_code == 429
+    h2.close()                           # both held requests' client is gone
+
+    def both_free() -> bool:
+        h2b = H2Client.h2c(gw.port)
+        before = sum(c.requests for c in held.conns)
+        sids = [h2b.request("/lc/x", headers=[("x-client", "lc-1")]) for _ in range(2)]
+        h2b.run_until(lambda: sum(c.requests for c in held.conns) >= before + 2
+                      or any(h2b.replies[s].status for s in sids), timeout=10)
+        admitted = not any(h2b.replies[s].status for s in sids)   # held, not refused
+        refused = admitted and client.get("/lc/x", headers={"x-client": "lc-1"}).status_code \
+            == 429                       # ... and a third is refused again
+        h2b.close()
+        return refused
+    wait_until(both_free, step=0.2, message="the closed connection's slots are free")
+    held.release.set()
+    wait_until(lambda: client.get("/lc/x", headers={"x-client": "lc-1"}).status_code == 200)
+    held.release.clear()
+
+
 def test_grpc_caller_gets_resource_exhausted_with_the_hint(gw):
     grpc = pytest.importorskip("grpc", reason="optional test dependency 'grpcio' missing")
     with grpc.insecure_channel(f"127.0.0.1:{gw.port}") as channel:

@@ -231,6 +231,8 @@ def test_counters_are_per_scope_unless_global():
     ({"calls": 3, "renewal-period": 301, "counter-key": "k"},
      "rate-limit-by-key.renewal-period: expected an integer from 1 to 300, got 301"),
     ({"renewal-period": 60, "counter-key": "k"}, "rate-limit-by-key.calls: required"),
+    ({"calls": 100_000_000, "renewal-period": 300, "counter-key": "k"},
+     "rate-limit-by-key.calls: calls x renewal-period must be at most 4611686018"),
     ({"calls": 3, "renewal-period": 60}, "rate-limit-by-key.counter-key: required"),
     ({"calls": 3, "renewal-period": 60, "counter-key": "k", "store": "memcached"},
      "rate-limit-by-key.store: expected one of local, redis"),

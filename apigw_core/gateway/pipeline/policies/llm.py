@@ -38,7 +38,7 @@ from ..contract import Command, Context, Policy, Site
 from ..registry import register
 from ._spec import Spec
 from .limits import (
-    STORE_KEYS, Answers, CountQuota, StoreAttrs, TakeTokens, retry_seconds, scope_id,
+    MAX_CALL_SECONDS, STORE_KEYS, Answers, CountQuota, StoreAttrs, TakeTokens, retry_seconds, scope_id,
     timespan,
 )
 
@@ -188,7 +188,7 @@ class LlmTokenLimit(Policy):
                  + STORE_KEYS)
         self.scope = site.scope
         self.key = s.template("counter-key", required=True)
-        self.tpm = s.integer("tokens-per-minute", None, 1, 1 << 40)
+        self.tpm = s.integer("tokens-per-minute", None, 1, MAX_CALL_SECONDS // 60)
         self.quota = s.integer("token-quota", None, 1, 1 << 50)
         self.period = s.choice("token-quota-period", tuple(QUOTA_PERIODS),
                                required=self.quota is not None)
