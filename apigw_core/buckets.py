@@ -142,17 +142,20 @@ class BucketTable:
         self._lock = threading.Lock()
         self._tls = threading.local()
         self._c = _ffi.from_buffer(mm) if native else None
+        # the take / peek entry points get the address as an int: cheaper to pass
+        self._addr = int(_ffi.cast("uintptr_t", self._c)) if native else 0
         if not native:
             self._use_twin()
 
     # -- lifetime ------------------------------------------------------------------
     def close(self) -> None:
         """Unmaps this process's view (the table lives on until unlinked)."""
-        if self._mm is None:
+        if getattr(self, "_mm", None) is None:
             return
         if getattr(self, "_py", None) is not None:
             self._py.detach()
         if getattr(self, "_c", None) is not None:
+            self._addr = 0  # C refuses 0: a closed table raises, never touches the unmapped
             _ffi.release(self._c)
             self._c = None
         self._mm.close()
@@ -164,6 +167,12 @@ class BucketTable:
         try:
             os.unlink(_path(self.name))
         except FileNotFoundError:
+            pass
+
+    def __del__(self) -> None:
+        try:  # a table dropped without close() must not keep its fd open
+            self.close()
+        except Exception:  # noqa: BLE001 - half-built, or at interpreter exit
             pass
 
     def __enter__(self) -> "BucketTable":
@@ -258,7 +267,7 @@ class BucketTable:
         """Takes ``n`` tokens if there are: (allowed, remaining, wait_ns until ``n``
         would pass; 0 when allowed, -1 when ``n > calls``)."""
         try:
-            r = _take(self._c, key, len(key), calls, period_ns, n, now_ns)
+            r = _take(self._addr, key, len(key), calls, period_ns, n, now_ns)
         except (TypeError, OverflowError) as exc:
             raise self._error(exc) from None
         if r & 1:  # allowed (errors come as twice their code: even)
@@ -279,7 +288,7 @@ class BucketTable:
     def peek(self, key: bytes, calls: int, period_ns: int, now_ns: int) -> tuple[int, int]:
         """(remaining, wait_ns until one token) without taking; an unknown key is full."""
         try:
-            r = _peek(self._c, key, len(key), calls, period_ns, now_ns)
+            r = _peek(self._addr, key, len(key), calls, period_ns, now_ns)
         except (TypeError, OverflowError) as exc:
             raise self._error(exc) from None
         if r < 0:
