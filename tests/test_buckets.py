@@ -167,7 +167,7 @@ def test_semaphore(table):
 
 
 def test_colliding_keys_get_their_own_buckets(native):
-    # 4 slots: every key collides with the others on its home slot
+    # 4 slots, one group: every key shares its group with the others
     with BucketTable(4, native=native) as t:
         keys = [b"a", b"b", b"c", b"d"]
         for k in keys:
