@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from ._telemetry import TelemetryConfig
+
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
     "BackendConfig", "PolicyEntry", "PolicySections", "OperationConfig",
@@ -227,3 +229,4 @@ class GatewayConfig:
     ca_certificates: tuple[str, ...] = ()           # validate-client-certificate trust
     certificate_revocation_lists: tuple[str, ...] = ()
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names
+    telemetry: TelemetryConfig = TelemetryConfig()

@@ -8,9 +8,10 @@
 - `convert`: json-to-xml, xml-to-json
 - `certificates`: validate-client-certificate; `credentials`: authentication-basic,
   authentication-certificate
+- `telemetry`: trace, emit-metric
 """
 
 from __future__ import annotations
 
-from . import access, convert, flow, transform  # noqa: F401  (each registers its policies)
+from . import access, convert, flow, telemetry, transform  # noqa: F401  (each registers its policies)
 from . import certificates, credentials  # noqa: F401
