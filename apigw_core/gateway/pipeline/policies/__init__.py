@@ -6,8 +6,12 @@
 - `transform`: set-header, set-query-parameter, rewrite-uri, set-method, set-status,
   set-body, find-and-replace
 - `convert`: json-to-xml, xml-to-json
+- `certificates`: validate-client-certificate; `credentials`: authentication-basic,
+  authentication-certificate
+- `telemetry`: trace, emit-metric
 """
 
 from __future__ import annotations
 
-from . import access, convert, flow, transform  # noqa: F401  (each registers its policies)
+from . import access, convert, flow, telemetry, transform  # noqa: F401  (each registers its policies)
+from . import certificates, credentials  # noqa: F401
