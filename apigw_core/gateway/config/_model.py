@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from ._telemetry import TelemetryConfig
 from ._ratelimits import RateLimitsConfig
 
 __all__ = [
@@ -229,4 +230,5 @@ class GatewayConfig:
     ca_certificates: tuple[str, ...] = ()           # validate-client-certificate trust
     certificate_revocation_lists: tuple[str, ...] = ()
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names
+    telemetry: TelemetryConfig = TelemetryConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)
