@@ -48,6 +48,7 @@ from .stream import BodyError, ClientGone, send_local_reply
 from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
 from .commands import COMMAND_HANDLERS, run_finish
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
+from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
 from .debugtrace import traced_program
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
@@ -108,6 +109,7 @@ class _Call:
         self.pump_error: list[BaseException] = []
         self.nursery: Optional[trio.Nursery] = None
         self.websocket = req.upgrade == b"websocket" or req.protocol == b"websocket"
+        self.taps: list = []   # f(bytes): sees the response body as it goes (TapResponse)
 
     # -- driving the generator -------------------------------------------------------------
 
@@ -445,7 +447,8 @@ class _Call:
                 # its fields (the error's own and on-error's set-header) become metadata
                 own = [h for h in r.headers.items if h[0] not in _GRPC_OWN]
                 await send_local_reply(stream, r.status, err.message, request_id=self.rid,
-                                       headers=own + extra)
+                                       headers=own + extra, grpc_code=8
+                                       if err.reason in EXHAUSTED_REASONS else None)
                 return
             await self._whole(r.status, r.headers.items, r.body or b"", r.reason, extra)
             return
@@ -465,6 +468,8 @@ class _Call:
             # direct path, and the connection back to the pool at once
             for ev in pending[:-1]:
                 stream.send_data(ev.data)
+                if self.taps:
+                    _tap(self.taps, ev.data)
             end = pending[-1]
             self.pending = []
             self.resp_trailers = end.trailers
@@ -477,6 +482,8 @@ class _Call:
         try:
             async for ev in self._rest():
                 stream.send_data(ev.data)
+                if self.taps:
+                    _tap(self.taps, ev.data)
                 if not self.pending:
                     await stream.flush()
         except PolicyError:
@@ -497,8 +504,18 @@ class _Call:
             body = b""
         stream.send_response(status, headers, reason.encode("latin-1", "replace"))
         stream.send_data(body)
+        if self.taps and body:
+            _tap(self.taps, body)
         stream.send_end(trailers)
         await stream.flush()
+
+
+def _tap(taps: list, data: bytes) -> None:
+    for fn in taps:
+        try:
+            fn(data)
+        except Exception:   # a meter's bug must not break the response
+            log.exception("a response tap failed")
 
 
 def _merge(headers: list, extra: list) -> list:

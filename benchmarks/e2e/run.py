@@ -18,7 +18,8 @@ connections and several streams on each: an nginx reverse proxy with `listen POR
 and the gateway with an h2c listener, both proxying to the same HTTP/1.1 backend.  h2load
 prints no percentiles, so p50/p99 come from its per-request log (`--log-file`).
 
-The gw1pol row is gw1 with five policies (issue 9's target); `--repeat N` runs the chosen
+The gw1pol row is gw1 with five policies (issue 9's target), the gw1rl row gw1 with a
+rate-limit-by-key on every request (issue 10); `--repeat N` runs the chosen
 rows N times, interleaved, and reports each row's spread, since one run on a shared
 machine says little.  The telemetry rows (issue 13): gw1notel has metrics turned off and no
 access log (only the W3C traceparent, which is always on), gw1tel has the metrics and a
@@ -31,7 +32,7 @@ reported likewise.  (gw1 itself runs the defaults: metrics on, no access log.)
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw1notel,gw1tel,gw1otel,gw2,
+                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1notel,gw1tel,gw1otel,gw2,
                                          h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
@@ -56,13 +57,15 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1notel", "gw1tel", "gw1otel", "gw2", "h2nginx",
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1notel", "gw1tel", "gw1otel", "gw2",
+           "h2nginx",
            "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
     "gw1": "apigw 1 worker",
     "gw1pol": "apigw 1 worker, 5 policies",
+    "gw1rl": "apigw 1 worker, rate-limit-by-key",
     "gw1notel": "apigw 1 worker, no telemetry",
     "gw1tel": "apigw 1 worker, metrics + access log",
     "gw1otel": "apigw 1 worker, metrics + access log + OTel ratio 1.0",
@@ -549,14 +552,33 @@ apis: [{{name: bench, path: "", backend: nginx, subscription-required: true}}]
 """ % POLICY_KEY
 
 
+# The gw1rl row (issue 10): gw1 with a rate-limit-by-key on every request, counted per client
+# IP in the gateway's shared-memory table (a limit never reached: the cost of the decision).
+RATE_LIMIT_CONFIG = """\
+listeners: [{{bind: "127.0.0.1:{port}", protocols: [{protocols}]}}]
+backends: {{nginx: {{url: "http://127.0.0.1:{backend_port}"}}}}
+apis:
+  - name: bench
+    path: ""
+    backend: nginx
+    policies:
+      inbound:
+        - rate-limit-by-key: {{calls: 10000000, renewal-period: 300,
+                              counter-key: "{{request.ip}}"}}
+"""
+
+
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
                   cmd: str = "", h2c: bool = False, policies: bool = False,
-                  telemetry: str = "", otlp: str = "") -> Tuple[Optional[subprocess.Popen], Optional[str]]:
-    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{'pol' if policies else ''}"
-                                f"{telemetry}-", dir=workdir)
+                  telemetry: str = "", rate_limit: bool = False, otlp: str = ""
+                  ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
+    kind = "pol" if policies else "rl" if rate_limit else ""
+    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}{telemetry}-",
+                         dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write(((POLICY_CONFIG if policies else GATEWAY_CONFIG)
+        f.write(((POLICY_CONFIG if policies else RATE_LIMIT_CONFIG if rate_limit
+                  else GATEWAY_CONFIG)
                  + TELEMETRY_CONFIG.get(telemetry, "")).format(
             port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1",
             dir=d, otlp=otlp))
@@ -722,16 +744,19 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
             stop(p)
         return
     policies = target.endswith("pol")
+    rate_limit = target.endswith("rl")
     telemetry = next((t for t in ("notel", "otel", "tel") if target.endswith(t)), "")
     otlp = ""
     if telemetry == "otel":
         if "otlp" not in ctx:
             ctx["otlp"] = OtlpReceiver()
         otlp = ctx["otlp"].url
-    workers = int(target.removeprefix("h2").removesuffix("pol").removesuffix(telemetry)[2:])
+    workers = int(target.removeprefix("h2").removesuffix("pol").removesuffix("rl")
+                  .removesuffix(telemetry)[2:])
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
-                           h2c=h2, policies=policies, telemetry=telemetry, otlp=otlp)
+                           h2c=h2, policies=policies, telemetry=telemetry,
+                           rate_limit=rate_limit, otlp=otlp)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
@@ -770,7 +795,8 @@ def spread_lines(results: List[Result]) -> List[str]:
         v = sorted(r.req_per_cpu_s for r in rs)
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
-    for num, den in (("gw1pol", "gw1"), ("gw1tel", "gw1notel"), ("gw1otel", "gw1notel")):
+    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1tel", "gw1notel"),
+                     ("gw1otel", "gw1notel")):
         g1 = {r.round: r for r in by_target.get(den, [])}
         gp = {r.round: r for r in by_target.get(num, [])}
         ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
@@ -827,7 +853,8 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
-    for num, den in (("gw1pol", "gw1"), ("gw1tel", "gw1notel"), ("gw1otel", "gw1notel")):
+    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1tel", "gw1notel"),
+                     ("gw1otel", "gw1notel")):
         a, b = by.get(num), by.get(den)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
             lines.append(f"{a.label} / {b.label}, req per CPU-s: "

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from ._telemetry import TelemetryConfig
+from ._ratelimits import RateLimitsConfig
 
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
@@ -230,3 +231,4 @@ class GatewayConfig:
     certificate_revocation_lists: tuple[str, ...] = ()
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names
     telemetry: TelemetryConfig = TelemetryConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)
