@@ -120,7 +120,7 @@ class Otel:
         self.processor = BatchSpanProcessor(
             _Export(OTLPSpanExporter(endpoint=cfg.endpoint, timeout=5)),
             max_queue_size=cfg.queue, schedule_delay_millis=500,
-            max_export_batch_size=min(256, cfg.queue), export_timeout_millis=5000)
+            max_export_batch_size=min(1024, cfg.queue), export_timeout_millis=5000)
 
     def sampled(self, trace: Any) -> bool:
         """The sampler's decision for a request's trace context."""
