@@ -147,7 +147,7 @@ class Telemetry(_Section):
     metrics: Metrics = Field(default_factory=Metrics)
     access_log: Optional[AccessLog] = None
     otel: Annotated[Optional[Otel], PlainValidator(_otel),
-                    WithJsonSchema({"$ref": "#/$defs/Otel"})] = None
+                    WithJsonSchema(Otel.model_json_schema())] = None
     """OpenTelemetry traces: OTLP/HTTP export (needs the extra apigw_core[otel])"""
 
 
