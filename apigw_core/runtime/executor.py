@@ -46,6 +46,7 @@ from .stream import BodyError, ClientGone, send_local_reply
 # top makes no cycle, and the request path does no import work
 from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
 from .commands import COMMAND_HANDLERS, run_finish
+from . import retrying   # the retry policy's commands, and its budget counts
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket
@@ -91,6 +92,13 @@ def _with_length(headers: list[tuple[bytes, bytes]], size: int) -> list:
 class _Call:
     """One request's run through its program (see the module docstring)."""
 
+    # retry bookkeeping (runtime/retrying.py): the backend counted active, its budget,
+    # a retry slot held, the backends (pool members) forwarded to
+    budget_key: Optional[str] = None
+    budget: Any = None
+    retry_slot = False
+    tried: Optional[set] = None
+
     def __init__(self, gw: Any, state: "GatewayState", stream: "HTTPStream", route: Any,
                  ctx: Context, program: Any, web: Any, rid: bytes) -> None:
         self.gw, self.state, self.stream, self.route = gw, state, stream, route
@@ -135,6 +143,8 @@ class _Call:
             if self.ex is not None:
                 self.ex.release(False)   # not relayed to its end: never reused
                 self.ex = None
+            if self.budget_key is not None:
+                retrying.finished(self)
             if self.ctx.finish:
                 run_finish(self.ctx, self.rid)
         if self.pump_error:
@@ -220,6 +230,7 @@ class _Call:
         if self.ex is not None:
             raise PolicyError(500, "InternalError", "the request was forwarded already")
         pool, base_path = self._pool(cmd)
+        retrying.started(self, pool)
         req = stream.request
         target = req.target
         headers, _ = forward_request_headers(

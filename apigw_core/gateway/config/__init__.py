@@ -34,8 +34,8 @@ from ._errors import Problem, from_validation_error, in_document_order, spell
 from ._loader import load_json, load_yaml
 from ._model import (AdminConfig, ApiConfig, BackendConfig, BackendTLSConfig, ConfigError,
                      GatewayConfig, ListenerConfig, OperationConfig, PolicyEntry,
-                     PolicySections, ProductConfig, ServerConfig, SubscriptionConfig,
-                     SubscriptionKeyConfig, TLSConfig)
+                     PolicySections, ProductConfig, RetryBudgetConfig, ServerConfig,
+                     SubscriptionConfig, SubscriptionKeyConfig, TLSConfig)
 from ._named import redact, substitute, usable
 from ._schema import Admin, Api, Gateway, Listener, Product, Subscription, json_schema
 from ._values import _duration, _Invalid, _size
@@ -45,7 +45,7 @@ __all__ = [
     "ServerConfig", "BackendTLSConfig", "BackendConfig", "PolicyEntry", "PolicySections",
     "OperationConfig", "SubscriptionKeyConfig", "ApiConfig", "ProductConfig",
     "SubscriptionConfig", "AdminConfig", "GatewayConfig", "parse_config", "load_config",
-    "json_schema",
+    "json_schema", "RetryBudgetConfig",
 ]
 
 

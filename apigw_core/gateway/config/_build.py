@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _model as m
+from ._retrybudget import build_retry_budget
 from ._schema import (Api, Backend, Gateway, Listener, Operation, Policies, Product, Server,
                       Subscription)
 
@@ -38,6 +39,7 @@ def backend(name: str, b: Backend) -> m.BackendConfig:
     u = b.url
     return m.BackendConfig(name=name, url=u.url, scheme=u.scheme, host=u.host, port=u.port,
                            base_path=u.base_path, tls=tls,
+                           retry_budget=build_retry_budget(b.retry_budget),
                            **_given(b, "connect_timeout", "timeout", "idle_timeout",
                                     "max_connections", "http_version"))
 

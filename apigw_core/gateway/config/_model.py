@@ -16,7 +16,7 @@ from typing import Any, Union
 
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
-    "BackendConfig", "PolicyEntry", "PolicySections", "OperationConfig",
+    "BackendConfig", "RetryBudgetConfig", "PolicyEntry", "PolicySections", "OperationConfig",
     "SubscriptionKeyConfig", "ApiConfig", "ProductConfig", "SubscriptionConfig",
     "AdminConfig", "GatewayConfig",
 ]
@@ -110,12 +110,23 @@ class ServerConfig:
     websocket_max_message: int = 16 * 1024 * 1024  # close 1009 past it (frame cap alike)
     escaped_slashes: str = "keep"    # %2F / %5C in a path: keep | reject | unescape (Envoy's
                                      # path_with_escaped_slashes_action)
+    client_abort: str = "cancel"     # cancel | ignore (nginx proxy_ignore_client_abort): a
+                                     # client closing while its request waits cancels it
 
 
 @dataclass(frozen=True, slots=True)
 class BackendTLSConfig:
     verify: bool = True
     ca: str | None = None            # CA bundle; None: the system store
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudgetConfig:
+    """Envoy's retry budget: retries at once <= max(min_concurrency, percent % of the
+    backend's active requests)."""
+
+    percent: float = 20.0            # Envoy budget_percent
+    min_concurrency: int = 3         # Envoy min_retry_concurrency
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,7 @@ class BackendConfig:
     max_connections: int = 1024      # Envoy circuit-breaker max_connections
     http_version: str = "1"          # "1" | "2" | "2or1"
     tls: BackendTLSConfig = BackendTLSConfig()
+    retry_budget: RetryBudgetConfig = RetryBudgetConfig()
 
 
 # "base", or a one-key mapping {policy-name: body}; the body is the YAML value, deep-frozen.

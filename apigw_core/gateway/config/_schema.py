@@ -23,6 +23,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictBool, 
 from pydantic.json_schema import GenerateJsonSchema
 
 from . import _model as m
+from ._retrybudget import RetryBudget
 from ._values import (DURATION_PATTERN, SIZE_PATTERN, TOKEN_PATTERN, Bound, Url, _api_path,
                       _backend_url, _bind, _bounded, _duration, _hostname, _http_version,
                       _Invalid, _method, _policy_entry, _positive_duration, _protocols,
@@ -165,6 +166,8 @@ class Server(_Section):
     websocket_idle_timeout: PositiveDuration = _server_default("websocket_idle_timeout")
     websocket_max_message: MessageSize = _server_default("websocket_max_message")
     escaped_slashes: Literal["keep", "reject", "unescape"] = _server_default("escaped_slashes")
+    client_abort: Literal["cancel", "ignore"] = _server_default("client_abort")
+    """cancel: a client closing while its request waits on the backend cancels it (499)"""
 
 
 class Admin(_Section):
@@ -197,6 +200,8 @@ class Backend(_Section):
     tls: Optional[BackendTLS] = None
     pool: Reserved = None
     circuit_breaker: Reserved = None
+    retry_budget: Optional[RetryBudget] = None
+    """retries at once capped at a share of active requests (Envoy's retry budget)"""
 
     @model_validator(mode="after")
     def _url_and_tls(self) -> Backend:
