@@ -43,6 +43,7 @@ from ..protocol.alpn import h2c_settings
 from ..protocol.http1 import ServerConnection, reason_phrase
 from ..protocol.http2 import H2Limits
 from ..protocol.http2 import ServerConnection as H2ServerConnection
+from . import abort
 from .clock import http_date, with_date
 from .stream import (BodyError, ClientGone, Handler, HTTPStream, Replies, Tunnel,
                      send_local_reply)
@@ -111,7 +112,7 @@ class H1Stream(Replies):
     """One HTTP/1.1 request: the verbs of `stream.HTTPStream`."""
 
     __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
-                 "response_started", "response_complete", "_sent_100")
+                 "response_started", "response_complete", "_sent_100", "abort_status")
 
     def __init__(self, drv: "H1Driver", request: Request, body_complete: bool) -> None:
         self._drv = drv
@@ -123,6 +124,20 @@ class H1Stream(Replies):
         self.response_started = False
         self.response_complete = False
         self._sent_100 = False
+        self.abort_status = 0   # 499 when the client closed and the request was cancelled
+
+    @property
+    def transport(self) -> Transport:
+        return self._drv.transport
+
+    def client_aborted(self) -> None:
+        """The client closed while this request was served (abort.sweep): 499, and the
+        connection's work cancelled (the backend request with it)."""
+        self.abort_status = abort.CLIENT_CLOSED_STATUS
+        log.info("client %s closed while %s %r was served: cancelled (499)",
+                 self.client[0], self.request.method.decode("latin-1"),
+                 self.request.target.decode("latin-1", "replace")[:200])
+        self._drv.scope.cancel()
 
     # -- request body --------------------------------------------------------------------
 
@@ -185,7 +200,7 @@ class H1Driver:
 
     __slots__ = ("transport", "conn", "handler", "settings", "scheme", "_events", "_i",
                  "_draining", "idle", "_body_done_id", "_served", "_wlock", "_initial",
-                 "h2c", "upgraded", "tunnelled", "linger")
+                 "h2c", "upgraded", "tunnelled", "linger", "scope", "_watch")
 
     def __init__(self, transport: Transport, handler: Handler, settings: "ServerConfig",
                  scheme: bytes = b"http",
@@ -215,6 +230,10 @@ class H1Driver:
         # The handler is the only writer, except for a `100 Continue` sent by the task that
         # pumps an upload: the lock keeps a blocked partial write from being interleaved.
         self._wlock = trio.Lock()
+        # client-abort cancel: requests served with their body in are watched (abort.py);
+        # cancelling `scope` ends the connection's work
+        self._watch = getattr(settings, "client_abort", "cancel") == "cancel"
+        self.scope: Optional[trio.CancelScope] = None
 
     def gateway_draining(self) -> bool:
         return self._draining()
@@ -230,7 +249,10 @@ class H1Driver:
         """Serve until the connection ends (then it is closed), or until an h2c upgrade
         (then the transport stays open for the HTTP/2 driver the caller starts)."""
         try:
-            await self._loop()
+            with trio.CancelScope() as self.scope:
+                await self._loop()
+            if self.scope.cancelled_caught:
+                return None   # the client went away mid-request (abort.py): just close
             if self.upgraded is not None:
                 return self.upgraded
             if self.linger:
@@ -316,6 +338,9 @@ class H1Driver:
         return True
 
     async def _serve(self, stream: H1Stream) -> None:
+        watched = self._watch and stream.body_complete and stream.request.upgrade is None
+        if watched:
+            abort.WATCHED[stream] = False
         try:
             await self.handler(stream)
         except (ClientGone, trio.Cancelled):
@@ -329,6 +354,9 @@ class H1Driver:
             if not stream.response_started:
                 await self._answer_error(500, "internal error", stream)
             return
+        finally:
+            if watched:
+                abort.WATCHED.pop(stream, None)
 
     async def _answer_error(self, status: int, message: str, stream: H1Stream) -> None:
         self.linger = status != 408  # a client too slow to send has nothing to drain

@@ -9,8 +9,9 @@ Every request is recorded under its key (the path's last segment) with its arriv
 - `/always/STATUS/KEY`: always STATUS;
 - `/barrier/N/KEY`: 500, but only once N requests for KEY have arrived; later requests
   (the retries) wait for `release` first, then answer 500;
-- `/slow/KEY`: answers 200 after `release` is set (at most 60 s); `closed[KEY]` is set when
-  the gateway closed that connection before the answer (the cancelled backend request).
+- `/slow/KEY`: answers 200 after `release` is set (at most 60 s), or with `?delay=S` after
+  S seconds; `closed[KEY]` is set when the gateway closed that connection before the
+  answer (the cancelled backend request).
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ class RetryBackend:
             self._answer(h, 500, f"attempt {k}")
         elif kind == "slow":
             h.connection.settimeout(0.05)
-            deadline = time.monotonic() + 60
+            query = h.path.partition("?")[2]
+            delay = float(query.split("=")[1]) if query.startswith("delay=") else 60.0
+            deadline = time.monotonic() + delay
             while not self.release.is_set() and time.monotonic() < deadline:
                 try:
                     if h.connection.recv(1, socket.MSG_PEEK) == b"":   # EOF: closed by the peer
