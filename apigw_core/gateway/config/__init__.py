@@ -36,6 +36,7 @@ from ._model import (AdminConfig, ApiConfig, BackendConfig, BackendTLSConfig, Co
                      GatewayConfig, ListenerConfig, OperationConfig, PolicyEntry,
                      PolicySections, ProductConfig, ServerConfig, SubscriptionConfig,
                      SubscriptionKeyConfig, TLSConfig)
+from ._resilience import CircuitBreakerConfig, HealthCheckConfig, PoolMemberConfig
 from ._named import redact, substitute, usable
 from ._schema import Admin, Api, Backend, Gateway, Listener, Product, Subscription, json_schema
 from ._values import _duration, _Invalid, _size
@@ -45,7 +46,7 @@ __all__ = [
     "ServerConfig", "BackendTLSConfig", "BackendConfig", "PolicyEntry", "PolicySections",
     "OperationConfig", "SubscriptionKeyConfig", "ApiConfig", "ProductConfig",
     "SubscriptionConfig", "AdminConfig", "GatewayConfig", "parse_config", "load_config",
-    "json_schema",
+    "json_schema", "PoolMemberConfig", "CircuitBreakerConfig", "HealthCheckConfig",
 ]
 
 
