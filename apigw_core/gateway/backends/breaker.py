@@ -93,7 +93,8 @@ class Breaker:
         return not self.trial
 
     def acquire(self, now: float) -> bool:
-        """Let one request through: True when it may go (in half-open, it is the trial)."""
+        """Let one request through: True when it may go.  In half-open it is the trial
+        (`state` says so after the call); its outcome is recorded with trial=True."""
         st = self.state
         if st == CLOSED:
             return True
@@ -111,15 +112,15 @@ class Breaker:
         self.trial = False
 
     def record(self, now: float, status: Optional[int] = None, reason: Optional[str] = None,
-               retry_after: Optional[float] = None) -> bool:
-        """One outcome (an answer's status, or an error reason).  True when it opened the
-        breaker."""
+               retry_after: Optional[float] = None, trial: bool = False) -> bool:
+        """One outcome (an answer's status, or an error reason); `trial` when it is the
+        request that `acquire` let through half-open.  True when it opened the breaker."""
         failed = self.is_failure(status, reason)
         if failed:
             self.last_failure = reason or f"status {status}"
-        if self.state == HALF_OPEN:
-            if not self.trial:
-                return False             # a request from before the trip: no verdict
+        if self.state != CLOSED:
+            if not trial or not self.trial:
+                return False             # sent before it opened: no verdict
             self.trial = False
             if failed:
                 self._open(now, retry_after, f"the half-open trial failed ({self.last_failure})")
@@ -128,8 +129,6 @@ class Breaker:
             self._fails.clear()
             self._buckets.clear()
             return False
-        if self.state == OPEN:
-            return False                 # late outcomes of requests sent before it opened
         cfg = self.cfg
         if cfg.count is not None:
             if not failed:

@@ -38,7 +38,8 @@ def backend(name: str, b: Backend) -> m.BackendConfig:
     if b.pool is not None:
         return m.BackendConfig(name=name, url="", scheme="", host="", port=0, base_path="",
                                pool=r.build_pool(b.pool), session_affinity=(
-                                   b.session_affinity.cookie if b.session_affinity else None))
+                                   b.session_affinity.cookie if b.session_affinity else None),
+                               **_given(b, "timeout"))
     tls = m.BackendTLSConfig(**_given(b.tls, "verify", "ca")) if b.tls is not None else m.BackendTLSConfig()
     u = b.url
     return m.BackendConfig(name=name, url=u.url, scheme=u.scheme, host=u.host, port=u.port,

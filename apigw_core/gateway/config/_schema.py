@@ -208,10 +208,11 @@ class Backend(_Section):
     @model_validator(mode="after")
     def _url_and_tls(self) -> Backend:
         if self.pool is not None:
-            own = [k for k in self.model_fields_set if k not in ("pool", "session_affinity")]
+            own = [k for k in self.model_fields_set
+                   if k not in ("pool", "session_affinity", "timeout")]
             if own:
                 spelt = own[0].replace("_", "-")
-                raise _Invalid("a pool has only pool and session-affinity (connection "
+                raise _Invalid("a pool has only pool, session-affinity and timeout (connection "
                                "settings, circuit-breaker and health-check go on its members)",
                                at=(spelt,))
             r.check_pool(self.pool)
