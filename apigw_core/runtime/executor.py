@@ -18,6 +18,11 @@ or a trailers-only gRPC status for a gRPC caller), or the response, its body str
 the backend unless a policy buffered or replaced it.  Bodies are never buffered unless a
 policy asks: a streaming upload is pumped to the backend by a second task, as on the
 direct path (proxy.py), and a streamed response is relayed batch by batch.
+
+A backend that is a pool (or has a breaker or health checks) is a `BalancedPool`
+(runtime/balance.py): `_Call.tried` is the set of pool members this request went to;
+each forward adds the member it picked, and a later forward of the same request (a retry)
+goes to a member not in it while one is available.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from .stream import BodyError, ClientGone, send_local_reply
 # proxy.py imports this module lazily (inside proxy_handler), so importing it here at the
 # top makes no cycle, and the request path does no import work
 from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
+from .balance import BalancedPool
 from .commands import COMMAND_HANDLERS, run_finish
 from . import retrying   # the retry policy's commands, and its budget counts
 from .service import send_request
@@ -93,11 +99,10 @@ class _Call:
     """One request's run through its program (see the module docstring)."""
 
     # retry bookkeeping (runtime/retrying.py): the backend counted active, its budget,
-    # a retry slot held, the backends (pool members) forwarded to
+    # a retry slot held
     budget_key: Optional[str] = None
     budget: Any = None
     retry_slot = False
-    tried: Optional[set] = None
 
     def __init__(self, gw: Any, state: "GatewayState", stream: "HTTPStream", route: Any,
                  ctx: Context, program: Any, web: Any, rid: bytes) -> None:
@@ -113,6 +118,8 @@ class _Call:
         self.pump_error: list[BaseException] = []
         self.nursery: Optional[trio.Nursery] = None
         self.websocket = req.upgrade == b"websocket" or req.protocol == b"websocket"
+        self.tried: set[str] = set()     # pool members this request went to (a retry
+                                         # goes to another one: runtime/balance.py)
 
     # -- driving the generator -------------------------------------------------------------
 
@@ -285,7 +292,8 @@ class _Call:
     async def _exchange(self, pool: Any, upreq: Request, body: Optional[list],
                         timeout: float, may_retry: bool) -> None:
         try:
-            ex = await pool.open(upreq)
+            ex = await (pool.open(upreq, self.tried) if pool.__class__ is BalancedPool
+                        else pool.open(upreq))
         except UpstreamError as e:
             raise _Failed(e.status, e.public, str(e)) from None
         try:

@@ -16,8 +16,9 @@ ready for a second `ForwardRequest`:
   else closed) and the call's response state reset, so `_forward` starts afresh.
 
 A refusal returns its reason (the policy then keeps the current answer) and is logged
-with the request id.  `call.tried` holds the backend (pool member) names this request
-went to, for a pool to prefer another member on a retry.
+with the request id.  A retry to a pool goes to a member not tried yet while there is one:
+the executor's `call.tried` (runtime/balance.py fills it at each forward).  The budget is
+the pool's (the backend the request names), counted by that name.
 """
 
 from __future__ import annotations
@@ -44,10 +45,6 @@ def started(call: Any, pool: Any) -> None:
         call.budget_key = name
         call.budget = pool.backend.retry_budget
         BUDGETS.start(name)
-    if call.tried is None:
-        call.tried = {name}
-    else:
-        call.tried.add(name)
 
 
 def finished(call: Any) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Union
+
+from ._resilience import CircuitBreakerConfig, HealthCheckConfig, PoolMemberConfig
 
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
@@ -144,6 +146,13 @@ class BackendConfig:
     http_version: str = "1"          # "1" | "2" | "2or1"
     tls: BackendTLSConfig = BackendTLSConfig()
     retry_budget: RetryBudgetConfig = RetryBudgetConfig()
+    # pools, breakers, health (config/_resilience.py); a pool has no url: url, scheme and
+    # host are "", port 0
+    pool: tuple[PoolMemberConfig, ...] = ()
+    session_affinity: Optional[str] = None    # the cookie's name
+    circuit_breaker: Optional[CircuitBreakerConfig] = None
+    health_check: Optional[HealthCheckConfig] = None
+    ejection_time: float = 10.0      # nginx fail_timeout: a member that failed is skipped
 
 
 # "base", or a one-key mapping {policy-name: body}; the body is the YAML value, deep-frozen.
