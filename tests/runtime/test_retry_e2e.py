@@ -47,7 +47,12 @@ def gw(tmp_path_factory, backend, nokeep):
         "backends": {"b": {"url": backend.url, "timeout": "10s"},
                      "nokeep": {"url": nokeep.url, "timeout": "10s"},
                      "tight": {"url": backend.url, "timeout": "10s",
-                               "retry-budget": {"percent": 0, "min-concurrency": 2}}},
+                               "retry-budget": {"percent": 0, "min-concurrency": 2}},
+                     # a pool whose heavy member always fails: a retry must go to the other
+                     "bad": {"url": backend.url + "/always/500", "timeout": "10s"},
+                     "good": {"url": backend.url + "/fail/0", "timeout": "10s"},
+                     "pool": {"pool": [{"backend": "bad", "weight": 100},
+                                       {"backend": "good", "weight": 1}]}},
         "apis": [
             api("plain", _retry()),
             api("closing", _retry(), to="nokeep"),
@@ -57,6 +62,7 @@ def gw(tmp_path_factory, backend, nokeep):
             api("buffered", _retry(policies=[{"forward-request": {
                 "buffer-request-body": True}}])),
             api("budget", _retry(count=1), to="tight"),
+            api("pooled", _retry(count=1), to="pool"),
         ],
     }
     p = gateway(tmp_path_factory, cfg)
@@ -152,3 +158,12 @@ def test_retry_budget_caps_concurrent_retries(gw, backend):
     assert backend.count("b1") == n + 2
     out = "".join(gw.output)
     assert re.search(r"retry budget of backend tight is spent", out), out[-2000:]
+
+
+def test_a_retry_goes_to_another_pool_member(gw, backend):
+    # weights 100:1 send nearly every first attempt to the failing member; with count 1,
+    # only a retry that avoids the member already tried can answer 200
+    for i in range(6):
+        r = httpx.get(f"{gw.url}/pooled/p{i}", timeout=30)
+        assert r.status_code == 200, (i, r.text)
+    assert sum(backend.count(f"p{i}") for i in range(6)) >= 11   # at most one lucky first

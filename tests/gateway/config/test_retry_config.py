@@ -46,3 +46,11 @@ def test_errors_name_the_field():
     assert "backends.b.retry-budget.min-concurrency:" in joined
     assert "backends.b.retry-budget.max: unknown key" in joined
     assert "server.client-abort:" in joined and "cancel, ignore" in joined
+
+
+def test_a_pool_takes_a_retry_budget():
+    cfg = _cfg()
+    cfg["backends"]["p"] = {"pool": [{"backend": "b"}],
+                            "retry-budget": {"percent": 10, "min-concurrency": 1}}
+    c = parse_config(cfg)
+    assert c.backends["p"].retry_budget == RetryBudgetConfig(10.0, 1)
