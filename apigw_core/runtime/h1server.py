@@ -17,6 +17,12 @@ silent close, as nginx), `head_timeout` from that first byte to the end of the h
 a stalled client.  A ProtocolError is answered with its status and a close; a handler that
 fails before answering gets a 500, after answering an abort.  One scheduling checkpoint per
 request keeps trio fair when every read succeeds at once.
+
+Client abort (`server.client-abort: cancel`, the default): while a request whose body is
+in is being served, nobody reads the client socket, so the watchdog's sweep looks at it
+(abort.py); a client that closed, reset or half-closed gets the connection's cancel scope
+cancelled (one per connection, not per request): the handler's backend exchange is
+released unfinished and `H1Stream.abort_status` says 499.
 """
 
 from __future__ import annotations
