@@ -101,6 +101,8 @@ def test_failures_to_the_end_go_to_on_error():
     result, ctx, d = run(retry(count=2), [refused()], on_error=on_error)
     assert d.forwards == 3
     assert result.kind == "error" and result.error.reason == "BackendConnectionFailure"
+    assert result.error.path == "retry[1]\\forward-request[1]"    # APIM's path
+    assert result.error.section == "backend"
     assert ctx.response.status == 502
     assert ctx.response.headers.get(b"x-why") == b"BackendConnectionFailure"
 
