@@ -1,4 +1,5 @@
-"""The gateway's whole request path in memory: run.py's gw1 and gw1pol configs (issue 9).
+"""The gateway's whole request path in memory: run.py's gw1, gw1pol (issue 9) and gw1pool
+(issue 12) configs.
 
 Strategy.  The real `H1Driver`, proxy handler, executor, `GatewayState`, policies and
 upstream pool serve keep-alive requests inside `trio.run`, with the two sockets replaced
@@ -117,7 +118,10 @@ def make_gateway(config_text: str) -> SimpleNamespace:
     return gw
 
 
-CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None), "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS)}
+CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None), "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS),
+           # issue 12: a 3-member weighted pool with breakers (health checks are tasks of
+           # their own, not started here: one request per member every 5 s)
+           "gw1pool": (e2e.POOL_CONFIG, None)}
 
 
 def serve(gw: SimpleNamespace, head: bytes, n: int) -> MemoryTransport:
@@ -208,6 +212,7 @@ def main() -> None:
     for name, (us, sends) in rows.items():
         print(f"| {name} | {us:.1f} | {sends:.2f} |")
     print(f"gw1 / gw1pol (as req per CPU-s): {rows['gw1'][0] / rows['gw1pol'][0]:.3f}")
+    print(f"gw1 / gw1pool (as req per CPU-s): {rows['gw1'][0] / rows['gw1pool'][0]:.3f}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ that Retry-After dates and /backends need.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from typing import Any, Optional
@@ -41,6 +40,7 @@ from ..gateway.backends import HALF_OPEN, Balancer, Breaker, Health, affinity_to
 from ..gateway.backends import parse_retry_after
 from ..gateway.config import BackendConfig, GatewayConfig
 from ..protocol import ConnectionClosed, ProtocolError, Request, Response, StreamReset
+from ..protocol.events import _new_request
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BREAKER_OPEN, NO_MEMBER, UNHEALTHY, BackendUnavailable,
                        UpstreamConnectError, UpstreamTimeout)
@@ -225,7 +225,7 @@ class BalancedPool:
             live = self.single
             return live if live.available(now, False) else None
         lives = self.lives
-        i = self.balancer.pick(lambda i: lives[i].available(now, True), tried,  # type: ignore
+        i = self.balancer.pick([lv.available(now, True) for lv in lives], tried,  # type: ignore
                                affinity)
         return None if i is None else lives[i]
 
@@ -291,14 +291,23 @@ class BalancedPool:
             return MemberExchange(ex, live, trial, probe, passive, cookie)
 
     def _for(self, request: Request, live: Live) -> Request:
-        """The request for member `live`: its Host and its base path."""
-        if not self.is_pool or (live.authority == self.authority and not live.base):
+        """The request for member `live`: its Host (the head's list is the request's own,
+        built per request: changed in place) and its base path."""
+        if not self.is_pool:
             return request
-        headers = [(n, live.authority) if n == b"host" else (n, v) for n, v in request.headers]
+        headers = request.headers
+        if live.authority != self.authority:
+            for i, (n, _) in enumerate(headers):
+                if n == b"host":
+                    headers[i] = (n, live.authority)
+                    break
+        if not live.base:
+            return request
         target = request.target
-        if live.base:
-            target = live.base + (target[1:] if target == b"/" or target[:2] == b"/?" else target)
-        return dataclasses.replace(request, target=target, headers=headers)
+        target = live.base + (target[1:] if target == b"/" or target[:2] == b"/?" else target)
+        return _new_request(request.stream_id, request.method, target, headers,
+                            request.http_version, request.upgrade, request.expect_continue,
+                            request.protocol)
 
 
 def _why(live: Live) -> str:

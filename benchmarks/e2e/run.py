@@ -18,14 +18,16 @@ connections and several streams on each: an nginx reverse proxy with `listen POR
 and the gateway with an h2c listener, both proxying to the same HTTP/1.1 backend.  h2load
 prints no percentiles, so p50/p99 come from its per-request log (`--log-file`).
 
-The gw1pol row is gw1 with five policies (issue 9's target); `--repeat N` runs the chosen
-rows N times, interleaved, and reports each row's spread, since one run on a shared
-machine says little.
+The gw1pol row is gw1 with five policies (issue 9's target); the gw1pool row is gw1 through
+a 3-member weighted pool whose members have a circuit breaker and an active health check
+(issue 12's target; members with their own base paths, so the per-member request rewrite
+is paid too); `--repeat N` runs the chosen rows N times, interleaved, and reports each
+row's spread, since one run on a shared machine says little.
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw2,h2nginx,h2gw1,h2gw2]
+                                 [--only nginx,proxy,gw1,gw1pol,gw1pool,gw2,h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
 
@@ -49,12 +51,13 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw2", "h2nginx", "h2gw1", "h2gw2")
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1pool", "gw2", "h2nginx", "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
     "gw1": "apigw 1 worker",
     "gw1pol": "apigw 1 worker, 5 policies",
+    "gw1pool": "apigw 1 worker, 3-member pool, breakers, health checks",
     "gw2": "apigw 2 workers",
     "h2nginx": "nginx reverse proxy, h2c",
     "h2gw1": "apigw 1 worker, h2c",
@@ -499,14 +502,30 @@ apis: [{{name: bench, path: "", backend: nginx, subscription-required: true}}]
 """ % POLICY_KEY
 
 
+# The gw1pool row (issue 12): the plain API's backend is a weighted pool of three members
+# (the same nginx under three base paths), each with a circuit breaker and a health check.
+POOL_MEMBER = ('{{url: "http://127.0.0.1:{backend_port}/%s", circuit-breaker: {{failure-condition: '
+               '{{count: 5, interval: 10s}}, trip-duration: 30s}}, health-check: {{path: /healthz, '
+               'interval: 5s}}}}')
+POOL_CONFIG = """\
+listeners: [{{bind: "127.0.0.1:{port}", protocols: [{protocols}]}}]
+backends:
+  m1: %s
+  m2: %s
+  m3: %s
+  pool: {{pool: [{{backend: m1, weight: 3}}, {{backend: m2, weight: 2}}, {{backend: m3, weight: 1}}]}}
+apis: [{{name: bench, path: "", backend: pool}}]
+""" % (POOL_MEMBER % "m1", POOL_MEMBER % "m2", POOL_MEMBER % "m3")
+
+
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
-                  cmd: str = "", h2c: bool = False, policies: bool = False
+                  cmd: str = "", h2c: bool = False, policies: bool = False, pool: bool = False
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
-    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{'pol' if policies else ''}-",
-                         dir=workdir)
+    suffix = "pol" if policies else "pool" if pool else ""
+    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{suffix}-", dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write((POLICY_CONFIG if policies else GATEWAY_CONFIG).format(
+        f.write((POLICY_CONFIG if policies else POOL_CONFIG if pool else GATEWAY_CONFIG).format(
             port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1"))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
@@ -670,10 +689,11 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
             stop(p)
         return
     policies = target.endswith("pol")
-    workers = int(target.removeprefix("h2").removesuffix("pol")[2:])
+    pool = target.endswith("pool")
+    workers = int(target.removeprefix("h2").removesuffix("pool").removesuffix("pol")[2:])
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
-                           h2c=h2, policies=policies)
+                           h2c=h2, policies=policies, pool=pool)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
@@ -713,13 +733,14 @@ def spread_lines(results: List[Result]) -> List[str]:
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
     g1 = {r.round: r for r in by_target.get("gw1", [])}
-    gp = {r.round: r for r in by_target.get("gw1pol", [])}
-    ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
-    if ratios:
-        srt = sorted(ratios)
-        out.append("gw1pol / gw1 req per CPU-s, round by round: "
-                   + ", ".join(f"{x:.3f}" for x in ratios)
-                   + f" (min {srt[0]:.3f}, median {srt[len(srt) // 2]:.3f}, max {srt[-1]:.3f})")
+    for row in ("gw1pol", "gw1pool"):
+        gp = {r.round: r for r in by_target.get(row, [])}
+        ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
+        if ratios:
+            srt = sorted(ratios)
+            out.append(f"{row} / gw1 req per CPU-s, round by round: "
+                       + ", ".join(f"{x:.3f}" for x in ratios)
+                       + f" (min {srt[0]:.3f}, median {srt[len(srt) // 2]:.3f}, max {srt[-1]:.3f})")
     return out
 
 
@@ -767,10 +788,10 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
-    gp = by.get("gw1pol")
-    if g1 and gp and g1.ok and gp.ok and g1.req_per_cpu_s and gp.req_per_cpu_s:
-        lines.append(f"{gp.label} / {g1.label}, req per CPU-s: "
-                     f"{gp.req_per_cpu_s / g1.req_per_cpu_s:.3f}")
+    for gp in (by.get("gw1pol"), by.get("gw1pool")):
+        if g1 and gp and g1.ok and gp.ok and g1.req_per_cpu_s and gp.req_per_cpu_s:
+            lines.append(f"{gp.label} / {g1.label}, req per CPU-s: "
+                         f"{gp.req_per_cpu_s / g1.req_per_cpu_s:.3f}")
     for h1, h2 in (("gw1", "h2gw1"), ("gw2", "h2gw2"), ("proxy", "h2nginx")):
         a, b = by.get(h1), by.get(h2)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:

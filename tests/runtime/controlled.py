@@ -57,6 +57,7 @@ class Steered:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True    # head and body are two writes
 
             def log_message(self, *args) -> None:
                 pass

@@ -18,7 +18,7 @@ The result is a member index, or None when no member is available.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Collection, Optional, Sequence
+from typing import Collection, Optional, Sequence
 
 from ..config import PoolMemberConfig
 
@@ -57,15 +57,17 @@ class Balancer:
         self.current = [0] * len(members)
         self.tokens = {affinity_token(n).encode(): i for i, n in enumerate(self.names)}
 
-    def pick(self, available: Callable[[int], bool], exclude: Collection[str] = (),
+    def pick(self, ok: list[bool], exclude: Collection[str] = (),
              affinity: Optional[bytes] = None) -> Optional[int]:
+        """A member index; `ok[i]`: member i is available (the caller asks its breaker and
+        health).  `ok` may be changed."""
         if affinity is not None:
             i = self.tokens.get(affinity)
-            if i is not None and self.names[i] not in exclude and available(i):
+            if i is not None and ok[i] and self.names[i] not in exclude:
                 return i
-        ok = [available(i) for i in range(len(self.names))]
         if exclude:
-            fresh = [a and self.names[i] not in exclude for i, a in enumerate(ok)]
+            names = self.names
+            fresh = [a and names[i] not in exclude for i, a in enumerate(ok)]
             if any(fresh):
                 ok = fresh
         for group in self.groups:

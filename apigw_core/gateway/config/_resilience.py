@@ -141,8 +141,8 @@ class SessionAffinity(_Section):
 
 
 class FailureCondition(_Section):
-    count: Optional[_range(1, 1_000_000)] = None
-    percentage: Optional[_range(1, 100)] = None
+    count: Optional[int] = Field(None, strict=True, ge=1, le=1_000_000)
+    percentage: Optional[int] = Field(None, strict=True, ge=1, le=100)
     interval: _PositiveDuration
     status_code_ranges: Optional[_Ranges] = None
     """e.g. ["500-599", 429]; default 500-599 when error-reasons is not written either"""

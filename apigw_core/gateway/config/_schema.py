@@ -217,7 +217,7 @@ class Backend(_Section):
                    if k not in ("pool", "session_affinity", "timeout", "retry_budget")]
             if own:
                 spelt = own[0].replace("_", "-")
-                raise _Invalid("a pool has only pool, session-affinity, timeout and "
+                raise _Invalid("a pool has only pool, session-affinity and timeout, and a "
                                "retry-budget (connection settings, circuit-breaker and "
                                "health-check go on its members)",
                                at=(spelt,))

@@ -61,7 +61,9 @@ def test_half_open_lets_exactly_one_trial_through_and_success_closes():
     assert b.state_at(30.0) == HALF_OPEN and b.available(30.0)
     assert b.acquire(30.0)                 # the trial
     assert not b.available(30.1) and not b.acquire(30.1) and not b.acquire(31.0)
-    b.record(31.0, 200)
+    b.record(30.5, 500)                    # sent before the trip: no verdict
+    assert b.state == HALF_OPEN
+    b.record(31.0, 200, trial=True)
     assert b.state == CLOSED and b.acquire(31.1) and b.acquire(31.2)
 
 
@@ -69,7 +71,7 @@ def test_half_open_failure_opens_again_for_the_trip_duration():
     b = cb(count=1)
     b.record(0.0, 500)
     assert b.acquire(30.0)
-    assert b.record(30.5, 503)
+    assert b.record(30.5, 503, trial=True)
     assert b.state == OPEN and b.open_until == 60.5 and "trial failed" in b.reason
     assert not b.acquire(60.0) and b.acquire(60.5)
 
