@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 import trio
 
+from ..buckets import BucketTable
 from ..gateway.config import BackendConfig, GatewayConfig, ListenerConfig
 from ..gateway.forwarding import RequestIds
 from ..gateway.router import Router
@@ -47,6 +48,7 @@ from .reload import ReloadRefused, ReloadStatus, load_reloadable, restart_only_c
 from .state import GatewayState
 from .startup import StartupError
 from .stream import HTTPStream
+from .clientcert import ListenerCerts, configure_client_auth
 from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
                         TransportTimeout, Watchdog)
@@ -66,8 +68,12 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, reuse_port: bool = False, version: int = 1,
                  pin: Optional[Callable[[GatewayConfig], GatewayConfig]] = None,
-                 reload_everywhere: Optional[Callable[[], None]] = None) -> None:
+                 reload_everywhere: Optional[Callable[[], None]] = None,
+                 buckets: Optional[BucketTable] = None) -> None:
         self.watchdog = Watchdog()
+        # rate limits' shared memory: the supervisor's table (workers), else made on first
+        # use; it outlives reloads (state swaps never touch it)
+        self._buckets = buckets
         self._write_timeout = config.server.write_timeout   # server.* needs a restart
         # everything derived from the config, swapped as one on reload (runtime/state.py)
         self.state = GatewayState(config, self.watchdog, version=version,
@@ -105,8 +111,18 @@ class Gateway:
             return (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
                     H2UpstreamPool(b, self.watchdog, self._write_timeout))
         except (ssl.SSLError, OSError) as exc:
-            raise StartupError(f"backend {name}: cannot load its TLS CA file: "
+            what = "TLS CA file or client certificate" if b.tls.cert else "TLS CA file"
+            raise StartupError(f"backend {name}: cannot load its {what}: "
                                f"{_ssl_reason(exc)}") from None
+
+    @property
+    def buckets(self) -> BucketTable:
+        """The token buckets, counters and semaphores every worker shares
+        (apigw_core.buckets).  Without workers: this process's own, private table."""
+        if self._buckets is None:
+            self._buckets = BucketTable()
+            self._buckets.unlink()  # private: nothing to leave behind in /dev/shm
+        return self._buckets
 
     @property
     def config(self) -> GatewayConfig:
@@ -301,12 +317,17 @@ class Gateway:
         draining = self._is_draining
         http1 = "http1" in lc.protocols
         ctx = None
+        certs = ListenerCerts(lc) if (lc.tls is not None and lc.tls.client_certificate) \
+            or lc.forward_client_cert != "sanitize" else None
         if lc.tls is not None:
             try:
-                ctx = server_ssl_context(lc.tls, alpn_protocols("h2" in lc.protocols, http1))
+                ctx = server_ssl_context(lc.tls, alpn_protocols("h2" in lc.protocols, http1),
+                                         lambda c: configure_client_auth(c, lc))
             except (ssl.SSLError, OSError) as exc:
-                raise StartupError(f"listener {lc.bind}: cannot load its TLS certificate "
-                                   f"or key: {_ssl_reason(exc)}") from None
+                what = ("certificate, key or client CA" if lc.tls.client_certificate
+                        else "certificate or key")
+                raise StartupError(f"listener {lc.bind}: cannot load its TLS {what}: "
+                                   f"{_ssl_reason(exc)}") from None
         h2c = h2_limits(settings) if "h2c" in lc.protocols else None
 
         async def serve(sock: socket.socket, addr: tuple) -> None:
@@ -314,6 +335,8 @@ class Gateway:
                 t = await _tls_accept(sock, ctx, settings.head_timeout)
                 if t is None:
                     return
+                if certs is not None:   # the client's certificate, once per connection
+                    t.tls = certs.for_connection(t.stream)
                 alpn = t.stream.selected_alpn_protocol()  # type: ignore[attr-defined]
                 if protocol_from_alpn(alpn) == H2:
                     await self._drive(H2Driver(t, handler, settings, b"https", draining))
@@ -323,6 +346,8 @@ class Gateway:
                     await t.close()
                 return
             transport = SocketTransport(sock, addr, self.watchdog)
+            if certs is not None:
+                transport.tls = certs.for_connection(None)
             initial = b""
             if h2c is not None:  # prior knowledge: the client preface, or else HTTP/1.1
                 proto = None

@@ -81,6 +81,7 @@ class TLSConfig:
     cert: str
     key: str
     sni: Mapping[str, tuple[str, str]] = field(default_factory=_Frozen)
+    client_certificate: Any = None   # ClientCertificateConfig (_certs.py) or None: mode none
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,8 @@ class ListenerConfig:
     port: int                                  # 0: ephemeral (tests)
     protocols: tuple[str, ...] = ("http1",)    # http1, h2 (TLS, ALPN), h2c (cleartext)
     tls: TLSConfig | None = None
+    forward_client_cert: str = "sanitize"      # x-forwarded-client-cert (Envoy's modes)
+    client_cert_details: tuple[str, ...] = ("subject", "uri", "dns")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,10 @@ class ServerConfig:
 class BackendTLSConfig:
     verify: bool = True
     ca: str | None = None            # CA bundle; None: the system store
+    client_certificate: str | None = None    # a certificates: ID presented to the backend
+    cert: str | None = None                  # ... its files (resolved at load)
+    key: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,3 +244,7 @@ class GatewayConfig:
     products: Mapping[str, ProductConfig] = field(default_factory=_Frozen)
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     policies: PolicySections = PolicySections()     # the global scope
+    certificates: Mapping[str, Any] = field(default_factory=_Frozen)  # id -> CertificateConfig
+    ca_certificates: tuple[str, ...] = ()           # validate-client-certificate trust
+    certificate_revocation_lists: tuple[str, ...] = ()
+    secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names

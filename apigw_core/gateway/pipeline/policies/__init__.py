@@ -7,8 +7,11 @@
   set-body, find-and-replace
 - `convert`: json-to-xml, xml-to-json
 - `retry`: retry
+- `certificates`: validate-client-certificate; `credentials`: authentication-basic,
+  authentication-certificate
 """
 
 from __future__ import annotations
 
 from . import access, convert, flow, retry, transform  # noqa: F401  (each registers its policies)
+from . import certificates, credentials  # noqa: F401
