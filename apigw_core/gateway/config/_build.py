@@ -11,6 +11,7 @@ from typing import Any
 from . import _model as m
 from ._retrybudget import build_retry_budget
 from . import _resilience as r
+from . import _telemetry
 from ._schema import (Api, Backend, Gateway, Listener, Operation, Policies, Product, Server,
                       Subscription)
 from ._certs import CertificateConfig, CertificateEntry, ClientCertificateConfig  # after _schema
@@ -111,4 +112,4 @@ def gateway(g: Gateway, source: str) -> m.GatewayConfig:
         certificate_revocation_lists=tuple(g.certificate_revocation_lists),
         products=m._Frozen({name: product(name, p) for name, p in g.products.items()}),
         subscriptions=tuple(subscription(s) for s in g.subscriptions),
-        policies=policies(g.policies))
+        policies=policies(g.policies), telemetry=_telemetry.build(g.telemetry))

@@ -16,6 +16,8 @@ from typing import Any, Optional, Union
 
 from ._resilience import CircuitBreakerConfig, HealthCheckConfig, PoolMemberConfig
 
+from ._telemetry import TelemetryConfig
+
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
     "BackendConfig", "RetryBudgetConfig", "PolicyEntry", "PolicySections", "OperationConfig",
@@ -248,3 +250,4 @@ class GatewayConfig:
     ca_certificates: tuple[str, ...] = ()           # validate-client-certificate trust
     certificate_revocation_lists: tuple[str, ...] = ()
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names
+    telemetry: TelemetryConfig = TelemetryConfig()

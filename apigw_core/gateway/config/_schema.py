@@ -25,6 +25,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from . import _model as m
 from ._retrybudget import RetryBudget
 from . import _resilience as r
+from ._telemetry import Telemetry
 from ._values import (DURATION_PATTERN, SIZE_PATTERN, TOKEN_PATTERN, Bound, Url, _api_path,
                       _backend_url, _bind, _bounded, _duration, _hostname, _http_version,
                       _Invalid, _method, _policy_entry, _positive_duration, _protocols,
@@ -382,6 +383,8 @@ class Gateway(_Section):
     """CA bundles trusted by validate-client-certificate (besides the listener's ca)"""
     certificate_revocation_lists: list[CrlFile] = []
     """CRL files for validate-client-certificate validate-revocation"""
+    telemetry: Optional[Telemetry] = None
+    """metrics, access log"""
 
 
 class _NoFieldTitles(GenerateJsonSchema):

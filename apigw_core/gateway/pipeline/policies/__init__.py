@@ -9,9 +9,10 @@
 - `retry`: retry
 - `certificates`: validate-client-certificate; `credentials`: authentication-basic,
   authentication-certificate
+- `telemetry`: trace, emit-metric
 """
 
 from __future__ import annotations
 
-from . import access, convert, flow, retry, transform  # noqa: F401  (each registers its policies)
+from . import access, convert, flow, retry, telemetry, transform  # noqa: F401  (each registers its policies)
 from . import certificates, credentials  # noqa: F401
