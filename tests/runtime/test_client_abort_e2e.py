@@ -31,6 +31,8 @@ def _cfg(backend, mode=None) -> dict:
                         "inbound": [{"set-header": {"name": "x-p", "value": ["1"]}}]}}]}
     if mode is not None:
         cfg["server"] = {"client-abort": mode}
+    else:
+        cfg["telemetry"] = {"access-log": {"path": "-"}}   # JSON lines on stdout
     return cfg
 
 
@@ -72,6 +74,9 @@ def test_client_close_cancels_the_backend_request(gw, backend, api):
     wait_until(backend.closed[key].is_set, timeout=10,
                message="the backend saw its request cancelled")
     wait_until(lambda: "(499)" in "".join(gw.output), timeout=10, message="the 499 logged")
+    wait_until(lambda: any(f"/slow/{key}" in line and '"status":499' in line.replace(" ", "")
+                           for line in gw.output), timeout=10,
+               message="the access log's 499")
 
 
 def test_half_close_counts_as_closing(gw, backend):
