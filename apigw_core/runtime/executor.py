@@ -55,6 +55,7 @@ from .balance import BalancedPool
 from .commands import COMMAND_HANDLERS, run_finish
 from . import retrying   # the retry policy's commands, and its budget counts
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
+from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket
@@ -122,6 +123,7 @@ class _Call:
         self.websocket = req.upgrade == b"websocket" or req.protocol == b"websocket"
         self.tried: set[str] = set()     # pool members this request went to (a retry
                                          # goes to another one: runtime/balance.py)
+        self.taps: list = []   # f(bytes): sees the response body as it goes (TapResponse)
 
     # -- driving the generator -------------------------------------------------------------
 
@@ -463,7 +465,8 @@ class _Call:
                 # its fields (the error's own and on-error's set-header) become metadata
                 own = [h for h in r.headers.items if h[0] not in _GRPC_OWN]
                 await send_local_reply(stream, r.status, err.message, request_id=self.rid,
-                                       headers=own + extra)
+                                       headers=own + extra, grpc_code=8
+                                       if err.reason in EXHAUSTED_REASONS else None)
                 return
             await self._whole(r.status, r.headers.items, r.body or b"", r.reason, extra)
             return
@@ -483,6 +486,8 @@ class _Call:
             # direct path, and the connection back to the pool at once
             for ev in pending[:-1]:
                 stream.send_data(ev.data)
+                if self.taps:
+                    _tap(self.taps, ev.data)
             end = pending[-1]
             self.pending = []
             self.resp_trailers = end.trailers
@@ -495,6 +500,8 @@ class _Call:
         try:
             async for ev in self._rest():
                 stream.send_data(ev.data)
+                if self.taps:
+                    _tap(self.taps, ev.data)
                 if not self.pending:
                     await stream.flush()
         except PolicyError:
@@ -515,8 +522,18 @@ class _Call:
             body = b""
         stream.send_response(status, headers, reason.encode("latin-1", "replace"))
         stream.send_data(body)
+        if self.taps and body:
+            _tap(self.taps, body)
         stream.send_end(trailers)
         await stream.flush()
+
+
+def _tap(taps: list, data: bytes) -> None:
+    for fn in taps:
+        try:
+            fn(data)
+        except Exception:   # a meter's bug must not break the response
+            log.exception("a response tap failed")
 
 
 def _merge(headers: list, extra: list) -> list:

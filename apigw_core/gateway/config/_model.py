@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 from ._resilience import CircuitBreakerConfig, HealthCheckConfig, PoolMemberConfig
 
 from ._telemetry import TelemetryConfig
+from ._ratelimits import RateLimitsConfig
 
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
@@ -251,3 +252,4 @@ class GatewayConfig:
     certificate_revocation_lists: tuple[str, ...] = ()
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names
     telemetry: TelemetryConfig = TelemetryConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)

@@ -26,6 +26,7 @@ from . import _model as m
 from ._retrybudget import RetryBudget
 from . import _resilience as r
 from ._telemetry import Telemetry
+from ._ratelimits import RateLimits
 from ._values import (DURATION_PATTERN, SIZE_PATTERN, TOKEN_PATTERN, Bound, Url, _api_path,
                       _backend_url, _bind, _bounded, _duration, _hostname, _http_version,
                       _Invalid, _method, _policy_entry, _positive_duration, _protocols,
@@ -385,6 +386,8 @@ class Gateway(_Section):
     """CRL files for validate-client-certificate validate-revocation"""
     telemetry: Optional[Telemetry] = None
     """metrics, access log"""
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    """defaults of the rate-limit and quota policies (store, on-store-failure)"""
 
 
 class _NoFieldTitles(GenerateJsonSchema):

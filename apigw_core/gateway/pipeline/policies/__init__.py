@@ -7,6 +7,8 @@
   set-body, find-and-replace
 - `convert`: json-to-xml, xml-to-json
 - `retry`: retry
+- `limits`: rate-limit, rate-limit-by-key, quota, quota-by-key, limit-concurrency
+- `llm`: llm-token-limit (azure-openai-token-limit)
 - `certificates`: validate-client-certificate; `credentials`: authentication-basic,
   authentication-certificate
 - `telemetry`: trace, emit-metric
@@ -14,5 +16,5 @@
 
 from __future__ import annotations
 
-from . import access, convert, flow, retry, telemetry, transform  # noqa: F401  (each registers its policies)
+from . import access, convert, flow, limits, llm, retry, telemetry, transform  # noqa: F401  (each registers its policies)
 from . import certificates, credentials  # noqa: F401
