@@ -80,4 +80,4 @@ def gateway(g: Gateway, source: str) -> m.GatewayConfig:
         named_values=m._Frozen(g.named_values),
         products=m._Frozen({name: product(name, p) for name, p in g.products.items()}),
         subscriptions=tuple(subscription(s) for s in g.subscriptions),
-        policies=policies(g.policies))
+        policies=policies(g.policies), rate_limits=g.rate_limits.build())

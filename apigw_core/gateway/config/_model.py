@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from ._ratelimits import RateLimitsConfig
+
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
     "BackendConfig", "PolicyEntry", "PolicySections", "OperationConfig",
@@ -216,3 +218,4 @@ class GatewayConfig:
     products: Mapping[str, ProductConfig] = field(default_factory=_Frozen)
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     policies: PolicySections = PolicySections()     # the global scope
+    rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)

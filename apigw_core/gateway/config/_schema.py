@@ -23,6 +23,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictBool, 
 from pydantic.json_schema import GenerateJsonSchema
 
 from . import _model as m
+from ._ratelimits import RateLimits
 from ._values import (DURATION_PATTERN, SIZE_PATTERN, TOKEN_PATTERN, Bound, Url, _api_path,
                       _backend_url, _bind, _bounded, _duration, _hostname, _http_version,
                       _Invalid, _method, _policy_entry, _positive_duration, _protocols,
@@ -338,6 +339,8 @@ class Gateway(_Section):
     subscriptions: list[Subscription] = []
     policies: GlobalPolicies = Field(default_factory=GlobalPolicies)
     """the global scope"""
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    """defaults of the rate-limit and quota policies (store, on-store-failure)"""
 
 
 class _NoFieldTitles(GenerateJsonSchema):
