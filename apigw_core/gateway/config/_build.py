@@ -80,4 +80,5 @@ def gateway(g: Gateway, source: str) -> m.GatewayConfig:
         named_values=m._Frozen(g.named_values),
         products=m._Frozen({name: product(name, p) for name, p in g.products.items()}),
         subscriptions=tuple(subscription(s) for s in g.subscriptions),
-        policies=policies(g.policies), rate_limits=g.rate_limits.build())
+        policies=policies(g.policies), rate_limits=g.rate_limits.build(),
+        redis=g.redis.build() if g.redis is not None else None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from ._ratelimits import RateLimitsConfig
+from ._redis import RedisConfig
 
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
@@ -219,3 +220,4 @@ class GatewayConfig:
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     policies: PolicySections = PolicySections()     # the global scope
     rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)
+    redis: RedisConfig | None = None                # redis: (store: redis); None: no section
