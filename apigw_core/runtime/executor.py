@@ -46,6 +46,7 @@ from .stream import BodyError, ClientGone, send_local_reply
 # top makes no cycle, and the request path does no import work
 from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
 from .commands import COMMAND_HANDLERS, run_finish
+from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket
@@ -417,7 +418,8 @@ class _Call:
                 # its fields (the error's own and on-error's set-header) become metadata
                 own = [h for h in r.headers.items if h[0] not in _GRPC_OWN]
                 await send_local_reply(stream, r.status, err.message, request_id=self.rid,
-                                       headers=own + extra)
+                                       headers=own + extra, grpc_code=8
+                                       if err.reason in EXHAUSTED_REASONS else None)
                 return
             await self._whole(r.status, r.headers.items, r.body or b"", r.reason, extra)
             return

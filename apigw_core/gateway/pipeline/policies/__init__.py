@@ -6,8 +6,9 @@
 - `transform`: set-header, set-query-parameter, rewrite-uri, set-method, set-status,
   set-body, find-and-replace
 - `convert`: json-to-xml, xml-to-json
+- `limits`: rate-limit, rate-limit-by-key, quota, quota-by-key, limit-concurrency
 """
 
 from __future__ import annotations
 
-from . import access, convert, flow, transform  # noqa: F401  (each registers its policies)
+from . import access, convert, flow, limits, transform  # noqa: F401  (each registers its policies)
