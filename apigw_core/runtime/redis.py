@@ -35,12 +35,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket as _stdsocket
-from dataclasses import dataclass
 from typing import Any, Optional, Sequence
-from urllib.parse import unquote, urlsplit
 
 import hiredis
 import trio
+
+from ..gateway.config._redis import RedisAddress, parse_redis_url
 
 __all__ = ["RedisClient", "RedisError", "RedisUnavailable", "Script", "RedisAddress",
            "parse_redis_url"]
@@ -56,37 +56,6 @@ class RedisUnavailable(Exception):
 
 class RedisError(Exception):
     """Redis answered with an error reply (a bug in a script, a wrong password, a cluster)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RedisAddress:
-    host: str
-    port: int = 6379
-    db: int = 0
-    username: Optional[str] = None
-    password: Optional[str] = None
-
-
-def parse_redis_url(url: str) -> RedisAddress:
-    """`redis://[[user]:password@]host[:port][/db]` -> RedisAddress; ValueError says why."""
-    u = urlsplit(url)
-    if u.scheme != "redis":
-        raise ValueError(f"expected a redis://host:port/db URL, got scheme {u.scheme or 'none'!r}"
-                         + (" (TLS to Redis is not supported yet)" if u.scheme == "rediss" else ""))
-    if not u.hostname:
-        raise ValueError("the URL has no host")
-    if u.query or u.fragment:
-        raise ValueError("the URL takes no query or fragment")
-    try:
-        port = u.port or 6379
-    except ValueError:
-        raise ValueError("the port is not a number from 1 to 65535") from None
-    path = u.path.strip("/")
-    if path and not (path.isdigit() and int(path) < 2**31):
-        raise ValueError(f"the database is a number (redis://host:port/0), got {path!r}")
-    return RedisAddress(u.hostname, port, int(path or 0),
-                        unquote(u.username) if u.username else None,
-                        unquote(u.password) if u.password is not None else None)
 
 
 class Script:
@@ -155,7 +124,8 @@ _UP, _DOWN, _PROBING = "up", "down", "probing"
 
 class RedisClient:
     """See the module docstring.  `failures` counts failed calls; `state` is up / down /
-    probing; `close()` closes idle connections now and busy ones when they come back."""
+    probing; `close()` closes idle connections now and busy ones when they come back (a
+    late call still works, on a connection of its own: requests of a replaced config)."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, timeout: float = 0.05,
                  pool: int = 8, sentinels: Sequence[tuple[str, int]] = (),
@@ -209,8 +179,6 @@ class RedisClient:
 
     async def _call(self, payload: bytes, n: int, script: Optional[Script] = None,
                     keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> list[Any]:
-        if self._closed:
-            raise RedisUnavailable("the redis client is closed")
         if self.state != _UP:
             now = trio.current_time()
             if self.state == _PROBING or now < self._retry_at:
