@@ -127,6 +127,10 @@ def test_windows_align_on_start_also_before_it(table):
     start = 7 * S
     assert table.count(b"q", 5, 10 * S, start, 1, 8 * S) == (True, 4, 9 * S)
     assert table.count(b"r", 5, 10 * S, start, 1, 2 * S) == (True, 4, 5 * S)
+    assert table.count(b"s", 5, 10, 100, 1, 99) == (True, 4, 1)       # window [90, 100)
+    assert table.count(b"s", 5, 10, 100, 1, 100) == (True, 4, 10)     # the next one
+    assert table.count(b"t", 5, 10, 100, 1, 90) == (True, 4, 10)
+    assert table.count(b"t", 5, 10, 100, 1, 89) == (True, 3, 11)      # older: same window
 
 
 def test_period_zero_never_renews(table):

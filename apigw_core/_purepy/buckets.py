@@ -192,11 +192,11 @@ class Table:
         its credit (token-nanoseconds: one token = period_ns credit)."""
         w = self.w
         full = calls * period
-        if new:
+        ocalls, operiod = w[b + W_P1], w[b + W_P2]
+        if new or ocalls == 0 or operiod == 0:  # (0: a holder died mid-claim)
             c, t = full, now
         else:
             c, t = w[b + W_A], _s64(w[b + W_B])
-            ocalls, operiod = w[b + W_P1], w[b + W_P2]
             if now > t:
                 c = min(ocalls * operiod, c + min(now - t, operiod) * ocalls)
                 t = now

@@ -106,6 +106,7 @@ class _Call:
         self.pump_error: list[BaseException] = []
         self.nursery: Optional[trio.Nursery] = None
         self.websocket = req.upgrade == b"websocket" or req.protocol == b"websocket"
+        self.taps: list = []   # f(bytes): sees the response body as it goes (TapResponse)
 
     # -- driving the generator -------------------------------------------------------------
 
@@ -439,6 +440,8 @@ class _Call:
             # direct path, and the connection back to the pool at once
             for ev in pending[:-1]:
                 stream.send_data(ev.data)
+                if self.taps:
+                    _tap(self.taps, ev.data)
             end = pending[-1]
             self.pending = []
             self.resp_trailers = end.trailers
@@ -451,6 +454,8 @@ class _Call:
         try:
             async for ev in self._rest():
                 stream.send_data(ev.data)
+                if self.taps:
+                    _tap(self.taps, ev.data)
                 if not self.pending:
                     await stream.flush()
         except PolicyError:
@@ -471,8 +476,18 @@ class _Call:
             body = b""
         stream.send_response(status, headers, reason.encode("latin-1", "replace"))
         stream.send_data(body)
+        if self.taps and body:
+            _tap(self.taps, body)
         stream.send_end(trailers)
         await stream.flush()
+
+
+def _tap(taps: list, data: bytes) -> None:
+    for fn in taps:
+        try:
+            fn(data)
+        except Exception:   # a meter's bug must not break the response
+            log.exception("a response tap failed")
 
 
 def _merge(headers: list, extra: list) -> list:

@@ -29,13 +29,17 @@ in ctx.finish, which the executor runs when the request is over, the client gone
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional, Protocol
 
+from ..buckets import BucketTable, BucketTableFull
 from ..gateway.pipeline import PolicyError
 from ..gateway.pipeline.policies.limits import Acquire, CountQuota, RefundTokens, TakeTokens
+from ..gateway.pipeline.policies.llm import TapResponse
 from .commands import command_handler
 
 __all__ = ["Decision", "StoreUnavailable", "CounterStore", "LocalStore", "local_store",
@@ -84,17 +88,25 @@ class LocalStore:
         self._mono, self._wall = monotonic_ns, time_ns
 
     def take_now(self, key: str, calls: int, period: float, n: int) -> Decision:
-        ok, remaining, wait = self.table.take(_key(key), calls, int(period * _NS), n,
-                                              self._mono())
-        return Decision(bool(ok), remaining, 0.0 if ok else wait / _NS)
+        try:
+            ok, remaining, wait = self.table.take(_key(key), calls, int(period * _NS), n,
+                                                  self._mono())
+        except (BucketTableFull, ValueError) as e:   # full, or arguments out of its range
+            raise StoreUnavailable(str(e)) from None
+        # wait -1: n > calls can never pass; say one period
+        return Decision(bool(ok), remaining, 0.0 if ok else (wait if wait >= 0 else
+                                                            int(period * _NS)) / _NS)
 
     def refund_now(self, key: str, calls: int, period: float, n: int) -> None:
         self.table.refund(_key(key), calls, int(period * _NS), n, self._mono())
 
     def count_now(self, key: str, limit: int, period: float, start: float, n: int,
                   force: bool = False) -> Decision:
-        ok, remaining, renew = self.table.count(_key(key), limit, int(period * _NS),
-                                                int(start * _NS), n, self._wall(), force)
+        try:
+            ok, remaining, renew = self.table.count(_key(key), limit, int(period * _NS),
+                                                    int(start * _NS), n, self._wall(), force)
+        except (BucketTableFull, ValueError) as e:   # full, or arguments out of its range
+            raise StoreUnavailable(str(e)) from None
         return Decision(bool(ok), remaining, renew / _NS)
 
     async def take(self, key: str, calls: int, period: float, n: int) -> Decision:
@@ -108,7 +120,11 @@ class LocalStore:
         return self.count_now(key, limit, period, start, n, force)
 
     def acquire(self, key: str, max_count: int) -> bool:
-        return bool(self.table.acquire(_key(key), max_count))
+        try:
+            return bool(self.table.acquire(_key(key), max_count))
+        except BucketTableFull:
+            log.warning("the bucket table is full: limit-concurrency %r admits uncounted", key)
+            return True
 
     def release(self, key: str) -> None:
         self.table.release(_key(key))
@@ -131,7 +147,6 @@ def local_store(gw: Any) -> LocalStore:
                 pass
         return store
     if _process_store is None:
-        from ..buckets import BucketTable
         _process_store = LocalStore(BucketTable())
     return _process_store
 
@@ -169,9 +184,13 @@ async def _decide(call: Any, cmd: Any, op: Callable[[Any], Any], allow: Decision
         store = find_store(call, name)
         return await op(store), store
     except StoreUnavailable as e:
-        if name == "local":
-            raise
         _failed(call, name, e)
+        if name == "local":      # the table is full: nothing else to ask
+            log.warning("request %s: %s", call.rid.decode("latin-1"), e)
+            if mode == "deny":
+                raise PolicyError(503, "RateLimitStoreUnavailable", STORE_UNAVAILABLE,
+                                  [(b"retry-after", b"1")]) from None
+            return allow, None
         if mode == "deny":
             raise PolicyError(503, "RateLimitStoreUnavailable", STORE_UNAVAILABLE,
                               [(b"retry-after", b"1")]) from None
@@ -199,6 +218,20 @@ def _later(call: Any, store: Any, sync: Callable[[LocalStore], None],
     nursery.start_soon(go)
 
 
+def _charge_now(store: LocalStore, cmd: TakeTokens, n: int) -> None:
+    """Take `n` more tokens, or all that are left when fewer are (a settled cost is owed:
+    it must not be dropped because the bucket ran low meanwhile)."""
+    d = store.take_now(cmd.key, cmd.calls, cmd.period, n)
+    if not d.allowed and d.remaining > 0:
+        store.take_now(cmd.key, cmd.calls, cmd.period, d.remaining)
+
+
+async def _charge(store: Any, cmd: TakeTokens, n: int) -> None:
+    d = await store.take(cmd.key, cmd.calls, cmd.period, n)
+    if not d.allowed and d.remaining > 0:
+        await store.take(cmd.key, cmd.calls, cmd.period, d.remaining)
+
+
 @command_handler(TakeTokens)
 async def _take(call: Any, cmd: TakeTokens) -> Decision:
     d, store = await _decide(call, cmd, lambda s: s.take(cmd.key, cmd.calls, cmd.period,
@@ -208,8 +241,8 @@ async def _take(call: Any, cmd: TakeTokens) -> Decision:
         def settle(ctx: Any) -> None:
             delta = max(0, int(cmd.settle(ctx))) - cmd.n
             if delta > 0:
-                _later(call, store, lambda s: s.take_now(cmd.key, cmd.calls, cmd.period, delta),
-                       lambda s: s.take(cmd.key, cmd.calls, cmd.period, delta))
+                _later(call, store, lambda s: _charge_now(s, cmd, delta),
+                       lambda s: _charge(s, cmd, delta))
             elif delta < 0:
                 _later(call, store,
                        lambda s: s.refund_now(cmd.key, cmd.calls, cmd.period, -delta),
@@ -229,8 +262,29 @@ async def _refund(call: Any, cmd: RefundTokens) -> None:
         pass   # deny mode: the call is refused already; nothing to give back
 
 
+def calendar_window(kind: str, now: float) -> tuple[str, float, float]:
+    """(label, start, period) of the UTC calendar month or year holding `now`."""
+    t = datetime.fromtimestamp(now, timezone.utc)
+    if kind == "Monthly":
+        start = datetime(t.year, t.month, 1, tzinfo=timezone.utc)
+        end = datetime(t.year + t.month // 12, t.month % 12 + 1, 1, tzinfo=timezone.utc)
+    else:
+        start = datetime(t.year, 1, 1, tzinfo=timezone.utc)
+        end = datetime(t.year + 1, 1, 1, tzinfo=timezone.utc)
+    return start.date().isoformat(), start.timestamp(), (end - start).total_seconds()
+
+
+@command_handler(TapResponse)
+async def _tap(call: Any, cmd: TapResponse) -> None:
+    call.taps.append(cmd.feed)
+
+
 @command_handler(CountQuota)
 async def _count(call: Any, cmd: CountQuota) -> Decision:
+    if cmd.calendar is not None:    # this month's (year's) own counter, as a fixed window
+        label, start, period = calendar_window(cmd.calendar, time.time())
+        cmd = dataclasses.replace(cmd, key=f"{cmd.key}|{label}", period=period, start=start,
+                                  calendar=None)
     d, store = await _decide(call, cmd, lambda s: s.count(cmd.key, cmd.limit, cmd.period,
                                                           cmd.start, cmd.n),
                              Decision(True, max(0, cmd.limit - cmd.n), 0.0))

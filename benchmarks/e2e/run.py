@@ -18,14 +18,15 @@ connections and several streams on each: an nginx reverse proxy with `listen POR
 and the gateway with an h2c listener, both proxying to the same HTTP/1.1 backend.  h2load
 prints no percentiles, so p50/p99 come from its per-request log (`--log-file`).
 
-The gw1pol row is gw1 with five policies (issue 9's target); `--repeat N` runs the chosen
+The gw1pol row is gw1 with five policies (issue 9's target), the gw1rl row gw1 with a
+rate-limit-by-key on every request (issue 10); `--repeat N` runs the chosen
 rows N times, interleaved, and reports each row's spread, since one run on a shared
 machine says little.
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw2,h2nginx,h2gw1,h2gw2]
+                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw2,h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
 
@@ -49,12 +50,13 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw2", "h2nginx", "h2gw1", "h2gw2")
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw2", "h2nginx", "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
     "gw1": "apigw 1 worker",
     "gw1pol": "apigw 1 worker, 5 policies",
+    "gw1rl": "apigw 1 worker, rate-limit-by-key",
     "gw2": "apigw 2 workers",
     "h2nginx": "nginx reverse proxy, h2c",
     "h2gw1": "apigw 1 worker, h2c",
@@ -499,14 +501,32 @@ apis: [{{name: bench, path: "", backend: nginx, subscription-required: true}}]
 """ % POLICY_KEY
 
 
+# The gw1rl row (issue 10): gw1 with a rate-limit-by-key on every request, counted per client
+# IP in the gateway's shared-memory table (a limit never reached: the cost of the decision).
+RATE_LIMIT_CONFIG = """\
+listeners: [{{bind: "127.0.0.1:{port}", protocols: [{protocols}]}}]
+backends: {{nginx: {{url: "http://127.0.0.1:{backend_port}"}}}}
+apis:
+  - name: bench
+    path: ""
+    backend: nginx
+    policies:
+      inbound:
+        - rate-limit-by-key: {{calls: 10000000, renewal-period: 300,
+                              counter-key: "{{request.ip}}"}}
+"""
+
+
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
-                  cmd: str = "", h2c: bool = False, policies: bool = False
+                  cmd: str = "", h2c: bool = False, policies: bool = False,
+                  rate_limit: bool = False
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
-    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{'pol' if policies else ''}-",
-                         dir=workdir)
+    kind = "pol" if policies else "rl" if rate_limit else ""
+    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}-", dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write((POLICY_CONFIG if policies else GATEWAY_CONFIG).format(
+        f.write((POLICY_CONFIG if policies else RATE_LIMIT_CONFIG if rate_limit
+                 else GATEWAY_CONFIG).format(
             port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1"))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
@@ -670,10 +690,11 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
             stop(p)
         return
     policies = target.endswith("pol")
-    workers = int(target.removeprefix("h2").removesuffix("pol")[2:])
+    rate_limit = target.endswith("rl")
+    workers = int(target.removeprefix("h2").removesuffix("pol").removesuffix("rl")[2:])
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
-                           h2c=h2, policies=policies)
+                           h2c=h2, policies=policies, rate_limit=rate_limit)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
@@ -771,6 +792,10 @@ def report(results: List[Result], info: dict, args) -> str:
     if g1 and gp and g1.ok and gp.ok and g1.req_per_cpu_s and gp.req_per_cpu_s:
         lines.append(f"{gp.label} / {g1.label}, req per CPU-s: "
                      f"{gp.req_per_cpu_s / g1.req_per_cpu_s:.3f}")
+    gr = by.get("gw1rl")
+    if g1 and gr and g1.ok and gr.ok and g1.req_per_cpu_s and gr.req_per_cpu_s:
+        lines.append(f"{gr.label} / {g1.label}, req per CPU-s: "
+                     f"{gr.req_per_cpu_s / g1.req_per_cpu_s:.3f}")
     for h1, h2 in (("gw1", "h2gw1"), ("gw2", "h2gw2"), ("proxy", "h2nginx")):
         a, b = by.get(h1), by.get(h2)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:

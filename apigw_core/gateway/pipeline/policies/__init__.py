@@ -7,8 +7,9 @@
   set-body, find-and-replace
 - `convert`: json-to-xml, xml-to-json
 - `limits`: rate-limit, rate-limit-by-key, quota, quota-by-key, limit-concurrency
+- `llm`: llm-token-limit (azure-openai-token-limit)
 """
 
 from __future__ import annotations
 
-from . import access, convert, flow, limits, transform  # noqa: F401  (each registers its policies)
+from . import access, convert, flow, limits, llm, transform  # noqa: F401  (each registers its policies)

@@ -50,6 +50,9 @@ __all__ = ["TakeTokens", "RefundTokens", "CountQuota", "Acquire", "RateLimit",
 _ALL = frozenset({"inbound", "backend", "outbound", "on-error"})
 _RATE_SECTIONS = frozenset({"inbound"})
 MAX_RENEWAL = 300          # seconds: APIM's bound for rate-limit / rate-limit-by-key
+# the shared table keeps a bucket in token-nanoseconds (calls x period in ns <= 2**62):
+MAX_CALL_SECONDS = (1 << 62) // 1_000_000_000
+MAX_WINDOW = (1 << 31) - 1  # seconds (68 years) of a quota window: times stay in range
 _EPOCH_0001 = datetime(1, 1, 1, tzinfo=timezone.utc)
 _RESPONSE = re.compile(r"\bresponse\b")
 Settle = Callable[[Context], int]
@@ -100,6 +103,8 @@ class CountQuota(Command):
     store: Optional[str] = None
     on_failure: Optional[str] = None
     settle: Optional[Settle] = None
+    calendar: Optional[str] = None     # "Monthly" | "Yearly": the runtime's UTC calendar
+                                       # window instead of period / start
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +213,16 @@ def _period(s: Spec, key: str, lo: int, hi: int, required: bool = True) -> int:
     return s.integer(key, lo or 1, lo, hi, required=required) or 0
 
 
+def _bucket(s: Spec, suffix: str, match: Callable[[Context], bool]) -> "_Limit":
+    """`calls` per `renewal-period` (<= 300 s), within the table's range."""
+    calls = s.integer("calls", 1, 1, 1 << 40, required=True) or 1
+    period = _period(s, "renewal-period", 1, MAX_RENEWAL)
+    if calls * period > MAX_CALL_SECONDS:
+        s.error(f"calls x renewal-period must be at most {MAX_CALL_SECONDS} (the counter "
+                f"table's range), got {calls} x {period}", "calls")
+    return _Limit(suffix, calls, period, match)
+
+
 # --- rate-limit, rate-limit-by-key -------------------------------------------------------
 
 def rate_limit_message(retry_after: float) -> str:
@@ -261,12 +276,9 @@ class RateLimit(Policy):
         self.scope = site.scope
         self.answers = Answers(s)
         self.stores = StoreAttrs(s)
-        self.limits = [_Limit("", s.integer("calls", 1, 1, 1 << 40, required=True) or 1,
-                              _period(s, "renewal-period", 1, MAX_RENEWAL), lambda ctx: True)]
+        self.limits = [_bucket(s, "", lambda ctx: True)]
         for suffix, c, match in _children(s, site, self.kind, ("calls", "renewal-period")):
-            self.limits.append(_Limit(suffix, c.integer("calls", 1, 1, 1 << 40, required=True)
-                                      or 1, _period(c, "renewal-period", 1, MAX_RENEWAL),
-                                      match))
+            self.limits.append(_bucket(c, suffix, match))
 
     def apply(self, ctx: Context) -> Any:
         if ctx.subscription is None:
@@ -315,8 +327,7 @@ class RateLimitByKey(RateLimit):
         self.scope = site.scope
         self.answers = Answers(s)
         self.stores = StoreAttrs(s)
-        self.limits = [_Limit("", s.integer("calls", 1, 1, 1 << 40, required=True) or 1,
-                              _period(s, "renewal-period", 1, MAX_RENEWAL), lambda ctx: True)]
+        self.limits = [_bucket(s, "", lambda ctx: True)]
         self.counter = _Counter(s)
         self.reads_request_body = self.counter.reads_request_body
 
@@ -454,7 +465,7 @@ class Quota(Policy):
         kb = s.integer("bandwidth", None, 1, 1 << 40)
         if calls is None and kb is None and not s.has("calls") and not s.has("bandwidth"):
             s.error("expected calls, bandwidth or both")
-        period = s.integer("renewal-period", 0, 0, 1 << 40, required=True) or 0
+        period = s.integer("renewal-period", 0, 0, MAX_WINDOW, required=True) or 0
         return (suffix, calls, kb, period, match)
 
     def apply(self, ctx: Context) -> Any:
