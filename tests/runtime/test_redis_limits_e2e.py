@@ -44,7 +44,10 @@ def gws(tmp_path_factory, echo, redis):  # noqa: F811
     cfg = {
         "listeners": [{"bind": "127.0.0.1:0"}],
         "backends": {"echo": {"url": e, "timeout": "5s"}},
-        "redis": {"url": redis.url, "timeout": "50ms"},
+        # 500 ms, not the 50 ms default: this machine is shared and loaded, and a decision
+        # that misses its deadline is (rightly) a store failure, which would spoil the
+        # exact counts; the outage checks still see each request end in well under 2 s
+        "redis": {"url": redis.url, "timeout": "500ms"},
         "apis": [
             {"name": "deny", "path": "/deny", "backend": "echo",
              "policies": {"inbound": [_limit("deny")]}},
@@ -102,12 +105,12 @@ def test_quota_shared_between_gateways(gws):
 
 def _outage_checks(gws) -> None:
     """While Redis cannot answer: each mode, within the deadline (never a stall)."""
-    for _ in range(2):   # the first calls time out (50 ms), later ones fail fast
+    for _ in range(2):   # the first calls time out (0.5 s), later ones fail fast
         for p in gws:
             s, took, r = _get(p.url + "/deny", fresh("down"))
             assert s == 503 and r.json()["message"] == "Rate limit store unavailable"
             assert r.headers["retry-after"] == "1"
-            assert took < 2.0   # generous: the deadline is 50 ms; a stall would be seconds
+            assert took < 2.0   # generous: the deadline is 0.5 s; a stall would be more
             s, took, _ = _get(p.url + "/allow", fresh("down"))
             assert s == 200 and took < 2.0
     # local: this gateway's own table decides (exact for one gateway)
