@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from pipeline_kit import echo, gateway  # noqa: F401  (fixtures)
-from redis_proc import RedisProc
+from procs import start_gateway, write_config
+from redis_proc import RedisProc, command
 from support import wait_until
 
 CALLS = 10
@@ -149,3 +150,29 @@ def test_redis_killed_then_started_again(gws, redis):
     finally:
         redis.start()   # same port, empty (no persistence)
     _recovered(gws)
+
+
+def test_a_reload_that_changes_redis_swaps_the_store(tmp_path, echo, redis):  # noqa: F811
+    other = RedisProc()
+    try:
+        def cfg(url: str) -> dict:
+            return {"listeners": [{"bind": "127.0.0.1:0"}], "admin": {"bind": "127.0.0.1:0"},
+                    "backends": {"echo": {"url": f"http://127.0.0.1:{echo.port}"}},
+                    "redis": {"url": url, "timeout": "500ms"},
+                    "apis": [{"name": "a", "path": "", "backend": "echo",
+                              "policies": {"inbound": [_limit("deny")]}}]}
+        p = start_gateway(tmp_path, cfg(redis.url))
+        try:
+            assert httpx.get(p.url + "/", headers={"x-client": "swap-1"}).status_code == 200
+            write_config(tmp_path, cfg(other.url))
+            r = httpx.post(f"http://127.0.0.1:{p.admin_port}/reload", timeout=30)
+            assert r.status_code == 200, r.text
+            assert httpx.get(p.url + "/", headers={"x-client": "swap-2"}).status_code == 200
+            keys_old = command(redis.port, b"KEYS *swap-*\r\n")
+            keys_new = command(other.port, b"KEYS *swap-*\r\n")
+            assert b"swap-1" in keys_old and b"swap-2" not in keys_old
+            assert b"swap-2" in keys_new and b"swap-1" not in keys_new
+        finally:
+            p.stop()
+    finally:
+        other.stop()
