@@ -2,8 +2,9 @@
 trip) against a redis-server on loopback, vs the same take on the local table (issue 10).
 
 Strategy.  Inside one `trio.run` (so the loop and the pooled connection are warm), time
-each of N decisions with `perf_counter` and report p50 / p99 / mean in microseconds; the
-difference redis - local is what `store: redis` adds to a request.  pytest-benchmark times
+each of N decisions with `perf_counter` and report p50 / p99 / mean in microseconds,
+and this process's CPU per decision (redis-server's own is not in it); the difference
+redis - local is what `store: redis` adds to a request.  pytest-benchmark times
 rounds of 1000 decisions (per decision: its numbers / 1000).
 
     pytest benchmarks/test_bench_redis.py --benchmark-only
@@ -49,15 +50,18 @@ async def _decisions(store, n: int, timed: bool) -> list[float]:
     return out
 
 
-def measure(url: str, count: int) -> dict[str, list[float]]:
+def measure(url: str, count: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """(wall seconds of each decision, this process's CPU seconds per decision) by store."""
     stores = _stores(url)
 
     async def main():
-        res = {}
+        res, cpu = {}, {}
         for name, s in stores.items():
             await _decisions(s, 200, False)            # warm: connection, script cached
+            c0 = time.process_time()
             res[name] = await _decisions(s, count, True)
-        return res
+            cpu[name] = (time.process_time() - c0) / count
+        return res, cpu
     return trio.run(main)
 
 
@@ -84,16 +88,17 @@ def main() -> None:
     from redis_proc import RedisProc
     r = RedisProc()
     try:
-        res = measure(r.url, count)
+        res, cpu = measure(r.url, count)
     finally:
         r.stop()
     q = {name: (statistics.median(v) * 1e6, sorted(v)[int(len(v) * 0.99)] * 1e6,
                 statistics.fmean(v) * 1e6) for name, v in res.items()}
-    print(f"{count} token-bucket takes, µs per decision      p50     p99    mean")
+    print(f"{count} token-bucket takes, µs per decision      p50     p99    mean     CPU")
     for name, (p50, p99, mean) in q.items():
-        print(f"  {name:<38} {p50:7.1f} {p99:7.1f} {mean:7.1f}")
+        print(f"  {name:<38} {p50:7.1f} {p99:7.1f} {mean:7.1f} {cpu[name] * 1e6:7.1f}")
     print(f"  {'added by store: redis (redis - local)':<38} {q['redis'][0] - q['local'][0]:7.1f}"
-          f" {q['redis'][1] - q['local'][1]:7.1f} {q['redis'][2] - q['local'][2]:7.1f}")
+          f" {q['redis'][1] - q['local'][1]:7.1f} {q['redis'][2] - q['local'][2]:7.1f}"
+          f" {(cpu['redis'] - cpu['local']) * 1e6:7.1f}")
 
 
 if __name__ == "__main__":
