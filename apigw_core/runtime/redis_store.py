@@ -8,7 +8,7 @@ so `store: redis` and `store: local` give the same answers to the same sequence 
   refills continuously at `calls / period`, in integer "credit" (one token = `period`
   credit units, refill `calls` units per elapsed time unit, at most one period's worth); a
   take of n needs `n * period` credit, and a refused take takes nothing; a take of more
-  than `calls` can never pass (retry_after < 0); new parameters keep the whole tokens;
+  than `calls` can never pass (retry_after: one period); new parameters keep the whole tokens;
   a refund gives back at most up to full, and only to a bucket that exists.
 - fixed window (quota, quota-by-key): windows of `period` aligned on `start` (Unix time;
   period 0: one window forever); a count past the limit adds nothing unless `force`.
@@ -182,7 +182,9 @@ class RedisStore:
         p, unit = self._units(calls, period)
         ok, remaining, wait = await self._run(TAKE, _key(b"apigw:b:", key),
                                               [calls, p, n, unit, self._now(unit)])
-        return Decision(ok == 1, remaining, 0.0 if ok else wait * unit / _US)
+        # wait -1: n > calls can never pass; as the local store, say one period
+        return Decision(ok == 1, remaining, 0.0 if ok else
+                        wait * unit / _US if wait >= 0 else float(period))
 
     async def refund(self, key: str, calls: int, period: float, n: int) -> None:
         p, unit = self._units(calls, period)

@@ -46,7 +46,7 @@ def test_bucket_starts_full_and_refused_takes_take_nothing(redis):
             assert not d.allowed and d.remaining == 0
             assert 19.9 < d.retry_after <= 20.0   # one token every 60/3 s
         d = await s.take("k1", 3, 60, 4)
-        assert not d.allowed and d.retry_after < 0   # more than calls: never
+        assert not d.allowed and d.retry_after == 60   # more than calls: never; one period
         ttl = await s.client.execute("PTTL", b"apigw:b:k1")
         assert 59_000 < ttl <= 60_002                 # full again in one period
         await s.refund("k1", 3, 60, 5)                # back to full: no key left
@@ -91,12 +91,15 @@ def test_large_limits_keep_integers_exact(redis):
     async def main():
         s = RedisStore(RedisClient(redis.url))
         calls = 2**31 - 1                          # calls * period in us > 2**52: ms units
-        d = await s.take("big", calls, 300, calls - 1)
-        assert d.allowed and d.remaining == 1
-        d = await s.take("big", calls, 300, 2)
-        assert not d.allowed and d.remaining == 1
+        d = await s.take("big", calls, 300, calls)   # a new bucket is exactly full
+        assert d.allowed and d.remaining == 0
+        d = await s.take("big", calls, 300, calls)   # a whole bucket needs 300 s again
+        assert not d.allowed and d.remaining < calls and 0 < d.retry_after <= 300
+        c, p = await s.client.execute("HMGET", b"apigw:b:big", "c", "p")
+        assert p == b"300000" and c.isdigit()      # integers, never 1.2e+17
         d = await s.count("bigq", 2**50, 0, 0, 2**50 - 3)
         assert d.allowed and d.remaining == 3
+        assert await s.client.execute("HGET", b"apigw:q:bigq", "a") == b"%d" % (2**50 - 3)
     run(main)
 
 
@@ -169,8 +172,6 @@ def _same(a: Decision, b: Decision) -> bool:
     """Equal, but for the rounding of the wait: nanoseconds locally, microseconds in Redis."""
     if (a.allowed, a.remaining) != (b.allowed, b.remaining):
         return False
-    if a.retry_after < 0 or b.retry_after < 0:
-        return a.retry_after < 0 and b.retry_after < 0
     return abs(a.retry_after - b.retry_after) <= 1e-6
 
 
