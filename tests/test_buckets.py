@@ -51,6 +51,15 @@ def test_wait_ns_is_exact_for_n_tokens(table):
     assert table.take(b"k", 7, 1000, 3, 100 + wait) == (True, 0, 0)
 
 
+def test_wait_ns_counts_from_the_latest_time_seen(table):
+    # a worker whose clock reading is older than the bucket's last update
+    assert table.take(b"k", 2, 1000, 2, 5000)[0]
+    ok, _, wait = table.take(b"k", 2, 1000, 1, 4000)
+    assert not ok and wait == 1000 + 500        # 1000 ns behind, then 500 ns of refill
+    assert table.take(b"k", 2, 1000, 1, 4000 + wait - 1)[0] is False
+    assert table.take(b"k", 2, 1000, 1, 4000 + wait)[0] is True
+
+
 def test_refill_is_continuous_and_capped_at_calls(table):
     table.take(b"k", 4, 4 * S, 4, 0)
     assert table.peek(b"k", 4, 4 * S, S // 4) == (0, 3 * S // 4)
@@ -211,6 +220,23 @@ def test_counters_and_semaphores_evict_when_idle(native):
             t.take(b"b", 1, S, 1, 10**15)  # period 0 never ends: never evicted
 
 
+def test_threads_share_one_table_exactly(table):
+    # the C calls run without the GIL: 4 threads at once on one bucket, frozen clock
+    import threading
+    got = []
+
+    def hammer() -> None:
+        got.append(sum(table.take(b"t", 5000, S, 1, 0)[0] for _ in range(2000)))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(got) == 5000
+    assert table.take(b"t", 5000, S, 1, 0) == (False, 0, S // 5000)
+
+
 def test_bad_arguments_raise_value_error(table):
     for args in [(b"k", 0, S, 1, 0), (b"k", 1, 0, 1, 0), (b"k", 1, S, -1, 0),
                  (b"k", 1 << 40, 1 << 40, 1, 0), (b"k", 1, S, 1, 1 << 62)]:
@@ -220,6 +246,10 @@ def test_bad_arguments_raise_value_error(table):
         table.count(b"k", 1, -1, 0, 1, 0)
     with pytest.raises(ValueError):
         table.acquire(b"k", -1)
+    with pytest.raises(ValueError):
+        table.take(b"k", 1, S, 1, 1 << 70)      # beyond int64 as well
+    with pytest.raises(TypeError):
+        table.take("not bytes", 1, S, 1, 0)  # type: ignore[arg-type]
 
 
 def test_attach_by_name_shares_state(native):

@@ -71,7 +71,7 @@ def _pair(slots: int, seed: int):
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(slots=st.sampled_from([1, 2, 3, 5, 16, 64]), seed=st.integers(0, 2**64 - 1),
+@given(slots=st.sampled_from([1, 2, 3, 5, 8, 16, 24, 64]), seed=st.integers(0, 2**64 - 1),
        t0=st.integers(-10**15, 10**15), ops=st.lists(op, max_size=60))
 def test_c_and_twin_agree_on_random_sequences(slots, seed, t0, ops):
     c, p = _pair(slots, seed)

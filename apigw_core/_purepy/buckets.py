@@ -2,7 +2,7 @@
 
 Strategy.  The table is a flat array of 64-bit words (a ``memoryview`` cast to ``Q``
 over the shared mapping) with exactly the C layout (apigw/buckets.h): a 64-byte header
-then 64-byte slots of eight words.  Every operation is the C one transcribed with Python
+then groups of a fingerprint line and eight 64-byte slots.  Every operation is the C one transcribed with Python
 ints, masked to 64 bits where C wraps (the hash) and range-checked beforehand where C
 would overflow (``check_*``), so both give identical results bit for bit; the
 differential tests hold them to it.  What the twin cannot do is an atomic
@@ -19,18 +19,20 @@ from __future__ import annotations
 import struct
 
 M64 = (1 << 64) - 1
-MAGIC = 0x31544B4257474941  # b"APIGWBKT"[::-1] read little-endian: "AIGWBKT1"
+MAGIC = 0x31544B4257474941  # b"AIGWBKT1" read as a little-endian word
 VERSION = 1
-HEADER_WORDS = 8            # magic, version, slots, window, seed, reserved x3
-SLOT_WORDS = 8              # lock, fp, claim, kind, a, b, p1, p2
-WINDOW_MAX = 16             # probe window: a key lives in one of these slots from home
+HEADER_WORDS = 8            # magic, version, slots, group size, seed, reserved x3
+GROUP = 8                   # slots per group; a key may live in one of two groups
+FP_WORDS = 8                # a group opens with its slots' fingerprints (one cache line)
+SLOT_WORDS = 8              # lock, claim, kind, a, b, p1, p2, reserved
 # limits that keep every intermediate of the C code inside int64
 TIME_MAX = 1 << 61          # |now|, |start|, period
 FULL_MAX = 1 << 62          # calls * period_ns, counter values
+AGE_SEM = -TIME_MAX - 1     # an idle semaphore is the first to be evicted
 
 KIND_BUCKET, KIND_COUNTER, KIND_SEM = 1, 2, 3
 # word offsets inside a slot
-W_LOCK, W_FP, W_CLAIM, W_KIND, W_A, W_B, W_P1, W_P2 = range(8)
+W_LOCK, W_CLAIM, W_KIND, W_A, W_B, W_P1, W_P2 = range(7)
 
 P1 = 0x9E3779B185EBCA87
 P2 = 0xC2B2AE3D27D4EB4F
@@ -41,7 +43,7 @@ OK, E_FULL, E_INVAL = 0, -1, -2
 
 
 class BucketTableFull(RuntimeError):
-    """No slot in the key's probe window is free or idle enough to evict."""
+    """Neither of the key's two groups has a slot free or idle enough to evict."""
 
 
 def _rotl(x: int, r: int) -> int:
@@ -106,19 +108,21 @@ class Table:
         if len(w) < HEADER_WORDS or w[0] != MAGIC or w[1] != VERSION:
             why = "not a bucket table (bad magic or version)"
         else:
-            self.slots, self.window, self.seed = w[2], w[3], w[4]
-            if not 1 <= self.slots <= 1 << 32 or self.window != min(WINDOW_MAX, self.slots) \
-                    or len(w) < HEADER_WORDS + self.slots * SLOT_WORDS:
+            self.slots, self.group, self.seed = w[2], w[3], w[4]
+            if check_slots(self.slots) is not None or self.group != min(GROUP, self.slots) \
+                    or len(w) * 8 < table_bytes(self.slots):
                 why = "bucket table header does not match its size"
         if why:
             w.release()
             raise ValueError(why)
+        self.groups = self.slots // self.group
+        self.gwords = FP_WORDS + self.group * SLOT_WORDS
 
     @staticmethod
     def init(buf, slots: int, seed: int) -> None:
         """Writes the header into zeroed memory of size ``table_bytes(slots)``."""
         w = memoryview(buf).cast("B").cast("Q")
-        w[1], w[2], w[3], w[4] = VERSION, slots, min(WINDOW_MAX, slots), seed & M64
+        w[1], w[2], w[3], w[4] = VERSION, slots, min(GROUP, slots), seed & M64
         w[0] = MAGIC
         w.release()
 
@@ -126,29 +130,42 @@ class Table:
         self.w.release()
 
     # -- slots -------------------------------------------------------------------
-    def _base(self, i: int) -> int:
-        return HEADER_WORDS + i * SLOT_WORDS
+    def _groups(self, h: int) -> tuple[int, ...]:
+        """The key's two candidate groups (one when the table has one group)."""
+        a = (h & 0xFFFFFFFF) % self.groups
+        if self.groups == 1:
+            return (a,)
+        b = (h >> 32) % self.groups
+        return (a, b if b != a else (a + 1) % self.groups)
 
-    def _find(self, key: bytes, kind: int) -> tuple[int, int, int]:
-        """(slot base or -1, home, fp): the key's slot if it has one."""
-        home, fp = key_hashes(key, self.seed, kind)
-        home %= self.slots
+    def _fp_at(self, g: int) -> int:
+        return HEADER_WORDS + g * self.gwords
+
+    def _slot_at(self, g: int, j: int) -> int:
+        return HEADER_WORDS + g * self.gwords + FP_WORDS + j * SLOT_WORDS
+
+    def _find(self, key: bytes, kind: int) -> tuple[int, tuple, int]:
+        """(slot base or -1, groups, fp): the key's slot if it has one.  A group fills
+        from its front and never empties, so its scan stops at the first free slot."""
+        h, fp = key_hashes(key, self.seed, kind)
+        groups = self._groups(h)
         w = self.w
-        for j in range(self.window):
-            b = self._base((home + j) % self.slots)
-            f = w[b + W_FP]
-            if f == fp:
-                return b, home, fp
-            if f == 0:
-                break
-        return -1, home, fp
+        for g in groups:
+            f0 = self._fp_at(g)
+            for j in range(self.group):
+                f = w[f0 + j]
+                if f == fp:
+                    return self._slot_at(g, j), groups, fp
+                if f == 0:
+                    break
+        return -1, groups, fp
 
     def _idle_age(self, b: int, now: int | None) -> int | None:
         """The slot's age when it may be evicted at `now`, else None."""
         w = self.w
         kind = w[b + W_KIND]
         if kind == KIND_SEM:
-            return -TIME_MAX - 1 if w[b + W_A] == 0 else None
+            return AGE_SEM if w[b + W_A] == 0 else None
         if now is None:
             return None
         if kind == KIND_BUCKET:
@@ -163,27 +180,36 @@ class Table:
         return None
 
     def _claim(self, key: bytes, kind: int, now: int | None) -> tuple[int, bool]:
-        """(slot base, new): the key's slot, claimed (an empty one, else the idle one
-        with the oldest age in the window; ties: first in probe order) if it has none."""
-        b, home, fp = self._find(key, kind)
+        """(slot base, new): the key's slot; if it has none, the first free slot of the
+        less occupied of its groups (ties: the first), else the slot of the two groups
+        idle longest (ties: first in group order)."""
+        b, groups, fp = self._find(key, kind)
         if b >= 0:
             return b, False
         w = self.w
-        victim, best = -1, None
-        for j in range(self.window):
-            c = self._base((home + j) % self.slots)
-            if w[c + W_FP] == 0:
-                victim = c
-                break
-            age = self._idle_age(c, now)
-            if age is not None and (best is None or age < best):
-                victim, best = c, age
+        used = []
+        for g in groups:
+            f0 = self._fp_at(g)
+            used.append(next((j for j in range(self.group) if w[f0 + j] == 0), self.group))
+        gi = min(range(len(groups)), key=used.__getitem__)
+        victim, vfp = -1, -1
+        if used[gi] < self.group:
+            victim = self._slot_at(groups[gi], used[gi])
+            vfp = self._fp_at(groups[gi]) + used[gi]
+        else:
+            best = None
+            for g in groups:
+                for j in range(self.group):
+                    c = self._slot_at(g, j)
+                    age = self._idle_age(c, now)
+                    if age is not None and (best is None or age < best):
+                        victim, vfp, best = c, self._fp_at(g) + j, age
         if victim < 0:
-            raise BucketTableFull("bucket table full: no idle slot in the probe window")
+            raise BucketTableFull("bucket table full: no idle slot in the key's groups")
         for k in range(W_KIND, SLOT_WORDS):
             w[victim + k] = 0
         w[victim + W_KIND] = kind
-        w[victim + W_FP] = fp
+        w[vfp] = fp
         return victim, True
 
     # -- token bucket --------------------------------------------------------------
@@ -206,6 +232,13 @@ class Table:
         w[b + W_P1], w[b + W_P2] = calls, period
         return c
 
+    def _wait(self, b: int, now: int, deficit: int, calls: int) -> int:
+        """ns from `now` until `deficit` credits have refilled; refill runs from the
+        bucket's last update, later than `now` when a slower caller's clock reading
+        arrives after a faster one's."""
+        t = _s64(self.w[b + W_B])
+        return min((1 << 63) - 1, _ceil_div(deficit, calls) + max(0, t - now))
+
     def take(self, key: bytes, calls: int, period: int, n: int, now: int
              ) -> tuple[bool, int, int]:
         b, new = self._claim(key, KIND_BUCKET, now)
@@ -217,7 +250,7 @@ class Table:
             c -= need
             allowed, wait = True, 0
         else:
-            allowed, wait = False, _ceil_div(need - c, calls)
+            allowed, wait = False, self._wait(b, now, need - c, calls)
         self.w[b + W_A] = c
         return allowed, c // period, wait
 
@@ -234,7 +267,7 @@ class Table:
             return calls, 0
         c = self._refresh(b, calls, period, now, False)
         self.w[b + W_A] = c
-        return c // period, (0 if c >= period else _ceil_div(period - c, calls))
+        return c // period, (0 if c >= period else self._wait(b, now, period - c, calls))
 
     # -- fixed window counter --------------------------------------------------------
     def count(self, key: bytes, limit: int, period: int, start: int, n: int, now: int,
@@ -269,5 +302,15 @@ class Table:
             self.w[b + W_A] -= 1
 
 
+def check_slots(slots: int) -> str | None:
+    """Why `slots` cannot be a table's size, or None."""
+    if not 1 <= slots <= 1 << 32:
+        return "slots must be in 1 .. 2**32"
+    if slots > GROUP and slots % GROUP:
+        return f"slots over {GROUP} must be a multiple of {GROUP}"
+    return None
+
+
 def table_bytes(slots: int) -> int:
-    return 8 * (HEADER_WORDS + slots * SLOT_WORDS)
+    g = min(GROUP, slots)
+    return 8 * (HEADER_WORDS + (slots // g) * (FP_WORDS + g * SLOT_WORDS))

@@ -32,9 +32,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 from ..buckets import BucketTable, BucketTableFull
 from ..gateway.pipeline import PolicyError
@@ -55,8 +54,11 @@ EXHAUSTED_REASONS = frozenset({"RateLimitExceeded", "QuotaExceeded", "TokenLimit
 _NS = 1_000_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
+    """One decision: immutable like the frozen dataclass of the seam's sketch, built with
+    the same fields positionally or by name, and a NamedTuple because a decision is made per
+    request (a frozen dataclass costs ~2 us to build here, a NamedTuple ~0.3 us)."""
+
     allowed: bool
     remaining: int
     retry_after: float   # seconds
@@ -73,6 +75,13 @@ class CounterStore(Protocol):
 
     async def count(self, key: str, limit: int, period: float, start: float, n: int,
                     force: bool = False) -> Decision: ...
+
+
+def _decision(allowed: bool, remaining: int, retry_after: float) -> Decision:
+    return _new(Decision, (allowed, remaining, retry_after))   # NamedTuple's own, minus a call
+
+
+_new = tuple.__new__
 
 
 def _key(key: str) -> bytes:
@@ -94,8 +103,9 @@ class LocalStore:
         except (BucketTableFull, ValueError) as e:   # full, or arguments out of its range
             raise StoreUnavailable(str(e)) from None
         # wait -1: n > calls can never pass; say one period
-        return Decision(bool(ok), remaining, 0.0 if ok else (wait if wait >= 0 else
-                                                            int(period * _NS)) / _NS)
+        if ok:
+            return _decision(True, remaining, 0.0)
+        return _decision(False, remaining, (wait if wait >= 0 else int(period * _NS)) / _NS)
 
     def refund_now(self, key: str, calls: int, period: float, n: int) -> None:
         self.table.refund(_key(key), calls, int(period * _NS), n, self._mono())
@@ -107,7 +117,7 @@ class LocalStore:
                                                     int(start * _NS), n, self._wall(), force)
         except (BucketTableFull, ValueError) as e:   # full, or arguments out of its range
             raise StoreUnavailable(str(e)) from None
-        return Decision(bool(ok), remaining, renew / _NS)
+        return _decision(bool(ok), remaining, renew / _NS)
 
     async def take(self, key: str, calls: int, period: float, n: int) -> Decision:
         return self.take_now(key, calls, period, n)

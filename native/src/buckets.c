@@ -1,9 +1,12 @@
 /* buckets.c - shared-memory token buckets, counters and semaphores; see apigw/buckets.h.
  *
- * Strategy.  Open addressing over fixed 64-byte slots: a key lives within `window` slots
- * of its home and is recognised by its 64-bit fingerprint, so keys sharing a home probe
- * on and never share state.  Slots never become empty again (an eviction hands the slot
- * straight to the new key), so a lookup stops at the first empty slot.  All arithmetic is
+ * Strategy.  Bucketised two-choice hashing over fixed 64-byte slots: a key lives in one
+ * of two groups of 8 slots and is recognised by its 64-bit fingerprint (kept with the
+ * group's other fingerprints in one cache line), so keys sharing a group never share
+ * state.  A new key goes to the less occupied group, which keeps a group from
+ * overflowing until ~70 % load.  Slots never become empty again (an eviction hands the
+ * slot straight to the new key) and a group fills from its front, so a lookup stops at
+ * a group's first empty slot.  All arithmetic is
  * on integers kept inside int64/uint64 by the argument ranges (APIGW_BK_*_MAX), which is
  * what lets the pure-Python twin match it bit for bit.
  *
@@ -13,7 +16,7 @@
  * that spins long checks whether the holder still exists (kill(pid, 0)) and takes a dead
  * holder's lock over, so a worker killed mid-update cannot wedge a slot (its half-done
  * update of one bucket is the only damage).  A key that has no slot yet is claimed under
- * its home slot's separate claim word: two processes claiming the same new key
+ * the claim word of its first group's first slot: two processes claiming the same new key
  * serialise there, and the second finds the first's slot.  A claim word is only ever
  * taken while no slot lock is held, and at most one slot lock is held at a time, so the
  * locks cannot deadlock.  Reads outside a lock (the probe, the eviction scan) are atomic
@@ -50,7 +53,7 @@
 #define cpu_relax() ((void)0)
 #endif
 
-enum { W_LOCK, W_FP, W_CLAIM, W_KIND, W_A, W_B, W_P1, W_P2 };
+enum { W_LOCK, W_CLAIM, W_KIND, W_A, W_B, W_P1, W_P2 };
 enum { KIND_BUCKET = 1, KIND_COUNTER = 2, KIND_SEM = 3 };
 
 #define P1 0x9E3779B185EBCA87ULL
@@ -62,10 +65,12 @@ enum { KIND_BUCKET = 1, KIND_COUNTER = 2, KIND_SEM = 3 };
 #define YIELDS_BEFORE_CHECK 64
 
 typedef struct {
-    uint64_t *w;     /* the table's words */
-    uint64_t slots, window;
-    uint64_t *slot;  /* the slot found / claimed (locked) */
-    uint64_t home, fp;
+    uint64_t *w;            /* the table's words */
+    uint64_t group, gwords; /* slots per group, words per group */
+    uint64_t g[2];          /* the key's candidate groups */
+    int ngroups;            /* 1 when the table has a single group */
+    uint64_t fp;
+    uint64_t *slot;         /* the slot found / claimed (locked) */
 } table;
 
 /* ---------------------------------------------------------------- atomics, locks */
@@ -162,11 +167,19 @@ uint64_t apigw_bk_hash(const char *key, size_t key_len, uint64_t seed)
 
 /* ---------------------------------------------------------------- table */
 
+static uint64_t group_size(uint64_t slots)
+{
+    return slots < APIGW_BK_GROUP ? slots : APIGW_BK_GROUP;
+}
+
 size_t apigw_bk_bytes(uint64_t slots)
 {
-    if (slots == 0 || slots > (1ULL << 32))
+    uint64_t g;
+    if (slots == 0 || slots > (1ULL << 32) || (slots > APIGW_BK_GROUP && slots % APIGW_BK_GROUP))
         return 0;
-    return (size_t)(8 * (APIGW_BK_HEADER_WORDS + slots * APIGW_BK_SLOT_WORDS));
+    g = group_size(slots);
+    return (size_t)(8 * (APIGW_BK_HEADER_WORDS +
+                         slots / g * (APIGW_BK_FP_WORDS + g * APIGW_BK_SLOT_WORDS)));
 }
 
 int apigw_bk_init(void *mem, size_t len, uint64_t slots, uint64_t seed)
@@ -177,7 +190,7 @@ int apigw_bk_init(void *mem, size_t len, uint64_t slots, uint64_t seed)
         return APIGW_BK_E_INVAL;
     w[1] = APIGW_BK_VERSION;
     w[2] = slots;
-    w[3] = slots < APIGW_BK_WINDOW_MAX ? slots : APIGW_BK_WINDOW_MAX;
+    w[3] = group_size(slots);
     w[4] = seed;
     __atomic_store_n(&w[0], APIGW_BK_MAGIC, __ATOMIC_RELEASE);
     return APIGW_BK_OK;
@@ -191,50 +204,65 @@ int apigw_bk_check(const void *mem, size_t len)
         w[1] != APIGW_BK_VERSION)
         return APIGW_BK_E_INVAL;
     slots = w[2];
-    if (apigw_bk_bytes(slots) == 0 || len < apigw_bk_bytes(slots) ||
-        w[3] != (slots < APIGW_BK_WINDOW_MAX ? slots : APIGW_BK_WINDOW_MAX))
+    if (apigw_bk_bytes(slots) == 0 || len < apigw_bk_bytes(slots) || w[3] != group_size(slots))
         return APIGW_BK_E_INVAL;
     return APIGW_BK_OK;
 }
 
 static void open_table(table *t, void *mem, const char *key, size_t key_len, int kind)
 {
-    uint64_t s;
+    uint64_t s, h, ngroups;
     t->w = mem;
-    t->slots = t->w[2];
-    t->window = t->w[3];
+    t->group = t->w[3];
+    t->gwords = APIGW_BK_FP_WORDS + t->group * APIGW_BK_SLOT_WORDS;
+    ngroups = t->w[2] / t->group;
     s = t->w[4] ^ (uint64_t)kind;
-    t->home = apigw_bk_hash(key, key_len, s) % t->slots;
+    h = apigw_bk_hash(key, key_len, s);
     t->fp = apigw_bk_hash(key, key_len, s ^ FP_SALT);
     if (t->fp == 0)
         t->fp = 1;
+    t->g[0] = (h & 0xFFFFFFFFu) % ngroups;
+    t->ngroups = ngroups == 1 ? 1 : 2;
+    t->g[1] = (h >> 32) % ngroups;
+    if (t->g[1] == t->g[0])
+        t->g[1] = (t->g[0] + 1) % ngroups;
     t->slot = NULL;
 }
 
-static inline uint64_t *slot_at(const table *t, uint64_t j)
+static inline uint64_t *fps_of(const table *t, int gi)
 {
-    return t->w + APIGW_BK_HEADER_WORDS + ((t->home + j) % t->slots) * APIGW_BK_SLOT_WORDS;
+    return t->w + APIGW_BK_HEADER_WORDS + t->g[gi] * t->gwords;
 }
 
-/* Finds the key's slot and locks it: 1 found (t->slot locked), 0 not there. */
+static inline uint64_t *slot_of(const table *t, int gi, uint64_t j)
+{
+    return fps_of(t, gi) + APIGW_BK_FP_WORDS + j * APIGW_BK_SLOT_WORDS;
+}
+
+/* Finds the key's slot and locks it: 1 found (t->slot locked), 0 not there.  A group
+ * fills from its front and never empties, so its scan stops at the first free slot. */
 static int find(table *t)
 {
+    int gi;
     uint64_t j;
 restart:
-    for (j = 0; j < t->window; j++) {
-        uint64_t *s = slot_at(t, j);
-        uint64_t f = __atomic_load_n(&s[W_FP], __ATOMIC_ACQUIRE);
-        if (f == t->fp) {
-            lock(&s[W_LOCK]);
-            if (ld(&s[W_FP]) == t->fp) {
-                t->slot = s;
-                return 1;
+    for (gi = 0; gi < t->ngroups; gi++) {
+        uint64_t *fps = fps_of(t, gi);
+        for (j = 0; j < t->group; j++) {
+            uint64_t f = __atomic_load_n(&fps[j], __ATOMIC_ACQUIRE);
+            if (f == t->fp) {
+                uint64_t *s = slot_of(t, gi, j);
+                lock(&s[W_LOCK]);
+                if (ld(&fps[j]) == t->fp) {
+                    t->slot = s;
+                    return 1;
+                }
+                unlock(&s[W_LOCK]); /* evicted meanwhile: look again */
+                goto restart;
             }
-            unlock(&s[W_LOCK]); /* evicted meanwhile: look again */
-            goto restart;
+            if (f == 0)
+                break;
         }
-        if (f == 0)
-            return 0;
     }
     return 0;
 }
@@ -271,51 +299,70 @@ static int idle_age(const uint64_t *s, int have_now, int64_t now, int64_t *age)
     return 0;
 }
 
-/* The key's slot, locked; claimed if it had none.  1 new, 0 existing, or E_FULL. */
+static uint64_t used_of(const table *t, int gi)
+{
+    const uint64_t *fps = fps_of(t, gi);
+    uint64_t j;
+    for (j = 0; j < t->group; j++)
+        if (__atomic_load_n(&fps[j], __ATOMIC_ACQUIRE) == 0)
+            break;
+    return j;
+}
+
+/* The key's slot, locked; claimed if it had none: the first free slot of the less
+ * occupied group (ties: the first), else the idle slot of both idle longest (ties:
+ * first in group order).  1 new, 0 existing, or E_FULL. */
 static int claim(table *t, int kind, int have_now, int64_t now)
 {
-    uint64_t *home = slot_at(t, 0);
+    uint64_t *claim_word = slot_of(t, 0, 0) + W_CLAIM;
     uint64_t j;
     int rc = APIGW_BK_E_FULL;
     if (find(t))
         return 0;
-    lock(&home[W_CLAIM]);
+    lock(claim_word);
     if (find(t)) {
-        unlock(&home[W_CLAIM]);
+        unlock(claim_word);
         return 0;
     }
     for (;;) {
-        uint64_t *victim = NULL;
+        uint64_t *victim = NULL, *vfp = NULL;
+        uint64_t used[2] = {0, 0};
         int64_t best = 0, age = 0;
-        int empty = 0;
-        for (j = 0; j < t->window; j++) {
-            uint64_t *s = slot_at(t, j);
-            if (__atomic_load_n(&s[W_FP], __ATOMIC_ACQUIRE) == 0) {
-                victim = s;
-                empty = 1;
-                break;
-            }
-            if (idle_age(s, have_now, now, &age) && (victim == NULL || age < best)) {
-                victim = s;
-                best = age;
-            }
+        int gi, pick = 0, empty = 0;
+        for (gi = 0; gi < t->ngroups; gi++)
+            used[gi] = used_of(t, gi);
+        if (t->ngroups == 2 && used[1] < used[0])
+            pick = 1;
+        if (used[pick] < t->group) {
+            victim = slot_of(t, pick, used[pick]);
+            vfp = fps_of(t, pick) + used[pick];
+            empty = 1;
+        } else {
+            for (gi = 0; gi < t->ngroups; gi++)
+                for (j = 0; j < t->group; j++) {
+                    uint64_t *s = slot_of(t, gi, j);
+                    if (idle_age(s, have_now, now, &age) && (victim == NULL || age < best)) {
+                        victim = s;
+                        vfp = fps_of(t, gi) + j;
+                        best = age;
+                    }
+                }
         }
         if (victim == NULL)
             break; /* rc: E_FULL */
         lock(&victim[W_LOCK]);
-        if (empty ? ld(&victim[W_FP]) == 0 : (ld(&victim[W_FP]) != 0 &&
-                                              idle_age(victim, have_now, now, &age))) {
+        if (empty ? ld(vfp) == 0 : (ld(vfp) != 0 && idle_age(victim, have_now, now, &age))) {
             for (j = W_KIND; j < APIGW_BK_SLOT_WORDS; j++)
                 st(&victim[j], 0);
             st(&victim[W_KIND], (uint64_t)kind);
-            __atomic_store_n(&victim[W_FP], t->fp, __ATOMIC_RELEASE);
+            __atomic_store_n(vfp, t->fp, __ATOMIC_RELEASE);
             t->slot = victim;
             rc = 1;
             break;
         }
         unlock(&victim[W_LOCK]); /* taken or used meanwhile: scan again */
     }
-    unlock(&home[W_CLAIM]);
+    unlock(claim_word);
     return rc;
 }
 
@@ -359,6 +406,16 @@ static uint64_t refresh(uint64_t *s, uint64_t calls, uint64_t period, int64_t no
     return c;
 }
 
+/* ns from `now` until `deficit` credits have refilled: refill runs from the bucket's
+ * last update, which is later than `now` when a slower caller's clock reading arrives
+ * after a faster one's. */
+static int64_t wait_for(const uint64_t *s, int64_t now, uint64_t deficit, uint64_t calls)
+{
+    int64_t t = lds(&s[W_B]);
+    uint64_t w = (deficit + calls - 1) / calls + (t > now ? (uint64_t)(t - now) : 0);
+    return w > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)w;
+}
+
 int apigw_bk_take(void *mem, const char *key, size_t key_len, int64_t calls,
                   int64_t period_ns, int64_t n, int64_t now_ns, int64_t *out)
 {
@@ -381,7 +438,7 @@ int apigw_bk_take(void *mem, const char *key, size_t key_len, int64_t calls,
         out[2] = 0;
     } else {
         out[0] = 0;
-        out[2] = (int64_t)((need - c + (uint64_t)calls - 1) / (uint64_t)calls);
+        out[2] = wait_for(t.slot, now_ns, need - c, (uint64_t)calls);
     }
     st(&t.slot[W_A], c);
     unlock(&t.slot[W_LOCK]);
@@ -422,9 +479,9 @@ int apigw_bk_peek(void *mem, const char *key, size_t key_len, int64_t calls,
     }
     c = refresh(t.slot, (uint64_t)calls, P, now_ns, 0);
     st(&t.slot[W_A], c);
-    unlock(&t.slot[W_LOCK]);
     out[1] = (int64_t)(c / P);
-    out[2] = c >= P ? 0 : (int64_t)((P - c + (uint64_t)calls - 1) / (uint64_t)calls);
+    out[2] = c >= P ? 0 : wait_for(t.slot, now_ns, P - c, (uint64_t)calls);
+    unlock(&t.slot[W_LOCK]);
     return APIGW_BK_OK;
 }
 
@@ -511,3 +568,39 @@ int apigw_bk_release(void *mem, const char *key, size_t key_len)
     unlock(&t.slot[W_LOCK]);
     return APIGW_BK_OK;
 }
+
+/* ---------------------------------------------------------------- packed results */
+
+/* The Python wrapper's entry points: one cffi call per decision, no out array.  The
+ * result is remaining * 2 + allowed, or twice an error code (even, so `r & 1` alone says
+ * "allowed"); the wait, needed only when
+ * refused, is kept per thread for apigw_bk_last_wait(). */
+static _Thread_local int64_t last_wait;
+
+int64_t apigw_bk_take_packed(void *mem, const char *key, size_t key_len, int64_t calls,
+                             int64_t period_ns, int64_t n, int64_t now_ns)
+{
+    int64_t out[3];
+    int rc = apigw_bk_take(mem, key, key_len, calls, period_ns, n, now_ns, out);
+    if (rc < 0)
+        return 2 * rc;
+    last_wait = out[2];
+    return out[1] * 2 + out[0];
+}
+
+int64_t apigw_bk_peek_packed(void *mem, const char *key, size_t key_len, int64_t calls,
+                             int64_t period_ns, int64_t now_ns)
+{
+    int64_t out[3];
+    int rc = apigw_bk_peek(mem, key, key_len, calls, period_ns, now_ns, out);
+    if (rc < 0)
+        return 2 * rc;
+    last_wait = out[2];
+    return out[1] * 2 + 1;
+}
+
+int64_t apigw_bk_last_wait(void)
+{
+    return last_wait;
+}
+

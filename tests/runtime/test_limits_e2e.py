@@ -96,6 +96,9 @@ def gw(tmp_path_factory, echo, held):  # noqa: F811
             {"name": "grpc", "path": "/pkg.Svc", "backend": "gone", "protocols": ["grpc"],
              "policies": {"inbound": [{"rate-limit-by-key": {
                  "calls": 1, "renewal-period": 60, "counter-key": "grpc-callers"}}]}},
+            {"name": "grpcq", "path": "/pkg.Quota", "backend": "gone", "protocols": ["grpc"],
+             "policies": {"inbound": [{"quota-by-key": {
+                 "calls": 1, "renewal-period": 600, "counter-key": "grpc-callers"}}]}},
         ],
     }
     p = gateway(tmp_path_factory, cfg)
@@ -307,3 +310,18 @@ def test_grpc_caller_gets_resource_exhausted_with_the_hint(gw):
         assert int(retry["grpc-retry-pushback-ms"]) == int(retry["retry-after"]) * 1000
         assert err.details() == f"Rate limit is exceeded. Try again in " \
                                 f"{retry['retry-after']} seconds."
+
+
+def test_grpc_quota_refusal_is_resource_exhausted_too(gw):
+    grpc = pytest.importorskip("grpc", reason="optional test dependency 'grpcio' missing")
+    with grpc.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+        method = channel.unary_unary("/pkg.Quota/Call")
+        with pytest.raises(grpc.RpcError):
+            method(b"", timeout=10)
+        with pytest.raises(grpc.RpcError) as second:
+            method(b"", timeout=10)
+        err = second.value
+        # HTTP's 403 would read PERMISSION_DENIED; a quota is an exhausted resource
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert err.details().startswith("Out of call volume quota. Quota will be replenished")
+        assert 1 <= int(dict(err.trailing_metadata())["retry-after"]) <= 600

@@ -6,17 +6,21 @@
  * where time matters, the caller's monotonic time in nanoseconds: the table has no clock.
  *
  * Layout (64-bit words, native byte order; _purepy/buckets.py uses the same):
- *   header, 8 words: magic, version, slots, probe window, hash seed, 3 reserved;
- *   slot i at word 8 + 8*i: lock, fingerprint (0 = empty), claim lock, kind, a, b, p1, p2.
+ *   header, 8 words: magic, version, slots, group size g = min(8, slots), hash seed,
+ *     3 reserved;
+ *   then slots / g groups, each 8 fingerprint words (0 = empty; g used) followed by g
+ *   slots of 8 words: lock, claim lock, kind, a, b, p1, p2, reserved.
  *     bucket  (kind 1): a = credit (token-ns), b = last update ns, p1 = calls, p2 = period
  *     counter (kind 2): a = used, b = window end ns, p1 = limit, p2 = period (0: forever)
  *     semaphore (3):    a = holders, p1 = max_count
- * A key's home slot is hash(key, seed ^ kind) % slots and its fingerprint
- * hash(key, seed ^ kind ^ FP_SALT) (0 becomes 1); it lives in one of the `window` slots
- * from its home.  The semantics and worst case are documented in apigw_core/buckets.py.
+ * With h = hash(key, seed ^ kind), a key's groups are (h mod 2^32) % G and (h >> 32) % G
+ * (the next group if both are the same; G = slots / g), its fingerprint is
+ * hash(key, seed ^ kind ^ FP_SALT) (0 becomes 1).  The semantics and worst case are
+ * documented in apigw_core/buckets.py.
  *
  * Concurrency: slot updates hold the slot's lock word (CAS 0 -> pid, a waiter takes over
- * a dead holder's lock); a new key's claim holds its home slot's claim word first.
+ * a dead holder's lock); a new key's claim holds the claim word of its first group's
+ * first slot first.
  *
  * Return codes: 0 (or 1 for a successful acquire), APIGW_BK_E_FULL when the key has no
  * slot and none can be evicted, APIGW_BK_E_INVAL for an argument out of range.
@@ -36,7 +40,8 @@ extern "C" {
 #define APIGW_BK_VERSION 1
 #define APIGW_BK_HEADER_WORDS 8
 #define APIGW_BK_SLOT_WORDS 8
-#define APIGW_BK_WINDOW_MAX 16
+#define APIGW_BK_FP_WORDS 8
+#define APIGW_BK_GROUP 8
 #define APIGW_BK_TIME_MAX (1LL << 61)  /* |now|, |start|, period */
 #define APIGW_BK_FULL_MAX (1LL << 62)  /* calls * period_ns; counts */
 
@@ -44,7 +49,8 @@ extern "C" {
 #define APIGW_BK_E_FULL (-1)
 #define APIGW_BK_E_INVAL (-2)
 
-/* Bytes a table of `slots` slots needs (0 if slots is 0 or over 2^32). */
+/* Bytes a table of `slots` slots needs (0 if slots is 0, over 2^32, or over 8 and not a
+ * multiple of 8). */
 size_t apigw_bk_bytes(uint64_t slots);
 /* Writes the header into zeroed memory of apigw_bk_bytes(slots) bytes (len checked). */
 int apigw_bk_init(void *mem, size_t len, uint64_t slots, uint64_t seed);
@@ -67,6 +73,15 @@ int apigw_bk_count(void *mem, const char *key, size_t key_len, int64_t limit,
 /* 1 acquired, 0 at max_count, or an error code. */
 int apigw_bk_acquire(void *mem, const char *key, size_t key_len, int64_t max_count);
 int apigw_bk_release(void *mem, const char *key, size_t key_len);
+
+/* The same as take / peek, packed for a single cheap call from Python: returns
+ * remaining * 2 + allowed (peek: allowed is 1), or twice an error code; the wait of that
+ * call is then apigw_bk_last_wait() (kept per thread). */
+int64_t apigw_bk_take_packed(void *mem, const char *key, size_t key_len, int64_t calls,
+                             int64_t period_ns, int64_t n, int64_t now_ns);
+int64_t apigw_bk_peek_packed(void *mem, const char *key, size_t key_len, int64_t calls,
+                             int64_t period_ns, int64_t now_ns);
+int64_t apigw_bk_last_wait(void);
 
 /* The table's key hash (exposed for tests). */
 uint64_t apigw_bk_hash(const char *key, size_t key_len, uint64_t seed);

@@ -137,6 +137,8 @@ def test_token_quota_hourly_403():
     ({"counter-key": "k", "tokens-per-minute": 5, "tokens-consumed-header-name": "x"},
      "llm-token-limit.tokens-consumed-header-name: not supported"),
     ({"tokens-per-minute": 5}, "llm-token-limit.counter-key: required"),
+    ({"counter-key": "k", "tokens-per-minute": 5, "remaining-tokens-header-name": "a b"},
+     "llm-token-limit.remaining-tokens-header-name: not a header name: 'a b'"),
 ])
 def test_config_errors(body, message):
     errors = config_errors([ApiConfig("orders", policies=sections(inbound=[

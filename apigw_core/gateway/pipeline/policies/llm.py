@@ -52,7 +52,7 @@ QUOTA_PERIODS: dict[str, Optional[tuple[int, int]]] = {
 _METER_CAP = 1 << 20     # bytes of a JSON body kept for reading its usage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)       # per request: not frozen (see limits.py's commands)
 class TapResponse(Command):
     """Call `feed(data)` with each piece of the response body as it goes to the client."""
 
@@ -161,18 +161,6 @@ _ANSWERS = ("retry-after-header-name", "retry-after-variable-name",
             "tokens-consumed-header-name", "tokens-consumed-variable-name")
 
 
-class _Names:
-    """The header / variable names, read through limits.Answers' checks."""
-
-    def __init__(self, s: Spec, prefix: str) -> None:
-        sub = {"remaining-calls-header-name": s.raw(f"remaining-{prefix}-header-name"),
-               "remaining-calls-variable-name": s.raw(f"remaining-{prefix}-variable-name"),
-               "retry-after-header-name": s.raw("retry-after-header-name", "Retry-After"),
-               "retry-after-variable-name": s.raw("retry-after-variable-name")}
-        self.answers = Answers(Spec({k: v for k, v in sub.items() if v is not None}, s.site,
-                                    tuple(sub)))
-
-
 @register
 class LlmTokenLimit(Policy):
     """`llm-token-limit: {counter-key, tokens-per-minute, token-quota, token-quota-period,
@@ -203,8 +191,8 @@ class LlmTokenLimit(Policy):
                        "(use tokens-consumed-variable-name)", "tokens-consumed-header-name")
         self.consumed_var = s.text("tokens-consumed-variable-name")
         self.stores = StoreAttrs(s)
-        self.tpm_names = _Names(s, "tokens").answers
-        self.quota_names = _Names(s, "quota-tokens").answers
+        self.tpm_names = Answers(s, "remaining-tokens", None)
+        self.quota_names = Answers(s, "remaining-quota-tokens", None)
         self.reads_request_body = self.estimate or bool(self.key and self.key.reads_request_body)
 
     def apply(self, ctx: Context) -> Any:
