@@ -194,25 +194,33 @@ class RedisClient:
 
     async def _call(self, payload: bytes, n: int, script: Optional[Script] = None,
                     keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> list[Any]:
+        probe = False
         if self.state != _UP:
             now = trio.current_time()
             if self.state == _PROBING or now < self._retry_at:
                 self.failures += 1
                 raise RedisUnavailable(f"redis {self.where} is down (failing fast)")
             self.state = _PROBING  # this call is the probe; the others still fail fast
+            probe = True
         reason = "timed out"
-        with trio.move_on_after(self.timeout):
-            try:
-                replies = await self._attempt(payload, n)
-                if script is not None and _noscript(replies[0]):
-                    replies = await self._attempt(hiredis.pack_command(
-                        ("EVAL", script.source, len(keys), *keys, *args)), 1)
-            except (OSError, EOFError, _Stale, RedisUnavailable, hiredis.ProtocolError) as exc:
-                reason = _reason(exc)
-            else:
-                self._succeeded()
-                return replies
-        self._failed(reason)
+        try:
+            with trio.move_on_after(self.timeout):
+                try:
+                    replies = await self._attempt(payload, n)
+                    if script is not None and _noscript(replies[0]):
+                        replies = await self._attempt(hiredis.pack_command(
+                            ("EVAL", script.source, len(keys), *keys, *args)), 1)
+                except (OSError, EOFError, _Stale, RedisUnavailable,
+                        hiredis.ProtocolError) as exc:
+                    reason = _reason(exc)
+                else:
+                    self._succeeded()
+                    return replies
+            self._failed(reason)
+        finally:
+            if probe and self.state == _PROBING:   # the probe's caller went away: the
+                self.state = _DOWN                 # next call probes instead
+                self._retry_at = trio.current_time()
         raise RedisUnavailable(f"redis {self.where}: {reason}")
 
     async def _attempt(self, payload: bytes, n: int) -> list[Any]:

@@ -221,3 +221,24 @@ def test_sentinel_resolves_the_master(redis, tmp_path):
         run(main)
     finally:
         s.stop()
+
+
+def test_a_cancelled_probe_lets_the_next_call_probe(redis):
+    async def main():
+        c = RedisClient(redis.url, timeout=5, threshold=1, cool_down=(0.01, 0.01))
+        redis.pause()
+        try:
+            with pytest.raises(RedisUnavailable):
+                with trio.fail_after(5):   # the deadline of this one call: 0.2 s
+                    c.timeout = 0.2
+                    await c.execute("PING")
+            assert c.state == "down"
+            await trio.sleep(0.02)
+            c.timeout = 5
+            with trio.move_on_after(0.1):   # the probe's caller gives up (client gone)
+                await c.execute("PING")
+            assert c.state == "down"        # not stuck "probing" for ever
+        finally:
+            redis.resume()
+        assert await c.execute("PING") == b"PONG" and c.state == "up"
+    run(main)
