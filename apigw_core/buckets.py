@@ -148,7 +148,7 @@ class BucketTable:
     # -- lifetime ------------------------------------------------------------------
     def close(self) -> None:
         """Unmaps this process's view (the table lives on until unlinked)."""
-        if self._mm is None:
+        if getattr(self, "_mm", None) is None:
             return
         if getattr(self, "_py", None) is not None:
             self._py.detach()
@@ -164,6 +164,12 @@ class BucketTable:
         try:
             os.unlink(_path(self.name))
         except FileNotFoundError:
+            pass
+
+    def __del__(self) -> None:
+        try:  # a table dropped without close() must not keep its fd open
+            self.close()
+        except Exception:  # noqa: BLE001 - half-built, or at interpreter exit
             pass
 
     def __enter__(self) -> "BucketTable":
