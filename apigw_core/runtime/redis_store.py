@@ -24,7 +24,7 @@ bucket.  A window's key expires when the window ends.  Keys: `apigw:b:<key>` (bu
 Failures: the client's deadline and breaker (runtime/redis.py) bound every call; whatever
 keeps Redis from answering becomes `StoreUnavailable`, which the handler turns into the
 policy's `on-store-failure` (runtime/limits.py).  An error reply (out of memory, a cluster
-redirection) is a failure too, logged once per distinct message.
+redirection) is a failure too, logged once per error code (MOVED, OOM, ...).
 
 Lifecycle: `redis_stores(config, previous)` is called by `GatewayState`: `{"redis":
 RedisStore}` when the config has a `redis:` section (kept across a reload that does not
@@ -165,8 +165,9 @@ class RedisStore:
         except RedisError as e:
             self.failures += 1
             text = str(e)
-            if text not in self._logged and len(self._logged) < 32:
-                self._logged.add(text)
+            code = text.split(" ", 1)[0]   # MOVED, OOM, WRONGTYPE...: once each, not per slot
+            if code not in self._logged and len(self._logged) < 32:
+                self._logged.add(code)
                 log.warning("redis store: %s", text)
             raise StoreUnavailable(text) from None
 

@@ -41,9 +41,10 @@ def command(port: int, raw: bytes, timeout: float = 0.5) -> Optional[bytes]:
 
 
 class RedisProc:
-    def __init__(self, port: Optional[int] = None) -> None:
+    def __init__(self, port: Optional[int] = None, args: tuple[str, ...] = ()) -> None:
         self.binary = need_binary("redis-server")
         self.port = port or free_port()
+        self.args = args
         self.proc: Optional[subprocess.Popen] = None
         self.start()
 
@@ -54,7 +55,7 @@ class RedisProc:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: ping(self.port) or self.proc.poll() is not None,
                    message=f"redis-server on port {self.port}")
@@ -104,9 +105,4 @@ class SentinelProc:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-
-
-def wait_gone(port: int) -> None:
-    wait_until(lambda: not ping(port), message=f"nothing answering on {port}")
-
 

@@ -21,7 +21,7 @@ from apigw_core.gateway.config import parse_config
 from apigw_core.runtime.limits import Decision, LocalStore, StoreUnavailable
 from apigw_core.runtime.redis import RedisClient
 from apigw_core.runtime.redis_store import RedisStore, redis_stores
-from redis_proc import RedisProc
+from redis_proc import RedisProc, free_port
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,23 @@ def test_an_error_reply_is_a_store_failure(redis, caplog):
         assert s.failures == 3
     run(main)
     assert sum("WRONGTYPE" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_cluster_node_is_refused_with_a_reason(tmp_path, caplog):
+    port = next(p for p in iter(free_port, None) if p <= 55535)   # its bus port: +10000
+    node = RedisProc(port, args=("--cluster-enabled", "yes", "--cluster-config-file",
+                                 str(tmp_path / "nodes.conf")))
+    try:
+        async def main():
+            s = RedisStore(RedisClient(node.url))
+            for key in ("a", "b", "c"):   # no slot served: CLUSTERDOWN (else MOVED)
+                with pytest.raises(StoreUnavailable, match="Redis Cluster is not supported"):
+                    await s.take(key, 1, 1, 1)
+            assert s.client.state == "up"   # the server answers: not an outage
+        run(main)
+    finally:
+        node.stop()
+    assert sum("Cluster is not supported" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_stores_follow_the_config():
