@@ -203,6 +203,12 @@ class _Call:
         return target.encode("utf-8", "surrogateescape")
 
     def _pool(self, cmd: ForwardRequest) -> tuple[Any, str]:
+        pool, base_path = self._pool_of(cmd)
+        if self.ctx.backend_certificate is not None:   # authentication-certificate
+            pool = self.state.with_certificate(pool, self.ctx.backend_certificate)
+        return pool, base_path
+
+    def _pool_of(self, cmd: ForwardRequest) -> tuple[Any, str]:
         ctx, state = self.ctx, self.state
         if ctx.backend_url is not None:
             u = urlsplit(ctx.backend_url)
@@ -228,7 +234,7 @@ class _Call:
             ctx.request.headers.items, client_ip=stream.client[0], scheme=stream.scheme,
             backend_authority=pool.authority, new_id=self.gw.request_ids,
             authority=None if target[:1] == b"/" else _authority_of(target),
-            version=req.http_version)
+            version=req.http_version, tls=stream.tls)
         upath = self._target(base_path)
         headers, upath = without_key(ctx.api, headers, upath)
         method = ctx.request.method.encode("ascii")
@@ -507,12 +513,14 @@ def _request_view(stream: "HTTPStream", route: Any, host: Optional[bytes],
     full = (api_path.encode() + route.rest) if route.rest or api_path else b"/"
     # positional (method, scheme, host, path, query, headers, ip, params, body, tls,
     # protocol): a dataclass __init__ called with keywords costs twice as much
+    tls = stream.tls
     return RequestView(
         req.method.decode("ascii"), stream.scheme.decode("ascii"),
         host.decode("latin-1") if host else "",
         full.decode("utf-8", "surrogateescape") or "/",
         query.decode("utf-8", "surrogateescape") if query else "", Headers(list(req.headers)),
-        stream.client[0], dict(params) if params else {}, None, None, protocol)
+        stream.client[0], dict(params) if params else {}, None,
+        tls.cert if tls is not None else None, protocol)
 
 
 def _is_preflight(req: Request) -> bool:

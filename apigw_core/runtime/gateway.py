@@ -48,6 +48,7 @@ from .reload import ReloadRefused, ReloadStatus, load_reloadable, restart_only_c
 from .state import GatewayState
 from .startup import StartupError
 from .stream import HTTPStream
+from .clientcert import ListenerCerts, configure_client_auth
 from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
                         TransportTimeout, Watchdog)
@@ -108,7 +109,8 @@ class Gateway:
             return (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
                     H2UpstreamPool(b, self.watchdog, self._write_timeout))
         except (ssl.SSLError, OSError) as exc:
-            raise StartupError(f"backend {name}: cannot load its TLS CA file: "
+            what = "TLS CA file or client certificate" if b.tls.cert else "TLS CA file"
+            raise StartupError(f"backend {name}: cannot load its {what}: "
                                f"{_ssl_reason(exc)}") from None
 
     @property
@@ -314,12 +316,17 @@ class Gateway:
         draining = self._is_draining
         http1 = "http1" in lc.protocols
         ctx = None
+        certs = ListenerCerts(lc) if (lc.tls is not None and lc.tls.client_certificate) \
+            or lc.forward_client_cert != "sanitize" else None
         if lc.tls is not None:
             try:
-                ctx = server_ssl_context(lc.tls, alpn_protocols("h2" in lc.protocols, http1))
+                ctx = server_ssl_context(lc.tls, alpn_protocols("h2" in lc.protocols, http1),
+                                         lambda c: configure_client_auth(c, lc))
             except (ssl.SSLError, OSError) as exc:
-                raise StartupError(f"listener {lc.bind}: cannot load its TLS certificate "
-                                   f"or key: {_ssl_reason(exc)}") from None
+                what = ("certificate, key or client CA" if lc.tls.client_certificate
+                        else "certificate or key")
+                raise StartupError(f"listener {lc.bind}: cannot load its TLS {what}: "
+                                   f"{_ssl_reason(exc)}") from None
         h2c = h2_limits(settings) if "h2c" in lc.protocols else None
 
         async def serve(sock: socket.socket, addr: tuple) -> None:
@@ -327,6 +334,8 @@ class Gateway:
                 t = await _tls_accept(sock, ctx, settings.head_timeout)
                 if t is None:
                     return
+                if certs is not None:   # the client's certificate, once per connection
+                    t.tls = certs.for_connection(t.stream)
                 alpn = t.stream.selected_alpn_protocol()  # type: ignore[attr-defined]
                 if protocol_from_alpn(alpn) == H2:
                     await self._drive(H2Driver(t, handler, settings, b"https", draining))
@@ -336,6 +345,8 @@ class Gateway:
                     await t.close()
                 return
             transport = SocketTransport(sock, addr, self.watchdog)
+            if certs is not None:
+                transport.tls = certs.for_connection(None)
             initial = b""
             if h2c is not None:  # prior knowledge: the client preface, or else HTTP/1.1
                 proto = None

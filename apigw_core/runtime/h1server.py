@@ -110,7 +110,7 @@ class _H1Tunnel(Tunnel):
 class H1Stream(Replies):
     """One HTTP/1.1 request: the verbs of `stream.HTTPStream`."""
 
-    __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
+    __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "tls", "body_complete",
                  "response_started", "response_complete", "_sent_100")
 
     def __init__(self, drv: "H1Driver", request: Request, body_complete: bool) -> None:
@@ -119,6 +119,7 @@ class H1Stream(Replies):
         self.stream_id = request.stream_id
         self.client = drv.transport.peer
         self.scheme = drv.scheme
+        self.tls = drv.transport.tls   # clientcert.ConnectionTLS or None
         self.body_complete = body_complete  # the EndOfMessage is already received
         self.response_started = False
         self.response_complete = False

@@ -118,7 +118,7 @@ class _H2Tunnel(Tunnel):
 class H2Stream(Replies):
     """One HTTP/2 request as a handler sees it: the verbs of `stream.HTTPStream`."""
 
-    __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
+    __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "tls", "body_complete",
                  "response_started", "response_complete", "_sent_100", "_queue", "_lot",
                  "reset_code", "body_done", "eom_received", "scope", "no_credit",
                  "body_limit", "body_taken")
@@ -129,6 +129,7 @@ class H2Stream(Replies):
         self.stream_id = request.stream_id
         self.client = drv.transport.peer
         self.scheme = drv.scheme
+        self.tls = drv.transport.tls   # clientcert.ConnectionTLS or None
         self.body_complete = False  # the whole body was here when the handler started
         self.eom_received = False   # the client ended its side of the stream
         self.body_done = False      # the handler took the EndOfMessage

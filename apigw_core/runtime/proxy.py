@@ -136,7 +136,7 @@ def proxy_handler(gw: "Gateway"):
             req.headers, client_ip=stream.client[0], scheme=stream.scheme,
             backend_authority=pool.authority, new_id=new_id,
             authority=None if target[:1] == b"/" else _authority_of(target),
-            version=req.http_version)
+            version=req.http_version, tls=stream.tls)
         if ws_request:
             await proxy_websocket(stream, route, pool, headers, rid, gw.config.server)
             return

@@ -68,6 +68,7 @@ class HTTPStream(Protocol):
     stream_id: int
     client: tuple
     scheme: bytes
+    tls: object              # clientcert.ConnectionTLS (client certificate, XFCC) or None
     body_complete: bool      # the whole body had arrived when the handler started
     response_started: bool
     response_complete: bool

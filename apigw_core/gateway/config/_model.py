@@ -82,6 +82,7 @@ class TLSConfig:
     cert: str
     key: str
     sni: Mapping[str, tuple[str, str]] = field(default_factory=_Frozen)
+    client_certificate: Any = None   # ClientCertificateConfig (_certs.py) or None: mode none
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class ListenerConfig:
     port: int                                  # 0: ephemeral (tests)
     protocols: tuple[str, ...] = ("http1",)    # http1, h2 (TLS, ALPN), h2c (cleartext)
     tls: TLSConfig | None = None
+    forward_client_cert: str = "sanitize"      # x-forwarded-client-cert (Envoy's modes)
+    client_cert_details: tuple[str, ...] = ("subject", "uri", "dns")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,10 @@ class ServerConfig:
 class BackendTLSConfig:
     verify: bool = True
     ca: str | None = None            # CA bundle; None: the system store
+    client_certificate: str | None = None    # a certificates: ID presented to the backend
+    cert: str | None = None                  # ... its files (resolved at load)
+    key: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,3 +228,7 @@ class GatewayConfig:
     policies: PolicySections = PolicySections()     # the global scope
     rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)
     redis: RedisConfig | None = None                # redis: (store: redis); None: no section
+    certificates: Mapping[str, Any] = field(default_factory=_Frozen)  # id -> CertificateConfig
+    ca_certificates: tuple[str, ...] = ()           # validate-client-certificate trust
+    certificate_revocation_lists: tuple[str, ...] = ()
+    secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names

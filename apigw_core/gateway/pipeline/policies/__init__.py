@@ -8,8 +8,11 @@
 - `convert`: json-to-xml, xml-to-json
 - `limits`: rate-limit, rate-limit-by-key, quota, quota-by-key, limit-concurrency
 - `llm`: llm-token-limit (azure-openai-token-limit)
+- `certificates`: validate-client-certificate; `credentials`: authentication-basic,
+  authentication-certificate
 """
 
 from __future__ import annotations
 
 from . import access, convert, flow, limits, llm, transform  # noqa: F401  (each registers its policies)
+from . import certificates, credentials  # noqa: F401
