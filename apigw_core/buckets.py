@@ -142,6 +142,8 @@ class BucketTable:
         self._lock = threading.Lock()
         self._tls = threading.local()
         self._c = _ffi.from_buffer(mm) if native else None
+        # the take / peek entry points get the address as an int: cheaper to pass
+        self._addr = int(_ffi.cast("uintptr_t", self._c)) if native else 0
         if not native:
             self._use_twin()
 
@@ -153,6 +155,7 @@ class BucketTable:
         if getattr(self, "_py", None) is not None:
             self._py.detach()
         if getattr(self, "_c", None) is not None:
+            self._addr = 0  # C refuses 0: a closed table raises, never touches the unmapped
             _ffi.release(self._c)
             self._c = None
         self._mm.close()
@@ -264,7 +267,7 @@ class BucketTable:
         """Takes ``n`` tokens if there are: (allowed, remaining, wait_ns until ``n``
         would pass; 0 when allowed, -1 when ``n > calls``)."""
         try:
-            r = _take(self._c, key, len(key), calls, period_ns, n, now_ns)
+            r = _take(self._addr, key, len(key), calls, period_ns, n, now_ns)
         except (TypeError, OverflowError) as exc:
             raise self._error(exc) from None
         if r & 1:  # allowed (errors come as twice their code: even)
@@ -285,7 +288,7 @@ class BucketTable:
     def peek(self, key: bytes, calls: int, period_ns: int, now_ns: int) -> tuple[int, int]:
         """(remaining, wait_ns until one token) without taking; an unknown key is full."""
         try:
-            r = _peek(self._c, key, len(key), calls, period_ns, now_ns)
+            r = _peek(self._addr, key, len(key), calls, period_ns, now_ns)
         except (TypeError, OverflowError) as exc:
             raise self._error(exc) from None
         if r < 0:

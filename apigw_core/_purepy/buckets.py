@@ -132,10 +132,10 @@ class Table:
     # -- slots -------------------------------------------------------------------
     def _groups(self, h: int) -> tuple[int, ...]:
         """The key's two candidate groups (one when the table has one group)."""
-        a = (h & 0xFFFFFFFF) % self.groups
+        a = ((h & 0xFFFFFFFF) * self.groups) >> 32  # 0 .. groups-1 with no division
         if self.groups == 1:
             return (a,)
-        b = (h >> 32) % self.groups
+        b = ((h >> 32) * self.groups) >> 32
         return (a, b if b != a else (a + 1) % self.groups)
 
     def _fp_at(self, g: int) -> int:

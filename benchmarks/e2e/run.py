@@ -771,13 +771,15 @@ def spread_lines(results: List[Result]) -> List[str]:
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
     g1 = {r.round: r for r in by_target.get("gw1", [])}
-    gp = {r.round: r for r in by_target.get("gw1pol", [])}
-    ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
-    if ratios:
-        srt = sorted(ratios)
-        out.append("gw1pol / gw1 req per CPU-s, round by round: "
-                   + ", ".join(f"{x:.3f}" for x in ratios)
-                   + f" (min {srt[0]:.3f}, median {srt[len(srt) // 2]:.3f}, max {srt[-1]:.3f})")
+    for row in ("gw1pol", "gw1rl"):
+        gp = {r.round: r for r in by_target.get(row, [])}
+        ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
+        if ratios:
+            srt = sorted(ratios)
+            out.append(f"{row} / gw1 req per CPU-s, round by round: "
+                       + ", ".join(f"{x:.3f}" for x in ratios)
+                       + f" (min {srt[0]:.3f}, median {srt[len(srt) // 2]:.3f}, "
+                         f"max {srt[-1]:.3f})")
     return out
 
 

@@ -221,9 +221,10 @@ static void open_table(table *t, void *mem, const char *key, size_t key_len, int
     t->fp = apigw_bk_hash(key, key_len, s ^ FP_SALT);
     if (t->fp == 0)
         t->fp = 1;
-    t->g[0] = (h & 0xFFFFFFFFu) % ngroups;
+    /* (x * n) >> 32 maps a 32-bit x onto 0..n-1 without a division */
+    t->g[0] = ((h & 0xFFFFFFFFu) * ngroups) >> 32;
     t->ngroups = ngroups == 1 ? 1 : 2;
-    t->g[1] = (h >> 32) % ngroups;
+    t->g[1] = ((h >> 32) * ngroups) >> 32;
     if (t->g[1] == t->g[0])
         t->g[1] = (t->g[0] + 1) % ngroups;
     t->slot = NULL;
@@ -245,6 +246,10 @@ static int find(table *t)
 {
     int gi;
     uint64_t j;
+#if defined(__GNUC__)
+    if (t->ngroups == 2) /* half the keys live in their second group: fetch both lines */
+        __builtin_prefetch(fps_of(t, 1));
+#endif
 restart:
     for (gi = 0; gi < t->ngroups; gi++) {
         uint64_t *fps = fps_of(t, gi);
@@ -571,28 +576,33 @@ int apigw_bk_release(void *mem, const char *key, size_t key_len)
 
 /* ---------------------------------------------------------------- packed results */
 
-/* The Python wrapper's entry points: one cffi call per decision, no out array.  The
+/* The Python wrapper's entry points: one cffi call per decision, no out array, and the
+ * table's address as an integer (cffi converts an int for less than a pointer).  The
  * result is remaining * 2 + allowed, or twice an error code (even, so `r & 1` alone says
  * "allowed"); the wait, needed only when
  * refused, is kept per thread for apigw_bk_last_wait(). */
 static _Thread_local int64_t last_wait;
 
-int64_t apigw_bk_take_packed(void *mem, const char *key, size_t key_len, int64_t calls,
+int64_t apigw_bk_take_packed(uintptr_t addr, const char *key, size_t key_len, int64_t calls,
                              int64_t period_ns, int64_t n, int64_t now_ns)
 {
     int64_t out[3];
-    int rc = apigw_bk_take(mem, key, key_len, calls, period_ns, n, now_ns, out);
+    int rc = addr == 0 ? APIGW_BK_E_INVAL
+                        : apigw_bk_take((void *)addr, key, key_len, calls, period_ns, n,
+                                        now_ns, out);
     if (rc < 0)
         return 2 * rc;
     last_wait = out[2];
     return out[1] * 2 + out[0];
 }
 
-int64_t apigw_bk_peek_packed(void *mem, const char *key, size_t key_len, int64_t calls,
+int64_t apigw_bk_peek_packed(uintptr_t addr, const char *key, size_t key_len, int64_t calls,
                              int64_t period_ns, int64_t now_ns)
 {
     int64_t out[3];
-    int rc = apigw_bk_peek(mem, key, key_len, calls, period_ns, now_ns, out);
+    int rc = addr == 0 ? APIGW_BK_E_INVAL
+                        : apigw_bk_peek((void *)addr, key, key_len, calls, period_ns,
+                                        now_ns, out);
     if (rc < 0)
         return 2 * rc;
     last_wait = out[2];

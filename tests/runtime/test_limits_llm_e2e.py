@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -87,14 +88,24 @@ def ask(c, path, team, usage, stream=False, include_usage=True, text="x" * 40):
     return c.post(path, json=body, headers={"x-team": team, "x-usage": str(usage)})
 
 
+def refill(t0: float) -> int:
+    """Tokens a 100-per-minute bucket got back since t0 (the tests allow for them)."""
+    return int((time.monotonic() - t0) * 100 / 60) + 1
+
+
 def test_tpm_settled_from_json_usage(gw):
     with httpx.Client(base_url=gw.url, timeout=20) as c:
+        t0 = time.monotonic()
         r = ask(c, "/tpm/v1/chat/completions", "a", 70)
         assert r.status_code == 200 and r.json()["usage"]["total_tokens"] == 70
         assert r.headers["x-tokens-left"] == str(100 - 16)    # the estimate went first
-        r = ask(c, "/tpm/v1/chat/completions", "a", 70)       # 30 left: 16 fits, then 0
-        assert r.status_code == 200 and r.headers["x-tokens-left"] == "14"
-        r = ask(c, "/tpm/v1/chat/completions", "a", 70)
+        r = ask(c, "/tpm/v1/chat/completions", "a", 70)       # 30 left: 16 fits
+        assert r.status_code == 200
+        assert 14 <= int(r.headers["x-tokens-left"]) < 14 + refill(t0)
+        for _ in range(3):                                    # then settled to 0
+            r = ask(c, "/tpm/v1/chat/completions", "a", 70)
+            if r.status_code == 429:
+                break
         assert r.status_code == 429
         retry = int(r.headers["retry-after"])
         assert 1 <= retry <= 10
@@ -105,21 +116,20 @@ def test_tpm_settled_from_json_usage(gw):
 
 def test_tpm_settled_from_a_streamed_usage_chunk(gw):
     with httpx.Client(base_url=gw.url, timeout=20) as c:
-        r = ask(c, "/tpm/v1/chat/completions", "s", 90, stream=True)
+        r = ask(c, "/tpm/v1/chat/completions", "s", 100, stream=True)
         assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
-        assert b'"total_tokens": 90' in r.content and r.content.endswith(b"data: [DONE]\n\n")
-        # 90 used of 100: the next estimate (16) does not fit
+        assert b'"total_tokens": 100' in r.content and r.content.endswith(b"data: [DONE]\n\n")
+        # all 100 used: the next estimate (16) does not fit until ~10 s of refill
         assert ask(c, "/tpm/v1/chat/completions", "s", 1).status_code == 429
 
 
 def test_stream_without_usage_is_estimated(gw):
     with httpx.Client(base_url=gw.url, timeout=20) as c:
-        # prompt 16 + 80 streamed characters (20) = 36 per call: 100 -> 64 -> 28 -> refused
-        for _ in range(2):
+        # prompt 16 + 80 streamed characters (20) = 36 per call: 100 -> 64 -> 28 -> (16
+        # fits) 0; the streamed text counted, or the fourth call would pass
+        for _ in range(3):
             r = ask(c, "/tpm/v1/chat/completions", "e", 0, stream=True, include_usage=False)
             assert r.status_code == 200
-        r = ask(c, "/tpm/v1/chat/completions", "e", 0, stream=True, include_usage=False)
-        assert r.status_code == 200                     # 28 left: the estimate 16 fits
         assert ask(c, "/tpm/v1/chat/completions", "e", 0).status_code == 429
 
 

@@ -226,9 +226,9 @@ class GatewayConfig:
     products: Mapping[str, ProductConfig] = field(default_factory=_Frozen)
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     policies: PolicySections = PolicySections()     # the global scope
-    rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)
-    redis: RedisConfig | None = None                # redis: (store: redis); None: no section
     certificates: Mapping[str, Any] = field(default_factory=_Frozen)  # id -> CertificateConfig
     ca_certificates: tuple[str, ...] = ()           # validate-client-certificate trust
     certificate_revocation_lists: tuple[str, ...] = ()
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names
+    rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)
+    redis: RedisConfig | None = None                # redis: (store: redis); None: no section

@@ -352,10 +352,6 @@ class Gateway(_Section):
     subscriptions: list[Subscription] = []
     policies: GlobalPolicies = Field(default_factory=GlobalPolicies)
     """the global scope"""
-    rate_limits: RateLimits = Field(default_factory=RateLimits)
-    """defaults of the rate-limit and quota policies (store, on-store-failure)"""
-    redis: Optional[Redis] = None
-    """the Redis server of store: redis (url, timeout, pool, sentinels, master)"""
     certificates: Annotated[dict[Name, CertificateEntry],
                             Expect("a mapping of id to {cert, key, password}")] = {}
     """certificate-id -> PEM files (authentication-certificate, issuer-certificate-id)"""
@@ -363,6 +359,10 @@ class Gateway(_Section):
     """CA bundles trusted by validate-client-certificate (besides the listener's ca)"""
     certificate_revocation_lists: list[CrlFile] = []
     """CRL files for validate-client-certificate validate-revocation"""
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    """defaults of the rate-limit and quota policies (store, on-store-failure)"""
+    redis: Optional[Redis] = None
+    """the Redis server of store: redis (url, timeout, pool, sentinels, master)"""
 
 
 class _NoFieldTitles(GenerateJsonSchema):

@@ -240,6 +240,8 @@ def test_counters_are_per_scope_unless_global():
      "rate-limit-by-key.on-store-failure: expected one of allow, deny, local"),
     ({"calls": 3, "renewal-period": 60, "counter-key": "k", "increment-count": "x"},
      "rate-limit-by-key.increment-count: expected a non-negative integer"),
+    ({"calls": 3, "renewal-period": 60, "counter-key": "k", "increment-count": 4},
+     "rate-limit-by-key.increment-count: 4 is more than calls (3): no call could ever pass"),
     ({"calls": 3, "renewal-period": 60, "counter-key": "k", "colls": 1},
      "rate-limit-by-key.colls: unknown attribute"),
 ])

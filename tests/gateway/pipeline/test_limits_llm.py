@@ -154,3 +154,11 @@ def test_monthly_quota_asks_for_a_calendar_window():
                                                       "retry_after": 1.0})()
     call(prog, drv)
     assert drv.commands[0].calendar == "Monthly"
+
+
+def test_a_bad_retry_after_name_is_reported_once():
+    errors = config_errors([ApiConfig("orders", policies=sections(inbound=[
+        {"llm-token-limit": {"counter-key": "k", "tokens-per-minute": 5,
+                             "retry-after-header-name": "a b"}}]))])
+    assert errors == ["apis[0].policies.inbound[0].llm-token-limit.retry-after-header-name: "
+                      "not a header name: 'a b'"]

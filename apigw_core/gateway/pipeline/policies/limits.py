@@ -336,6 +336,11 @@ class RateLimitByKey(RateLimit):
         self.limits = [_bucket(s, "", lambda ctx: True)]
         self.counter = _Counter(s)
         self.reads_request_body = self.counter.reads_request_body
+        count = self.counter.count
+        if count is not None and count.constant is not None and \
+                count.constant.strip().isdigit() and int(count.constant) > self.limits[0].calls:
+            s.error(f"{count.constant.strip()} is more than calls ({self.limits[0].calls}): "
+                    f"no call could ever pass", "increment-count")
 
     def apply(self, ctx: Context) -> Any:
         base = f"{self.kind}|{scope_id(self.scope, ctx)}|{self.counter.key.render(ctx)}" \

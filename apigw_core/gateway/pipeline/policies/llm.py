@@ -192,7 +192,10 @@ class LlmTokenLimit(Policy):
         self.consumed_var = s.text("tokens-consumed-variable-name")
         self.stores = StoreAttrs(s)
         self.tpm_names = Answers(s, "remaining-tokens", None)
+        seen = len(site.errors)
         self.quota_names = Answers(s, "remaining-quota-tokens", None)
+        # the retry-after names are read twice: report a bad one once
+        site.errors[seen:] = [e for e in site.errors[seen:] if e not in site.errors[:seen]]
         self.reads_request_body = self.estimate or bool(self.key and self.key.reads_request_body)
 
     def apply(self, ctx: Context) -> Any:
