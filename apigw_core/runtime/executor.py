@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from time import perf_counter as _now
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
@@ -47,6 +48,7 @@ from .stream import BodyError, ClientGone, send_local_reply
 from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
 from .commands import COMMAND_HANDLERS, run_finish
 from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
+from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket
@@ -275,12 +277,21 @@ class _Call:
                 if f.retry and attempt == 1:
                     continue
                 log_failure(self.rid, pool.backend.name, f.status, f.detail, False)
+                rec = self.stream.tel
+                if rec is not None and not rec.t_head:
+                    rec.t_head = _now()
                 raise PolicyError(f.status, _REASON_FOR.get(f.status, "BackendConnectionFailure"),
                                   f.public, source="forward-request") from None
         return None
 
     async def _exchange(self, pool: Any, upreq: Request, body: Optional[list],
                         timeout: float, may_retry: bool) -> None:
+        rec = self.stream.tel
+        up = None
+        if rec is not None:
+            rec.attempt(pool)
+            if rec.grpc is not None and rec.attempts == 1:   # a retry sends the same again
+                up = rec.grpc.up
         try:
             ex = await pool.open(upreq)
         except UpstreamError as e:
@@ -289,6 +300,8 @@ class _Call:
             for ev in body or ():
                 if ev.__class__ is Data:
                     ex.send_data(ev.data)
+                    if up is not None:
+                        up(ev.data)
                 else:
                     ex.send_end(ev.trailers)
             wt = self.gw.config.server.write_timeout
@@ -324,6 +337,12 @@ class _Call:
         except ProtocolError as e:
             raise _Failed(502, BAD_RESPONSE, e.message,
                           may_retry and not answered and not ex.answered) from None
+        rec = self.stream.tel
+        if rec is not None and rec.grpc is not None:   # counted before gRPC-Web's framing
+            down = rec.grpc.down
+            for ev in events:
+                if ev.__class__ is Data:
+                    down(ev.data)
         if self.web is not None:
             events = [x for ev in events for x in self.web.to_client(ev)]
         return events
@@ -336,6 +355,8 @@ class _Call:
             for i, ev in enumerate(events):
                 t = ev.__class__
                 if t is Response:
+                    if stream.tel is not None:
+                        stream.tel.t_head = _now()
                     self.ctx.response = ResponseView(   # positional: kwargs cost ~0.4 us
                         ev.status_code, ev.reason.decode("latin-1"),
                         Headers(forward_response_headers(ev.headers, ev.http_version)))
@@ -587,6 +608,9 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
     if grpc_timeout is not None:
         deadline = trio.current_time() + grpc_timeout
         ctx.request.headers.items = grpc.with_timeout(ctx.request.headers.items, grpc_timeout)
+    rec = stream.tel
+    if rec is not None:   # runtime/telemetry.py reads the rest from ctx at the end
+        rec.route, rec.ctx, rec.rid = route, ctx, rid
     call = _Call(gw, state, stream, route, ctx, program, web, rid)
     if grpc_timeout is None and stream.body_complete:   # the usual case: no task, no scope
         await call.run(error)

@@ -49,6 +49,7 @@ from .state import GatewayState
 from .startup import StartupError
 from .stream import HTTPStream
 from .clientcert import ListenerCerts, configure_client_auth
+from .telemetry import Telemetry
 from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
                         TransportTimeout, Watchdog)
@@ -96,13 +97,16 @@ class Gateway:
         self._drivers: set = set()  # H1Driver / H2Driver
         self._stop = trio.Event()
         self._ready = False
-        self._handler = proxy_handler(self)
+        self.telemetry = Telemetry(config)   # restart-only: built once per process
+        self._handler = self.telemetry.wrap(proxy_handler(self))
         self._admin_routes: dict[bytes, tuple[tuple[bytes, ...], AdminHandler]] = {}
         self._admin_prefixes: dict[bytes, tuple[tuple[bytes, ...], AdminHandler]] = {}
         self.add_admin_route(b"/healthz", lambda gw, s: _text(s, 200, b"ok\n"), methods=())
         self.add_admin_route(b"/ready", Gateway._admin_ready, methods=())
         self.add_admin_route(b"/config", lambda gw, s: _json(s, 200, gw.reload_status().to_json()))
         self.add_admin_route(b"/reload", Gateway._admin_reload, methods=(b"POST",))
+        from .admin_telemetry import add_routes   # /metrics, /stats, / (the live page)
+        add_routes(self)
 
     def _pool(self, name: str, b: BackendConfig):
         try:  # an https backend loads its CA file here
@@ -156,8 +160,10 @@ class Gateway:
             self.addresses = [s.getsockname()[:2] for s, _ in socks]
             if admin_sock is not None:
                 self.admin_address = admin_sock.getsockname()[:2]
+            self.telemetry.open()   # an access log that cannot be opened fails the start
             async with trio.open_nursery() as conns:
                 conns.start_soon(self.watchdog.run)
+                conns.start_soon(self.telemetry.run)
                 self.state.start(conns)  # HTTP/2 backend connections run here
                 self._conns = conns
                 conns.start_soon(self._reloader)
@@ -229,6 +235,7 @@ class Gateway:
             new = await trio.to_thread.run_sync(self._build, old, config)
         except ReloadRefused as exc:
             self.last_reload_error = (time.time(), exc.errors)
+            self.telemetry.reloaded(False)
             for e in exc.errors:
                 log.error("reload of %s refused: %s", source, e)
             log.error("reload of %s refused: config version %d keeps serving", source,
@@ -238,6 +245,7 @@ class Gateway:
             new.start(self._conns)
         self.state = new   # the switch: the next request reads the new state
         self.last_reload_error = None
+        self.telemetry.reloaded(True)
         log.info("reloaded %s: config version %d", source, new.version)
         retired = old.retired_pools(new)
         for pool in retired:  # idle connections now, busy ones when released
@@ -369,14 +377,18 @@ class Gateway:
                                             draining, initial=initial, h2c=h2c))
             if up is not None:  # `Upgrade: h2c` answered 101: HTTP/2 from here on
                 await self._drive(H2Driver(transport, handler, settings, b"http", draining,
-                                           conn=up.conn, first_events=up.first_events))
+                                           conn=up.conn, first_events=up.first_events),
+                                  accepted=False)
 
         return serve
 
-    async def _drive(self, drv: "H1Driver | H2Driver"):
+    async def _drive(self, drv: "H1Driver | H2Driver", accepted: bool = True):
         """Run a driver (in the set the drain walks); an H1Driver's h2c upgrade is
-        returned, with no checkpoint before the caller's next driver joins the set."""
+        returned, with no checkpoint before the caller's next driver joins the set.
+        `accepted`: a new connection (counted by protocol), not an upgraded one."""
         self._drivers.add(drv)
+        if accepted:
+            self.telemetry.connection("h2" if drv.__class__ is H2Driver else "http1")
         try:
             return await drv.run()
         finally:

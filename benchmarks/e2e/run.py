@@ -22,12 +22,16 @@ The gw1pol row is gw1 with five policies (issue 9's target), the gw1rl row gw1 w
 rate-limit-by-key on every request (issue 10), the gw1rlredis row the same with `store:
 redis` (a redis-server on loopback, started here); `--repeat N` runs the chosen
 rows N times, interleaved, and reports each row's spread, since one run on a shared
-machine says little.
+machine says little.  The telemetry rows (issue 13): gw1notel has metrics turned off and no
+access log (only the W3C traceparent, which is always on), gw1tel has the metrics and a
+JSON access log of every request to a file; the report gives gw1tel / gw1notel round by
+round.  (gw1 itself runs the defaults: metrics on, no access log.)
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1rlredis,gw2,h2nginx,h2gw1,h2gw2]
+                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1rlredis,gw1notel,gw1tel,
+                                         gw2,h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
 
@@ -51,7 +55,8 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1rlredis", "gw2", "h2nginx", "h2gw1", "h2gw2")
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1rlredis", "gw1notel", "gw1tel", "gw2",
+           "h2nginx", "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
@@ -59,6 +64,8 @@ TARGET_LABELS = {
     "gw1pol": "apigw 1 worker, 5 policies",
     "gw1rl": "apigw 1 worker, rate-limit-by-key",
     "gw1rlredis": "apigw 1 worker, rate-limit-by-key, store: redis",
+    "gw1notel": "apigw 1 worker, no telemetry",
+    "gw1tel": "apigw 1 worker, metrics + access log",
     "gw2": "apigw 2 workers",
     "h2nginx": "nginx reverse proxy, h2c",
     "h2gw1": "apigw 1 worker, h2c",
@@ -477,6 +484,11 @@ backends: {{nginx: {{url: "http://127.0.0.1:{backend_port}"}}}}
 apis: [{{name: bench, path: "", backend: nginx}}]
 """
 DEFAULT_GW_CMD = "{python} -m apigw_core serve {config} --workers {workers}"
+# the telemetry rows (issue 13): appended to GATEWAY_CONFIG ({dir}: the row's temp dir)
+TELEMETRY_CONFIG = {
+    "notel": "telemetry: {{metrics: {{enabled: false}}}}\n",
+    "tel": 'telemetry: {{access-log: {{path: "{dir}/access.log"}}}}\n',
+}
 
 # The gw1pol row (issue 9): the same proxy with the five policies of the issue's target at
 # global scope.  The API requires a subscription key and the all-apis subscription below
@@ -550,16 +562,18 @@ def start_redis(workdir: str) -> Tuple[subprocess.Popen, int]:
 
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
                   cmd: str = "", h2c: bool = False, policies: bool = False,
-                  rate_limit: bool = False, redis_port: int = 0
+                  rate_limit: bool = False, redis_port: int = 0, telemetry: str = ""
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
     kind = "pol" if policies else "rl" if rate_limit else ""
-    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}-", dir=workdir)
+    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}{telemetry}-",
+                         dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write((POLICY_CONFIG if policies else REDIS_RATE_LIMIT_CONFIG if redis_port
-                 else RATE_LIMIT_CONFIG if rate_limit else GATEWAY_CONFIG).format(
+        f.write(((POLICY_CONFIG if policies else REDIS_RATE_LIMIT_CONFIG if redis_port
+                  else RATE_LIMIT_CONFIG if rate_limit else GATEWAY_CONFIG)
+                 + TELEMETRY_CONFIG.get(telemetry, "")).format(
             port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1",
-            redis_port=redis_port))
+            dir=d, redis_port=redis_port))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -722,16 +736,17 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
             stop(p)
         return
     policies = target.endswith("pol")
+    telemetry = next((t for t in ("notel", "tel") if target.endswith(t)), "")
     redis_row = target.endswith("rlredis")
     rate_limit = target.endswith("rl") or redis_row
     workers = int(target.removeprefix("h2").removesuffix("redis").removesuffix("pol")
-                  .removesuffix("rl")[2:])
+                  .removesuffix("rl").removesuffix(telemetry)[2:])
     if redis_row and "redis" not in ctx:
         ctx["redis"] = start_redis(workdir)   # one for the whole run (stop_all ends it)
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
                            h2c=h2, policies=policies, rate_limit=rate_limit,
-                           redis_port=ctx["redis"][1] if redis_row else 0)
+                           redis_port=ctx["redis"][1] if redis_row else 0, telemetry=telemetry)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
@@ -770,16 +785,17 @@ def spread_lines(results: List[Result]) -> List[str]:
         v = sorted(r.req_per_cpu_s for r in rs)
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
-    g1 = {r.round: r for r in by_target.get("gw1", [])}
-    for row in ("gw1pol", "gw1rl"):
-        gp = {r.round: r for r in by_target.get(row, [])}
+    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1rlredis", "gw1rl"),
+                     ("gw1tel", "gw1notel")):
+        g1 = {r.round: r for r in by_target.get(den, [])}
+        gp = {r.round: r for r in by_target.get(num, [])}
         ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
         if ratios:
             srt = sorted(ratios)
-            out.append(f"{row} / gw1 req per CPU-s, round by round: "
+            out.append(f"{num} / {den} req per CPU-s, round by round: "
                        + ", ".join(f"{x:.3f}" for x in ratios)
                        + f" (min {srt[0]:.3f}, median {srt[len(srt) // 2]:.3f}, "
-                         f"max {srt[-1]:.3f})")
+                       f"max {srt[-1]:.3f})")
     return out
 
 
@@ -827,16 +843,13 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
-    gp = by.get("gw1pol")
-    if g1 and gp and g1.ok and gp.ok and g1.req_per_cpu_s and gp.req_per_cpu_s:
-        lines.append(f"{gp.label} / {g1.label}, req per CPU-s: "
-                     f"{gp.req_per_cpu_s / g1.req_per_cpu_s:.3f}")
-    gr = by.get("gw1rl")
-    if g1 and gr and g1.ok and gr.ok and g1.req_per_cpu_s and gr.req_per_cpu_s:
-        lines.append(f"{gr.label} / {g1.label}, req per CPU-s: "
-                     f"{gr.req_per_cpu_s / g1.req_per_cpu_s:.3f}")
+    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1tel", "gw1notel")):
+        a, b = by.get(num), by.get(den)
+        if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
+            lines.append(f"{a.label} / {b.label}, req per CPU-s: "
+                         f"{a.req_per_cpu_s / b.req_per_cpu_s:.3f}")
     grr = by.get("gw1rlredis")
-    for base in (g1, gr):   # the gateway's CPU only: redis-server's own is not counted
+    for base in (by.get("gw1"), by.get("gw1rl")):   # the gateway's CPU only, not redis-server's
         if base and grr and base.ok and grr.ok and base.req_per_cpu_s and grr.req_per_cpu_s:
             lines.append(f"{grr.label} / {base.label}, req per CPU-s: "
                          f"{grr.req_per_cpu_s / base.req_per_cpu_s:.3f}; p50 "

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _model as m
+from . import _telemetry
 from ._schema import (Api, Backend, Gateway, Listener, Operation, Policies, Product, Server,
                       Subscription)
 from ._certs import CertificateConfig, CertificateEntry, ClientCertificateConfig  # after _schema
@@ -101,4 +102,5 @@ def gateway(g: Gateway, source: str) -> m.GatewayConfig:
         products=m._Frozen({name: product(name, p) for name, p in g.products.items()}),
         subscriptions=tuple(subscription(s) for s in g.subscriptions),
         policies=policies(g.policies), rate_limits=g.rate_limits.build(),
-        redis=g.redis.build() if g.redis is not None else None)
+        redis=g.redis.build() if g.redis is not None else None,
+        telemetry=_telemetry.build(g.telemetry))

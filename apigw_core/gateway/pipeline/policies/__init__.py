@@ -10,9 +10,10 @@
 - `llm`: llm-token-limit (azure-openai-token-limit)
 - `certificates`: validate-client-certificate; `credentials`: authentication-basic,
   authentication-certificate
+- `telemetry`: trace, emit-metric
 """
 
 from __future__ import annotations
 
-from . import access, convert, flow, limits, llm, transform  # noqa: F401  (each registers its policies)
+from . import access, convert, flow, limits, llm, telemetry, transform  # noqa: F401  (each registers its policies)
 from . import certificates, credentials  # noqa: F401
