@@ -132,7 +132,8 @@ ffibuilder.cdef(CDEF_BUCKETS)
 ffibuilder.set_source(
     "apigw_core._native",
     '#include "apigw/http1.h"\n#include "apigw/buckets.h"',
-    sources=[_path("native/src/http1.c"), _path("native/src/buckets.c")],
+    sources=[_path("native/src/http1.c"), _path("native/src/buckets.c"),
+             _path("native/src/buckets_ops.c")],
     include_dirs=[_path("native/include")],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
 )

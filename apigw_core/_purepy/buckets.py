@@ -68,7 +68,7 @@ def hash64(key: bytes, seed: int) -> int:
 
 
 def key_hashes(key: bytes, seed: int, kind: int) -> tuple[int, int]:
-    """(home hash, fingerprint): two independently seeded hashes; kinds never meet."""
+    """(group hash, fingerprint): two independently seeded hashes; kinds never meet."""
     s = seed ^ kind
     fp = hash64(key, s ^ FP_SALT)
     return hash64(key, s), fp or 1  # fingerprint 0 marks an empty slot

@@ -47,8 +47,8 @@ from .stream import BodyError, ClientGone, send_local_reply
 # top makes no cycle, and the request path does no import work
 from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
 from .commands import COMMAND_HANDLERS, run_finish
-from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
+from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket

@@ -19,8 +19,7 @@ and the gateway with an h2c listener, both proxying to the same HTTP/1.1 backend
 prints no percentiles, so p50/p99 come from its per-request log (`--log-file`).
 
 The gw1pol row is gw1 with five policies (issue 9's target), the gw1rl row gw1 with a
-rate-limit-by-key on every request (issue 10), the gw1rlredis row the same with `store:
-redis` (a redis-server on loopback, started here); `--repeat N` runs the chosen
+rate-limit-by-key on every request (issue 10); `--repeat N` runs the chosen
 rows N times, interleaved, and reports each row's spread, since one run on a shared
 machine says little.  The telemetry rows (issue 13): gw1notel has metrics turned off and no
 access log (only the W3C traceparent, which is always on), gw1tel has the metrics and a
@@ -562,7 +561,7 @@ def start_redis(workdir: str) -> Tuple[subprocess.Popen, int]:
 
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
                   cmd: str = "", h2c: bool = False, policies: bool = False,
-                  rate_limit: bool = False, redis_port: int = 0, telemetry: str = ""
+                  telemetry: str = "", rate_limit: bool = False, redis_port: int = 0
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
     kind = "pol" if policies else "rl" if rate_limit else ""
     d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}{telemetry}-",
@@ -736,17 +735,17 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
             stop(p)
         return
     policies = target.endswith("pol")
-    telemetry = next((t for t in ("notel", "tel") if target.endswith(t)), "")
     redis_row = target.endswith("rlredis")
     rate_limit = target.endswith("rl") or redis_row
+    telemetry = next((t for t in ("notel", "tel") if target.endswith(t)), "")
     workers = int(target.removeprefix("h2").removesuffix("redis").removesuffix("pol")
                   .removesuffix("rl").removesuffix(telemetry)[2:])
     if redis_row and "redis" not in ctx:
         ctx["redis"] = start_redis(workdir)   # one for the whole run (stop_all ends it)
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
-                           h2c=h2, policies=policies, rate_limit=rate_limit,
-                           redis_port=ctx["redis"][1] if redis_row else 0, telemetry=telemetry)
+                           h2c=h2, policies=policies, telemetry=telemetry,
+                           rate_limit=rate_limit, redis_port=ctx["redis"][1] if redis_row else 0)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)

@@ -14,9 +14,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from ._telemetry import TelemetryConfig
 from ._ratelimits import RateLimitsConfig
 from ._redis import RedisConfig
-from ._telemetry import TelemetryConfig
 
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
@@ -231,6 +231,6 @@ class GatewayConfig:
     ca_certificates: tuple[str, ...] = ()           # validate-client-certificate trust
     certificate_revocation_lists: tuple[str, ...] = ()
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names
+    telemetry: TelemetryConfig = TelemetryConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)
     redis: RedisConfig | None = None                # redis: (store: redis); None: no section
-    telemetry: TelemetryConfig = TelemetryConfig()
