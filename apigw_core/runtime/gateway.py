@@ -279,7 +279,8 @@ class Gateway:
         """Until no request holds the old state: close the ad-hoc pools its requests
         open meanwhile; then close every retired pool again (HTTP/2 connections that were
         busy at the swap get their GOAWAY)."""
-        keep = {id(p): p for p in new.pools.values()}  # held: their ids stay theirs
+        # held: their ids stay theirs (a counter store kept by the new state, too)
+        keep = {id(p): p for p in (*new.pools.values(), *new.stores.values())}
         del new
         closed: dict[int, Any] = {id(p): p for p in retired}
         while True:

@@ -31,6 +31,7 @@ from ..gateway.subscriptions import SubscriptionIndex
 from .balance import build_balanced
 from .h2upstream import H2UpstreamPool
 from .health_checks import start_health_checks
+from .redis_store import redis_stores
 from .secrets import remember as remember_secrets
 from .upstream import UpstreamPool
 
@@ -81,17 +82,20 @@ class GatewayState:
         self._dropped = [lv for n, lv in (previous.lives.items() if previous else ())
                          if self.lives.get(n) is not lv]
         self.ad_hoc: dict[tuple, Any] = {}
+        # counter stores beyond the local table (runtime/limits.py finds them here); a
+        # store closes like a pool (idle connections now, busy ones when released), so
+        # it is listed with them
+        self.stores: dict[str, Any] = redis_stores(config, previous)
         self.nursery: Any = None
         self.plain = frozenset(api.name for api in config.apis if self._is_plain(api))
 
     def retired_pools(self, newer: "GatewayState") -> list[Any]:
         """This state's pools that `newer` does not use (to close once idle)."""
-        keep = {id(p) for p in newer.pools.values()}
-        return [p for p in list(self.pools.values()) + list(self.ad_hoc.values())
-                if id(p) not in keep]
+        keep = {id(p) for p in (*newer.pools.values(), *newer.stores.values())}
+        return [p for p in self.all_pools() if id(p) not in keep]
 
     def all_pools(self) -> list[Any]:
-        return list(self.pools.values()) + list(self.ad_hoc.values())
+        return [*self.pools.values(), *self.ad_hoc.values(), *self.stores.values()]
 
     def _is_plain(self, api: Any) -> bool:
         cfg = self.config

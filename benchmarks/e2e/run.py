@@ -32,8 +32,8 @@ no access log.)
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1pool,gw1notel,gw1tel,gw2,
-                                         h2nginx,h2gw1,h2gw2]
+                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1rlredis,gw1pool,gw1notel,
+                                         gw1tel,gw2,h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
 
@@ -57,7 +57,8 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1pool", "gw1notel", "gw1tel", "gw2",
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1rlredis", "gw1pool", "gw1notel",
+           "gw1tel", "gw2",
            "h2nginx", "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
@@ -65,6 +66,7 @@ TARGET_LABELS = {
     "gw1": "apigw 1 worker",
     "gw1pol": "apigw 1 worker, 5 policies",
     "gw1rl": "apigw 1 worker, rate-limit-by-key",
+    "gw1rlredis": "apigw 1 worker, rate-limit-by-key, store: redis",
     "gw1pool": "apigw 1 worker, 3-member pool, breakers, health checks",
     "gw1notel": "apigw 1 worker, no telemetry",
     "gw1tel": "apigw 1 worker, metrics + access log",
@@ -549,20 +551,51 @@ apis: [{{name: bench, path: "", backend: pool}}]
 """ % (POOL_MEMBER % "m1", POOL_MEMBER % "m2", POOL_MEMBER % "m3")
 
 
+# The gw1rlredis row (issue 10): the gw1rl config with its counters in Redis (one EVALSHA
+# round trip per request to a redis-server on loopback, started by start_redis).
+REDIS_RATE_LIMIT_CONFIG = RATE_LIMIT_CONFIG.replace(
+    'counter-key: "{{request.ip}}"', 'counter-key: "{{request.ip}}", store: redis') + """\
+redis: {{url: "redis://127.0.0.1:{redis_port}/0"}}
+"""
+
+
+def start_redis(workdir: str) -> Tuple[subprocess.Popen, int]:
+    """A redis-server on a free loopback port, no persistence (for the gw1rlredis row)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    p = start([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", workdir])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(16) == b"+PONG\r\n":
+                    return p, port
+        except OSError:
+            time.sleep(0.05)
+    stop(p)
+    raise RuntimeError(f"redis-server on port {port} did not answer PING")
+
+
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
                   cmd: str = "", h2c: bool = False, policies: bool = False,
-                  telemetry: str = "", rate_limit: bool = False, pool: bool = False
+                  telemetry: str = "", rate_limit: bool = False, redis_port: int = 0,
+                  pool: bool = False
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
     kind = "pol" if policies else "rl" if rate_limit else "pool" if pool else ""
     d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}{telemetry}-",
                          dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write(((POLICY_CONFIG if policies else RATE_LIMIT_CONFIG if rate_limit
-                  else POOL_CONFIG if pool else GATEWAY_CONFIG)
+        f.write(((POLICY_CONFIG if policies else REDIS_RATE_LIMIT_CONFIG if redis_port
+                  else RATE_LIMIT_CONFIG if rate_limit else POOL_CONFIG if pool
+                  else GATEWAY_CONFIG)
                  + TELEMETRY_CONFIG.get(telemetry, "")).format(
             port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1",
-            dir=d))
+            dir=d, redis_port=redis_port))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -725,15 +758,19 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
             stop(p)
         return
     policies = target.endswith("pol")
-    rate_limit = target.endswith("rl")
+    redis_row = target.endswith("rlredis")
+    rate_limit = target.endswith("rl") or redis_row
     pool = target.endswith("pool")
     telemetry = next((t for t in ("notel", "tel") if target.endswith(t)), "")
-    workers = int(target.removeprefix("h2").removesuffix("pool").removesuffix("pol")
-                  .removesuffix("rl").removesuffix(telemetry)[2:])
+    workers = int(target.removeprefix("h2").removesuffix("redis").removesuffix("pool")
+                  .removesuffix("pol").removesuffix("rl").removesuffix(telemetry)[2:])
+    if redis_row and "redis" not in ctx:
+        ctx["redis"] = start_redis(workdir)   # one for the whole run (stop_all ends it)
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
                            h2c=h2, policies=policies, telemetry=telemetry,
-                           rate_limit=rate_limit, pool=pool)
+                           rate_limit=rate_limit, redis_port=ctx["redis"][1] if redis_row else 0,
+                           pool=pool)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
@@ -772,7 +809,8 @@ def spread_lines(results: List[Result]) -> List[str]:
         v = sorted(r.req_per_cpu_s for r in rs)
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
-    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1pool", "gw1"),
+    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1rlredis", "gw1rl"),
+                     ("gw1pool", "gw1"),
                      ("gw1tel", "gw1notel")):
         g1 = {r.round: r for r in by_target.get(den, [])}
         gp = {r.round: r for r in by_target.get(num, [])}
@@ -836,6 +874,12 @@ def report(results: List[Result], info: dict, args) -> str:
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
             lines.append(f"{a.label} / {b.label}, req per CPU-s: "
                          f"{a.req_per_cpu_s / b.req_per_cpu_s:.3f}")
+    grr = by.get("gw1rlredis")
+    for base in (by.get("gw1"), by.get("gw1rl")):   # the gateway's CPU only, not redis-server's
+        if base and grr and base.ok and grr.ok and base.req_per_cpu_s and grr.req_per_cpu_s:
+            lines.append(f"{grr.label} / {base.label}, req per CPU-s: "
+                         f"{grr.req_per_cpu_s / base.req_per_cpu_s:.3f}; p50 "
+                         f"{_fmt_ms(base.p50_ms)} -> {_fmt_ms(grr.p50_ms)}")
     for h1, h2 in (("gw1", "h2gw1"), ("gw2", "h2gw2"), ("proxy", "h2nginx")):
         a, b = by.get(h1), by.get(h2)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:

@@ -39,6 +39,7 @@ from ._model import (AdminConfig, ApiConfig, BackendConfig, BackendTLSConfig, Co
                      SubscriptionConfig, SubscriptionKeyConfig, TLSConfig)
 from ._resilience import CircuitBreakerConfig, HealthCheckConfig, PoolMemberConfig
 from ._named import redact, substitute, usable
+from ._redis import RedisConfig, store_redis_errors
 from ._schema import Admin, Api, Backend, Gateway, Listener, Product, Subscription, json_schema
 from ._values import _duration, _Invalid, _size
 
@@ -46,7 +47,7 @@ __all__ = [
     "ConfigError", "parse_duration", "parse_size", "TLSConfig", "ListenerConfig",
     "ServerConfig", "BackendTLSConfig", "BackendConfig", "PolicyEntry", "PolicySections",
     "OperationConfig", "SubscriptionKeyConfig", "ApiConfig", "ProductConfig",
-    "SubscriptionConfig", "AdminConfig", "GatewayConfig", "parse_config", "load_config",
+    "SubscriptionConfig", "AdminConfig", "GatewayConfig", "RedisConfig", "parse_config", "load_config",
     "json_schema", "PoolMemberConfig", "CircuitBreakerConfig", "HealthCheckConfig",
     "RetryBudgetConfig",
 ]
@@ -135,7 +136,7 @@ def _pipeline_check(config: GatewayConfig) -> list[str]:
     from ..pipeline import check_config
     from ..subscriptions import subscription_errors
 
-    errors = list(check_config(config))
+    errors = list(check_config(config)) + store_redis_errors(config)
     try:
         OperationIndex(config.apis)
     except TemplateError as e:

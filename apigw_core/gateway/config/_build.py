@@ -113,4 +113,5 @@ def gateway(g: Gateway, source: str) -> m.GatewayConfig:
         products=m._Frozen({name: product(name, p) for name, p in g.products.items()}),
         subscriptions=tuple(subscription(s) for s in g.subscriptions),
         policies=policies(g.policies), telemetry=_telemetry.build(g.telemetry),
-        rate_limits=g.rate_limits.build())
+        rate_limits=g.rate_limits.build(),
+        redis=g.redis.build() if g.redis is not None else None)

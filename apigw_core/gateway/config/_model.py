@@ -18,6 +18,7 @@ from ._resilience import CircuitBreakerConfig, HealthCheckConfig, PoolMemberConf
 
 from ._telemetry import TelemetryConfig
 from ._ratelimits import RateLimitsConfig
+from ._redis import RedisConfig
 
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
@@ -253,3 +254,4 @@ class GatewayConfig:
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names
     telemetry: TelemetryConfig = TelemetryConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)
+    redis: RedisConfig | None = None                # redis: (store: redis); None: no section

@@ -27,6 +27,7 @@ from ._retrybudget import RetryBudget
 from . import _resilience as r
 from ._telemetry import Telemetry
 from ._ratelimits import RateLimits
+from ._redis import Redis
 from ._values import (DURATION_PATTERN, SIZE_PATTERN, TOKEN_PATTERN, Bound, Url, _api_path,
                       _backend_url, _bind, _bounded, _duration, _hostname, _http_version,
                       _Invalid, _method, _policy_entry, _positive_duration, _protocols,
@@ -388,6 +389,8 @@ class Gateway(_Section):
     """metrics, access log"""
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     """defaults of the rate-limit and quota policies (store, on-store-failure)"""
+    redis: Optional[Redis] = None
+    """the Redis server of store: redis (url, timeout, pool, sentinels, master)"""
 
 
 class _NoFieldTitles(GenerateJsonSchema):
