@@ -1,5 +1,5 @@
 """The gateway's whole request path in memory: run.py's gw1 and gw1pol configs (issue 9),
-and its telemetry rows gw1notel and gw1tel (issue 13).
+gw1pool (issue 12), and its telemetry rows gw1notel and gw1tel (issue 13).
 
 Strategy.  The real `H1Driver`, proxy handler, executor, `GatewayState`, policies and
 upstream pool serve keep-alive requests inside `trio.run`, with the two sockets replaced
@@ -137,7 +137,10 @@ CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None, True),
            "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS, True),
            "gw1bare": (e2e.GATEWAY_CONFIG, None, False),
            "gw1notel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["notel"], None, True),
-           "gw1tel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["tel"], None, True)}
+           "gw1tel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["tel"], None, True),
+           # issue 12: a 3-member weighted pool with breakers (health checks are tasks of
+           # their own, not started here: one request per member every 5 s)
+           "gw1pool": (e2e.POOL_CONFIG, None, True)}
 
 
 def _gateway(name: str) -> SimpleNamespace:
@@ -241,8 +244,8 @@ def main() -> None:
     print("|---|---:|---:|")
     for name, (us, sends) in rows.items():
         print(f"| {name} | {us:.1f} | {sends:.2f} |")
-    for a, b in (("gw1", "gw1pol"), ("gw1notel", "gw1tel"), ("gw1bare", "gw1notel"),
-                 ("gw1notel", "gw1")):
+    for a, b in (("gw1", "gw1pol"), ("gw1", "gw1pool"), ("gw1notel", "gw1tel"),
+                 ("gw1bare", "gw1notel"), ("gw1notel", "gw1")):
         if a in rows and b in rows:
             print(f"{b} / {a} (as req per CPU-s): {rows[a][0] / rows[b][0]:.3f}")
 

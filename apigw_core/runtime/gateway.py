@@ -54,6 +54,7 @@ from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
                         TransportTimeout, Watchdog)
 from .h2upstream import H2UpstreamPool
+from .health_checks import admin_backends
 from .upstream import UpstreamPool
 
 __all__ = ["Gateway", "AdminHandler"]
@@ -105,6 +106,7 @@ class Gateway:
         self.add_admin_route(b"/ready", Gateway._admin_ready, methods=())
         self.add_admin_route(b"/config", lambda gw, s: _json(s, 200, gw.reload_status().to_json()))
         self.add_admin_route(b"/reload", Gateway._admin_reload, methods=(b"POST",))
+        self.add_admin_route(b"/backends", admin_backends)   # runtime/health_checks.py
         from .admin_telemetry import add_routes   # /metrics, /stats, / (the live page)
         add_routes(self)
 

@@ -19,18 +19,21 @@ and the gateway with an h2c listener, both proxying to the same HTTP/1.1 backend
 prints no percentiles, so p50/p99 come from its per-request log (`--log-file`).
 
 The gw1pol row is gw1 with five policies (issue 9's target), the gw1rl row gw1 with a
-rate-limit-by-key on every request (issue 10); `--repeat N` runs the chosen
-rows N times, interleaved, and reports each row's spread, since one run on a shared
-machine says little.  The telemetry rows (issue 13): gw1notel has metrics turned off and no
-access log (only the W3C traceparent, which is always on), gw1tel has the metrics and a
-JSON access log of every request to a file; the report gives gw1tel / gw1notel round by
-round.  (gw1 itself runs the defaults: metrics on, no access log.)
+rate-limit-by-key on every request (issue 10); the gw1pool row is gw1 through a 3-member
+weighted pool whose members have a circuit breaker and an active health check (issue 12's
+target; members with their own base paths, so the per-member request rewrite is paid
+too); `--repeat N` runs the chosen rows N times, interleaved, and reports each row's
+spread, since one run on a shared machine says little.  The telemetry rows (issue 13):
+gw1notel has metrics turned off and no access log (only the W3C traceparent, which is
+always on), gw1tel has the metrics and a JSON access log of every request to a file; the
+report gives gw1tel / gw1notel round by round.  (gw1 itself runs the defaults: metrics on,
+no access log.)
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1rlredis,gw1notel,gw1tel,
-                                         gw2,h2nginx,h2gw1,h2gw2]
+                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1rlredis,gw1pool,gw1notel,
+                                         gw1tel,gw2,h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
 
@@ -54,7 +57,8 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1rlredis", "gw1notel", "gw1tel", "gw2",
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1rlredis", "gw1pool", "gw1notel",
+           "gw1tel", "gw2",
            "h2nginx", "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
@@ -63,6 +67,7 @@ TARGET_LABELS = {
     "gw1pol": "apigw 1 worker, 5 policies",
     "gw1rl": "apigw 1 worker, rate-limit-by-key",
     "gw1rlredis": "apigw 1 worker, rate-limit-by-key, store: redis",
+    "gw1pool": "apigw 1 worker, 3-member pool, breakers, health checks",
     "gw1notel": "apigw 1 worker, no telemetry",
     "gw1tel": "apigw 1 worker, metrics + access log",
     "gw2": "apigw 2 workers",
@@ -530,6 +535,22 @@ apis:
 """
 
 
+# The gw1pool row (issue 12): the plain API's backend is a weighted pool of three members
+# (the same nginx under three base paths), each with a circuit breaker and a health check.
+POOL_MEMBER = ('{{url: "http://127.0.0.1:{backend_port}/%s", circuit-breaker: {{failure-condition: '
+               '{{count: 5, interval: 10s}}, trip-duration: 30s}}, health-check: {{path: /healthz, '
+               'interval: 5s}}}}')
+POOL_CONFIG = """\
+listeners: [{{bind: "127.0.0.1:{port}", protocols: [{protocols}]}}]
+backends:
+  m1: %s
+  m2: %s
+  m3: %s
+  pool: {{pool: [{{backend: m1, weight: 3}}, {{backend: m2, weight: 2}}, {{backend: m3, weight: 1}}]}}
+apis: [{{name: bench, path: "", backend: pool}}]
+""" % (POOL_MEMBER % "m1", POOL_MEMBER % "m2", POOL_MEMBER % "m3")
+
+
 # The gw1rlredis row (issue 10): the gw1rl config with its counters in Redis (one EVALSHA
 # round trip per request to a redis-server on loopback, started by start_redis).
 REDIS_RATE_LIMIT_CONFIG = RATE_LIMIT_CONFIG.replace(
@@ -561,15 +582,17 @@ def start_redis(workdir: str) -> Tuple[subprocess.Popen, int]:
 
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
                   cmd: str = "", h2c: bool = False, policies: bool = False,
-                  telemetry: str = "", rate_limit: bool = False, redis_port: int = 0
+                  telemetry: str = "", rate_limit: bool = False, redis_port: int = 0,
+                  pool: bool = False
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
-    kind = "pol" if policies else "rl" if rate_limit else ""
+    kind = "pol" if policies else "rl" if rate_limit else "pool" if pool else ""
     d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}{telemetry}-",
                          dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
         f.write(((POLICY_CONFIG if policies else REDIS_RATE_LIMIT_CONFIG if redis_port
-                  else RATE_LIMIT_CONFIG if rate_limit else GATEWAY_CONFIG)
+                  else RATE_LIMIT_CONFIG if rate_limit else POOL_CONFIG if pool
+                  else GATEWAY_CONFIG)
                  + TELEMETRY_CONFIG.get(telemetry, "")).format(
             port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1",
             dir=d, redis_port=redis_port))
@@ -737,15 +760,17 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
     policies = target.endswith("pol")
     redis_row = target.endswith("rlredis")
     rate_limit = target.endswith("rl") or redis_row
+    pool = target.endswith("pool")
     telemetry = next((t for t in ("notel", "tel") if target.endswith(t)), "")
-    workers = int(target.removeprefix("h2").removesuffix("redis").removesuffix("pol")
-                  .removesuffix("rl").removesuffix(telemetry)[2:])
+    workers = int(target.removeprefix("h2").removesuffix("redis").removesuffix("pool")
+                  .removesuffix("pol").removesuffix("rl").removesuffix(telemetry)[2:])
     if redis_row and "redis" not in ctx:
         ctx["redis"] = start_redis(workdir)   # one for the whole run (stop_all ends it)
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
                            h2c=h2, policies=policies, telemetry=telemetry,
-                           rate_limit=rate_limit, redis_port=ctx["redis"][1] if redis_row else 0)
+                           rate_limit=rate_limit, redis_port=ctx["redis"][1] if redis_row else 0,
+                           pool=pool)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
@@ -785,6 +810,7 @@ def spread_lines(results: List[Result]) -> List[str]:
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
     for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1rlredis", "gw1rl"),
+                     ("gw1pool", "gw1"),
                      ("gw1tel", "gw1notel")):
         g1 = {r.round: r for r in by_target.get(den, [])}
         gp = {r.round: r for r in by_target.get(num, [])}
@@ -842,7 +868,8 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
-    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1tel", "gw1notel")):
+    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1pool", "gw1"),
+                     ("gw1tel", "gw1notel")):
         a, b = by.get(num), by.get(den)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
             lines.append(f"{a.label} / {b.label}, req per CPU-s: "

@@ -6,6 +6,7 @@
 - `transform`: set-header, set-query-parameter, rewrite-uri, set-method, set-status,
   set-body, find-and-replace
 - `convert`: json-to-xml, xml-to-json
+- `retry`: retry
 - `limits`: rate-limit, rate-limit-by-key, quota, quota-by-key, limit-concurrency
 - `llm`: llm-token-limit (azure-openai-token-limit)
 - `certificates`: validate-client-certificate; `credentials`: authentication-basic,
@@ -15,5 +16,5 @@
 
 from __future__ import annotations
 
-from . import access, convert, flow, limits, llm, telemetry, transform  # noqa: F401  (each registers its policies)
+from . import access, convert, flow, limits, llm, retry, telemetry, transform  # noqa: F401  (each registers its policies)
 from . import certificates, credentials  # noqa: F401
