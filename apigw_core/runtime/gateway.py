@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 import trio
 
+from ..buckets import BucketTable
 from ..gateway.config import BackendConfig, GatewayConfig, ListenerConfig
 from ..gateway.forwarding import RequestIds
 from ..gateway.router import Router
@@ -66,8 +67,12 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, reuse_port: bool = False, version: int = 1,
                  pin: Optional[Callable[[GatewayConfig], GatewayConfig]] = None,
-                 reload_everywhere: Optional[Callable[[], None]] = None) -> None:
+                 reload_everywhere: Optional[Callable[[], None]] = None,
+                 buckets: Optional[BucketTable] = None) -> None:
         self.watchdog = Watchdog()
+        # rate limits' shared memory: the supervisor's table (workers), else made on first
+        # use; it outlives reloads (state swaps never touch it)
+        self._buckets = buckets
         self._write_timeout = config.server.write_timeout   # server.* needs a restart
         # everything derived from the config, swapped as one on reload (runtime/state.py)
         self.state = GatewayState(config, self.watchdog, version=version,
@@ -107,6 +112,15 @@ class Gateway:
         except (ssl.SSLError, OSError) as exc:
             raise StartupError(f"backend {name}: cannot load its TLS CA file: "
                                f"{_ssl_reason(exc)}") from None
+
+    @property
+    def buckets(self) -> BucketTable:
+        """The token buckets, counters and semaphores every worker shares
+        (apigw_core.buckets).  Without workers: this process's own, private table."""
+        if self._buckets is None:
+            self._buckets = BucketTable()
+            self._buckets.unlink()  # private: nothing to leave behind in /dev/shm
+        return self._buckets
 
     @property
     def config(self) -> GatewayConfig:

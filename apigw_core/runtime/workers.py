@@ -27,6 +27,11 @@ The supervisor reads the file too, and keeps the last config it found valid (and
 version) for the workers it forks later, so a restarted worker serves what its siblings
 serve.  Workers get the supervisor's concrete ports for `:0` listeners, and pin a reloaded
 file the same way (`pin_ports`).
+
+Rate limits.  Before the first fork the supervisor creates the shared `BucketTable`
+(apigw_core/buckets.py) in /dev/shm; each worker, restarted ones too, attaches to it by
+name (`gw.buckets`), so all of them draw from the same buckets.  The supervisor unlinks
+it when it exits (a supervisor killed by SIGKILL leaves its `apigw-buckets-PID-*` file).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Callable, Optional
 
 import trio
 
+from ..buckets import SHM_DIR, BucketTable
 from ..gateway.config import GatewayConfig
 from .listeners import bind_socket, split_hostport
 from .reload import FileWatch, ReloadRefused, load_reloadable, pin_ports
@@ -111,6 +117,7 @@ class _Start:
     version: int
     pin: Callable[[GatewayConfig], GatewayConfig]
     supervisor: int  # pid
+    buckets: str = ""  # the name of the shared BucketTable each worker attaches to
 
 
 def _child(start: _Start, role: str, echo: Optional[str], socks: list,
@@ -157,8 +164,11 @@ def _child(start: _Start, role: str, echo: Optional[str], socks: list,
                     else:  # it is gone (we are about to get SIGTERM): just this one
                         gw.trigger_reload()
 
+                table = (BucketTable(name=start.buckets, create=False)
+                         if start.buckets else None)
                 gw = Gateway(config, reuse_port=True, version=start.version,
-                             pin=start.pin, reload_everywhere=reload_everywhere)
+                             pin=start.pin, reload_everywhere=reload_everywhere,
+                             buckets=table)
                 await nursery.start(partial(run_gateway, config, announce=False,
                                             gateway=gw))
                 if early_hup:  # trio's receiver is installed now: later ones reach it
@@ -201,7 +211,16 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
         return EXIT_STARTUP
     pinned = config
     me = os.getpid()
-    start = _Start(config, 1, partial(pin_ports, started=started, pinned=pinned), me)
+    try:  # made before any worker, which all attach to it by name; unlinked at exit
+        table = BucketTable()
+    except OSError as exc:
+        for s in socks:
+            s.close()
+        print(f"apigw: cannot create the shared bucket table in {SHM_DIR}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    start = _Start(config, 1, partial(pin_ports, started=started, pinned=pinned), me,
+                   buckets=table.name)
     children: dict[int, _Child] = {}   # by pid
     young_deaths = 0
     stopping = False
@@ -332,4 +351,6 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
             s.close()
         for c in children.values():
             os.close(c.fd)
+        table.close()
+        table.unlink()
     return EXIT_STARTUP if failures or young_deaths >= 5 else 0
