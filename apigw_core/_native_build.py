@@ -118,9 +118,9 @@ int apigw_bk_count(void *mem, const char *key, size_t key_len, int64_t limit,
                    int force, int64_t *out);
 int apigw_bk_acquire(void *mem, const char *key, size_t key_len, int64_t max_count);
 int apigw_bk_release(void *mem, const char *key, size_t key_len);
-int64_t apigw_bk_take_packed(void *mem, const char *key, size_t key_len, int64_t calls,
+int64_t apigw_bk_take_packed(uintptr_t addr, const char *key, size_t key_len, int64_t calls,
                              int64_t period_ns, int64_t n, int64_t now_ns);
-int64_t apigw_bk_peek_packed(void *mem, const char *key, size_t key_len, int64_t calls,
+int64_t apigw_bk_peek_packed(uintptr_t addr, const char *key, size_t key_len, int64_t calls,
                              int64_t period_ns, int64_t now_ns);
 int64_t apigw_bk_last_wait(void);
 uint64_t apigw_bk_hash(const char *key, size_t key_len, uint64_t seed);
@@ -132,7 +132,8 @@ ffibuilder.cdef(CDEF_BUCKETS)
 ffibuilder.set_source(
     "apigw_core._native",
     '#include "apigw/http1.h"\n#include "apigw/buckets.h"',
-    sources=[_path("native/src/http1.c"), _path("native/src/buckets.c")],
+    sources=[_path("native/src/http1.c"), _path("native/src/buckets.c"),
+             _path("native/src/buckets_ops.c")],
     include_dirs=[_path("native/include")],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
 )

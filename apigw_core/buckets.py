@@ -20,7 +20,7 @@ namespace.  A lookup reads one fingerprint line, then the slot: two cache lines.
 Concurrency (C).  Each slot has a lock word taken by compare-and-swap (it holds the
 holder's pid; a waiter that finds the holder dead takes it over), held for a few dozen
 instructions with no system call; a key's first claim also takes the claim word of its
-home slot, so two processes claiming the same new key cannot put it in two slots, and
+first group, so two processes claiming the same new key cannot put it in two slots, and
 claim words are never taken while a slot lock is held (no deadlock).  The twin instead
 serialises whole calls with an flock on the table file (see its module docstring).
 
@@ -37,7 +37,8 @@ continuously at ``calls / period``, kept exactly in integer token-nanoseconds (o
 = ``period_ns`` credits; each nanosecond adds ``calls`` credits; capped at
 ``calls * period_ns``), so there is no rounding drift and ``wait_ns`` is exact: a take
 of ``n`` refused with ``wait_ns = w`` is refused at ``now + w - 1`` and allowed at
-``now + w`` (if nothing else took meanwhile).  Worst case: a burst of at most ``calls``,
+``now + w`` (if nothing else took meanwhile; from a caller whose clock reading is
+older than the bucket's last update, ``w`` includes that lag).  Worst case: a burst of at most ``calls``,
 then never faster than the refill rate; so any window of ``period`` admits at most
 ``2 * calls - 1`` (the full bucket, plus less than one period of refill), and never the
 ``2 x calls`` a fixed window lets through at its boundary.  A refused take takes nothing
@@ -96,7 +97,7 @@ class BucketTable:
     ``create=True`` makes a new zeroed table (``name=None``: a fresh private name) and
     fails if the name exists; ``create=False`` attaches to an existing one by name.
     ``native=None`` picks C when available, ``True`` requires it, ``False`` forces the
-    twin."""
+    twin.  ``seed`` (tests) fixes the hash seed, else it is random per table."""
 
     def __init__(self, slots: int = 65536, *, name: str | None = None, create: bool = True,
                  native: bool | None = None, seed: int | None = None) -> None:
@@ -142,6 +143,8 @@ class BucketTable:
         self._lock = threading.Lock()
         self._tls = threading.local()
         self._c = _ffi.from_buffer(mm) if native else None
+        # the take / peek entry points get the address as an int: cheaper to pass
+        self._addr = int(_ffi.cast("uintptr_t", self._c)) if native else 0
         if not native:
             self._use_twin()
 
@@ -153,6 +156,7 @@ class BucketTable:
         if getattr(self, "_py", None) is not None:
             self._py.detach()
         if getattr(self, "_c", None) is not None:
+            self._addr = 0  # C refuses 0: a closed table raises, never touches the unmapped
             _ffi.release(self._c)
             self._c = None
         self._mm.close()
@@ -264,7 +268,7 @@ class BucketTable:
         """Takes ``n`` tokens if there are: (allowed, remaining, wait_ns until ``n``
         would pass; 0 when allowed, -1 when ``n > calls``)."""
         try:
-            r = _take(self._c, key, len(key), calls, period_ns, n, now_ns)
+            r = _take(self._addr, key, len(key), calls, period_ns, n, now_ns)
         except (TypeError, OverflowError) as exc:
             raise self._error(exc) from None
         if r & 1:  # allowed (errors come as twice their code: even)
@@ -285,7 +289,7 @@ class BucketTable:
     def peek(self, key: bytes, calls: int, period_ns: int, now_ns: int) -> tuple[int, int]:
         """(remaining, wait_ns until one token) without taking; an unknown key is full."""
         try:
-            r = _peek(self._c, key, len(key), calls, period_ns, now_ns)
+            r = _peek(self._addr, key, len(key), calls, period_ns, now_ns)
         except (TypeError, OverflowError) as exc:
             raise self._error(exc) from None
         if r < 0:

@@ -1,5 +1,5 @@
-"""The gateway's whole request path in memory: run.py's gw1, gw1pol (issue 9) and gw1pool
-(issue 12) configs.
+"""The gateway's whole request path in memory: run.py's gw1 and gw1pol configs (issue 9),
+its telemetry rows gw1notel and gw1tel (issue 13), and gw1pool (issue 12).
 
 Strategy.  The real `H1Driver`, proxy handler, executor, `GatewayState`, policies and
 upstream pool serve keep-alive requests inside `trio.run`, with the two sockets replaced
@@ -10,6 +10,11 @@ calls, the same in both configs: this file counts them, as `send` and backend `r
 calls per request) and the epoll waits.  So the ratio of the two configs here is the
 pipeline's Python cost against the whole Python cost of a proxied request, without the
 machine's noise; `benchmarks/e2e/run.py --only gw1,gw1pol` is the end-to-end check.
+Telemetry runs as in the gateway: the handler is wrapped by runtime/telemetry.py, and its
+trio task (metric flushes, the access-log writer thread, which writes to a temp file) runs
+beside the driver, so `time.process_time` (all threads) counts the log's encoding and
+writing too.  gw1bare is gw1 without the wrapper (no traceparent, no metrics): the cost of
+the always-on part.
 
     pytest benchmarks/test_bench_request_path.py --benchmark-only
     python benchmarks/test_bench_request_path.py              # table: µs/request, sends
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from types import SimpleNamespace
 from typing import Optional
@@ -39,6 +45,7 @@ from apigw_core.gateway.forwarding import RequestIds  # noqa: E402
 from apigw_core.runtime.h1server import H1Driver  # noqa: E402
 from apigw_core.runtime.proxy import proxy_handler  # noqa: E402
 from apigw_core.runtime.state import GatewayState  # noqa: E402
+from apigw_core.runtime.telemetry import Telemetry  # noqa: E402
 from apigw_core.runtime.transport import Transport  # noqa: E402
 from apigw_core.runtime.upstream import UpstreamPool  # noqa: E402
 
@@ -109,19 +116,47 @@ class MemoryPool(UpstreamPool):
         return t
 
 
-def make_gateway(config_text: str) -> SimpleNamespace:
+_LOGDIR = tempfile.mkdtemp(prefix="apigw-bench-log-")
+
+
+def make_gateway(config_text: str, wrap: bool = True) -> SimpleNamespace:
     config = parse_config(load_yaml(config_text.format(port=PORT, backend_port=BACKEND_PORT,
-                                                      protocols="http1")))
+                                                      protocols="http1", dir=_LOGDIR)))
     state = GatewayState(config, None, make_pool=lambda _name, b: MemoryPool(b))
     gw = SimpleNamespace(state=state, config=config, request_ids=RequestIds())
+    gw.telemetry = Telemetry(config) if wrap else None
     gw.handler = proxy_handler(gw)
+    if gw.telemetry is not None:
+        gw.telemetry.open()
+        gw.handler = gw.telemetry.wrap(gw.handler)
     return gw
 
 
-CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None), "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS),
-           # issue 12: a 3-member weighted pool with breakers (health checks are tasks of
-           # their own, not started here: one request per member every 5 s)
-           "gw1pool": (e2e.POOL_CONFIG, None)}
+# name: (config, request headers, wrapped by telemetry)
+CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None, True),
+           "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS, True),
+           "gw1bare": (e2e.GATEWAY_CONFIG, None, False),
+           "gw1notel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["notel"], None, True),
+           "gw1tel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["tel"], None, True),
+           # issue 12: a 3-member weighted pool with breakers (the health checks are tasks
+           # of their own, not started here: one request per member every 5 s)
+           "gw1pool": (e2e.POOL_CONFIG, None, True)}
+
+
+def _gateway(name: str) -> SimpleNamespace:
+    text, _, wrap = CONFIGS[name]
+    return make_gateway(text, wrap)
+
+
+async def _drive(gw: SimpleNamespace, t: "MemoryTransport") -> None:
+    """The driver, with the telemetry task beside it (as Gateway.run starts it)."""
+    async with trio.open_nursery() as nursery:
+        if gw.telemetry is not None:
+            nursery.start_soon(gw.telemetry.run)
+        await H1Driver(t, gw.handler, gw.config.server).run()
+        nursery.cancel_scope.cancel()
+    if gw.telemetry is not None and gw.telemetry.access is not None:
+        gw.telemetry.access.open()   # run() closed it: the next serve() writes again
 
 
 def serve(gw: SimpleNamespace, head: bytes, n: int) -> MemoryTransport:
@@ -137,17 +172,13 @@ def serve(gw: SimpleNamespace, head: bytes, n: int) -> MemoryTransport:
         return head
 
     t = MemoryTransport(client)
-
-    async def main() -> None:
-        await H1Driver(t, gw.handler, gw.config.server).run()
-
-    trio.run(main)
+    trio.run(_drive, gw, t)
     return t
 
 
 def check(name: str, n: int = 3) -> MemoryTransport:
     """Serve n requests and check they all got the backend's 200 (not a policy's 401)."""
-    gw = make_gateway(CONFIGS[name][0])
+    gw = _gateway(name)
     got: list[bytes] = []
     t = MemoryTransport(None)
 
@@ -163,7 +194,7 @@ def check(name: str, n: int = 3) -> MemoryTransport:
             left[0] -= 1
             return request_head(CONFIGS[name][1])
         t.script = client
-        await H1Driver(t, gw.handler, gw.config.server).run()
+        await _drive(gw, t)
 
     trio.run(main)
     assert len(got) == n, got
@@ -177,7 +208,7 @@ def check(name: str, n: int = 3) -> MemoryTransport:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_request_path(benchmark, name):
     check(name)
-    gw = make_gateway(CONFIGS[name][0])
+    gw = _gateway(name)
     head = request_head(CONFIGS[name][1])
     benchmark.group = "request path, 100 keep-alive requests"
     benchmark(serve, gw, head, 100)
@@ -185,7 +216,7 @@ def test_request_path(benchmark, name):
 
 def measure(name: str, n: int = 2000, repeat: int = 7) -> tuple[float, float]:
     """(best CPU µs per request, client sends per request)."""
-    gw = make_gateway(CONFIGS[name][0])
+    gw = _gateway(name)
     head = request_head(CONFIGS[name][1])
     serve(gw, head, 200)   # warm: the pool's connection, caches
     best = float("inf")
@@ -201,18 +232,22 @@ def main() -> None:
         n = int(sys.argv[sys.argv.index("--count") + 1])
         only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else "gw1,gw1pol"
         for name in only.split(","):
-            gw = make_gateway(CONFIGS[name][0])
+            gw = _gateway(name)
             serve(gw, request_head(CONFIGS[name][1]), n)
         return
-    for name in CONFIGS:
+    names = (sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv
+             else list(CONFIGS))
+    for name in names:
         check(name)
-    rows = {name: measure(name) for name in CONFIGS}
+    rows = {name: measure(name) for name in names}
     print("| config | CPU µs/request | client sends/request |")
     print("|---|---:|---:|")
     for name, (us, sends) in rows.items():
         print(f"| {name} | {us:.1f} | {sends:.2f} |")
-    print(f"gw1 / gw1pol (as req per CPU-s): {rows['gw1'][0] / rows['gw1pol'][0]:.3f}")
-    print(f"gw1 / gw1pool (as req per CPU-s): {rows['gw1'][0] / rows['gw1pool'][0]:.3f}")
+    for a, b in (("gw1", "gw1pol"), ("gw1notel", "gw1tel"), ("gw1bare", "gw1notel"),
+                 ("gw1notel", "gw1"), ("gw1", "gw1pool")):
+        if a in rows and b in rows:
+            print(f"{b} / {a} (as req per CPU-s): {rows[a][0] / rows[b][0]:.3f}")
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def test_semaphore(table):
 
 
 def test_colliding_keys_get_their_own_buckets(native):
-    # 4 slots: every key collides with the others on its home slot
+    # 4 slots, one group: every key shares its group with the others
     with BucketTable(4, native=native) as t:
         keys = [b"a", b"b", b"c", b"d"]
         for k in keys:
@@ -175,6 +175,22 @@ def test_colliding_keys_get_their_own_buckets(native):
         for k in keys:
             assert t.take(k, 2, S, 1, 0)[0] is False
         t.unlink()
+
+
+def test_a_slot_with_another_fingerprint_is_never_shared(native):
+    # one slot; its fingerprint word flipped as if another key with the same group held it
+    with BucketTable(1, native=native) as t:
+        t.unlink()
+        assert t.take(b"a", 2, S, 2, 0)[0]             # a: empty (live) bucket
+        words = memoryview(t._mm).cast("Q")
+        fp = words[8]                                 # group 0's fingerprint line, slot 0
+        words[8] = fp ^ 1
+        with pytest.raises(BucketTableFull):          # not a's: a live foreign bucket
+            t.take(b"a", 2, S, 1, 0)
+        assert t.peek(b"a", 2, S, 0) == (2, 0)         # a has no bucket here
+        words[8] = fp
+        assert t.take(b"a", 2, S, 1, 0)[0] is False    # a's own, empty, state again
+        words.release()
 
 
 def test_full_table_evicts_the_idle_bucket_never_a_live_one(native):

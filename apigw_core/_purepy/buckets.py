@@ -68,7 +68,7 @@ def hash64(key: bytes, seed: int) -> int:
 
 
 def key_hashes(key: bytes, seed: int, kind: int) -> tuple[int, int]:
-    """(home hash, fingerprint): two independently seeded hashes; kinds never meet."""
+    """(group hash, fingerprint): two independently seeded hashes; kinds never meet."""
     s = seed ^ kind
     fp = hash64(key, s ^ FP_SALT)
     return hash64(key, s), fp or 1  # fingerprint 0 marks an empty slot
@@ -132,10 +132,10 @@ class Table:
     # -- slots -------------------------------------------------------------------
     def _groups(self, h: int) -> tuple[int, ...]:
         """The key's two candidate groups (one when the table has one group)."""
-        a = (h & 0xFFFFFFFF) % self.groups
+        a = ((h & 0xFFFFFFFF) * self.groups) >> 32  # 0 .. groups-1 with no division
         if self.groups == 1:
             return (a,)
-        b = (h >> 32) % self.groups
+        b = ((h >> 32) * self.groups) >> 32
         return (a, b if b != a else (a + 1) % self.groups)
 
     def _fp_at(self, g: int) -> int:

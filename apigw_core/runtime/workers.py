@@ -41,8 +41,10 @@ import dataclasses
 import logging
 import os
 import select
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from functools import partial
 from typing import Callable, Optional
@@ -52,6 +54,7 @@ import trio
 from ..buckets import SHM_DIR, BucketTable
 from ..gateway.config import GatewayConfig
 from .listeners import bind_socket, split_hostport
+from .metrics import MULTIPROC_ENV
 from .reload import FileWatch, ReloadRefused, load_reloadable, pin_ports
 from .startup import EXIT_STARTUP, StartupError, startup_errors
 
@@ -187,6 +190,16 @@ def _child(start: _Start, role: str, echo: Optional[str], socks: list,
     return 0
 
 
+def _metrics_dead(pid: int) -> None:
+    """A worker is gone: its live gauges (open connections, pools) stop counting; its
+    counters and histograms stay in the sum."""
+    try:
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(pid)
+    except Exception:  # noqa: BLE001 - never let metrics bookkeeping stop the supervisor
+        log.exception("metrics: forgetting worker %d failed", pid)
+
+
 def _wait_ready(children: list[_Child], timeout: float = 30.0) -> None:
     """Until each child reported (ready or not) or exited (EOF: the main loop restarts it)."""
     deadline = time.monotonic() + timeout
@@ -219,6 +232,10 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
         print(f"apigw: cannot create the shared bucket table in {SHM_DIR}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return EXIT_STARTUP
+    # metrics: every worker writes its counts to its own files here and a scrape sums
+    # them all, dead workers' included (runtime/metrics.py); fresh for each run
+    metrics_dir = tempfile.mkdtemp(prefix="apigw-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
     start = _Start(config, 1, partial(pin_ports, started=started, pinned=pinned), me,
                    buckets=table.name)
     children: dict[int, _Child] = {}   # by pid
@@ -333,6 +350,7 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
             child = children.pop(pid)
             child.read_all()
             os.close(child.fd)
+            _metrics_dead(pid)
             if stopping or failed(child):
                 continue
             log.warning("%s (pid %d) exited with status %d; restarting", child.role, pid,
@@ -353,4 +371,6 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
             os.close(c.fd)
         table.close()
         table.unlink()
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return EXIT_STARTUP if failures or young_deaths >= 5 else 0

@@ -1,4 +1,6 @@
-/* buckets.c - shared-memory token buckets, counters and semaphores; see apigw/buckets.h.
+/* buckets.c - the shared-memory bucket table: layout, hashing, slot locks, lookup and
+ * claims (buckets_ops.c: what a bucket, a counter and a semaphore do); see
+ * apigw/buckets.h.
  *
  * Strategy.  Bucketised two-choice hashing over fixed 64-byte slots: a key lives in one
  * of two groups of 8 slots and is recognised by its 64-bit fingerprint (kept with the
@@ -30,6 +32,7 @@
 #endif
 
 #include "apigw/buckets.h"
+#include "buckets_table.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -53,8 +56,6 @@
 #define cpu_relax() ((void)0)
 #endif
 
-enum { W_LOCK, W_CLAIM, W_KIND, W_A, W_B, W_P1, W_P2 };
-enum { KIND_BUCKET = 1, KIND_COUNTER = 2, KIND_SEM = 3 };
 
 #define P1 0x9E3779B185EBCA87ULL
 #define P2 0xC2B2AE3D27D4EB4FULL
@@ -64,21 +65,8 @@ enum { KIND_BUCKET = 1, KIND_COUNTER = 2, KIND_SEM = 3 };
 #define SPINS_BEFORE_YIELD 256
 #define YIELDS_BEFORE_CHECK 64
 
-typedef struct {
-    uint64_t *w;            /* the table's words */
-    uint64_t group, gwords; /* slots per group, words per group */
-    uint64_t g[2];          /* the key's candidate groups */
-    int ngroups;            /* 1 when the table has a single group */
-    uint64_t fp;
-    uint64_t *slot;         /* the slot found / claimed (locked) */
-} table;
 
 /* ---------------------------------------------------------------- atomics, locks */
-
-static inline uint64_t ld(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
-static inline void st(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
-static inline int64_t lds(const uint64_t *p) { return (int64_t)ld(p); }
-static inline void sts(uint64_t *p, int64_t v) { st(p, (uint64_t)v); }
 
 /* getpid() is a system call in current glibc: cache it, and forget it in a fork child. */
 static uint64_t cached_pid;
@@ -125,7 +113,7 @@ static void lock(uint64_t *word)
     }
 }
 
-static void unlock(uint64_t *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
+void bk_unlock(uint64_t *word) { __atomic_store_n(word, 0, __ATOMIC_RELEASE); }
 
 /* ---------------------------------------------------------------- hashing */
 
@@ -209,7 +197,7 @@ int apigw_bk_check(const void *mem, size_t len)
     return APIGW_BK_OK;
 }
 
-static void open_table(table *t, void *mem, const char *key, size_t key_len, int kind)
+void bk_open(bk_table *t, void *mem, const char *key, size_t key_len, int kind)
 {
     uint64_t s, h, ngroups;
     t->w = mem;
@@ -221,30 +209,35 @@ static void open_table(table *t, void *mem, const char *key, size_t key_len, int
     t->fp = apigw_bk_hash(key, key_len, s ^ FP_SALT);
     if (t->fp == 0)
         t->fp = 1;
-    t->g[0] = (h & 0xFFFFFFFFu) % ngroups;
+    /* (x * n) >> 32 maps a 32-bit x onto 0..n-1 without a division */
+    t->g[0] = ((h & 0xFFFFFFFFu) * ngroups) >> 32;
     t->ngroups = ngroups == 1 ? 1 : 2;
-    t->g[1] = (h >> 32) % ngroups;
+    t->g[1] = ((h >> 32) * ngroups) >> 32;
     if (t->g[1] == t->g[0])
         t->g[1] = (t->g[0] + 1) % ngroups;
     t->slot = NULL;
 }
 
-static inline uint64_t *fps_of(const table *t, int gi)
+static inline uint64_t *fps_of(const bk_table *t, int gi)
 {
     return t->w + APIGW_BK_HEADER_WORDS + t->g[gi] * t->gwords;
 }
 
-static inline uint64_t *slot_of(const table *t, int gi, uint64_t j)
+static inline uint64_t *slot_of(const bk_table *t, int gi, uint64_t j)
 {
     return fps_of(t, gi) + APIGW_BK_FP_WORDS + j * APIGW_BK_SLOT_WORDS;
 }
 
 /* Finds the key's slot and locks it: 1 found (t->slot locked), 0 not there.  A group
  * fills from its front and never empties, so its scan stops at the first free slot. */
-static int find(table *t)
+int bk_find(bk_table *t)
 {
     int gi;
     uint64_t j;
+#if defined(__GNUC__)
+    if (t->ngroups == 2) /* half the keys live in their second group: fetch both lines */
+        __builtin_prefetch(fps_of(t, 1));
+#endif
 restart:
     for (gi = 0; gi < t->ngroups; gi++) {
         uint64_t *fps = fps_of(t, gi);
@@ -257,7 +250,7 @@ restart:
                     t->slot = s;
                     return 1;
                 }
-                unlock(&s[W_LOCK]); /* evicted meanwhile: look again */
+                bk_unlock(&s[W_LOCK]); /* evicted meanwhile: look again */
                 goto restart;
             }
             if (f == 0)
@@ -299,7 +292,7 @@ static int idle_age(const uint64_t *s, int have_now, int64_t now, int64_t *age)
     return 0;
 }
 
-static uint64_t used_of(const table *t, int gi)
+static uint64_t used_of(const bk_table *t, int gi)
 {
     const uint64_t *fps = fps_of(t, gi);
     uint64_t j;
@@ -312,16 +305,16 @@ static uint64_t used_of(const table *t, int gi)
 /* The key's slot, locked; claimed if it had none: the first free slot of the less
  * occupied group (ties: the first), else the idle slot of both idle longest (ties:
  * first in group order).  1 new, 0 existing, or E_FULL. */
-static int claim(table *t, int kind, int have_now, int64_t now)
+int bk_claim(bk_table *t, int kind, int have_now, int64_t now)
 {
     uint64_t *claim_word = slot_of(t, 0, 0) + W_CLAIM;
     uint64_t j;
     int rc = APIGW_BK_E_FULL;
-    if (find(t))
+    if (bk_find(t))
         return 0;
     lock(claim_word);
-    if (find(t)) {
-        unlock(claim_word);
+    if (bk_find(t)) {
+        bk_unlock(claim_word);
         return 0;
     }
     for (;;) {
@@ -360,247 +353,8 @@ static int claim(table *t, int kind, int have_now, int64_t now)
             rc = 1;
             break;
         }
-        unlock(&victim[W_LOCK]); /* taken or used meanwhile: scan again */
+        bk_unlock(&victim[W_LOCK]); /* taken or used meanwhile: scan again */
     }
-    unlock(claim_word);
+    bk_unlock(claim_word);
     return rc;
 }
-
-/* ---------------------------------------------------------------- token bucket */
-
-static int bucket_args(int64_t calls, int64_t period, int64_t n, int64_t now)
-{
-    return calls >= 1 && period >= 1 && calls <= APIGW_BK_FULL_MAX / period && n >= 0 &&
-           n <= APIGW_BK_FULL_MAX && now >= -APIGW_BK_TIME_MAX && now <= APIGW_BK_TIME_MAX;
-}
-
-/* Refills slot s to `now` and converts it to (calls, period); returns its credit. */
-static uint64_t refresh(uint64_t *s, uint64_t calls, uint64_t period, int64_t now, int new)
-{
-    uint64_t full = calls * period, c;
-    int64_t t;
-    uint64_t ocalls = ld(&s[W_P1]), operiod = ld(&s[W_P2]);
-    if (new || ocalls == 0 || operiod == 0) { /* (0: a holder died mid-claim) */
-        c = full;
-        t = now;
-    } else {
-        c = ld(&s[W_A]);
-        t = lds(&s[W_B]);
-        if (now > t) {
-            uint64_t el = (uint64_t)(now - t), ofull = ocalls * operiod;
-            if (el > operiod)
-                el = operiod;
-            c += el * ocalls;
-            if (c > ofull)
-                c = ofull;
-            t = now;
-        }
-        if (ocalls != calls || operiod != period) { /* keep whole tokens, clamped */
-            uint64_t tokens = c / operiod;
-            c = tokens >= calls ? full : tokens * period;
-        }
-    }
-    sts(&s[W_B], t);
-    st(&s[W_P1], calls);
-    st(&s[W_P2], period);
-    return c;
-}
-
-/* ns from `now` until `deficit` credits have refilled: refill runs from the bucket's
- * last update, which is later than `now` when a slower caller's clock reading arrives
- * after a faster one's. */
-static int64_t wait_for(const uint64_t *s, int64_t now, uint64_t deficit, uint64_t calls)
-{
-    int64_t t = lds(&s[W_B]);
-    uint64_t w = (deficit + calls - 1) / calls + (t > now ? (uint64_t)(t - now) : 0);
-    return w > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)w;
-}
-
-int apigw_bk_take(void *mem, const char *key, size_t key_len, int64_t calls,
-                  int64_t period_ns, int64_t n, int64_t now_ns, int64_t *out)
-{
-    table t;
-    uint64_t c, need, P = (uint64_t)period_ns;
-    int rc;
-    if (!bucket_args(calls, period_ns, n, now_ns))
-        return APIGW_BK_E_INVAL;
-    open_table(&t, mem, key, key_len, KIND_BUCKET);
-    rc = claim(&t, KIND_BUCKET, 1, now_ns);
-    if (rc < 0)
-        return rc;
-    c = refresh(t.slot, (uint64_t)calls, P, now_ns, rc);
-    if (n > calls) {
-        out[0] = 0;
-        out[2] = -1;
-    } else if (c >= (need = (uint64_t)n * P)) {
-        c -= need;
-        out[0] = 1;
-        out[2] = 0;
-    } else {
-        out[0] = 0;
-        out[2] = wait_for(t.slot, now_ns, need - c, (uint64_t)calls);
-    }
-    st(&t.slot[W_A], c);
-    unlock(&t.slot[W_LOCK]);
-    out[1] = (int64_t)(c / P);
-    return APIGW_BK_OK;
-}
-
-int apigw_bk_refund(void *mem, const char *key, size_t key_len, int64_t calls,
-                    int64_t period_ns, int64_t n, int64_t now_ns)
-{
-    table t;
-    uint64_t c, full = (uint64_t)calls * (uint64_t)period_ns;
-    if (!bucket_args(calls, period_ns, n, now_ns))
-        return APIGW_BK_E_INVAL;
-    open_table(&t, mem, key, key_len, KIND_BUCKET);
-    if (!find(&t))
-        return APIGW_BK_OK;
-    c = refresh(t.slot, (uint64_t)calls, (uint64_t)period_ns, now_ns, 0);
-    c = n >= calls ? full : c + (uint64_t)n * (uint64_t)period_ns;
-    st(&t.slot[W_A], c > full ? full : c);
-    unlock(&t.slot[W_LOCK]);
-    return APIGW_BK_OK;
-}
-
-int apigw_bk_peek(void *mem, const char *key, size_t key_len, int64_t calls,
-                  int64_t period_ns, int64_t now_ns, int64_t *out)
-{
-    table t;
-    uint64_t c, P = (uint64_t)period_ns;
-    if (!bucket_args(calls, period_ns, 0, now_ns))
-        return APIGW_BK_E_INVAL;
-    open_table(&t, mem, key, key_len, KIND_BUCKET);
-    out[0] = 1;
-    if (!find(&t)) {
-        out[1] = calls;
-        out[2] = 0;
-        return APIGW_BK_OK;
-    }
-    c = refresh(t.slot, (uint64_t)calls, P, now_ns, 0);
-    st(&t.slot[W_A], c);
-    out[1] = (int64_t)(c / P);
-    out[2] = c >= P ? 0 : wait_for(t.slot, now_ns, P - c, (uint64_t)calls);
-    unlock(&t.slot[W_LOCK]);
-    return APIGW_BK_OK;
-}
-
-/* ---------------------------------------------------------------- counter */
-
-static int in_time(int64_t x) { return x >= -APIGW_BK_TIME_MAX && x <= APIGW_BK_TIME_MAX; }
-static int in_count(int64_t x) { return x >= 0 && x <= APIGW_BK_FULL_MAX; }
-
-int apigw_bk_count(void *mem, const char *key, size_t key_len, int64_t limit,
-                   int64_t period_ns, int64_t start_ns, int64_t n, int64_t now_ns,
-                   int force, int64_t *out)
-{
-    table t;
-    int64_t end = 0;
-    uint64_t *s, a;
-    int rc, allowed;
-    if (!in_count(n) || !in_count(limit) || !in_time(now_ns) || !in_time(start_ns) ||
-        !in_time(period_ns) || period_ns < 0)
-        return APIGW_BK_E_INVAL;
-    if (period_ns > 0) { /* floor((now - start) / period), also before start */
-        int64_t d = now_ns - start_ns, q = d / period_ns;
-        if (d % period_ns != 0 && d < 0)
-            q--;
-        end = start_ns + (q + 1) * period_ns;
-    }
-    open_table(&t, mem, key, key_len, KIND_COUNTER);
-    rc = claim(&t, KIND_COUNTER, 1, now_ns);
-    if (rc < 0)
-        return rc;
-    s = t.slot;
-    if (rc == 1 || lds(&s[W_P2]) != period_ns || (period_ns > 0 && end > lds(&s[W_B]))) {
-        st(&s[W_A], 0);
-        sts(&s[W_B], end);
-        sts(&s[W_P2], period_ns);
-    }
-    a = ld(&s[W_A]);
-    allowed = a + (uint64_t)n <= (uint64_t)limit;
-    if (allowed || force) {
-        a += (uint64_t)n;
-        if (a > (uint64_t)APIGW_BK_FULL_MAX)
-            a = (uint64_t)APIGW_BK_FULL_MAX;
-        st(&s[W_A], a);
-    }
-    st(&s[W_P1], (uint64_t)limit);
-    out[0] = allowed;
-    out[1] = a >= (uint64_t)limit ? 0 : limit - (int64_t)a;
-    out[2] = period_ns > 0 ? lds(&s[W_B]) - now_ns : 0;
-    unlock(&s[W_LOCK]);
-    return APIGW_BK_OK;
-}
-
-/* ---------------------------------------------------------------- semaphore */
-
-int apigw_bk_acquire(void *mem, const char *key, size_t key_len, int64_t max_count)
-{
-    table t;
-    uint64_t a;
-    int rc;
-    if (!in_count(max_count))
-        return APIGW_BK_E_INVAL;
-    open_table(&t, mem, key, key_len, KIND_SEM);
-    rc = claim(&t, KIND_SEM, 0, 0);
-    if (rc < 0)
-        return rc;
-    st(&t.slot[W_P1], (uint64_t)max_count);
-    a = ld(&t.slot[W_A]);
-    rc = a < (uint64_t)max_count;
-    if (rc)
-        st(&t.slot[W_A], a + 1);
-    unlock(&t.slot[W_LOCK]);
-    return rc;
-}
-
-int apigw_bk_release(void *mem, const char *key, size_t key_len)
-{
-    table t;
-    uint64_t a;
-    open_table(&t, mem, key, key_len, KIND_SEM);
-    if (!find(&t))
-        return APIGW_BK_OK;
-    a = ld(&t.slot[W_A]);
-    if (a > 0)
-        st(&t.slot[W_A], a - 1);
-    unlock(&t.slot[W_LOCK]);
-    return APIGW_BK_OK;
-}
-
-/* ---------------------------------------------------------------- packed results */
-
-/* The Python wrapper's entry points: one cffi call per decision, no out array.  The
- * result is remaining * 2 + allowed, or twice an error code (even, so `r & 1` alone says
- * "allowed"); the wait, needed only when
- * refused, is kept per thread for apigw_bk_last_wait(). */
-static _Thread_local int64_t last_wait;
-
-int64_t apigw_bk_take_packed(void *mem, const char *key, size_t key_len, int64_t calls,
-                             int64_t period_ns, int64_t n, int64_t now_ns)
-{
-    int64_t out[3];
-    int rc = apigw_bk_take(mem, key, key_len, calls, period_ns, n, now_ns, out);
-    if (rc < 0)
-        return 2 * rc;
-    last_wait = out[2];
-    return out[1] * 2 + out[0];
-}
-
-int64_t apigw_bk_peek_packed(void *mem, const char *key, size_t key_len, int64_t calls,
-                             int64_t period_ns, int64_t now_ns)
-{
-    int64_t out[3];
-    int rc = apigw_bk_peek(mem, key, key_len, calls, period_ns, now_ns, out);
-    if (rc < 0)
-        return 2 * rc;
-    last_wait = out[2];
-    return out[1] * 2 + 1;
-}
-
-int64_t apigw_bk_last_wait(void)
-{
-    return last_wait;
-}
-

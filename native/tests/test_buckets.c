@@ -97,12 +97,13 @@ static void test_packed(void)
     guard_t g;
     void *t = new_table(&g, 8, 9);
     case_begin("packed results: remaining * 2 + allowed, the wait per thread");
-    CHECK_EQ_LONG(apigw_bk_take_packed(t, "k", 1, 3, 3000, 2, 0), 1 * 2 + 1);
+    CHECK_EQ_LONG(apigw_bk_take_packed((uintptr_t)t, "k", 1, 3, 3000, 2, 0), 1 * 2 + 1);
     CHECK_EQ_LONG(apigw_bk_last_wait(), 0);
-    CHECK_EQ_LONG(apigw_bk_take_packed(t, "k", 1, 3, 3000, 2, 0), 1 * 2 + 0);
+    CHECK_EQ_LONG(apigw_bk_take_packed((uintptr_t)t, "k", 1, 3, 3000, 2, 0), 1 * 2 + 0);
     CHECK_EQ_LONG(apigw_bk_last_wait(), 1000);
-    CHECK_EQ_LONG(apigw_bk_peek_packed(t, "k", 1, 3, 3000, 500), 1 * 2 + 1);
-    CHECK_EQ_LONG(apigw_bk_take_packed(t, "k", 1, 0, 3000, 2, 0), 2 * APIGW_BK_E_INVAL);
+    CHECK_EQ_LONG(apigw_bk_peek_packed((uintptr_t)t, "k", 1, 3, 3000, 500), 1 * 2 + 1);
+    CHECK_EQ_LONG(apigw_bk_take_packed((uintptr_t)t, "k", 1, 0, 3000, 2, 0), 2 * APIGW_BK_E_INVAL);
+    CHECK_EQ_LONG(apigw_bk_take_packed(0, "k", 1, 3, 3000, 2, 0), 2 * APIGW_BK_E_INVAL);
     guard_free(&g);
     case_end();
 }

@@ -13,8 +13,9 @@
  *     bucket  (kind 1): a = credit (token-ns), b = last update ns, p1 = calls, p2 = period
  *     counter (kind 2): a = used, b = window end ns, p1 = limit, p2 = period (0: forever)
  *     semaphore (3):    a = holders, p1 = max_count
- * With h = hash(key, seed ^ kind), a key's groups are (h mod 2^32) % G and (h >> 32) % G
- * (the next group if both are the same; G = slots / g), its fingerprint is
+ * With h = hash(key, seed ^ kind), a key's groups are ((h mod 2^32) * G) >> 32 and
+ * ((h >> 32) * G) >> 32 (the next group if both are the same; G = slots / g), its
+ * fingerprint is
  * hash(key, seed ^ kind ^ FP_SALT) (0 becomes 1).  The semantics and worst case are
  * documented in apigw_core/buckets.py.
  *
@@ -74,12 +75,13 @@ int apigw_bk_count(void *mem, const char *key, size_t key_len, int64_t limit,
 int apigw_bk_acquire(void *mem, const char *key, size_t key_len, int64_t max_count);
 int apigw_bk_release(void *mem, const char *key, size_t key_len);
 
-/* The same as take / peek, packed for a single cheap call from Python: returns
+/* The same as take / peek, packed for a single cheap call from Python (the table's
+ * address as an integer; 0 is refused): returns
  * remaining * 2 + allowed (peek: allowed is 1), or twice an error code; the wait of that
  * call is then apigw_bk_last_wait() (kept per thread). */
-int64_t apigw_bk_take_packed(void *mem, const char *key, size_t key_len, int64_t calls,
+int64_t apigw_bk_take_packed(uintptr_t addr, const char *key, size_t key_len, int64_t calls,
                              int64_t period_ns, int64_t n, int64_t now_ns);
-int64_t apigw_bk_peek_packed(void *mem, const char *key, size_t key_len, int64_t calls,
+int64_t apigw_bk_peek_packed(uintptr_t addr, const char *key, size_t key_len, int64_t calls,
                              int64_t period_ns, int64_t now_ns);
 int64_t apigw_bk_last_wait(void);
 
