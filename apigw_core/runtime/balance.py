@@ -36,8 +36,8 @@ from typing import Any, Optional
 
 import trio
 
-from ..gateway.backends import HALF_OPEN, Balancer, Breaker, Health, affinity_token, cookie_value
-from ..gateway.backends import parse_retry_after
+from ..gateway.backends import (CLOSED, HALF_OPEN, Balancer, Breaker, Health, affinity_token,
+                                cookie_value, in_ranges, parse_retry_after)
 from ..gateway.config import BackendConfig, GatewayConfig
 from ..protocol import ConnectionClosed, ProtocolError, Request, Response, StreamReset
 from ..protocol.events import _new_request
@@ -51,16 +51,21 @@ log = logging.getLogger("apigw_core.runtime")
 
 
 class Live:
-    """One single backend's live state (see the module docstring)."""
+    """One single backend's live state (see the module docstring).  `clean`: breaker
+    closed (or none), healthy, not ejected: the common case, which takes no clock reading
+    and no breaker call per request; every change of state goes through this object's
+    methods, which recompute it."""
 
     __slots__ = ("name", "config", "pool", "breaker", "health", "in_flight", "last_failure",
-                 "authority", "base", "token", "scope", "member_of")
+                 "authority", "base", "token", "scope", "member_of", "clean", "fails_on",
+                 "counted", "retry_after")
 
     def __init__(self, config: BackendConfig, pool: Any) -> None:
         self.name = config.name
         self.config = config
         self.pool = pool
-        self.breaker = Breaker(config.circuit_breaker) if config.circuit_breaker else None
+        cb = config.circuit_breaker
+        self.breaker = Breaker(cb) if cb else None
         self.health = Health(config.health_check, config.ejection_time)
         self.in_flight = 0
         self.last_failure: Optional[tuple[float, str]] = None   # (epoch, what)
@@ -69,14 +74,27 @@ class Live:
         self.token = affinity_token(config.name).encode()
         self.scope: Optional[trio.CancelScope] = None   # its health-check task
         self.member_of: set[str] = set()                 # pools that list it
+        self.clean = True
+        # statuses that count as failures (without a breaker: 5xx, for last-failure only)
+        ranges = cb.status_code_ranges if cb else ((500, 599),)
+        self.fails_on = bytes(in_ranges(s, ranges) for s in range(600))
+        self.counted = cb is not None and cb.percentage is not None  # every outcome counts
+        self.retry_after = cb is not None and cb.accept_retry_after
 
     def available(self, now: float, passive: bool) -> bool:
         """Can it take a request?  `passive`: ejections count (pool members)."""
+        if self.clean:
+            return True
         b = self.breaker
         if b is not None and not b.available(now):
             return False
         h = self.health
         return h.available(now) if passive else h.healthy
+
+    def update(self) -> None:
+        b, h = self.breaker, self.health
+        self.clean = ((b is None or b.state == CLOSED) and h.healthy
+                      and h.ejected_until is None)
 
     @property
     def connections(self) -> int:
@@ -89,9 +107,32 @@ class Live:
     def failed(self, what: str) -> None:
         self.last_failure = (time.time(), what)
 
+    def connect_failed(self, now: float, reason: str, detail: str, trial: bool,
+                       eject: bool) -> None:
+        self.failed(f"{reason}: {detail}")
+        if self.breaker is not None:
+            self.breaker.record(now, reason=reason, trial=trial)
+        if eject:
+            self.health.eject(now, f"connect failed: {detail}")
+        self.update()
+
+    def checked(self, ok: bool, detail: str) -> None:
+        """An active health check's verdict."""
+        self.health.check_result(trio.current_time(), ok, detail)
+        if not ok:
+            self.failed(f"health check: {detail}")
+        self.update()
+
     def finish(self, mx: "MemberExchange") -> None:
         """One exchange ended: its outcome, once, to the breaker and passive health."""
         self.in_flight -= 1
+        status = mx.status
+        if mx.error is None and status is not None and self.clean and not (
+                self.fails_on[status] or mx.trial or mx.probe or self.counted):
+            h = self.health      # the common case: a good answer, nothing to change
+            if h.errors:
+                h.errors = 0
+            return
         now = trio.current_time()
         b, h = self.breaker, self.health
         if mx.error is not None:
@@ -100,13 +141,11 @@ class Live:
                 b.record(now, reason=mx.error, trial=mx.trial)
             if mx.passive:
                 h.outcome(now, False, mx.probe, mx.error)
-        elif mx.status is not None:
+        elif status is not None:
+            if self.fails_on[status]:
+                self.failed(f"status {status}")
             if b is not None:
-                if b.is_failure(mx.status, None):
-                    self.failed(f"status {mx.status}")
-                b.record(now, mx.status, retry_after=mx.retry_after, trial=mx.trial)
-            elif mx.status >= 500:
-                self.failed(f"status {mx.status}")
+                b.record(now, status, retry_after=mx.retry_after, trial=mx.trial)
             if mx.passive:
                 h.outcome(now, True, mx.probe)
         else:   # ended without a verdict (the client left, a deadline): free the trial
@@ -114,6 +153,7 @@ class Live:
                 b.cancel()
             if mx.probe:
                 h.cancel()
+        self.update()
 
 
 class MemberExchange:
@@ -168,15 +208,15 @@ class MemberExchange:
             for ev in events:
                 t = ev.__class__
                 if t is Response:
-                    self._head(ev)
+                    self.status = ev.status_code
+                    if self.cookie is not None or self.live.retry_after:
+                        self._head(ev)
                 elif t is StreamReset or (t is ConnectionClosed and (answered or not ex.reused)):
                     self._error("BackendConnectionFailure", t.__name__)
         return events
 
     def _head(self, ev: Any) -> None:
-        self.status = ev.status_code
-        b = self.live.breaker
-        if b is not None and b.cfg.accept_retry_after and b.is_failure(ev.status_code, None):
+        if self.live.retry_after and self.live.fails_on[ev.status_code]:
             for n, v in ev.headers:
                 if n == b"retry-after":
                     self.retry_after = parse_retry_after(v, time.time())
@@ -214,19 +254,24 @@ class BalancedPool:
     @property
     def h1(self) -> Any:
         """An HTTP/1.1 pool of an available member (a WebSocket gets its own connection)."""
-        live = self._choose(trio.current_time(), (), None)
+        live = self._choose((), None)
         if live is None:
             raise self._unavailable()
         pool = live.pool
         return getattr(pool, "h1", pool)
 
-    def _choose(self, now: float, tried: Any, affinity: Optional[bytes]) -> Optional[Live]:
-        if self.single is not None:
-            live = self.single
-            return live if live.available(now, False) else None
+    def _choose(self, tried: Any, affinity: Optional[bytes]) -> Optional[Live]:
+        single = self.single
+        if single is not None:
+            return single if single.clean or single.available(trio.current_time(), False) \
+                else None
         lives = self.lives
-        i = self.balancer.pick([lv.available(now, True) for lv in lives], tried,  # type: ignore
-                               affinity)
+        ok = [lv.clean for lv in lives]
+        every = all(ok)
+        if not every:
+            now = trio.current_time()
+            ok = [lv.clean or lv.available(now, True) for lv in lives]
+        i = self.balancer.pick(ok, tried, affinity, every)  # type: ignore[union-attr]
         return None if i is None else lives[i]
 
     def _unavailable(self) -> BackendUnavailable:
@@ -249,18 +294,19 @@ class BalancedPool:
         if self.cookie is not None:
             affinity = cookie_value(request.headers, self.cookie)
         while True:
-            now = trio.current_time()
-            live = self._choose(now, tried, affinity)
+            live = self._choose(tried, affinity)
             if live is None:
                 raise self._unavailable()
             tried.add(live.name)
             passive = self.is_pool
-            b = live.breaker
-            trial = False
-            if b is not None:
-                b.acquire(now)
-                trial = b.state == HALF_OPEN
-            probe = live.health.acquire(now) if passive else False
+            trial = probe = False
+            if not live.clean:   # a half-open trial, or the re-probe of an ejection
+                now = trio.current_time()
+                b = live.breaker
+                if b is not None:
+                    b.acquire(now)
+                    trial = b.state == HALF_OPEN
+                probe = live.health.acquire(now) if passive else False
             cookie = None
             if self.cookie is not None and affinity != live.token:
                 cookie = self.cookie + b"=" + live.token + b"; Path=/; HttpOnly"
@@ -270,21 +316,16 @@ class BalancedPool:
             except (UpstreamConnectError, UpstreamTimeout) as e:
                 live.in_flight -= 1
                 reason = "Timeout" if isinstance(e, UpstreamTimeout) else "BackendConnectionFailure"
-                live.failed(f"{reason}: {e}")
-                if b is not None:
-                    b.record(now, reason=reason, trial=trial)
-                if not passive:
-                    raise
-                live.health.eject(now, f"connect failed: {e}")
-                if self._choose(trio.current_time(), tried, None) is None:
+                live.connect_failed(trio.current_time(), reason, str(e), trial, passive)
+                if not passive or self._choose(tried, None) is None:
                     raise
                 log.warning("backend %s: %s; trying another member of pool %s",
                             live.name, e, self.name)
                 continue
             except BaseException:
                 live.in_flight -= 1
-                if trial and b is not None:
-                    b.cancel()
+                if trial:
+                    live.breaker.cancel()  # type: ignore[union-attr]
                 if probe:
                     live.health.cancel()
                 raise

@@ -60,9 +60,7 @@ async def _run(live: "Live") -> None:
         while True:
             ok, detail = await check_once(live)
             was = live.health.healthy
-            live.health.check_result(trio.current_time(), ok, detail)
-            if not ok:
-                live.failed(f"health check: {detail}")
+            live.checked(ok, detail)
             if was != live.health.healthy:
                 log.warning("backend %s is %s: %s", live.name,
                             "healthy again" if live.health.healthy else "unhealthy",

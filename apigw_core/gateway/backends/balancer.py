@@ -45,7 +45,7 @@ def cookie_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> Optiona
 class Balancer:
     """One pool's member choice.  `current` holds the smooth round-robin state."""
 
-    __slots__ = ("names", "weights", "groups", "current", "tokens")
+    __slots__ = ("names", "weights", "groups", "current", "tokens", "cycle", "pos")
 
     def __init__(self, members: Sequence[PoolMemberConfig]) -> None:
         self.names = [m.backend for m in members]
@@ -56,11 +56,25 @@ class Balancer:
         self.groups = [by_priority[p] for p in sorted(by_priority)]
         self.current = [0] * len(members)
         self.tokens = {affinity_token(n).encode(): i for i, n in enumerate(self.names)}
+        # With every member available the smooth order repeats every sum(weights) picks:
+        # computed once, then each pick is an index (`pick(..., every=True)`).
+        first = self.groups[0]
+        period = sum(self.weights[i] for i in first)
+        self.cycle: list[int] = []
+        if period <= 4096:
+            ok = [True] * len(members)
+            self.cycle = [self._smooth(first, ok) for _ in range(period)]  # type: ignore[misc]
+            self.current = [0] * len(members)
+        self.pos = 0
 
     def pick(self, ok: list[bool], exclude: Collection[str] = (),
-             affinity: Optional[bytes] = None) -> Optional[int]:
+             affinity: Optional[bytes] = None, every: bool = False) -> Optional[int]:
         """A member index; `ok[i]`: member i is available (the caller asks its breaker and
-        health).  `ok` may be changed."""
+        health); `every`: all of them are."""
+        if every and not exclude and affinity is None and self.cycle:
+            pos = self.pos
+            self.pos = pos + 1 if pos + 1 < len(self.cycle) else 0
+            return self.cycle[pos]
         if affinity is not None:
             i = self.tokens.get(affinity)
             if i is not None and ok[i] and self.names[i] not in exclude:

@@ -26,6 +26,15 @@ def test_weighted_split_over_1000_picks_within_3_percent():
         assert abs(got[name] / 1000 - share) <= 0.03, got
 
 
+def test_the_precomputed_cycle_is_the_smooth_order():
+    fast, slow = Balancer([M("a", 5), M("b", 1), M("c", 3)]), Balancer([M("a", 5), M("b", 1), M("c", 3)])
+    got = [fast.pick([True] * 3, every=True) for _ in range(30)]
+    assert got == [slow._smooth(slow.groups[0], [True] * 3) for _ in range(30)]
+    # a member down, then back: the dynamic pick takes over, then the cycle again
+    assert {fast.pick([True, False, True]) for _ in range(6)} == {0, 2}
+    assert set(fast.pick([True] * 3, every=True) for _ in range(9)) == {0, 1, 2}
+
+
 def test_no_weights_is_plain_round_robin():
     bal = Balancer([M("a"), M("b"), M("c")])
     assert _names(bal, 6) == ["a", "b", "c", "a", "b", "c"]
