@@ -6,8 +6,9 @@
 - `transform`: set-header, set-query-parameter, rewrite-uri, set-method, set-status,
   set-body, find-and-replace
 - `convert`: json-to-xml, xml-to-json
+- `jwt`: validate-jwt
 """
 
 from __future__ import annotations
 
-from . import access, convert, flow, transform  # noqa: F401  (each registers its policies)
+from . import access, convert, flow, jwt, transform  # noqa: F401  (each registers its policies)
