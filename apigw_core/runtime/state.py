@@ -26,6 +26,7 @@ from ..gateway.pipeline.policies.flow import ForwardRequestPolicy
 from ..gateway.router import Router
 from ..gateway.subscriptions import SubscriptionIndex
 from .h2upstream import H2UpstreamPool
+from .jwks import bind_providers, start_providers
 from .upstream import UpstreamPool
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ class GatewayState:
         self.ad_hoc: dict[tuple, Any] = {}
         self.nursery: Any = None
         self.plain = frozenset(api.name for api in config.apis if self._is_plain(api))
+        # validate-jwt's OpenID providers by URL, shared across reloads (runtime/jwks.py)
+        self.jwt_providers = bind_providers(
+            self.programs, previous.jwt_providers if previous is not None else None)
 
     def retired_pools(self, newer: "GatewayState") -> list[Any]:
         """This state's pools that `newer` does not use (to close once idle)."""
@@ -129,6 +133,7 @@ class GatewayState:
         self.nursery = nursery
         for pool in self.all_pools():
             pool.nursery = nursery
+        start_providers(self, nursery)   # fetch the JWKS at load, refresh when stale
 
 
 def _replace(b: BackendConfig, **changes: Any) -> BackendConfig:

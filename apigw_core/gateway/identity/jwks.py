@@ -109,6 +109,7 @@ class Provider:
         self.failures = 0                          # consecutive failures
         self.failed_at: Optional[float] = None
         self.last_error = ""
+        self.runtime: Any = None                   # the runtime's fetcher (runtime/jwks.py)
 
     def __repr__(self) -> str:
         return f"<Provider {self.url} keys={sorted(self.keys)} fetched_at={self.fetched_at}>"

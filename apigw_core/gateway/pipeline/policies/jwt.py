@@ -60,10 +60,11 @@ NO_KEYS_MESSAGE = ("The signing keys of the identity provider could not be loade
 @dataclass(frozen=True, slots=True, eq=False)
 class RefreshKeys(Command):
     """A token names a kid `provider` does not have: refetch its JWKS (single flight, at
-    most once per 5 min; the runtime decides with `provider.may_refetch`).  Result: None."""
+    most once per 5 min; the runtime decides with `provider.may_refetch`).  With kid None:
+    only await the fetch in flight (no keys yet at all).  Result: None."""
 
     provider: Provider
-    kid: str
+    kid: Optional[str]
 
 
 @dataclass(slots=True)
@@ -371,20 +372,24 @@ class ValidateJwt(Policy):
     def _validate(self, ctx: Context, token: str, now: float) -> Any:
         header, alg, kid = self._header(token)
         if self._no_keys():
-            raise self._unavailable()
+            loading = [p for p in self.providers if p.fetching]
+            if not loading:
+                raise self._unavailable()
+            return self._refetch_then(ctx, token, header, alg, kid, loading, None)
         keys = self._keys_for(kid)
         if not keys and kid is not None:
             stale = [p for p in self.providers if p.may_refetch(now)]
             if stale:
-                return self._refetch_then(ctx, token, header, alg, kid, stale)
+                return self._refetch_then(ctx, token, header, alg, kid, stale, kid)
         self._finish(ctx, token, header, alg, kid, keys, now)
         return None
 
-    def _refetch_then(self, ctx: Context, token: str, header: dict, alg: str, kid: str,
-                      providers: list[Provider]) -> Any:
+    def _refetch_then(self, ctx: Context, token: str, header: dict, alg: str,
+                      kid: Optional[str], providers: list[Provider], wanted: Optional[str]
+                      ) -> Any:
         for p in providers:
-            yield RefreshKeys(p, kid)
-            if p.lookup(kid) is not None:
+            yield RefreshKeys(p, wanted)
+            if wanted is not None and p.lookup(wanted) is not None:
                 break
         now = self.clock()
         if self._no_keys():
