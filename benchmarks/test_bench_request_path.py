@@ -1,4 +1,5 @@
-"""The gateway's whole request path in memory: run.py's gw1 and gw1pol configs (issue 9).
+"""The gateway's whole request path in memory: run.py's gw1 and gw1pol configs (issue 9),
+and its gw1jwtrs / gw1jwtes rows (one validate-jwt, issue 11).
 
 Strategy.  The real `H1Driver`, proxy handler, executor, `GatewayState`, policies and
 upstream pool serve keep-alive requests inside `trio.run`, with the two sockets replaced
@@ -108,9 +109,10 @@ class MemoryPool(UpstreamPool):
         return t
 
 
-def make_gateway(config_text: str) -> SimpleNamespace:
-    config = parse_config(load_yaml(config_text.format(port=PORT, backend_port=BACKEND_PORT,
-                                                      protocols="http1")))
+def make_gateway(config_text) -> SimpleNamespace:
+    fill = dict(port=PORT, backend_port=BACKEND_PORT, protocols="http1")
+    text = config_text(**fill) if callable(config_text) else config_text.format(**fill)
+    config = parse_config(load_yaml(text))
     state = GatewayState(config, None, make_pool=lambda _name, b: MemoryPool(b))
     gw = SimpleNamespace(state=state, config=config, request_ids=RequestIds())
     gw.handler = proxy_handler(gw)
@@ -118,6 +120,10 @@ def make_gateway(config_text: str) -> SimpleNamespace:
 
 
 CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None), "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS)}
+# issue 11: one validate-jwt, the same token each time (cached key and verified token)
+for _name, _alg in (("gw1jwtrs", "RS256"), ("gw1jwtes", "ES256")):
+    CONFIGS[_name] = ((lambda alg: lambda **kw: e2e.jwt_config(alg, **kw))(_alg),
+                      e2e.jwt_headers(_alg))
 
 
 def serve(gw: SimpleNamespace, head: bytes, n: int) -> MemoryTransport:
@@ -207,7 +213,9 @@ def main() -> None:
     print("|---|---:|---:|")
     for name, (us, sends) in rows.items():
         print(f"| {name} | {us:.1f} | {sends:.2f} |")
-    print(f"gw1 / gw1pol (as req per CPU-s): {rows['gw1'][0] / rows['gw1pol'][0]:.3f}")
+    for name in CONFIGS:
+        if name != "gw1":
+            print(f"{name} / gw1 (as req per CPU-s): {rows['gw1'][0] / rows[name][0]:.3f}")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,15 @@ prints no percentiles, so p50/p99 come from its per-request log (`--log-file`).
 
 The gw1pol row is gw1 with five policies (issue 9's target); `--repeat N` runs the chosen
 rows N times, interleaved, and reports each row's spread, since one run on a shared
-machine says little.
+machine says little.  The gw1jwtrs / gw1jwtes rows are gw1 with one validate-jwt (issue
+11): an RS256 / ES256 key generated for the run, the same token on every request (the key
+and the verified token cached, exp checked every time).
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw2,h2nginx,h2gw1,h2gw2]
+                                 [--only nginx,proxy,gw1,gw1pol,gw1jwtrs,gw1jwtes,gw2,
+                                         h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
 
@@ -49,12 +52,15 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw2", "h2nginx", "h2gw1", "h2gw2")
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1jwtrs", "gw1jwtes", "gw2", "h2nginx",
+           "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
     "gw1": "apigw 1 worker",
     "gw1pol": "apigw 1 worker, 5 policies",
+    "gw1jwtrs": "apigw 1 worker, validate-jwt RS256",
+    "gw1jwtes": "apigw 1 worker, validate-jwt ES256",
     "gw2": "apigw 2 workers",
     "h2nginx": "nginx reverse proxy, h2c",
     "h2gw1": "apigw 1 worker, h2c",
@@ -499,15 +505,59 @@ apis: [{{name: bench, path: "", backend: nginx, subscription-required: true}}]
 """ % POLICY_KEY
 
 
+# The gw1jwt rows (issue 11): one validate-jwt at global scope with a static key of the
+# algorithm's type (an OpenID provider's cached JWKS key takes the same path per request),
+# audience and issuer checked; every request carries the same token.
+_JWT: Dict[str, Tuple[str, str]] = {}
+
+
+def jwt_material(alg: str) -> Tuple[str, str]:
+    """(public key PEM, token) for "RS256" or "ES256", made once per run."""
+    if alg not in _JWT:
+        import jwt as pyjwt
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        key = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
+               if alg == "RS256" else ec.generate_private_key(ec.SECP256R1()))
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        token = pyjwt.encode({"sub": "bench", "aud": "api://bench", "iss": "https://idp.bench",
+                              "exp": int(time.time()) + 86400}, key, algorithm=alg,
+                             headers={"kid": "bench"})
+        _JWT[alg] = (pem, token)
+    return _JWT[alg]
+
+
+def jwt_config(alg: str, port: int, backend_port: int, protocols: str) -> str:
+    pem, _ = jwt_material(alg)
+    return json.dumps({
+        "listeners": [{"bind": f"127.0.0.1:{port}",
+                       "protocols": [p.strip() for p in protocols.split(",")]}],
+        "backends": {"nginx": {"url": f"http://127.0.0.1:{backend_port}"}},
+        "policies": {"inbound": [{"validate-jwt": {
+            "issuer-signing-keys": [{"id": "bench", "public-key": pem}],
+            "audiences": ["api://bench"], "issuers": ["https://idp.bench"]}}]},
+        "apis": [{"name": "bench", "path": "", "backend": "nginx"}]})
+
+
+def jwt_headers(alg: str) -> Dict[str, str]:
+    return {"Authorization": f"Bearer {jwt_material(alg)[1]}"}
+
+
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
-                  cmd: str = "", h2c: bool = False, policies: bool = False
+                  cmd: str = "", h2c: bool = False, policies: bool = False,
+                  jwt_alg: Optional[str] = None
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
-    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{'pol' if policies else ''}-",
-                         dir=workdir)
+    kind = "pol" if policies else f"jwt{jwt_alg}" if jwt_alg else ""
+    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}-", dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
+    protocols = "http1, h2c" if h2c else "http1"
     with open(conf, "w") as f:
-        f.write((POLICY_CONFIG if policies else GATEWAY_CONFIG).format(
-            port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1"))
+        if jwt_alg:
+            f.write(jwt_config(jwt_alg, port, backend_port, protocols))
+        else:
+            f.write((POLICY_CONFIG if policies else GATEWAY_CONFIG).format(
+                port=port, backend_port=backend_port, protocols=protocols))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -517,7 +567,8 @@ def start_gateway(workdir: str, workers: int, port: int, backend_port: int, time
         argv = [a.format(python=sys.executable, config=conf, workers=workers)
                 for a in shlex.split(cmd or DEFAULT_GW_CMD)]
         p = start(argv, stdout=fout, stderr=ferr, cwd=d, env=env)
-    err = wait_http_200(port, p, timeout, POLICY_HEADERS if policies else None)
+    err = wait_http_200(port, p, timeout, POLICY_HEADERS if policies else
+                        jwt_headers(jwt_alg) if jwt_alg else None)
     if err is None:
         return p, None
     stop(p)
@@ -670,17 +721,18 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
             stop(p)
         return
     policies = target.endswith("pol")
-    workers = int(target.removeprefix("h2").removesuffix("pol")[2:])
+    jwt_alg = {"jwtrs": "RS256", "jwtes": "ES256"}.get(target[-5:])
+    workers = int(target.removeprefix("h2").removesuffix("pol")[2:3])
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
-                           h2c=h2, policies=policies)
+                           h2c=h2, policies=policies, jwt_alg=jwt_alg)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
         return
     try:
         bench(res, port, p.pid, args, threads, h2, workdir,
-              POLICY_HEADERS if policies else None)
+              POLICY_HEADERS if policies else jwt_headers(jwt_alg) if jwt_alg else None)
         if p.poll() is not None:
             res.error = f"gateway exited during the run with status {p.returncode}"
     finally:
@@ -702,7 +754,7 @@ def _fmt_ms(v: Optional[float]) -> str:
 
 def spread_lines(results: List[Result]) -> List[str]:
     """With --repeat: each target's req per CPU-s over the rounds (min / median / max), and
-    gw1pol over gw1 round by round (the two rows of a round ran back to back)."""
+    gw1pol and the gw1jwt rows over gw1 round by round (a round's rows ran back to back)."""
     out = []
     by_target: Dict[str, List[Result]] = {}
     for r in results:
@@ -713,13 +765,15 @@ def spread_lines(results: List[Result]) -> List[str]:
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
     g1 = {r.round: r for r in by_target.get("gw1", [])}
-    gp = {r.round: r for r in by_target.get("gw1pol", [])}
-    ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
-    if ratios:
-        srt = sorted(ratios)
-        out.append("gw1pol / gw1 req per CPU-s, round by round: "
-                   + ", ".join(f"{x:.3f}" for x in ratios)
-                   + f" (min {srt[0]:.3f}, median {srt[len(srt) // 2]:.3f}, max {srt[-1]:.3f})")
+    for t in ("gw1pol", "gw1jwtrs", "gw1jwtes"):
+        gp = {r.round: r for r in by_target.get(t, [])}
+        ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
+        if ratios:
+            srt = sorted(ratios)
+            out.append(f"{t} / gw1 req per CPU-s, round by round: "
+                       + ", ".join(f"{x:.3f}" for x in ratios)
+                       + f" (min {srt[0]:.3f}, median {srt[len(srt) // 2]:.3f}, "
+                         f"max {srt[-1]:.3f})")
     return out
 
 
@@ -767,10 +821,11 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
-    gp = by.get("gw1pol")
-    if g1 and gp and g1.ok and gp.ok and g1.req_per_cpu_s and gp.req_per_cpu_s:
-        lines.append(f"{gp.label} / {g1.label}, req per CPU-s: "
-                     f"{gp.req_per_cpu_s / g1.req_per_cpu_s:.3f}")
+    for t in ("gw1pol", "gw1jwtrs", "gw1jwtes"):
+        gp = by.get(t)
+        if g1 and gp and g1.ok and gp.ok and g1.req_per_cpu_s and gp.req_per_cpu_s:
+            lines.append(f"{gp.label} / {g1.label}, req per CPU-s: "
+                         f"{gp.req_per_cpu_s / g1.req_per_cpu_s:.3f}")
     for h1, h2 in (("gw1", "h2gw1"), ("gw2", "h2gw2"), ("proxy", "h2nginx")):
         a, b = by.get(h1), by.get(h2)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
