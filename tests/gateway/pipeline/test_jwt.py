@@ -208,6 +208,15 @@ def test_a_token_without_kid_tries_every_key_of_its_algorithm(keys):
     assert e.reason == "TokenSignatureInvalid"
 
 
+def test_a_key_without_id_is_tried_for_any_kid(keys):
+    k = Key.ec("whatever", "P-256")
+    p = compile_policy("validate-jwt", {"issuer-signing-keys": [{"public-key": k.pem()}]})
+    p.clock = lambda: NOW
+    assert run(p, make_ctx(headers=bearer(k.sign(claims())))) is None
+    e = refused(p, make_ctx(headers=bearer(Key.ec("x", "P-256").sign(claims()))))
+    assert e.reason == "TokenSignatureInvalid"
+
+
 def test_audience_and_issuer(keys):
     p = policy(keys, audiences=["api://a", AUD], issuers={"issuer": [ISS]})
     k = keys["ed"]

@@ -363,6 +363,14 @@ class ValidateJwt(Policy):
             found.extend((k, p) for k in p.all_keys())
         return found
 
+    def _unnamed(self) -> list[tuple[SigningKey, Optional[Provider]]]:
+        """Keys without an id: tried for a kid no key names (after any refetch)."""
+        found: list[tuple[SigningKey, Optional[Provider]]] = [
+            (k, None) for k in self.keys if k.kid is None]
+        for p in self.providers:
+            found.extend((k, p) for k in p.unnamed)
+        return found
+
     def _no_keys(self) -> bool:
         return not self.keys and not any(p.usable for p in self.providers)
 
@@ -399,6 +407,8 @@ class ValidateJwt(Policy):
 
     def _finish(self, ctx: Context, token: str, header: dict, alg: str, kid: Optional[str],
                 keys: list[tuple[SigningKey, Optional[Provider]]], now: float) -> None:
+        if not keys and kid is not None:
+            keys = self._unnamed()
         if not keys:
             shown = json.dumps(kid[:64] if kid is not None else None)
             raise self._refuse("TokenSignatureKeyNotFound", f"Signature validation failed. "
