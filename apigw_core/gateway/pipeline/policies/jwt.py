@@ -11,9 +11,9 @@ issuers and required claims.  A request then:
 2. looks it up in a bounded LRU of tokens this policy accepted before (token string ->
    claims + the key that verified it): a hit skips the signature, and only the lifetime
    (`exp`/`nbf` with `clock-skew`) is checked again, plus that the key is still served;
-3. otherwise reads the header (PyJWT), refuses `alg: none` and any algorithm its key may
-   not verify (an HMAC algorithm with an RSA key: the confusion attack) before any
-   cryptography, finds the key by kid (an unknown kid yields `RefreshKeys` to the runtime,
+3. otherwise reads the header (to pick the key), refuses `alg: none` and any algorithm
+   its key may not verify (an HMAC algorithm with an RSA key: the confusion attack)
+   before any cryptography, finds the key by kid (an unknown kid yields `RefreshKeys` to the runtime,
    which refetches the JWKS at most once per 5 min per provider, single flight), verifies
    with PyJWT, then checks lifetime, audience, issuer and required claims (APIM's
    reasons and messages, identity/claims.py) and caches the result.
@@ -37,13 +37,11 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
-import jwt as pyjwt
-
 from ...identity.claims import (RequiredClaim, check_audience, check_issuer, check_lifetime,
                                 check_required)
 from ...identity.jwks import Provider
 from ...identity.keys import (ALGORITHMS, KeyError_, SigningKey, key_from_pem, key_from_rsa,
-                              key_from_secret_text, verify)
+                              key_from_secret_text, read_header, verify)
 from ..contract import Command, Context, Policy, PolicyError, Site
 from ..expressions import _query_value
 from ..registry import register
@@ -329,10 +327,7 @@ class ValidateJwt(Policy):
         if dots == 4:
             raise self._refuse("JwtInvalid", "JWT is encrypted (JWE); encrypted tokens are "
                                              "not supported. Access denied.")
-        try:
-            header = pyjwt.get_unverified_header(token) if dots == 2 else None
-        except pyjwt.PyJWTError:
-            header = None
+        header = read_header(token) if dots == 2 else None
         if not isinstance(header, dict):
             raise self._refuse("JwtInvalid", "JWT not well formed. Access denied.")
         alg = header.get("alg")
