@@ -72,6 +72,8 @@ class _Verified:
     key: SigningKey
     provider: Optional[Provider]
     view: Mapping[str, Any]
+    valid_from: float = float("-inf")   # nbf - skew
+    valid_until: float = float("inf")   # exp + skew: valid while now < this
 
 
 _DESCRIPTIONS = {
@@ -308,7 +310,11 @@ class ValidateJwt(Policy):
         hit = self._cache.get(token)
         if hit is not None and (hit.provider is None or hit.provider.current(hit.key)):
             self._cache.move_to_end(token)
-            self._accept(ctx, hit, now)
+            if not hit.valid_from <= now < hit.valid_until:
+                self._accept(ctx, hit, now)    # raises the lifetime refusal
+            ctx.jwt = hit.claims
+            if self.variable is not None:
+                ctx.variables[self.variable] = hit.view
             return None
         return self._validate(ctx, token, now)
 
@@ -435,6 +441,10 @@ class ValidateJwt(Policy):
             if check is not None:
                 raise self._refuse(check.reason, check.message)
         v = _Verified(claims, header, key, provider, _view(token, header, claims))
+        if claims.get("exp") is not None:      # numbers: check_lifetime said so
+            v.valid_until = claims["exp"] + self.skew
+        if claims.get("nbf") is not None:
+            v.valid_from = claims["nbf"] - self.skew
         cache = self._cache
         cache[token] = v
         if len(cache) > CACHE_SIZE:
