@@ -22,12 +22,13 @@ The gw1pol row is gw1 with five policies (issue 9's target); `--repeat N` runs t
 rows N times, interleaved, and reports each row's spread, since one run on a shared
 machine says little.  The gw1jwtrs / gw1jwtes rows are gw1 with one validate-jwt (issue
 11): an RS256 / ES256 key generated for the run, the same token on every request (the key
-and the verified token cached, exp checked every time).
+and the verified token cached, exp checked every time); gw1tok is gw1 sent the same
+Authorization header (the request without its validation).
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw1jwtrs,gw1jwtes,gw2,
+                                 [--only nginx,proxy,gw1,gw1pol,gw1tok,gw1jwtrs,gw1jwtes,gw2,
                                          h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
@@ -52,13 +53,14 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1jwtrs", "gw1jwtes", "gw2", "h2nginx",
-           "h2gw1", "h2gw2")
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1tok", "gw1jwtrs", "gw1jwtes", "gw2",
+           "h2nginx", "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
     "gw1": "apigw 1 worker",
     "gw1pol": "apigw 1 worker, 5 policies",
+    "gw1tok": "apigw 1 worker, no policy, with the token",
     "gw1jwtrs": "apigw 1 worker, validate-jwt RS256",
     "gw1jwtes": "apigw 1 worker, validate-jwt ES256",
     "gw2": "apigw 2 workers",
@@ -511,18 +513,39 @@ apis: [{{name: bench, path: "", backend: nginx, subscription-required: true}}]
 _JWT: Dict[str, Tuple[str, str]] = {}
 
 
+def _bench_key(alg: str):
+    """The benchmark's private key, kept in the temp dir so that every process (a run's
+    rows, the in-memory request path under callgrind) uses the same one: RSA key
+    generation costs a random number of instructions."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    path = os.path.join(tempfile.gettempdir(), f"apigw-bench-jwt-{alg}.pem")
+    try:
+        with open(path, "rb") as f:
+            return serialization.load_pem_private_key(f.read(), None)
+    except (OSError, ValueError):
+        pass
+    key = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
+           if alg == "RS256" else ec.generate_private_key(ec.SECP256R1()))
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    os.replace(tmp, path)
+    return key
+
+
 def jwt_material(alg: str) -> Tuple[str, str]:
-    """(public key PEM, token) for "RS256" or "ES256", made once per run."""
+    """(public key PEM, token) for "RS256" or "ES256", made once per process."""
     if alg not in _JWT:
         import jwt as pyjwt
         from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec, rsa
-        key = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
-               if alg == "RS256" else ec.generate_private_key(ec.SECP256R1()))
+        key = _bench_key(alg)
         pem = key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
         token = pyjwt.encode({"sub": "bench", "aud": "api://bench", "iss": "https://idp.bench",
-                              "exp": int(time.time()) + 86400}, key, algorithm=alg,
+                              "exp": 4102444800}, key, algorithm=alg,
                              headers={"kid": "bench"})
         _JWT[alg] = (pem, token)
     return _JWT[alg]
@@ -722,6 +745,7 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
         return
     policies = target.endswith("pol")
     jwt_alg = {"jwtrs": "RS256", "jwtes": "ES256"}.get(target[-5:])
+    token = jwt_headers("RS256") if target == "gw1tok" else None
     workers = int(target.removeprefix("h2").removesuffix("pol")[2:3])
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
@@ -732,7 +756,7 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
         return
     try:
         bench(res, port, p.pid, args, threads, h2, workdir,
-              POLICY_HEADERS if policies else jwt_headers(jwt_alg) if jwt_alg else None)
+              POLICY_HEADERS if policies else jwt_headers(jwt_alg) if jwt_alg else token)
         if p.poll() is not None:
             res.error = f"gateway exited during the run with status {p.returncode}"
     finally:
@@ -754,7 +778,8 @@ def _fmt_ms(v: Optional[float]) -> str:
 
 def spread_lines(results: List[Result]) -> List[str]:
     """With --repeat: each target's req per CPU-s over the rounds (min / median / max), and
-    gw1pol and the gw1jwt rows over gw1 round by round (a round's rows ran back to back)."""
+    gw1pol and the gw1jwt rows over gw1 (and gw1tok) round by round (a round's rows ran
+    back to back)."""
     out = []
     by_target: Dict[str, List[Result]] = {}
     for r in results:
@@ -764,13 +789,14 @@ def spread_lines(results: List[Result]) -> List[str]:
         v = sorted(r.req_per_cpu_s for r in rs)
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
-    g1 = {r.round: r for r in by_target.get("gw1", [])}
-    for t in ("gw1pol", "gw1jwtrs", "gw1jwtes"):
+    for base, t in [("gw1", "gw1pol"), ("gw1", "gw1tok"), ("gw1", "gw1jwtrs"),
+                    ("gw1", "gw1jwtes"), ("gw1tok", "gw1jwtrs"), ("gw1tok", "gw1jwtes")]:
+        g1 = {r.round: r for r in by_target.get(base, [])}
         gp = {r.round: r for r in by_target.get(t, [])}
         ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
         if ratios:
             srt = sorted(ratios)
-            out.append(f"{t} / gw1 req per CPU-s, round by round: "
+            out.append(f"{t} / {base} req per CPU-s, round by round: "
                        + ", ".join(f"{x:.3f}" for x in ratios)
                        + f" (min {srt[0]:.3f}, median {srt[len(srt) // 2]:.3f}, "
                          f"max {srt[-1]:.3f})")
@@ -821,11 +847,12 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
-    for t in ("gw1pol", "gw1jwtrs", "gw1jwtes"):
-        gp = by.get(t)
-        if g1 and gp and g1.ok and gp.ok and g1.req_per_cpu_s and gp.req_per_cpu_s:
-            lines.append(f"{gp.label} / {g1.label}, req per CPU-s: "
-                         f"{gp.req_per_cpu_s / g1.req_per_cpu_s:.3f}")
+    for base, t in [("gw1", "gw1pol"), ("gw1", "gw1tok"), ("gw1", "gw1jwtrs"),
+                    ("gw1", "gw1jwtes"), ("gw1tok", "gw1jwtrs"), ("gw1tok", "gw1jwtes")]:
+        gb, gp = by.get(base), by.get(t)
+        if gb and gp and gb.ok and gp.ok and gb.req_per_cpu_s and gp.req_per_cpu_s:
+            lines.append(f"{gp.label} / {gb.label}, req per CPU-s: "
+                         f"{gp.req_per_cpu_s / gb.req_per_cpu_s:.3f}")
     for h1, h2 in (("gw1", "h2gw1"), ("gw2", "h2gw2"), ("proxy", "h2nginx")):
         a, b = by.get(h1), by.get(h2)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
