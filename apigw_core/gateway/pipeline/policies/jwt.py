@@ -46,6 +46,7 @@ from ..contract import Command, Context, Policy, PolicyError, Site
 from ..expressions import _query_value
 from ..registry import register
 from ._spec import Spec, describe, header_name, is_token
+from .flow import parse_seconds
 
 __all__ = ["ValidateJwt", "RefreshKeys", "CACHE_SIZE", "NO_KEYS_MESSAGE"]
 
@@ -102,7 +103,6 @@ def _skew(s: Spec) -> float:
     if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 86400:
         return float(v)
     if isinstance(v, str):
-        from .flow import parse_seconds
         t = v.strip()
         n = float(t) if t.replace(".", "", 1).isdigit() else parse_seconds(t)
         if n is not None and 0 <= n <= 86400:
@@ -145,7 +145,7 @@ class ValidateJwt(Policy):
         self.scheme = s.text("require-scheme")
         if self.scheme is not None and not is_token(self.scheme):
             site.error(f"not an authentication scheme: {self.scheme!r}", "require-scheme")
-        if self.scheme is not None and not (s.has("header-name") or not sources):
+        if self.scheme is not None and (s.has("query-parameter-name") or s.has("token-value")):
             site.error("only applies to a token taken from a header", "require-scheme")
         self.status = s.integer("failed-validation-httpcode", 401, 400, 599) or 401
         self.message = s.text("failed-validation-error-message")
