@@ -145,7 +145,8 @@ class ValidateJwt(Policy):
         self.scheme = s.text("require-scheme")
         if self.scheme is not None and not is_token(self.scheme):
             site.error(f"not an authentication scheme: {self.scheme!r}", "require-scheme")
-        if self.scheme is not None and (s.has("query-parameter-name") or s.has("token-value")):
+        if self.scheme is not None and (s.has("query-parameter-name")
+                                        or s.has("token-value")):
             site.error("only applies to a token taken from a header", "require-scheme")
         self.status = s.integer("failed-validation-httpcode", 401, 400, 599) or 401
         self.message = s.text("failed-validation-error-message")
