@@ -81,8 +81,9 @@ def check_issuer(claims: Mapping[str, Any], allowed: frozenset[str]) -> Optional
     if isinstance(iss, str) and iss in allowed:
         return None
     shown = iss if isinstance(iss, str) else ""
-    return Refusal("TokenIssuerNotAllowed", f"Issuer validation failed. Issuer: '{shown}'. "
-                                            "Did not match the allowed issuers. Access denied.")
+    return Refusal("TokenIssuerNotAllowed",
+                   f"Issuer validation failed. Issuer: '{shown}'. Did not match the allowed "
+                   "issuers. Access denied.")
 
 
 def claim_values(value: Any, separator: Optional[str]) -> list[str]:

@@ -222,7 +222,8 @@ class Provider:
     def status(self, now: float) -> dict[str, Any]:
         """A summary for logs and the admin endpoint."""
         return {"url": self.url, "kids": sorted(self.keys), "keys": len(self.all_keys()),
-                "fetched-ago": None if self.fetched_at is None else round(now - self.fetched_at, 1),
+                "fetched-ago": None if self.fetched_at is None
+                else round(now - self.fetched_at, 1),
                 "max-age": self.max_age, "fetches": self.fetches,
                 "failures": self.failures, "last-error": self.last_error or None}
 

@@ -84,7 +84,8 @@ def test_claims_read_in_expressions_and_the_output_variable(keys):
     run(p, ctx)
     errors: list[str] = []
     t = compile_template("{jwt.claims.sub}|{jwt.claims.scp}|{jwt.claims.roles}|"
-                         "{jwt.claims.none}|{variables.tok.claims.sub}|{variables.tok.algorithm}",
+                         "{jwt.claims.none}|{variables.tok.claims.sub}|"
+                         "{variables.tok.algorithm}",
                          "t", errors)
     assert errors == [] and t.render(ctx) == "alice|read write|a,b||alice|RS256"
     assert ctx.variables["tok"]["subject"] == "alice"

@@ -13,9 +13,9 @@ issuers and required claims.  A request then:
    (`exp`/`nbf` with `clock-skew`) is checked again, plus that the key is still served;
 3. otherwise reads the header (to pick the key), refuses `alg: none` and any algorithm
    its key may not verify (an HMAC algorithm with an RSA key: the confusion attack)
-   before any cryptography, finds the key by kid (an unknown kid yields `RefreshKeys` to the runtime,
-   which refetches the JWKS at most once per 5 min per provider, single flight), verifies
-   with PyJWT, then checks lifetime, audience, issuer and required claims (APIM's
+   before any cryptography, finds the key by kid (an unknown kid yields `RefreshKeys` to
+   the runtime, which refetches the JWKS at most once per 5 min per provider, single
+   flight), verifies with PyJWT, then checks lifetime, audience, issuer and required claims (APIM's
    reasons and messages, identity/claims.py) and caches the result.
 
 A refusal is a PolicyError with `failed-validation-httpcode` (401), the message (or
@@ -132,7 +132,8 @@ class ValidateJwt(Policy):
             "openid-config", "issuer-signing-keys", "decryption-keys", "audiences",
             "issuers", "required-claims"))
         self.clock: Callable[[], float] = time.time   # tests give a fake one
-        sources = [k for k in ("header-name", "query-parameter-name", "token-value") if s.has(k)]
+        sources = [k for k in ("header-name", "query-parameter-name", "token-value")
+                   if s.has(k)]
         if len(sources) > 1:
             site.error(f"expected exactly one of header-name, query-parameter-name, "
                        f"token-value (got {', '.join(sources)})")
@@ -263,8 +264,8 @@ class ValidateJwt(Policy):
                 cs.error("expected strings", "value")
             sep = cs.text("separator")
             if name:
-                out.append(RequiredClaim(name, cs.choice("match", ("all", "any"), "all") or "all",
-                                         sep or None, values))
+                match = cs.choice("match", ("all", "any"), "all") or "all"
+                out.append(RequiredClaim(name, match, sep or None, values))
         return tuple(out)
 
     def bind(self, providers: Mapping[str, Provider]) -> None:
@@ -434,7 +435,8 @@ class ValidateJwt(Policy):
         except (ValueError, UnicodeDecodeError):
             claims = None
         if not isinstance(claims, dict):
-            raise self._refuse("JwtInvalid", "JWT payload is not a JSON object. Access denied.")
+            raise self._refuse("JwtInvalid", "JWT payload is not a JSON object. "
+                                             "Access denied.")
         for check in (check_lifetime(claims, now, self.skew, self.require_exp),
                       check_audience(claims, self.audiences),
                       check_issuer(claims, self.issuers),
