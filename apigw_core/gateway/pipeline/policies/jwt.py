@@ -15,8 +15,8 @@ issuers and required claims.  A request then:
    its key may not verify (an HMAC algorithm with an RSA key: the confusion attack)
    before any cryptography, finds the key by kid (an unknown kid yields `RefreshKeys` to
    the runtime, which refetches the JWKS at most once per 5 min per provider, single
-   flight), verifies with PyJWT, then checks lifetime, audience, issuer and required claims (APIM's
-   reasons and messages, identity/claims.py) and caches the result.
+   flight), verifies with PyJWT, then checks lifetime, audience, issuer and required
+   claims (APIM's reasons and messages, identity/claims.py) and caches the result.
 
 A refusal is a PolicyError with `failed-validation-httpcode` (401), the message (or
 `failed-validation-error-message`), and RFC 6750's `WWW-Authenticate`; on-error sees the
