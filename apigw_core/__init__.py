@@ -2,8 +2,9 @@
 
 Sans-IO protocol cores (HTTP/1.1, HTTP/2, WebSocket, gRPC) feed one neutral stream-event
 vocabulary into a policy pipeline modelled on Azure API Management, and a trio runtime owns
-the sockets.  The hot path (the HTTP/1.1 head parser) is C bound via cffi,
-with pure-Python twins used when the extension is not built (see ``apigw_core.native``).
+the sockets.  The hot paths (the HTTP/1.1 head parser, the shared token buckets of
+``apigw_core.buckets``) are C bound via cffi, with pure-Python twins used when the
+extension is not built (see ``apigw_core.native``).
 
 Importing this package is cheap: it imports neither trio nor the C extension.
 """

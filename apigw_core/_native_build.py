@@ -2,9 +2,10 @@
 
 setup.py names it in ``cffi_modules``; it can also be run by hand from anywhere
 (``python apigw_core/_native_build.py``) to build the extension in place for a quick try.
-The declarations below mirror native/include/apigw/http1.h, which stays the contract:
-constants are declared as ``#define NAME ...`` so their values are read from the header at
-compile time, and the structs are spelled out so that cffi checks their layout against it.
+The declarations below mirror native/include/apigw/http1.h and buckets.h, which stay the
+contract: constants are declared as ``#define NAME ...`` so their values are read from the
+header at compile time, and the structs are spelled out so that cffi checks their layout
+against it.
 """
 
 from __future__ import annotations
@@ -98,12 +99,41 @@ int apigw_h1_error_status(long code);
 const char *apigw_h1_error_name(long code);
 """
 
+# native/include/apigw/buckets.h
+CDEF_BUCKETS = """
+#define APIGW_BK_OK ...
+#define APIGW_BK_E_FULL ...
+#define APIGW_BK_E_INVAL ...
+size_t apigw_bk_bytes(uint64_t slots);
+int apigw_bk_init(void *mem, size_t len, uint64_t slots, uint64_t seed);
+int apigw_bk_check(const void *mem, size_t len);
+int apigw_bk_take(void *mem, const char *key, size_t key_len, int64_t calls,
+                  int64_t period_ns, int64_t n, int64_t now_ns, int64_t *out);
+int apigw_bk_refund(void *mem, const char *key, size_t key_len, int64_t calls,
+                    int64_t period_ns, int64_t n, int64_t now_ns);
+int apigw_bk_peek(void *mem, const char *key, size_t key_len, int64_t calls,
+                  int64_t period_ns, int64_t now_ns, int64_t *out);
+int apigw_bk_count(void *mem, const char *key, size_t key_len, int64_t limit,
+                   int64_t period_ns, int64_t start_ns, int64_t n, int64_t now_ns,
+                   int force, int64_t *out);
+int apigw_bk_acquire(void *mem, const char *key, size_t key_len, int64_t max_count);
+int apigw_bk_release(void *mem, const char *key, size_t key_len);
+int64_t apigw_bk_take_packed(uintptr_t addr, const char *key, size_t key_len, int64_t calls,
+                             int64_t period_ns, int64_t n, int64_t now_ns);
+int64_t apigw_bk_peek_packed(uintptr_t addr, const char *key, size_t key_len, int64_t calls,
+                             int64_t period_ns, int64_t now_ns);
+int64_t apigw_bk_last_wait(void);
+uint64_t apigw_bk_hash(const char *key, size_t key_len, uint64_t seed);
+"""
+
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(CDEF)
+ffibuilder.cdef(CDEF_BUCKETS)
 ffibuilder.set_source(
     "apigw_core._native",
-    '#include "apigw/http1.h"',
-    sources=[_path("native/src/http1.c")],
+    '#include "apigw/http1.h"\n#include "apigw/buckets.h"',
+    sources=[_path("native/src/http1.c"), _path("native/src/buckets.c"),
+             _path("native/src/buckets_ops.c")],
     include_dirs=[_path("native/include")],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
 )

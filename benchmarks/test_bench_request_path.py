@@ -1,5 +1,6 @@
 """The gateway's whole request path in memory: run.py's gw1 and gw1pol configs (issue 9),
-and its gw1jwtrs / gw1jwtes rows (one validate-jwt, issue 11).
+and its telemetry rows gw1notel and gw1tel (issue 13), gw1jwtrs / gw1jwtes (one validate-jwt)
+and gw1tok (issue 11).
 
 Strategy.  The real `H1Driver`, proxy handler, executor, `GatewayState`, policies and
 upstream pool serve keep-alive requests inside `trio.run`, with the two sockets replaced
@@ -10,6 +11,11 @@ calls, the same in both configs: this file counts them, as `send` and backend `r
 calls per request) and the epoll waits.  So the ratio of the two configs here is the
 pipeline's Python cost against the whole Python cost of a proxied request, without the
 machine's noise; `benchmarks/e2e/run.py --only gw1,gw1pol` is the end-to-end check.
+Telemetry runs as in the gateway: the handler is wrapped by runtime/telemetry.py, and its
+trio task (metric flushes, the access-log writer thread, which writes to a temp file) runs
+beside the driver, so `time.process_time` (all threads) counts the log's encoding and
+writing too.  gw1bare is gw1 without the wrapper (no traceparent, no metrics): the cost of
+the always-on part.
 
     pytest benchmarks/test_bench_request_path.py --benchmark-only
     python benchmarks/test_bench_request_path.py              # table: µs/request, sends
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from types import SimpleNamespace
 from typing import Optional
@@ -39,6 +46,7 @@ from apigw_core.gateway.forwarding import RequestIds  # noqa: E402
 from apigw_core.runtime.h1server import H1Driver  # noqa: E402
 from apigw_core.runtime.proxy import proxy_handler  # noqa: E402
 from apigw_core.runtime.state import GatewayState  # noqa: E402
+from apigw_core.runtime.telemetry import Telemetry  # noqa: E402
 from apigw_core.runtime.transport import Transport  # noqa: E402
 from apigw_core.runtime.upstream import UpstreamPool  # noqa: E402
 
@@ -109,30 +117,57 @@ class MemoryPool(UpstreamPool):
         return t
 
 
-def make_gateway(config_text) -> SimpleNamespace:
+_LOGDIR = tempfile.mkdtemp(prefix="apigw-bench-log-")
+
+
+def make_gateway(config_text, wrap: bool = True) -> SimpleNamespace:
     fill = dict(port=PORT, backend_port=BACKEND_PORT, protocols="http1")
-    text = config_text(**fill) if callable(config_text) else config_text.format(**fill)
+    text = config_text(**fill) if callable(config_text) else \
+        config_text.format(dir=_LOGDIR, **fill)
     config = parse_config(load_yaml(text))
     state = GatewayState(config, None, make_pool=lambda _name, b: MemoryPool(b))
     gw = SimpleNamespace(state=state, config=config, request_ids=RequestIds())
+    gw.telemetry = Telemetry(config) if wrap else None
     gw.handler = proxy_handler(gw)
+    if gw.telemetry is not None:
+        gw.telemetry.open()
+        gw.handler = gw.telemetry.wrap(gw.handler)
     return gw
 
 
-CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None), "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS)}
+# name: (config, request headers, wrapped by telemetry)
+CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None, True),
+           "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS, True),
+           "gw1bare": (e2e.GATEWAY_CONFIG, None, False),
+           "gw1notel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["notel"], None, True),
+           "gw1tel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["tel"], None, True)}
 # issue 11: one validate-jwt, the same token each time (cached key and verified token);
-# the key and token are made when the row runs
+# gw1tok is gw1 sent gw1jwtrs's token.  Keys and tokens are made when a row runs.
 _JWT_ROWS = {"gw1jwtrs": "RS256", "gw1jwtes": "ES256"}
 for _name, _alg in _JWT_ROWS.items():
-    CONFIGS[_name] = ((lambda alg: lambda **kw: e2e.jwt_config(alg, **kw))(_alg), None)
-
-
-CONFIGS["gw1tok"] = (e2e.GATEWAY_CONFIG, None)   # gw1 sent gw1jwtrs's token
+    CONFIGS[_name] = ((lambda alg: lambda **kw: e2e.jwt_config(alg, **kw))(_alg), None, True)
+CONFIGS["gw1tok"] = (e2e.GATEWAY_CONFIG, None, True)
 
 
 def headers_of(name: str) -> Optional[dict]:
     alg = _JWT_ROWS.get(name) or ("RS256" if name == "gw1tok" else None)
     return e2e.jwt_headers(alg) if alg else CONFIGS[name][1]
+
+
+def _gateway(name: str) -> SimpleNamespace:
+    text, _, wrap = CONFIGS[name]
+    return make_gateway(text, wrap)
+
+
+async def _drive(gw: SimpleNamespace, t: "MemoryTransport") -> None:
+    """The driver, with the telemetry task beside it (as Gateway.run starts it)."""
+    async with trio.open_nursery() as nursery:
+        if gw.telemetry is not None:
+            nursery.start_soon(gw.telemetry.run)
+        await H1Driver(t, gw.handler, gw.config.server).run()
+        nursery.cancel_scope.cancel()
+    if gw.telemetry is not None and gw.telemetry.access is not None:
+        gw.telemetry.access.open()   # run() closed it: the next serve() writes again
 
 
 def serve(gw: SimpleNamespace, head: bytes, n: int) -> MemoryTransport:
@@ -148,17 +183,13 @@ def serve(gw: SimpleNamespace, head: bytes, n: int) -> MemoryTransport:
         return head
 
     t = MemoryTransport(client)
-
-    async def main() -> None:
-        await H1Driver(t, gw.handler, gw.config.server).run()
-
-    trio.run(main)
+    trio.run(_drive, gw, t)
     return t
 
 
 def check(name: str, n: int = 3) -> MemoryTransport:
     """Serve n requests and check they all got the backend's 200 (not a policy's 401)."""
-    gw = make_gateway(CONFIGS[name][0])
+    gw = _gateway(name)
     got: list[bytes] = []
     t = MemoryTransport(None)
 
@@ -174,7 +205,7 @@ def check(name: str, n: int = 3) -> MemoryTransport:
             left[0] -= 1
             return request_head(headers_of(name))
         t.script = client
-        await H1Driver(t, gw.handler, gw.config.server).run()
+        await _drive(gw, t)
 
     trio.run(main)
     assert len(got) == n, got
@@ -188,7 +219,7 @@ def check(name: str, n: int = 3) -> MemoryTransport:
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_request_path(benchmark, name):
     check(name)
-    gw = make_gateway(CONFIGS[name][0])
+    gw = _gateway(name)
     head = request_head(headers_of(name))
     benchmark.group = "request path, 100 keep-alive requests"
     benchmark(serve, gw, head, 100)
@@ -196,7 +227,7 @@ def test_request_path(benchmark, name):
 
 def measure(name: str, n: int = 2000, repeat: int = 7) -> tuple[float, float]:
     """(best CPU µs per request, client sends per request)."""
-    gw = make_gateway(CONFIGS[name][0])
+    gw = _gateway(name)
     head = request_head(headers_of(name))
     serve(gw, head, 200)   # warm: the pool's connection, caches
     best = float("inf")
@@ -212,19 +243,22 @@ def main() -> None:
         n = int(sys.argv[sys.argv.index("--count") + 1])
         only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else "gw1,gw1pol"
         for name in only.split(","):
-            gw = make_gateway(CONFIGS[name][0])
+            gw = _gateway(name)
             serve(gw, request_head(headers_of(name)), n)
         return
-    for name in CONFIGS:
+    names = (sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv
+             else list(CONFIGS))
+    for name in names:
         check(name)
-    rows = {name: measure(name) for name in CONFIGS}
+    rows = {name: measure(name) for name in names}
     print("| config | CPU µs/request | client sends/request |")
     print("|---|---:|---:|")
     for name, (us, sends) in rows.items():
         print(f"| {name} | {us:.1f} | {sends:.2f} |")
-    for name in CONFIGS:
-        if name != "gw1":
-            print(f"{name} / gw1 (as req per CPU-s): {rows['gw1'][0] / rows[name][0]:.3f}")
+    for a, b in (("gw1", "gw1pol"), ("gw1notel", "gw1tel"), ("gw1bare", "gw1notel"),
+                 ("gw1notel", "gw1")):
+        if a in rows and b in rows:
+            print(f"{b} / {a} (as req per CPU-s): {rows[a][0] / rows[b][0]:.3f}")
 
 
 if __name__ == "__main__":

@@ -14,14 +14,17 @@ APIM users expect:
 - `X-Forwarded-For` gets the client address appended, `X-Forwarded-Proto` is set to the
   scheme the client used, `Forwarded` (RFC 7239) gets one element appended;
 - `X-Request-Id` is kept when the client sent a sane one, else generated;
-- `Via` gets `1.1 apigw` appended both ways (§7.6.3).
+- `Via` gets `1.1 apigw` appended both ways (§7.6.3);
+- `X-Forwarded-Client-Cert` (Envoy's) is the gateway's to say: the client's is dropped
+  unless its listener trusts it, and the listener may add an element for the client
+  certificate of the connection (`gateway/certificates.py` writes it).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 __all__ = ["HOP_BY_HOP", "RequestIds", "forward_request_headers", "forward_response_headers",
            "VIA"]
@@ -63,13 +66,16 @@ def _ip_for_forwarded(ip: str) -> bytes:
 def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: str,
                             scheme: bytes, backend_authority: bytes, new_id: RequestIds,
                             authority: Optional[bytes] = None, version: bytes = b"1.1",
-                            ) -> tuple[list[tuple[bytes, bytes]], bytes]:
+                            tls: Any = None) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """The headers to send to the backend, and the request id.
 
     `authority` is the absolute-form target's (RFC 9112 §3.2.2: it overrides Host);
     `version` the HTTP version the request was received with (for Via).
     A chunked request stays chunked (`transfer-encoding: chunked` is re-added after the
-    hop-by-hop sweep); a Content-Length is kept as it is (the server connection checked it)."""
+    hop-by-hop sweep); a Content-Length is kept as it is (the server connection checked it).
+    `tls` (the connection's client-certificate facts: `keep_xfcc`, `xfcc`) says whether the
+    client's x-forwarded-client-cert goes on and which element of ours is appended; without
+    it the client's is dropped (Envoy's SANITIZE)."""
     named = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) \
         else set()
     named -= {b"content-length", b"host"}  # the parser refused these; belt and braces
@@ -79,6 +85,7 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
     fwd = b""
     via = b""
     rid = b""
+    xfcc = b""
     chunked = False
     te_trailers = False
     for name, value in headers:
@@ -95,6 +102,9 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
                 rid = value
         elif name == b"x-forwarded-proto" or name == b"x-forwarded-host":
             pass  # ours to set: a client must not choose what the backend believes
+        elif name == b"x-forwarded-client-cert":
+            if tls is not None and tls.keep_xfcc:   # trusted: the listener says so
+                xfcc = value if not xfcc else xfcc + b"," + value
         elif name == b"transfer-encoding":
             chunked = True  # the parser allows only a final "chunked"
         elif name == b"te":
@@ -120,6 +130,10 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
     me = VIA if version == b"1.1" else version + b" apigw"
     out.append((b"via", via + b", " + me if via else me))
     out.append((b"x-request-id", rid))
+    if tls is not None and tls.xfcc is not None:
+        xfcc = xfcc + b"," + tls.xfcc if xfcc else tls.xfcc
+    if xfcc:
+        out.append((b"x-forwarded-client-cert", xfcc))
     if chunked:
         out.append((b"transfer-encoding", b"chunked"))
     if te_trailers:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from time import perf_counter as _now
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit
 
@@ -46,6 +47,8 @@ from .stream import BodyError, ClientGone, send_local_reply
 # top makes no cycle, and the request path does no import work
 from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
 from .commands import COMMAND_HANDLERS, run_finish
+from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
+from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket
@@ -105,6 +108,7 @@ class _Call:
         self.pump_error: list[BaseException] = []
         self.nursery: Optional[trio.Nursery] = None
         self.websocket = req.upgrade == b"websocket" or req.protocol == b"websocket"
+        self.taps: list = []   # f(bytes): sees the response body as it goes (TapResponse)
 
     # -- driving the generator -------------------------------------------------------------
 
@@ -201,6 +205,12 @@ class _Call:
         return target.encode("utf-8", "surrogateescape")
 
     def _pool(self, cmd: ForwardRequest) -> tuple[Any, str]:
+        pool, base_path = self._pool_of(cmd)
+        if self.ctx.backend_certificate is not None:   # authentication-certificate
+            pool = self.state.with_certificate(pool, self.ctx.backend_certificate)
+        return pool, base_path
+
+    def _pool_of(self, cmd: ForwardRequest) -> tuple[Any, str]:
         ctx, state = self.ctx, self.state
         if ctx.backend_url is not None:
             u = urlsplit(ctx.backend_url)
@@ -226,7 +236,7 @@ class _Call:
             ctx.request.headers.items, client_ip=stream.client[0], scheme=stream.scheme,
             backend_authority=pool.authority, new_id=self.gw.request_ids,
             authority=None if target[:1] == b"/" else _authority_of(target),
-            version=req.http_version)
+            version=req.http_version, tls=stream.tls)
         upath = self._target(base_path)
         headers, upath = without_key(ctx.api, headers, upath)
         method = ctx.request.method.encode("ascii")
@@ -267,12 +277,21 @@ class _Call:
                 if f.retry and attempt == 1:
                     continue
                 log_failure(self.rid, pool.backend.name, f.status, f.detail, False)
+                rec = self.stream.tel
+                if rec is not None and not rec.t_head:
+                    rec.t_head = _now()
                 raise PolicyError(f.status, _REASON_FOR.get(f.status, "BackendConnectionFailure"),
                                   f.public, source="forward-request") from None
         return None
 
     async def _exchange(self, pool: Any, upreq: Request, body: Optional[list],
                         timeout: float, may_retry: bool) -> None:
+        rec = self.stream.tel
+        up = None
+        if rec is not None:
+            rec.attempt(pool)
+            if rec.grpc is not None and rec.attempts == 1:   # a retry sends the same again
+                up = rec.grpc.up
         try:
             ex = await pool.open(upreq)
         except UpstreamError as e:
@@ -281,6 +300,8 @@ class _Call:
             for ev in body or ():
                 if ev.__class__ is Data:
                     ex.send_data(ev.data)
+                    if up is not None:
+                        up(ev.data)
                 else:
                     ex.send_end(ev.trailers)
             wt = self.gw.config.server.write_timeout
@@ -316,6 +337,12 @@ class _Call:
         except ProtocolError as e:
             raise _Failed(502, BAD_RESPONSE, e.message,
                           may_retry and not answered and not ex.answered) from None
+        rec = self.stream.tel
+        if rec is not None and rec.grpc is not None:   # counted before gRPC-Web's framing
+            down = rec.grpc.down
+            for ev in events:
+                if ev.__class__ is Data:
+                    down(ev.data)
         if self.web is not None:
             events = [x for ev in events for x in self.web.to_client(ev)]
         return events
@@ -328,6 +355,8 @@ class _Call:
             for i, ev in enumerate(events):
                 t = ev.__class__
                 if t is Response:
+                    if stream.tel is not None:
+                        stream.tel.t_head = _now()
                     self.ctx.response = ResponseView(   # positional: kwargs cost ~0.4 us
                         ev.status_code, ev.reason.decode("latin-1"),
                         Headers(forward_response_headers(ev.headers, ev.http_version)))
@@ -417,7 +446,8 @@ class _Call:
                 # its fields (the error's own and on-error's set-header) become metadata
                 own = [h for h in r.headers.items if h[0] not in _GRPC_OWN]
                 await send_local_reply(stream, r.status, err.message, request_id=self.rid,
-                                       headers=own + extra)
+                                       headers=own + extra, grpc_code=8
+                                       if err.reason in EXHAUSTED_REASONS else None)
                 return
             await self._whole(r.status, r.headers.items, r.body or b"", r.reason, extra)
             return
@@ -437,6 +467,8 @@ class _Call:
             # direct path, and the connection back to the pool at once
             for ev in pending[:-1]:
                 stream.send_data(ev.data)
+                if self.taps:
+                    _tap(self.taps, ev.data)
             end = pending[-1]
             self.pending = []
             self.resp_trailers = end.trailers
@@ -449,6 +481,8 @@ class _Call:
         try:
             async for ev in self._rest():
                 stream.send_data(ev.data)
+                if self.taps:
+                    _tap(self.taps, ev.data)
                 if not self.pending:
                     await stream.flush()
         except PolicyError:
@@ -469,8 +503,18 @@ class _Call:
             body = b""
         stream.send_response(status, headers, reason.encode("latin-1", "replace"))
         stream.send_data(body)
+        if self.taps and body:
+            _tap(self.taps, body)
         stream.send_end(trailers)
         await stream.flush()
+
+
+def _tap(taps: list, data: bytes) -> None:
+    for fn in taps:
+        try:
+            fn(data)
+        except Exception:   # a meter's bug must not break the response
+            log.exception("a response tap failed")
 
 
 def _merge(headers: list, extra: list) -> list:
@@ -490,12 +534,14 @@ def _request_view(stream: "HTTPStream", route: Any, host: Optional[bytes],
     full = (api_path.encode() + route.rest) if route.rest or api_path else b"/"
     # positional (method, scheme, host, path, query, headers, ip, params, body, tls,
     # protocol): a dataclass __init__ called with keywords costs twice as much
+    tls = stream.tls
     return RequestView(
         req.method.decode("ascii"), stream.scheme.decode("ascii"),
         host.decode("latin-1") if host else "",
         full.decode("utf-8", "surrogateescape") or "/",
         query.decode("utf-8", "surrogateescape") if query else "", Headers(list(req.headers)),
-        stream.client[0], dict(params) if params else {}, None, None, protocol)
+        stream.client[0], dict(params) if params else {}, None,
+        tls.cert if tls is not None else None, protocol)
 
 
 def _is_preflight(req: Request) -> bool:
@@ -562,6 +608,9 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
     if grpc_timeout is not None:
         deadline = trio.current_time() + grpc_timeout
         ctx.request.headers.items = grpc.with_timeout(ctx.request.headers.items, grpc_timeout)
+    rec = stream.tel
+    if rec is not None:   # runtime/telemetry.py reads the rest from ctx at the end
+        rec.route, rec.ctx, rec.rid = route, ctx, rid
     call = _Call(gw, state, stream, route, ctx, program, web, rid)
     if grpc_timeout is None and stream.body_complete:   # the usual case: no task, no scope
         await call.run(error)

@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 import trio
 
+from ..buckets import BucketTable
 from ..gateway.config import BackendConfig, GatewayConfig, ListenerConfig
 from ..gateway.forwarding import RequestIds
 from ..gateway.router import Router
@@ -47,6 +48,8 @@ from .reload import ReloadRefused, ReloadStatus, load_reloadable, restart_only_c
 from .state import GatewayState
 from .startup import StartupError
 from .stream import HTTPStream
+from .clientcert import ListenerCerts, configure_client_auth
+from .telemetry import Telemetry
 from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
                         TransportTimeout, Watchdog)
@@ -65,8 +68,12 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, reuse_port: bool = False, version: int = 1,
                  pin: Optional[Callable[[GatewayConfig], GatewayConfig]] = None,
-                 reload_everywhere: Optional[Callable[[], None]] = None) -> None:
+                 reload_everywhere: Optional[Callable[[], None]] = None,
+                 buckets: Optional[BucketTable] = None) -> None:
         self.watchdog = Watchdog()
+        # rate limits' shared memory: the supervisor's table (workers), else made on first
+        # use; it outlives reloads (state swaps never touch it)
+        self._buckets = buckets
         self._write_timeout = config.server.write_timeout   # server.* needs a restart
         # everything derived from the config, swapped as one on reload (runtime/state.py)
         self.state = GatewayState(config, self.watchdog, version=version,
@@ -90,21 +97,34 @@ class Gateway:
         self._drivers: set = set()  # H1Driver / H2Driver
         self._stop = trio.Event()
         self._ready = False
-        self._handler = proxy_handler(self)
+        self.telemetry = Telemetry(config)   # restart-only: built once per process
+        self._handler = self.telemetry.wrap(proxy_handler(self))
         self._admin_routes: dict[bytes, tuple[tuple[bytes, ...], AdminHandler]] = {}
         self._admin_prefixes: dict[bytes, tuple[tuple[bytes, ...], AdminHandler]] = {}
         self.add_admin_route(b"/healthz", lambda gw, s: _text(s, 200, b"ok\n"), methods=())
         self.add_admin_route(b"/ready", Gateway._admin_ready, methods=())
         self.add_admin_route(b"/config", lambda gw, s: _json(s, 200, gw.reload_status().to_json()))
         self.add_admin_route(b"/reload", Gateway._admin_reload, methods=(b"POST",))
+        from .admin_telemetry import add_routes   # /metrics, /stats, / (the live page)
+        add_routes(self)
 
     def _pool(self, name: str, b: BackendConfig):
         try:  # an https backend loads its CA file here
             return (UpstreamPool(b, self.watchdog) if b.http_version == "1" else
                     H2UpstreamPool(b, self.watchdog, self._write_timeout))
         except (ssl.SSLError, OSError) as exc:
-            raise StartupError(f"backend {name}: cannot load its TLS CA file: "
+            what = "TLS CA file or client certificate" if b.tls.cert else "TLS CA file"
+            raise StartupError(f"backend {name}: cannot load its {what}: "
                                f"{_ssl_reason(exc)}") from None
+
+    @property
+    def buckets(self) -> BucketTable:
+        """The token buckets, counters and semaphores every worker shares
+        (apigw_core.buckets).  Without workers: this process's own, private table."""
+        if self._buckets is None:
+            self._buckets = BucketTable()
+            self._buckets.unlink()  # private: nothing to leave behind in /dev/shm
+        return self._buckets
 
     @property
     def config(self) -> GatewayConfig:
@@ -140,8 +160,10 @@ class Gateway:
             self.addresses = [s.getsockname()[:2] for s, _ in socks]
             if admin_sock is not None:
                 self.admin_address = admin_sock.getsockname()[:2]
+            self.telemetry.open()   # an access log that cannot be opened fails the start
             async with trio.open_nursery() as conns:
                 conns.start_soon(self.watchdog.run)
+                conns.start_soon(self.telemetry.run)
                 self.state.start(conns)  # HTTP/2 backend connections run here
                 self._conns = conns
                 conns.start_soon(self._reloader)
@@ -213,6 +235,7 @@ class Gateway:
             new = await trio.to_thread.run_sync(self._build, old, config)
         except ReloadRefused as exc:
             self.last_reload_error = (time.time(), exc.errors)
+            self.telemetry.reloaded(False)
             for e in exc.errors:
                 log.error("reload of %s refused: %s", source, e)
             log.error("reload of %s refused: config version %d keeps serving", source,
@@ -222,6 +245,7 @@ class Gateway:
             new.start(self._conns)
         self.state = new   # the switch: the next request reads the new state
         self.last_reload_error = None
+        self.telemetry.reloaded(True)
         log.info("reloaded %s: config version %d", source, new.version)
         retired = old.retired_pools(new)
         for pool in retired:  # idle connections now, busy ones when released
@@ -299,12 +323,17 @@ class Gateway:
         draining = self._is_draining
         http1 = "http1" in lc.protocols
         ctx = None
+        certs = ListenerCerts(lc) if (lc.tls is not None and lc.tls.client_certificate) \
+            or lc.forward_client_cert != "sanitize" else None
         if lc.tls is not None:
             try:
-                ctx = server_ssl_context(lc.tls, alpn_protocols("h2" in lc.protocols, http1))
+                ctx = server_ssl_context(lc.tls, alpn_protocols("h2" in lc.protocols, http1),
+                                         lambda c: configure_client_auth(c, lc))
             except (ssl.SSLError, OSError) as exc:
-                raise StartupError(f"listener {lc.bind}: cannot load its TLS certificate "
-                                   f"or key: {_ssl_reason(exc)}") from None
+                what = ("certificate, key or client CA" if lc.tls.client_certificate
+                        else "certificate or key")
+                raise StartupError(f"listener {lc.bind}: cannot load its TLS {what}: "
+                                   f"{_ssl_reason(exc)}") from None
         h2c = h2_limits(settings) if "h2c" in lc.protocols else None
 
         async def serve(sock: socket.socket, addr: tuple) -> None:
@@ -312,6 +341,8 @@ class Gateway:
                 t = await _tls_accept(sock, ctx, settings.head_timeout)
                 if t is None:
                     return
+                if certs is not None:   # the client's certificate, once per connection
+                    t.tls = certs.for_connection(t.stream)
                 alpn = t.stream.selected_alpn_protocol()  # type: ignore[attr-defined]
                 if protocol_from_alpn(alpn) == H2:
                     await self._drive(H2Driver(t, handler, settings, b"https", draining))
@@ -321,6 +352,8 @@ class Gateway:
                     await t.close()
                 return
             transport = SocketTransport(sock, addr, self.watchdog)
+            if certs is not None:
+                transport.tls = certs.for_connection(None)
             initial = b""
             if h2c is not None:  # prior knowledge: the client preface, or else HTTP/1.1
                 proto = None
@@ -343,14 +376,18 @@ class Gateway:
                                             draining, initial=initial, h2c=h2c))
             if up is not None:  # `Upgrade: h2c` answered 101: HTTP/2 from here on
                 await self._drive(H2Driver(transport, handler, settings, b"http", draining,
-                                           conn=up.conn, first_events=up.first_events))
+                                           conn=up.conn, first_events=up.first_events),
+                                  accepted=False)
 
         return serve
 
-    async def _drive(self, drv: "H1Driver | H2Driver"):
+    async def _drive(self, drv: "H1Driver | H2Driver", accepted: bool = True):
         """Run a driver (in the set the drain walks); an H1Driver's h2c upgrade is
-        returned, with no checkpoint before the caller's next driver joins the set."""
+        returned, with no checkpoint before the caller's next driver joins the set.
+        `accepted`: a new connection (counted by protocol), not an upgraded one."""
         self._drivers.add(drv)
+        if accepted:
+            self.telemetry.connection("h2" if drv.__class__ is H2Driver else "http1")
         try:
             return await drv.run()
         finally:

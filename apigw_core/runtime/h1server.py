@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import socket
 import dataclasses
+from time import perf_counter as _now
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import trio
@@ -110,8 +111,9 @@ class _H1Tunnel(Tunnel):
 class H1Stream(Replies):
     """One HTTP/1.1 request: the verbs of `stream.HTTPStream`."""
 
-    __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
-                 "response_started", "response_complete", "_sent_100")
+    __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "tls", "body_complete",
+                 "response_started", "response_complete", "_sent_100",
+                 "tel", "status", "t_resp", "bytes_in", "bytes_out")   # telemetry.py
 
     def __init__(self, drv: "H1Driver", request: Request, body_complete: bool) -> None:
         self._drv = drv
@@ -119,16 +121,24 @@ class H1Stream(Replies):
         self.stream_id = request.stream_id
         self.client = drv.transport.peer
         self.scheme = drv.scheme
+        self.tls = drv.transport.tls   # clientcert.ConnectionTLS or None
         self.body_complete = body_complete  # the EndOfMessage is already received
         self.response_started = False
         self.response_complete = False
         self._sent_100 = False
+        self.tel = None
+        self.status = 0
+        self.t_resp = 0.0
+        self.bytes_in = self.bytes_out = 0
 
     # -- request body --------------------------------------------------------------------
 
     async def receive_body(self) -> Event:
         """The next Data or EndOfMessage of the request body."""
-        return await self._drv.next_body_event(self)
+        ev = await self._drv.next_body_event(self)
+        if ev.__class__ is Data:
+            self.bytes_in += len(ev.data)  # type: ignore[attr-defined]
+        return ev
 
     async def continue_(self) -> None:
         if self.request.expect_continue and not self._sent_100 and not self.response_started:
@@ -151,6 +161,8 @@ class H1Stream(Replies):
             headers = headers + [(b"connection", b"close")]
         self._drv.conn.send(Response(self.stream_id, status, headers, reason=reason))
         self.response_started = True
+        self.status = status
+        self.t_resp = _now()
 
     def send_informational(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         if self.request.http_version != b"1.0":  # no 1xx to HTTP/1.0 (RFC 9110 §15.2)
@@ -166,6 +178,8 @@ class H1Stream(Replies):
         drv.conn.send(InformationalResponse(self.stream_id, 101, headers))
         await drv.flush()
         self.response_started = self.response_complete = True
+        self.status = 101
+        self.t_resp = _now()
         drv.tunnelled = True
         return _H1Tunnel(drv, drv.conn.trailing_data)
 

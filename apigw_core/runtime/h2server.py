@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from time import perf_counter as _now
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import trio
@@ -118,10 +119,10 @@ class _H2Tunnel(Tunnel):
 class H2Stream(Replies):
     """One HTTP/2 request as a handler sees it: the verbs of `stream.HTTPStream`."""
 
-    __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "body_complete",
+    __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "tls", "body_complete",
                  "response_started", "response_complete", "_sent_100", "_queue", "_lot",
                  "reset_code", "body_done", "eom_received", "scope", "no_credit",
-                 "body_limit", "body_taken")
+                 "body_limit", "body_taken", "tel", "status", "t_resp", "bytes_out")
 
     def __init__(self, drv: "H2Driver", request: Request) -> None:
         self._drv = drv
@@ -129,6 +130,7 @@ class H2Stream(Replies):
         self.stream_id = request.stream_id
         self.client = drv.transport.peer
         self.scheme = drv.scheme
+        self.tls = drv.transport.tls   # clientcert.ConnectionTLS or None
         self.body_complete = False  # the whole body was here when the handler started
         self.eom_received = False   # the client ended its side of the stream
         self.body_done = False      # the handler took the EndOfMessage
@@ -143,6 +145,14 @@ class H2Stream(Replies):
         # server.max-body (a CONNECT's DATA is a tunnel, not a body: no limit)
         self.body_limit = None if request.method == b"CONNECT" else drv.settings.max_body
         self.body_taken = 0
+        self.tel = None   # telemetry.py's Record, and what it reads at the end
+        self.status = 0
+        self.t_resp = 0.0
+        self.bytes_out = 0
+
+    @property
+    def bytes_in(self) -> int:
+        return self.body_taken
 
     def _feed(self, ev: Event) -> None:
         self._queue.append(ev)
@@ -201,6 +211,8 @@ class H2Stream(Replies):
         # `close` is HTTP/1.1's: an HTTP/2 answer ends its stream, never the connection
         self._drv.conn.send(Response(self.stream_id, status, with_date(headers)))
         self.response_started = True
+        self.status = status
+        self.t_resp = _now()
 
     async def drain_upload(self) -> None:
         """Before a local answer: take a small upload still on its way (up to 64 KiB,

@@ -326,6 +326,10 @@ class H2UpstreamPool:
         if not up.settled.is_set():
             raise UpstreamTimeout(f"backend {self.backend.name}: no HTTP/2 SETTINGS "
                                   f"within {self.backend.connect_timeout}s")
+        if up.dead:   # closed before its SETTINGS (a TLS 1.3 server refusing our
+            # certificate does it after the handshake): a failed connect, not a retry loop
+            raise UpstreamConnectError(f"backend {self.backend.name}: connection closed "
+                                       f"before the HTTP/2 SETTINGS")
         return up
 
     def stream_ended(self, up: H2UpConn) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from time import perf_counter as _now
 from typing import TYPE_CHECKING, Optional
 
 import trio
@@ -46,6 +47,7 @@ from .stream import BodyError, ClientGone, HTTPStream, send_local_reply
 from .transport import TransportClosed, TransportTimeout
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
                        UpstreamError, log_failure)
+from .telemetry import GrpcCounts
 from .wsproxy import proxy_websocket
 
 if TYPE_CHECKING:
@@ -57,6 +59,9 @@ log = logging.getLogger("apigw_core.runtime")
 
 _REFUSED_STREAM = 7
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+# last-error reasons of the direct path's failures (the executor's PolicyError reasons)
+_REASON_FOR = {502: "BackendConnectionFailure", 503: "BackendConnectionFailure",
+               504: "Timeout"}
 
 
 class _Retry(Exception):
@@ -105,6 +110,9 @@ def proxy_handler(gw: "Gateway"):
         if route is None:
             await stream.error(404, "no API matches this request")
             return
+        rec = stream.tel   # runtime/telemetry.py's Record (None without the wrapper)
+        if rec is not None:
+            rec.route = route
         ws_request = req.upgrade == b"websocket" or req.protocol == b"websocket"
         if ws_request and "websocket" not in route.api.protocols:
             if req.protocol is not None:  # an HTTP/2 CONNECT cannot go on as plain HTTP
@@ -124,6 +132,8 @@ def proxy_handler(gw: "Gateway"):
                 return
             if call.web:
                 web = grpc.GrpcWebTranslator(call, req)
+            if stream.tel is not None:   # its messages counted (runtime/telemetry.py)
+                stream.tel.grpc = GrpcCounts()
         if route.api.name not in state.plain:  # policies, operations or subscriptions
             protocol = ("websocket" if ws_request else "http" if call is None else
                         "grpc-web" if web is not None else "grpc")
@@ -136,7 +146,9 @@ def proxy_handler(gw: "Gateway"):
             req.headers, client_ip=stream.client[0], scheme=stream.scheme,
             backend_authority=pool.authority, new_id=new_id,
             authority=None if target[:1] == b"/" else _authority_of(target),
-            version=req.http_version)
+            version=req.http_version, tls=stream.tls)
+        if rec is not None:
+            rec.rid = rid
         if ws_request:
             await proxy_websocket(stream, route, pool, headers, rid, gw.config.server)
             return
@@ -245,6 +257,11 @@ async def _forward(stream: HTTPStream, pool, upreq: Request, body: list, timeout
             failure = exc
         log_failure(rid, pool.backend.name, failure.status, failure.detail,
                     stream.response_started)
+        rec = stream.tel
+        if rec is not None:
+            rec.reason = _REASON_FOR.get(failure.status, "BackendConnectionFailure")
+            rec.message = failure.message
+            rec.t_head = rec.t_head or _now()
         if not stream.response_started:
             await stream.error(failure.status, failure.message, rid)
             return
@@ -255,6 +272,12 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
                     timeout: float, write_timeout: float, may_retry: bool, web=None) -> None:
     """One attempt: open an exchange on the backend's pool (HTTP/1.1 connection or HTTP/2
     stream: the same verbs), send the request, relay the answer."""
+    rec = stream.tel
+    up = None
+    if rec is not None:
+        rec.attempt(pool)
+        if rec.grpc is not None and rec.attempts == 1:   # a retry sends the same again
+            up = rec.grpc.up
     try:
         ex = await pool.open(upreq)
     except UpstreamError as exc:
@@ -264,6 +287,8 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
         for ev in body:
             if ev.__class__ is Data:
                 ex.send_data(ev.data)
+                if up is not None:
+                    up(ev.data)
             else:
                 ex.send_end(ev.trailers)
         try:
@@ -287,12 +312,16 @@ async def pump_upload(stream: HTTPStream, ex, web, write_timeout: float,
     """Copy the rest of the client's upload to the backend exchange (a task beside the
     response relay).  A client failure is put in `errors` and cancels `scope`; a backend
     that stops reading ends the copy quietly (its answer or EOF tells the rest)."""
+    rec = getattr(stream, "tel", None)
+    up = rec.grpc.up if rec is not None and rec.grpc is not None else None
     try:
         while True:
             got = await stream.receive_body()
             for ev in (web.to_backend(got) if web is not None else (got,)):
                 if ev.__class__ is Data:
                     ex.send_data(ev.data)  # type: ignore[attr-defined]
+                    if up is not None:
+                        up(ev.data)  # type: ignore[attr-defined]
                 else:
                     ex.send_end(ev.trailers)  # type: ignore[attr-defined]
             await ex.flush(write_timeout)
@@ -331,6 +360,7 @@ async def _relay_response(stream: HTTPStream, ex, timeout: float, may_retry: boo
                           replayable: bool, web=None) -> None:
     """Relay the backend's answer to the client, flushing after every batch (so server-sent
     events go out as they come, and a slow client slows the backend)."""
+    rec = stream.tel
     while True:
         answered = ex.answered
         try:
@@ -345,6 +375,11 @@ async def _relay_response(stream: HTTPStream, ex, timeout: float, may_retry: boo
             if may_retry and not answered and not ex.answered:
                 raise _Retry() from None
             raise _BackendFailed(502, BAD_RESPONSE, exc.message) from None
+        if rec is not None and rec.grpc is not None:
+            down = rec.grpc.down
+            for ev in events:
+                if ev.__class__ is Data:
+                    down(ev.data)  # type: ignore[attr-defined]
         if web is not None:
             events = [x for ev in events for x in web.to_client(ev)]
         for ev in events:
@@ -352,6 +387,8 @@ async def _relay_response(stream: HTTPStream, ex, timeout: float, may_retry: boo
             if t is Data:
                 stream.send_data(ev.data)  # type: ignore[attr-defined]
             elif t is Response:
+                if stream.tel is not None:
+                    stream.tel.t_head = _now()
                 stream.send_response(ev.status_code,  # type: ignore[attr-defined]
                                      forward_response_headers(  # type: ignore
                                          ev.headers, ev.http_version),  # type: ignore

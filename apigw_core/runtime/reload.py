@@ -31,7 +31,7 @@ __all__ = ["ReloadRefused", "RESTART_ONLY", "read_config", "restart_only_changes
            "load_reloadable", "ReloadStatus", "FileWatch", "pin_ports", "iso_time"]
 
 # Sections a running process cannot apply (compared as a whole).
-RESTART_ONLY = ("listeners", "admin", "server")
+RESTART_ONLY = ("listeners", "admin", "server", "telemetry")
 
 
 class ReloadRefused(Exception):

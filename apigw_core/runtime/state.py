@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..gateway.config import BackendConfig, GatewayConfig
 from ..gateway.operations import OperationIndex
-from ..gateway.pipeline import Programs
+from ..gateway.pipeline import PolicyError, Programs
 from ..gateway.pipeline.policies.flow import ForwardRequestPolicy
 from ..gateway.router import Router
 from ..gateway.subscriptions import SubscriptionIndex
 from .h2upstream import H2UpstreamPool
 from .jwks import bind_providers, start_providers
+from .secrets import remember as remember_secrets
 from .upstream import UpstreamPool
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class GatewayState:
                  previous: Optional["GatewayState"] = None,
                  make_pool: Optional[Callable[[str, BackendConfig], Any]] = None) -> None:
         self.config = config
+        remember_secrets(config)      # secret named values: out of every log line
         self.version = version
         self.loaded_at = time.time()
         self.watchdog = watchdog
@@ -107,6 +109,25 @@ class GatewayState:
             return pool
         return self._ad_hoc(("backend", name, http_version),
                             lambda: _replace(pool.backend, http_version=http_version))
+
+    def with_certificate(self, pool: Any, cert_id: str) -> Any:
+        """The pool like `pool` whose connections present the client certificate
+        `cert_id` of the certificates: store (authentication-certificate: backend mTLS);
+        one per (backend, certificate).  PolicyError for an http backend (nothing to
+        present it on) or when too many pools are open already."""
+        b = pool.backend
+        if b.tls.client_certificate == cert_id:
+            return pool
+        if b.scheme != "https":
+            raise PolicyError(500, "BackendConnectionFailure",
+                              "authentication-certificate needs an https backend")
+        c = self.config.certificates[cert_id]
+        tls = _replace(b.tls, client_certificate=cert_id, cert=c.cert, key=c.key,
+                       password=c.password)
+        found = self._ad_hoc(("cert", b, cert_id), lambda: _replace(b, tls=tls))
+        if found is None:
+            raise PolicyError(503, "BackendConnectionFailure", "too many backend origins")
+        return found
 
     def pool_for_url(self, scheme: str, host: str, port: int,
                      http_version: str = "1") -> Optional[Any]:

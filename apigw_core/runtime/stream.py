@@ -68,6 +68,7 @@ class HTTPStream(Protocol):
     stream_id: int
     client: tuple
     scheme: bytes
+    tls: object              # clientcert.ConnectionTLS (client certificate, XFCC) or None
     body_complete: bool      # the whole body had arrived when the handler started
     response_started: bool
     response_complete: bool
@@ -113,6 +114,9 @@ async def send_local_reply(stream: HTTPStream, status: int, message: str, *,
     connection with it.  A small upload still arriving is taken first (drain_upload)."""
     status, out, body = local_reply(status, message, request_id, stream.request.headers,
                                     headers, grpc_code=grpc_code)
+    rec = getattr(stream, "tel", None)
+    if rec is not None:  # the trace this answer belongs to (runtime/telemetry.py)
+        out.append((b"traceparent", rec.trace.traceparent()))
     await stream.drain_upload()
     stream.send_response(status, out, close=close)
     stream.send_data(body)
@@ -132,6 +136,7 @@ class Replies:
     def send_data(self, data: bytes) -> None:
         if data:
             self._drv.conn.send(Data(self.stream_id, data))  # type: ignore[attr-defined]
+            self.bytes_out += len(data)  # type: ignore[attr-defined]
 
     def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         self._drv.conn.send(EndOfMessage(self.stream_id, trailers))  # type: ignore

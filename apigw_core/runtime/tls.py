@@ -12,7 +12,7 @@ router does for API hosts and Envoy for `server_names`.
 from __future__ import annotations
 
 import ssl
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from ..gateway.config import TLSConfig
 
@@ -21,16 +21,20 @@ __all__ = ["server_ssl_context", "ALPN_PROTOCOLS"]
 ALPN_PROTOCOLS = ["http/1.1"]
 
 
-def _context(cert: str, key: str, alpn: Sequence[str]) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols(list(alpn))
-    return ctx
-
-
-def server_ssl_context(tls: TLSConfig, alpn: Sequence[str] = ALPN_PROTOCOLS
+def server_ssl_context(tls: TLSConfig, alpn: Sequence[str] = ALPN_PROTOCOLS,
+                       configure: Optional[Callable[[ssl.SSLContext], None]] = None
                        ) -> ssl.SSLContext:
+    """`configure` is applied to every context made (the default one and each SNI one):
+    the listener's client-certificate settings (runtime/clientcert.py)."""
+    def _context(cert: str, key: str, alpn: Sequence[str]) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        ctx.set_alpn_protocols(list(alpn))
+        if configure is not None:
+            configure(ctx)
+        return ctx
+
     ctx = _context(tls.cert, tls.key, alpn)
     if tls.sni:
         exact: dict[str, ssl.SSLContext] = {}

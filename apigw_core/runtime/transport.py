@@ -93,6 +93,7 @@ class Transport:
     peer: tuple  # (ip, port) of the other end
     local: tuple
     closed: bool
+    tls: object  # clientcert.ConnectionTLS (client certificate, XFCC mode) or None
 
     async def receive(self, timeout: float) -> bytes:
         """The next bytes (b"" at EOF); on timeout the connection is closed."""
@@ -168,11 +169,12 @@ class Transport:
 class SocketTransport(Transport):
     """A connected non-blocking stdlib socket, driven through trio's low-level waits."""
 
-    __slots__ = ("raw", "peer", "local", "closed", "watchdog", "deadline", "timed_out")
+    __slots__ = ("raw", "peer", "local", "closed", "watchdog", "deadline", "timed_out", "tls")
 
     def __init__(self, sock: socket.socket, peer: Optional[tuple] = None,
                  watchdog: Optional[Watchdog] = None) -> None:
         sock.setblocking(False)
+        self.tls = None   # clientcert.ConnectionTLS when the listener says (XFCC trust)
         self.raw = sock
         self.peer = peer if peer is not None else sock.getpeername()
         self.local = sock.getsockname()
@@ -276,9 +278,10 @@ class SocketTransport(Transport):
 class StreamTransport(Transport):
     """Any trio Stream (an SSLStream over a SocketStream, for TLS)."""
 
-    __slots__ = ("stream", "peer", "local", "closed", "raw")
+    __slots__ = ("stream", "peer", "local", "closed", "raw", "tls")
 
     def __init__(self, stream: trio.abc.Stream, raw: socket.socket) -> None:
+        self.tls = None   # clientcert.ConnectionTLS: the client's certificate, XFCC mode
         self.stream = stream
         self.raw = raw
         self.peer = raw.getpeername()

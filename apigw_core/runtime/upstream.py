@@ -99,6 +99,8 @@ def client_ssl_context(backend: BackendConfig,
     if not backend.tls.verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    if backend.tls.cert is not None:   # backend mTLS: tls.client-certificate, authentication-certificate
+        ctx.load_cert_chain(backend.tls.cert, backend.tls.key, backend.tls.password)
     ctx.set_alpn_protocols(list(alpn))
     return ctx
 
@@ -287,10 +289,12 @@ async def _tls(b: BackendConfig, ctx: ssl.SSLContext, sock: socket.socket) -> Tr
                             ctx, server_hostname=b.host, https_compatible=True)
     try:
         await stream.do_handshake()
+        # a backend that refuses our certificate (TLS 1.3: after the handshake) may have
+        # closed already: getpeername() fails, and that is a failed connect too
+        return StreamTransport(stream, sock)
     except (trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
         await trio.aclose_forcefully(stream)
         raise UpstreamConnectError(f"TLS to {b.host}: {exc}") from exc
-    return StreamTransport(stream, sock)
 
 
 def _bracket(host: str) -> str:

@@ -27,6 +27,11 @@ The supervisor reads the file too, and keeps the last config it found valid (and
 version) for the workers it forks later, so a restarted worker serves what its siblings
 serve.  Workers get the supervisor's concrete ports for `:0` listeners, and pin a reloaded
 file the same way (`pin_ports`).
+
+Rate limits.  Before the first fork the supervisor creates the shared `BucketTable`
+(apigw_core/buckets.py) in /dev/shm; each worker, restarted ones too, attaches to it by
+name (`gw.buckets`), so all of them draw from the same buckets.  The supervisor unlinks
+it when it exits (a supervisor killed by SIGKILL leaves its `apigw-buckets-PID-*` file).
 """
 
 from __future__ import annotations
@@ -36,16 +41,20 @@ import dataclasses
 import logging
 import os
 import select
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from functools import partial
 from typing import Callable, Optional
 
 import trio
 
+from ..buckets import SHM_DIR, BucketTable
 from ..gateway.config import GatewayConfig
 from .listeners import bind_socket, split_hostport
+from .metrics import MULTIPROC_ENV
 from .reload import FileWatch, ReloadRefused, load_reloadable, pin_ports
 from .startup import EXIT_STARTUP, StartupError, startup_errors
 
@@ -111,6 +120,7 @@ class _Start:
     version: int
     pin: Callable[[GatewayConfig], GatewayConfig]
     supervisor: int  # pid
+    buckets: str = ""  # the name of the shared BucketTable each worker attaches to
 
 
 def _child(start: _Start, role: str, echo: Optional[str], socks: list,
@@ -157,8 +167,11 @@ def _child(start: _Start, role: str, echo: Optional[str], socks: list,
                     else:  # it is gone (we are about to get SIGTERM): just this one
                         gw.trigger_reload()
 
+                table = (BucketTable(name=start.buckets, create=False)
+                         if start.buckets else None)
                 gw = Gateway(config, reuse_port=True, version=start.version,
-                             pin=start.pin, reload_everywhere=reload_everywhere)
+                             pin=start.pin, reload_everywhere=reload_everywhere,
+                             buckets=table)
                 await nursery.start(partial(run_gateway, config, announce=False,
                                             gateway=gw))
                 if early_hup:  # trio's receiver is installed now: later ones reach it
@@ -175,6 +188,16 @@ def _child(start: _Start, role: str, echo: Optional[str], socks: list,
         log.exception("worker %s failed", role)
         return 1
     return 0
+
+
+def _metrics_dead(pid: int) -> None:
+    """A worker is gone: its live gauges (open connections, pools) stop counting; its
+    counters and histograms stay in the sum."""
+    try:
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(pid)
+    except Exception:  # noqa: BLE001 - never let metrics bookkeeping stop the supervisor
+        log.exception("metrics: forgetting worker %d failed", pid)
 
 
 def _wait_ready(children: list[_Child], timeout: float = 30.0) -> None:
@@ -201,7 +224,20 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
         return EXIT_STARTUP
     pinned = config
     me = os.getpid()
-    start = _Start(config, 1, partial(pin_ports, started=started, pinned=pinned), me)
+    try:  # made before any worker, which all attach to it by name; unlinked at exit
+        table = BucketTable()
+    except OSError as exc:
+        for s in socks:
+            s.close()
+        print(f"apigw: cannot create the shared bucket table in {SHM_DIR}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    # metrics: every worker writes its counts to its own files here and a scrape sums
+    # them all, dead workers' included (runtime/metrics.py); fresh for each run
+    metrics_dir = tempfile.mkdtemp(prefix="apigw-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    start = _Start(config, 1, partial(pin_ports, started=started, pinned=pinned), me,
+                   buckets=table.name)
     children: dict[int, _Child] = {}   # by pid
     young_deaths = 0
     stopping = False
@@ -314,6 +350,7 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
             child = children.pop(pid)
             child.read_all()
             os.close(child.fd)
+            _metrics_dead(pid)
             if stopping or failed(child):
                 continue
             log.warning("%s (pid %d) exited with status %d; restarting", child.role, pid,
@@ -332,4 +369,8 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
             s.close()
         for c in children.values():
             os.close(c.fd)
+        table.close()
+        table.unlink()
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return EXIT_STARTUP if failures or young_deaths >= 5 else 0

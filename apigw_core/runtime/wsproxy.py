@@ -125,6 +125,9 @@ async def _handshake_and_relay(stream, offer, route, up, headers, rid, settings)
     limits = ws.WSLimits(max_frame_size=settings.websocket_max_message,
                          max_message_size=settings.websocket_max_message)
     relay = accepted.relay(limits=limits)
+    rec = getattr(stream, "tel", None)
+    if rec is not None:   # its message counts are read when the request ends
+        rec.ws = relay
     await _relay(tunnel, up.transport, relay, conn.trailing_data, settings)
 
 

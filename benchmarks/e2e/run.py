@@ -18,17 +18,22 @@ connections and several streams on each: an nginx reverse proxy with `listen POR
 and the gateway with an h2c listener, both proxying to the same HTTP/1.1 backend.  h2load
 prints no percentiles, so p50/p99 come from its per-request log (`--log-file`).
 
-The gw1pol row is gw1 with five policies (issue 9's target); `--repeat N` runs the chosen
+The gw1pol row is gw1 with five policies (issue 9's target), the gw1rl row gw1 with a
+rate-limit-by-key on every request (issue 10); `--repeat N` runs the chosen
 rows N times, interleaved, and reports each row's spread, since one run on a shared
-machine says little.  The gw1jwtrs / gw1jwtes rows are gw1 with one validate-jwt (issue
-11): an RS256 / ES256 key generated for the run, the same token on every request (the key
-and the verified token cached, exp checked every time); gw1tok is gw1 sent the same
-Authorization header (the request without its validation).
+machine says little.  The telemetry rows (issue 13): gw1notel has metrics turned off and no
+access log (only the W3C traceparent, which is always on), gw1tel has the metrics and a
+JSON access log of every request to a file; the report gives gw1tel / gw1notel round by
+round.  (gw1 itself runs the defaults: metrics on, no access log.)  The gw1jwtrs /
+gw1jwtes rows are gw1 with one validate-jwt (issue 11): an RS256 / ES256 key made for the
+run, the same token on every request (the key and the verified token cached, exp checked
+every time); gw1tok is gw1 sent the same Authorization header (the request without its
+validation).
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw1tok,gw1jwtrs,gw1jwtes,gw2,
+                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1notel,gw1tel,gw1tok,gw1jwtrs,gw1jwtes,gw2,
                                          h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
@@ -53,13 +58,16 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1tok", "gw1jwtrs", "gw1jwtes", "gw2",
-           "h2nginx", "h2gw1", "h2gw2")
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1notel", "gw1tel", "gw1tok",
+           "gw1jwtrs", "gw1jwtes", "gw2", "h2nginx", "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
     "gw1": "apigw 1 worker",
     "gw1pol": "apigw 1 worker, 5 policies",
+    "gw1rl": "apigw 1 worker, rate-limit-by-key",
+    "gw1notel": "apigw 1 worker, no telemetry",
+    "gw1tel": "apigw 1 worker, metrics + access log",
     "gw1tok": "apigw 1 worker, no policy, with the token",
     "gw1jwtrs": "apigw 1 worker, validate-jwt RS256",
     "gw1jwtes": "apigw 1 worker, validate-jwt ES256",
@@ -481,6 +489,11 @@ backends: {{nginx: {{url: "http://127.0.0.1:{backend_port}"}}}}
 apis: [{{name: bench, path: "", backend: nginx}}]
 """
 DEFAULT_GW_CMD = "{python} -m apigw_core serve {config} --workers {workers}"
+# the telemetry rows (issue 13): appended to GATEWAY_CONFIG ({dir}: the row's temp dir)
+TELEMETRY_CONFIG = {
+    "notel": "telemetry: {{metrics: {{enabled: false}}}}\n",
+    "tel": 'telemetry: {{access-log: {{path: "{dir}/access.log"}}}}\n',
+}
 
 # The gw1pol row (issue 9): the same proxy with the five policies of the issue's target at
 # global scope.  The API requires a subscription key and the all-apis subscription below
@@ -505,6 +518,22 @@ policies:
     - set-header: {{name: X-Served-By, value: [apigw]}}
 apis: [{{name: bench, path: "", backend: nginx, subscription-required: true}}]
 """ % POLICY_KEY
+
+
+# The gw1rl row (issue 10): gw1 with a rate-limit-by-key on every request, counted per client
+# IP in the gateway's shared-memory table (a limit never reached: the cost of the decision).
+RATE_LIMIT_CONFIG = """\
+listeners: [{{bind: "127.0.0.1:{port}", protocols: [{protocols}]}}]
+backends: {{nginx: {{url: "http://127.0.0.1:{backend_port}"}}}}
+apis:
+  - name: bench
+    path: ""
+    backend: nginx
+    policies:
+      inbound:
+        - rate-limit-by-key: {{calls: 10000000, renewal-period: 300,
+                              counter-key: "{{request.ip}}"}}
+"""
 
 
 # The gw1jwt rows (issue 11): one validate-jwt at global scope with a static key of the
@@ -569,18 +598,23 @@ def jwt_headers(alg: str) -> Dict[str, str]:
 
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
                   cmd: str = "", h2c: bool = False, policies: bool = False,
+                  telemetry: str = "", rate_limit: bool = False,
                   jwt_alg: Optional[str] = None
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
-    kind = "pol" if policies else f"jwt{jwt_alg}" if jwt_alg else ""
-    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}-", dir=workdir)
+    kind = "pol" if policies else "rl" if rate_limit else f"jwt{jwt_alg}" if jwt_alg else ""
+    d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}{telemetry}-",
+                         dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
-    protocols = "http1, h2c" if h2c else "http1"
     with open(conf, "w") as f:
         if jwt_alg:
-            f.write(jwt_config(jwt_alg, port, backend_port, protocols))
+            f.write(jwt_config(jwt_alg, port, backend_port,
+                               "http1, h2c" if h2c else "http1"))
         else:
-            f.write((POLICY_CONFIG if policies else GATEWAY_CONFIG).format(
-                port=port, backend_port=backend_port, protocols=protocols))
+            f.write(((POLICY_CONFIG if policies else RATE_LIMIT_CONFIG if rate_limit
+                      else GATEWAY_CONFIG)
+                     + TELEMETRY_CONFIG.get(telemetry, "")).format(
+                port=port, backend_port=backend_port,
+                protocols="http1, h2c" if h2c else "http1", dir=d))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -744,12 +778,17 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
             stop(p)
         return
     policies = target.endswith("pol")
+    rate_limit = target.endswith("rl")
+    telemetry = next((t for t in ("notel", "tel") if target.endswith(t)), "")
     jwt_alg = {"jwtrs": "RS256", "jwtes": "ES256"}.get(target[-5:])
     token = jwt_headers("RS256") if target == "gw1tok" else None
-    workers = int(target.removeprefix("h2").removesuffix("pol")[2:3])
+    workers = int(target.removeprefix("h2").removesuffix("pol").removesuffix("rl")
+                  .removesuffix(telemetry).removesuffix("tok")
+                  .removesuffix("jwtrs").removesuffix("jwtes")[2:])
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
-                           h2c=h2, policies=policies, jwt_alg=jwt_alg)
+                           h2c=h2, policies=policies, telemetry=telemetry,
+                           rate_limit=rate_limit, jwt_alg=jwt_alg)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
@@ -778,8 +817,7 @@ def _fmt_ms(v: Optional[float]) -> str:
 
 def spread_lines(results: List[Result]) -> List[str]:
     """With --repeat: each target's req per CPU-s over the rounds (min / median / max), and
-    gw1pol and the gw1jwt rows over gw1 (and gw1tok) round by round (a round's rows ran
-    back to back)."""
+    gw1pol over gw1 round by round (the two rows of a round ran back to back)."""
     out = []
     by_target: Dict[str, List[Result]] = {}
     for r in results:
@@ -789,17 +827,18 @@ def spread_lines(results: List[Result]) -> List[str]:
         v = sorted(r.req_per_cpu_s for r in rs)
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
-    for base, t in [("gw1", "gw1pol"), ("gw1", "gw1tok"), ("gw1", "gw1jwtrs"),
-                    ("gw1", "gw1jwtes"), ("gw1tok", "gw1jwtrs"), ("gw1tok", "gw1jwtes")]:
-        g1 = {r.round: r for r in by_target.get(base, [])}
-        gp = {r.round: r for r in by_target.get(t, [])}
+    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1tel", "gw1notel"),
+                     ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
+                     ("gw1jwtrs", "gw1tok"), ("gw1jwtes", "gw1tok")):
+        g1 = {r.round: r for r in by_target.get(den, [])}
+        gp = {r.round: r for r in by_target.get(num, [])}
         ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
         if ratios:
             srt = sorted(ratios)
-            out.append(f"{t} / {base} req per CPU-s, round by round: "
+            out.append(f"{num} / {den} req per CPU-s, round by round: "
                        + ", ".join(f"{x:.3f}" for x in ratios)
                        + f" (min {srt[0]:.3f}, median {srt[len(srt) // 2]:.3f}, "
-                         f"max {srt[-1]:.3f})")
+                       f"max {srt[-1]:.3f})")
     return out
 
 
@@ -847,12 +886,13 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
-    for base, t in [("gw1", "gw1pol"), ("gw1", "gw1tok"), ("gw1", "gw1jwtrs"),
-                    ("gw1", "gw1jwtes"), ("gw1tok", "gw1jwtrs"), ("gw1tok", "gw1jwtes")]:
-        gb, gp = by.get(base), by.get(t)
-        if gb and gp and gb.ok and gp.ok and gb.req_per_cpu_s and gp.req_per_cpu_s:
-            lines.append(f"{gp.label} / {gb.label}, req per CPU-s: "
-                         f"{gp.req_per_cpu_s / gb.req_per_cpu_s:.3f}")
+    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1tel", "gw1notel"),
+                     ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
+                     ("gw1jwtrs", "gw1tok"), ("gw1jwtes", "gw1tok")):
+        a, b = by.get(num), by.get(den)
+        if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
+            lines.append(f"{a.label} / {b.label}, req per CPU-s: "
+                         f"{a.req_per_cpu_s / b.req_per_cpu_s:.3f}")
     for h1, h2 in (("gw1", "h2gw1"), ("gw2", "h2gw2"), ("proxy", "h2nginx")):
         a, b = by.get(h1), by.get(h2)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:

@@ -178,7 +178,7 @@ def test_defaults():
 @pytest.mark.parametrize("data, expected", [
     # unknown keys, at every level
     (minimal(bakends={}), "bakends: unknown key (expected one of: listeners, backends, apis, server, admin, "
-     "named-values, products, subscriptions, policies)"),
+     "named-values, products, subscriptions, policies"),   # later sections follow
     (minimal(apis=[{"name": "a", "path": "/a", "backend": "b", "bakend": "b"}]),
      "apis[0].bakend: unknown key (expected one of: name, path, host, backend, protocols, "
      "subscription-required, subscription-key, operations, policies)"),

@@ -241,11 +241,14 @@ def test_pool_full_second_request_waits(env):
     first = _first_held(env.slow_wait, env.url + "/slowwait/1")
     second = _Get(env.url + "/slowwait/2")
     time.sleep(0.3)   # pacing only: lets the second reach the pool before the release
+    # Nothing is asserted about the order the two clients see their answers in (a loaded
+    # machine may schedule the threads either way): the second has no answer while the
+    # only connection is held (no 503, no second connection), and both are served on it.
+    assert second.status is None and env.slow_wait.connections == 1
     env.slow_wait.release.set()
     first.join(60)
     second.join(60)
     assert (first.status, second.status) == (200, 200)
-    assert second.finished >= first.finished
     assert env.slow_wait.connections == 1
     assert env.slow_wait.new_conns[0].requests == 2
 

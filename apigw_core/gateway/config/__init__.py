@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import _build
+from ._certs import certificate_problems
 from ._checks import Parts, cross_check, declared_names
 from ._errors import Problem, from_validation_error, in_document_order, spell
 from ._loader import load_json, load_yaml
@@ -78,6 +79,7 @@ def parse_config(data: object, source: str = "<config>", base_dir: str | None = 
         for name, value in declared_names(raw).items():
             setattr(parts, name, value)
         problems += cross_check(parts)
+        problems += certificate_problems(raw)
 
     spelt_used = [(spell(raw, loc), name) for loc, name in used]
     if problems or model is None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import _model as m
+from . import _telemetry
 from ._schema import (Api, Backend, Gateway, Listener, Operation, Policies, Product, Server,
                       Subscription)
+from ._certs import CertificateConfig, CertificateEntry, ClientCertificateConfig  # after _schema
 
 
 def _given(model: Any, *names: str) -> dict[str, Any]:
@@ -28,13 +30,24 @@ def listener(lc: Listener) -> m.ListenerConfig:
     tls = None
     if lc.tls is not None:
         sni = {name: (pair.cert, pair.key) for name, pair in lc.tls.sni.items()}
-        tls = m.TLSConfig(cert=lc.tls.cert, key=lc.tls.key, sni=m._Frozen(sni))
+        cc = lc.tls.client_certificate
+        client = (ClientCertificateConfig(mode=cc.mode, ca=cc.ca, crl=cc.crl)
+                  if cc is not None and cc.mode != "none" else None)
+        tls = m.TLSConfig(cert=lc.tls.cert, key=lc.tls.key, sni=m._Frozen(sni),
+                          client_certificate=client)
     return m.ListenerConfig(bind=lc.bind.bind, host=lc.bind.host, port=lc.bind.port, tls=tls,
-                            **_given(lc, "protocols"))
+                            **_given(lc, "protocols", "forward_client_cert"),
+                            client_cert_details=tuple(dict.fromkeys(lc.client_cert_details)))
 
 
-def backend(name: str, b: Backend) -> m.BackendConfig:
-    tls = m.BackendTLSConfig(**_given(b.tls, "verify", "ca")) if b.tls is not None else m.BackendTLSConfig()
+def backend(name: str, b: Backend, certs: dict[str, CertificateEntry]) -> m.BackendConfig:
+    tls = m.BackendTLSConfig()
+    if b.tls is not None:
+        files: dict = {}
+        entry = certs.get(b.tls.client_certificate or "")
+        if entry is not None:
+            files = {"cert": entry.cert, "key": entry.key, "password": entry.password}
+        tls = m.BackendTLSConfig(**_given(b.tls, "verify", "ca", "client_certificate"), **files)
     u = b.url
     return m.BackendConfig(name=name, url=u.url, scheme=u.scheme, host=u.host, port=u.port,
                            base_path=u.base_path, tls=tls,
@@ -74,10 +87,19 @@ def gateway(g: Gateway, source: str) -> m.GatewayConfig:
     admin = m.AdminConfig(*g.admin.bind) if g.admin is not None else None
     return m.GatewayConfig(
         listeners=tuple(listener(lc) for lc in g.listeners),
-        backends=m._Frozen({name: backend(name, b) for name, b in g.backends.items()}),
+        backends=m._Frozen({name: backend(name, b, g.certificates) for name, b in g.backends.items()}),
         apis=tuple(api(a) for a in g.apis),
         server=server(g.server), admin=admin, source=source,
-        named_values=m._Frozen(g.named_values),
+        named_values=m._Frozen({k: v if isinstance(v, str) else v.value
+                                for k, v in g.named_values.items()}),
+        secret_values=frozenset(k for k, v in g.named_values.items()
+                                if not isinstance(v, str) and v.secret),
+        certificates=m._Frozen({i: CertificateConfig(id=i, cert=c.cert, key=c.key,
+                                                     password=c.password)
+                                for i, c in g.certificates.items()}),
+        ca_certificates=tuple(g.ca_certificates),
+        certificate_revocation_lists=tuple(g.certificate_revocation_lists),
         products=m._Frozen({name: product(name, p) for name, p in g.products.items()}),
         subscriptions=tuple(subscription(s) for s in g.subscriptions),
-        policies=policies(g.policies))
+        policies=policies(g.policies), telemetry=_telemetry.build(g.telemetry),
+        rate_limits=g.rate_limits.build())

@@ -14,6 +14,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from ._telemetry import TelemetryConfig
+from ._ratelimits import RateLimitsConfig
+
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
     "BackendConfig", "PolicyEntry", "PolicySections", "OperationConfig",
@@ -79,6 +82,7 @@ class TLSConfig:
     cert: str
     key: str
     sni: Mapping[str, tuple[str, str]] = field(default_factory=_Frozen)
+    client_certificate: Any = None   # ClientCertificateConfig (_certs.py) or None: mode none
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,8 @@ class ListenerConfig:
     port: int                                  # 0: ephemeral (tests)
     protocols: tuple[str, ...] = ("http1",)    # http1, h2 (TLS, ALPN), h2c (cleartext)
     tls: TLSConfig | None = None
+    forward_client_cert: str = "sanitize"      # x-forwarded-client-cert (Envoy's modes)
+    client_cert_details: tuple[str, ...] = ("subject", "uri", "dns")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,10 @@ class ServerConfig:
 class BackendTLSConfig:
     verify: bool = True
     ca: str | None = None            # CA bundle; None: the system store
+    client_certificate: str | None = None    # a certificates: ID presented to the backend
+    cert: str | None = None                  # ... its files (resolved at load)
+    key: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,3 +226,9 @@ class GatewayConfig:
     products: Mapping[str, ProductConfig] = field(default_factory=_Frozen)
     subscriptions: tuple[SubscriptionConfig, ...] = ()
     policies: PolicySections = PolicySections()     # the global scope
+    certificates: Mapping[str, Any] = field(default_factory=_Frozen)  # id -> CertificateConfig
+    ca_certificates: tuple[str, ...] = ()           # validate-client-certificate trust
+    certificate_revocation_lists: tuple[str, ...] = ()
+    secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names
+    telemetry: TelemetryConfig = TelemetryConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)

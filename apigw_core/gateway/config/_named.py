@@ -4,7 +4,7 @@ Strategy.  APIM's named values, done once at load time on the raw data, before a
 is validated, so a substituted string is checked like a written one (a backend url made of
 named values is still a URL).  Every string value is rewritten, at any depth; mapping keys
 are not (they name things), nor the named values themselves (no recursion).  An unknown name
-is an error at the string's path.  Named values are often secrets: `Substituted` remembers
+is an error at the string's path (a value is a string, or `{value, secret}`).  Named values are often secrets: `Substituted` remembers
 where each one went, and `redact` puts `{{name}}` back into any error message about those
 places, so no message prints a value.
 """
@@ -32,7 +32,11 @@ def usable(raw: object) -> dict[str, str]:
     errors from the model; a reference to them is not also "unknown")."""
     if not isinstance(raw, dict):
         return {}
-    return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
+    out = {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
+    for k, v in raw.items():       # {value: ..., secret: true}
+        if isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("value"), str):
+            out[k] = v["value"]
+    return out
 
 
 def substitute(top: dict, values: dict[str, str], declared: set) -> Substituted:

@@ -18,11 +18,13 @@ import os
 from dataclasses import MISSING, fields
 from typing import Annotated, Any, ClassVar, Literal, Optional
 
-from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictStr,
+from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictBool,
                       ValidationInfo, WithJsonSchema, model_validator)
 from pydantic.json_schema import GenerateJsonSchema
 
 from . import _model as m
+from ._telemetry import Telemetry
+from ._ratelimits import RateLimits
 from ._values import (DURATION_PATTERN, SIZE_PATTERN, TOKEN_PATTERN, Bound, Url, _api_path,
                       _backend_url, _bind, _bounded, _duration, _hostname, _http_version,
                       _Invalid, _method, _policy_entry, _positive_duration, _protocols,
@@ -117,6 +119,10 @@ class _Section(BaseModel):
 
 # --- listeners, server, admin ---------------------------------------------------------------
 
+from ._certs import (CertificateEntry, ClientCertDetails, ForwardClientCert,  # noqa: E402
+                     ListenerClientCertificate, NamedValueEntry, CaFile, CrlFile)
+
+
 class SniCert(_Section):
     cert: File
     key: File
@@ -126,6 +132,7 @@ class ListenerTLS(_Section):
     cert: File
     key: File
     sni: Annotated[dict[Host, SniCert], Expect("a mapping of server name to {cert, key}")] = {}
+    client_certificate: Optional[ListenerClientCertificate] = None
 
 
 class Listener(_Section):
@@ -133,6 +140,11 @@ class Listener(_Section):
     """host:port; IPv6 as [::1]:8080; port 0 picks a free port"""
     protocols: ListenerProtocols = _default(m.ListenerConfig, "protocols")
     tls: Optional[ListenerTLS] = None
+    forward_client_cert: ForwardClientCert = _default(m.ListenerConfig, "forward_client_cert")
+    """x-forwarded-client-cert (Envoy's modes): sanitize (drop the client's) | sanitize-set
+    (drop it, send ours) | append-forward (keep it, append ours) | forward-only"""
+    client_cert_details: ClientCertDetails = list(_default(m.ListenerConfig, "client_cert_details"))
+    """what our x-forwarded-client-cert element carries besides Hash"""
 
     @model_validator(mode="after")
     def _http2_and_tls(self) -> Listener:
@@ -177,6 +189,8 @@ class BackendTLS(_Section):
     verify: StrictBool = _default(m.BackendTLSConfig, "verify")
     ca: Optional[File] = None
     """CA bundle; absent: the system store"""
+    client_certificate: Optional[Name] = None
+    """a certificates: ID presented to the backend (backend mTLS)"""
 
 
 def _backend_default(name: str) -> Any:
@@ -332,12 +346,23 @@ class Gateway(_Section):
     apis: list[Api] = []
     server: Server = Field(default_factory=Server)
     admin: Optional[Admin] = None
-    named_values: dict[NamedValueName, StrictStr] = {}
-    """used as {{name}} in any string of the file"""
+    named_values: dict[NamedValueName, NamedValueEntry] = {}
+    """used as {{name}} in any string of the file; {value, secret: true} for a secret"""
     products: Annotated[dict[Name, Product], Expect("a mapping of name to product")] = {}
     subscriptions: list[Subscription] = []
     policies: GlobalPolicies = Field(default_factory=GlobalPolicies)
     """the global scope"""
+    certificates: Annotated[dict[Name, CertificateEntry],
+                            Expect("a mapping of id to {cert, key, password}")] = {}
+    """certificate-id -> PEM files (authentication-certificate, issuer-certificate-id)"""
+    ca_certificates: list[CaFile] = []
+    """CA bundles trusted by validate-client-certificate (besides the listener's ca)"""
+    certificate_revocation_lists: list[CrlFile] = []
+    """CRL files for validate-client-certificate validate-revocation"""
+    telemetry: Optional[Telemetry] = None
+    """metrics, access log"""
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    """defaults of the rate-limit and quota policies (store, on-store-failure)"""
 
 
 class _NoFieldTitles(GenerateJsonSchema):

@@ -197,7 +197,7 @@ class RequestView:
     ip: str
     params: dict[str, str] = field(default_factory=dict)   # URL-template parameters
     body: Optional[bytes] = None
-    tls: Optional[Mapping[str, Any]] = None   # client-certificate facts (later issue)
+    tls: Any = None      # the client certificate (gateway.certificates.ClientCertificate)
     protocol: str = "http"                   # http | grpc | grpc-web | websocket
 
 
@@ -225,6 +225,7 @@ class Context:
     last_error: Optional[LastError] = None
     backend_id: Optional[str] = None      # set-backend-service backend-id (None: the API's)
     backend_url: Optional[str] = None     # set-backend-service base-url
+    backend_certificate: Optional[str] = None   # authentication-certificate: a certificates: ID
     section: str = "inbound"              # the section running now
     # Added by the policies helper (cors): fields an inbound policy wants on the client's
     # response whatever makes it (backend, return-response, on-error, a local error reply).

@@ -143,9 +143,24 @@ _SIMPLE: dict[str, dict[str, Getter]] = {
 }
 # Fields followed by a name: `request.headers.x-name`, `request.query.q`, ...
 _NAMED = {"request": ("headers", "query", "params"), "response": ("headers",)}
+
+
+def _certificate(attr: str) -> Getter:
+    """A fact of the client certificate (gateway/certificates.py); None without one."""
+    return lambda ctx: None if ctx.request.tls is None else getattr(ctx.request.tls, attr)
+
+
+# `request.certificate.<field>` (APIM's context.Request.Certificate)
+CERTIFICATE_FIELDS: dict[str, Getter] = {
+    f.replace("_", "-"): _certificate(f) for f in (
+        "thumbprint", "subject", "issuer", "serial_number", "not_before", "not_after",
+        "common_name")}
+CERTIFICATE_FIELDS["dns-names"] = lambda ctx: None if ctx.request.tls is None else \
+    ",".join(ctx.request.tls.dns_names)
 PATH_FIELDS: dict[str, list[str]] = {
     root: sorted(list(fields) + [f"{n}.NAME" for n in _NAMED.get(root, ())])
     for root, fields in _SIMPLE.items()}
+PATH_FIELDS["request"] += [f"certificate.{f}" for f in CERTIFICATE_FIELDS]
 PATH_FIELDS["variables"] = ["NAME"]
 PATH_FIELDS["jwt"] = ["claims.NAME"]
 
@@ -224,6 +239,12 @@ def compile_path(text: str) -> PathInfo:
     if len(parts) < 2:
         raise ExpressionError(f"{root} needs a field (one of {', '.join(PATH_FIELDS[root])})")
     field = parts[1].lower()
+    if (root, field) == ("request", "certificate"):
+        cget = CERTIFICATE_FIELDS.get(".".join(parts[2:]).lower())
+        if cget is None:
+            raise ExpressionError(f"unknown field {text.strip()!r} (expected "
+                                  f"request.certificate. one of {', '.join(CERTIFICATE_FIELDS)})")
+        return PathInfo(text, cget)
     if field in _NAMED.get(root, ()) and len(parts) > 2:
         name = ".".join(parts[2:])
         if field == "headers":

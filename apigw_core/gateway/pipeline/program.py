@@ -105,6 +105,7 @@ class _Compiler:
 
     def __init__(self, config: Any, errors: list[str]) -> None:
         self.errors = errors
+        self.config = config    # policies that need other sections (certificates) read it
         self.named_values: Mapping[str, str] = getattr(config, "named_values", None) or {}
         self.backends = tuple(getattr(config, "backends", None) or ())
         server = getattr(config, "server", None)
@@ -121,6 +122,7 @@ class _Compiler:
         s = Site(path, section, scope, self.errors, self.named_values, self.nested,
                  self.template, self.condition, self.backends)
         s.apim_path = apim_path   # type: ignore[attr-defined]  (read back by nested())
+        s.config = self.config    # type: ignore[attr-defined]
         return s
 
     def nested(self, entries: Any, path: str, parent: Site) -> tuple[CompiledStep, ...]:

@@ -132,6 +132,13 @@ def test_ip_filter_mapped_rule_matches_ipv4_client():
     assert ipf({"action": "allow", "address": ["::ffff:127.0.0.1"]}, "127.0.0.1") is None
 
 
+def test_ip_filter_ipv6_block_reaching_into_mapped_range_stays_ipv6():
+    # ::/80 ends inside ::ffff:0:0/96; it once became the range 0..2**32-1 of IPv6 only
+    policy = compile_policy("ip-filter", {"action": "allow", "address": ["::1:0:0/80"]})
+    assert policy.matches("::1:0:0") and policy.matches("::fffe:0:0")
+    assert not policy.matches("10.0.0.1") and not policy.matches("::2:0:0:0")
+
+
 @pytest.mark.parametrize("ip", ["", "unix:/tmp/sock", "999.1.1.1"])
 def test_ip_filter_unparsable_client(ip):
     with pytest.raises(PolicyError) as e:
@@ -185,6 +192,10 @@ def reference(addresses, ranges, ip):
         a = a.ipv4_mapped
     for x in addresses:
         net = ipaddress.ip_network(x, strict=False)
+        if net.version == 6 and net.subnet_of(ipaddress.ip_network("::ffff:0:0/96")):
+            # a block of IPv4-mapped addresses is that IPv4 block (dual-stack sockets)
+            net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/"
+                                       f"{net.prefixlen - 96}")
         if net.version == a.version and a in net:
             return True
     for lo, hi in ranges:

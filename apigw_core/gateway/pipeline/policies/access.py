@@ -138,6 +138,9 @@ def _range_of(text: Any) -> tuple[int, int, int]:
     if "/" in text:
         net = ip_network(text, strict=False)
         first, last = _plain(net.network_address), _plain(net.broadcast_address)
+        if first.version != last.version:   # an IPv6 block reaching into ::ffff:0:0/96:
+            # it stays IPv6 (an IPv4 client, seen as mapped, is not in it)
+            first, last = net.network_address, net.broadcast_address
         return first.version, int(first), int(last)
     a = _plain(ip_address(text))
     return a.version, int(a), int(a)

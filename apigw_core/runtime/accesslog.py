@@ -1,0 +1,192 @@
+"""The JSON access log: one line per request, written off the request path.
+
+Strategy.  A request only appends a tuple of raw values (`Entry`, below: bytes as they
+came, the request event itself) to a list; a trio task wakes every quarter second, takes
+the list, and hands it to a worker thread that formats the lines and writes them with one
+`write` per batch, so a slow disk never stalls the event loop and a line is on disk well
+within a second.  Formatting is a %-template with each string escaped by the json
+module's C escaper (json.dumps of a dict per line costs twice as much), the time's
+seconds part cached.  While a write is under way new entries pile up in the list; the
+list is bounded (`buffer` entries): past it entries are dropped and counted
+(`apigw_access_log_dropped_total`), never waited for.  `path: "-"` is stdout.
+
+No secret is written: of the headers only Host and User-Agent are read, and the path's
+subscription-key query values (`key_names`) are replaced by `REDACTED`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from json.encoder import encode_basestring as _q   # the C escaper: '"..."'
+from typing import Any, Callable, Optional
+
+import trio
+
+__all__ = ["AccessLog", "format_entry", "redact_query"]
+
+log = logging.getLogger("apigw_core.runtime")
+
+_INTERVAL = 0.25
+_HTTP = {b"1.1": '"HTTP/1.1"', b"1.0": '"HTTP/1.0"', b"2": '"HTTP/2"'}
+
+# Entry: (time, total s, backend s | None, client s | None, request id | None, trace id,
+#         client ip | None, protocol.Request, status, bytes in, bytes out, api, operation,
+#         product, subscription id | None, backend, upstream address | None, attempts,
+#         last-error reason, last-error message, trace-policy entries | None)
+Entry = tuple
+_LINE = ('{"time":"%s.%03dZ","request_id":%s,"trace_id":"%s","client_ip":%s,"method":%s,'
+         '"host":%s,"path":%s,"protocol":%s,"status":%d,"bytes_in":%d,"bytes_out":%d,'
+         '"duration_ms":%.3f,"backend_duration_ms":%s,"client_duration_ms":%s,%s,'
+         '"subscription_id":%s,"attempts":%d,"last_error_reason":%s,'
+         '"last_error_message":%s,"user_agent":%s%s}\n')
+_STATIC = ('"api":%s,"operation":%s,"product":%s,"backend":%s,"upstream_address":%s')
+_second = [-1, ""]
+# escaped forms of the values that repeat (hosts, agents, addresses, API names): a dict
+# hit instead of an escaper call; bounded, so a client sending random hosts cannot grow it
+_CACHE: dict = {None: "null", "": "null", b"": "null"}
+_CACHE_MAX = 4096
+_GROUPS: dict = {}
+
+
+def _esc(v: Any) -> str:
+    r = _q(v.decode("latin-1") if v.__class__ is bytes else v)
+    if len(_CACHE) < _CACHE_MAX:
+        _CACHE[v] = r
+    return r
+
+
+def _ms(v: Optional[float]) -> str:
+    return "null" if v is None else "%.3f" % (v * 1000)
+
+
+def redact_query(target: bytes, names: tuple[bytes, ...]) -> bytes:
+    """`target` with the values of the query parameters `names` (lower-case) replaced."""
+    path, sep, query = target.partition(b"?")
+    if not sep or not query:
+        return target
+    parts = query.split(b"&")
+    changed = False
+    for i, p in enumerate(parts):
+        name, eq, _ = p.partition(b"=")
+        if eq and name.lower() in names:
+            parts[i] = name + b"=REDACTED"
+            changed = True
+    return path + b"?" + b"&".join(parts) if changed else target
+
+
+def format_entry(e: Entry, key_names: tuple[bytes, ...]) -> str:
+    """One JSON line (see the module docstring)."""
+    (t, total, bdur, cdur, rid, trace, ip, req, status, bin_, bout, api, op, product, sub,
+     backend, upstream, attempts, reason, message, traces) = e
+    start = t - total
+    sec = int(start)
+    if _second[0] != sec:
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    host = ua = None
+    for n, v in req.headers:
+        if n == b"host":
+            host = v
+        elif n == b"user-agent":
+            ua = v
+    target = req.target
+    if target[:1] != b"/":   # absolute form, and HTTP/2's :scheme://:authority/path
+        rest = target.partition(b"://")[2]
+        i = rest.find(b"/")
+        if host is None:
+            host = rest[:i] if i >= 0 else rest
+        target = rest[i:] if i >= 0 else b"/"
+    if b"?" in target:
+        target = redact_query(target, key_names)
+    c = _CACHE
+    gk = (api, op, product, backend, upstream)
+    group = _GROUPS.get(gk)
+    if group is None:
+        group = _STATIC % tuple(c.get(v) or _esc(v) for v in gk)
+        if len(_GROUPS) < _CACHE_MAX:
+            _GROUPS[gk] = group
+    return _LINE % (
+        _second[1], int(start * 1000) % 1000,
+        _q(rid.decode("latin-1")) if rid else "null", trace.decode(),
+        c.get(ip) or _esc(ip), c.get(req.method) or _esc(req.method),
+        c.get(host) or _esc(host), _q(target.decode("utf-8", "replace")),
+        _HTTP.get(req.http_version) or _esc(req.http_version),
+        status, bin_, bout, total * 1000, _ms(bdur), _ms(cdur), group,
+        c.get(sub) or _esc(sub), attempts, c.get(reason) or _esc(reason),
+        c.get(message) or _esc(message), c.get(ua) or _esc(ua),
+        (',"traces":' + json.dumps(traces, ensure_ascii=False, separators=(",", ":")))
+        if traces else "")
+
+
+class AccessLog:
+    """Buffered JSON lines to `path` (see the module docstring)."""
+
+    def __init__(self, path: str, limit: int,
+                 on_drop: Optional[Callable[[int], None]] = None,
+                 key_names: tuple[bytes, ...] = (b"subscription-key",)) -> None:
+        self.path = path
+        self.limit = limit
+        self.on_drop = on_drop
+        self.key_names = key_names
+        self.pending: list[Entry] = []
+        self.dropped = 0
+        self.written = 0
+        self._fd: Optional[int] = None
+
+    def add(self, record: Entry) -> None:
+        """Queue one entry (the request path: no I/O, no formatting)."""
+        if len(self.pending) >= self.limit:
+            self.dropped += 1
+            if self.on_drop is not None:
+                self.on_drop(1)
+            return
+        self.pending.append(record)
+
+    def open(self) -> None:
+        """Open the file now (a path that cannot be written fails the start)."""
+        if self.path == "-":
+            self._fd = sys.stdout.fileno()
+        else:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def _write(self, batch: list[Entry]) -> None:
+        keys = self.key_names
+        data = "".join([format_entry(e, keys) for e in batch]).encode("utf-8", "replace")
+        fd = self._fd
+        assert fd is not None
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        self.written += len(batch)
+
+    async def run(self) -> None:
+        """Write what piles up, until cancelled (then what is left, synchronously)."""
+        try:
+            while True:
+                await trio.sleep(_INTERVAL)
+                if self.pending:
+                    batch, self.pending = self.pending, []
+                    try:
+                        await trio.to_thread.run_sync(self._write, batch)
+                    except OSError as exc:
+                        log.error("access log %s: %s (%d lines lost)", self.path, exc,
+                                  len(batch))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        batch, self.pending = self.pending, []
+        if self._fd is None:
+            return
+        try:
+            if batch:
+                self._write(batch)
+        except OSError as exc:
+            log.error("access log %s: %s", self.path, exc)
+        if self.path != "-":
+            os.close(self._fd)
+        self._fd = None

@@ -1,0 +1,229 @@
+"""Prometheus metrics: counted per request in plain dicts, exposed by prometheus-client.
+
+Strategy.  The request path pays for one dict update at the end of each request: the
+label tuple (api, operation, product, backend, method, status, last-error reason) keys a
+small list of counts, bucket counters and sums (bisect over the bucket bounds).  Going
+through prometheus-client's own objects per request costs 6 us (13 us in multiprocess
+mode, where every value is an mmap write under a lock) against 1.7 us for the dicts
+(/tmp bench in the issue-13 report), so the dicts are moved into prometheus-client's
+objects by `flush()`: every half second (a trio task), before this process answers a
+scrape, and when the gateway stops.  prometheus-client then does what it is good at:
+the exposition format and, with `--workers N`, its multiprocess mode (the supervisor sets
+PROMETHEUS_MULTIPROC_DIR; each worker's values live in its own mmap file, which outlives
+the worker, so a scrape sums every worker, dead ones included, exactly).  What a worker
+killed with SIGKILL loses is its last half second not yet flushed; SIGTERM flushes.
+
+Other features publish their state without touching the hot path: `add_gauges(name, doc,
+labelnames, read)` registers a function called at flush time that returns {label tuple:
+value} read from plain attributes (pools, breakers, health); in multiprocess mode the
+gauges are `livesum` (the sum over live workers).  `count(name, labels, n)` bumps a
+counter declared with `counter(name, doc, labelnames)`.  Subscription ids and paths are
+never request labels; emit-metric's dimensions are capped per metric (`other` beyond).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import re
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
+                               disable_created_metrics, values)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = ["Metrics", "REQUEST_LABELS", "BUCKETS", "MULTIPROC_ENV", "CONTENT_TYPE"]
+
+log = logging.getLogger("apigw_core.runtime")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
+REQUEST_LABELS = ("api", "operation", "product", "backend", "method", "status_code",
+                  "status_class", "last_error_reason")
+# a gateway's own latency is sub-millisecond: finer low buckets than the client default
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+           10.0, 30.0, 60.0, float("inf"))
+_NB = len(BUCKETS)
+_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+_NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def metric_name(namespace: str, name: str) -> str:
+    """emit-metric's (namespace, name) as a Prometheus name: `apigw_custom_<ns>_<name>`."""
+    full = "_".join(p for p in (namespace, name) if p)
+    return "apigw_custom_" + _NAME_BAD.sub("_", full).strip("_").lower()
+
+
+def label_name(dimension: str) -> str:
+    n = _NAME_BAD.sub("_", dimension).strip("_").lower() or "dimension"
+    return ("_" + n) if n[0].isdigit() else n
+
+
+class _Custom:
+    """One emit-metric counter: its labels and the label sets seen (capped)."""
+
+    __slots__ = ("counter", "labels", "seen")
+
+    def __init__(self, counter: Counter, labels: tuple[str, ...]) -> None:
+        self.counter, self.labels, self.seen = counter, labels, set()
+
+
+class Metrics:
+    """One process's metrics (see the module docstring)."""
+
+    def __init__(self, max_dimension_values: int = 100) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        if self.multiprocess:
+            # the supervisor set the directory after prometheus-client may have been
+            # imported (value classes are chosen at import): choose again
+            values.ValueClass = values.get_value_class()
+        disable_created_metrics()   # no `_created` series: half the text, no use here
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._requests = Counter("apigw_requests", "Requests served, by outcome.",
+                                 REQUEST_LABELS, registry=r)
+        self._hist = tuple(Histogram(n, d, REQUEST_LABELS, buckets=BUCKETS, registry=r)
+                           for n, d in (
+            ("apigw_request_duration_seconds", "Request duration, first byte in to last "
+             "byte out."),
+            ("apigw_request_backend_duration_seconds", "Backend time: the first attempt "
+             "sent to the response head received."),
+            ("apigw_request_client_duration_seconds", "Client time: the response head "
+             "sent to the last byte written.")))
+        self._acc: dict[tuple, list] = {}
+        self._counters: dict[str, Counter] = {}
+        self._counts: dict[tuple[str, tuple], float] = {}
+        self._gauges: list[tuple[Gauge, Callable[[], Mapping[tuple, float]], set]] = []
+        self._custom: dict[str, _Custom] = {}
+        self.max_dimension_values = max_dimension_values
+        self.counter("apigw_emit_metric_dropped", "emit-metric values dropped (their "
+                     "dimensions differ from the metric's first).", ("metric",))
+
+    # -- the request path ----------------------------------------------------------------
+
+    def record(self, key: tuple, total: float, backend: Optional[float],
+               client: Optional[float]) -> None:
+        """One finished request: `key` is (api, operation, product, backend, method
+        (bytes), status, last-error reason); durations in seconds (None: that part did not
+        happen)."""
+        a = self._acc.get(key)
+        if a is None:
+            a = self._acc[key] = [0, [0] * _NB, 0.0, [0] * _NB, 0.0, [0] * _NB, 0.0]
+        a[0] += 1
+        a[1][bisect.bisect_left(BUCKETS, total)] += 1
+        a[2] += total
+        if backend is not None:
+            a[3][bisect.bisect_left(BUCKETS, backend)] += 1
+            a[4] += backend
+        if client is not None:
+            a[5][bisect.bisect_left(BUCKETS, client)] += 1
+            a[6] += client
+
+    def count(self, name: str, labels: tuple = (), n: float = 1) -> None:
+        k = (name, labels)
+        self._counts[k] = self._counts.get(k, 0) + n
+
+    # -- declaring -----------------------------------------------------------------------
+
+    def counter(self, name: str, documentation: str, labelnames: Iterable[str] = ()) -> None:
+        """Declare a counter `name` (without `_total`) for `count()`."""
+        if name not in self._counters:
+            self._counters[name] = Counter(name, documentation, tuple(labelnames),
+                                           registry=self.registry)
+
+    def add_gauges(self, name: str, documentation: str, labelnames: Iterable[str],
+                   read: Callable[[], Mapping[tuple, float]]) -> None:
+        """A gauge family read at flush time: `read()` -> {label values: value}.  With
+        workers, the value seen is the sum over the live workers."""
+        g = Gauge(name, documentation, tuple(labelnames), registry=self.registry,
+                  multiprocess_mode="livesum")
+        self._gauges.append((g, read, set()))
+
+    def emit(self, namespace: str, name: str, dimensions: tuple[tuple[str, str], ...],
+             value: float) -> None:
+        """emit-metric: `value` added to the counter of (namespace, name); a label set
+        beyond the first `max_dimension_values` of this metric counts as `other`."""
+        full = metric_name(namespace, name)
+        labels = tuple(label_name(d) for d, _ in dimensions)
+        c = self._custom.get(full)
+        if c is None:
+            try:
+                counter = Counter(full, f"emit-metric {namespace}/{name}".strip("/"),
+                                  labels, registry=self.registry)
+            except ValueError as exc:   # the name clashes with one of ours
+                log.error("emit-metric %s: %s", full, exc)
+                return
+            c = self._custom[full] = _Custom(counter, labels)
+        if labels != c.labels:
+            log.error("emit-metric %s: dimensions %s differ from %s (first seen); dropped",
+                      full, labels, c.labels)
+            self.count("apigw_emit_metric_dropped", (full,))
+            return
+        vals = tuple(v for _, v in dimensions)
+        if vals not in c.seen:
+            if len(c.seen) >= self.max_dimension_values:
+                vals = ("other",) * len(vals)
+            else:
+                c.seen.add(vals)
+        self.count("\0" + full, vals, value)
+
+    # -- flushing and exposing -----------------------------------------------------------
+
+    def flush(self) -> None:
+        acc, self._acc = self._acc, {}
+        req = self._requests
+        for (api, op, product, backend, method, status, reason), a in acc.items():
+            labels = (api, op, product, backend, method.decode("latin-1"), str(status),
+                      _CLASSES.get(status // 100, "other"), reason)
+            req.labels(*labels).inc(a[0])
+            for h, (buckets, total) in zip(self._hist, ((a[1], a[2]), (a[3], a[4]),
+                                                        (a[5], a[6]))):
+                if not any(buckets):
+                    continue
+                child = h.labels(*labels)
+                # prometheus-client's own fields: one inc per bucket, not per observation
+                for i, n in enumerate(buckets):
+                    if n:
+                        child._buckets[i].inc(n)
+                child._sum.inc(total)
+        counts, self._counts = self._counts, {}
+        for (name, labels), n in counts.items():
+            if name[:1] == "\0":
+                counter: Any = self._custom[name[1:]].counter
+            else:
+                counter = self._counters.get(name)
+                if counter is None:
+                    log.error("metric %s counted but not declared", name)
+                    continue
+            (counter.labels(*labels) if labels else counter).inc(n)
+        for g, read, seen in self._gauges:
+            try:
+                now = dict(read())
+            except Exception:  # noqa: BLE001 - another feature's reader must not stop ours
+                log.exception("gauge %s: reading it failed", g._name)
+                continue
+            for labels in seen - now.keys():
+                g.labels(*labels).set(0)
+            for labels, v in now.items():
+                (g.labels(*labels) if labels else g).set(v)
+            seen.clear()
+            seen.update(k for k in now if k)
+
+    def expose(self) -> bytes:
+        """The Prometheus text of the whole gateway (every worker's, with workers)."""
+        self.flush()
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+        r = CollectorRegistry()
+        multiprocess.MultiProcessCollector(r)
+        return generate_latest(r)
+
+    def families(self) -> list:
+        """Every metric family of the whole gateway, as prometheus-client collects it."""
+        self.flush()
+        if not self.multiprocess:
+            return list(self.registry.collect())
+        from prometheus_client import multiprocess
+        return list(multiprocess.MultiProcessCollector(None).collect())
