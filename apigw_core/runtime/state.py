@@ -32,6 +32,7 @@ from .balance import build_balanced
 from .h2upstream import H2UpstreamPool
 from .health_checks import start_health_checks
 from .redis_store import redis_stores
+from .jwks import bind_providers, start_providers
 from .secrets import remember as remember_secrets
 from .upstream import UpstreamPool
 
@@ -88,6 +89,9 @@ class GatewayState:
         self.stores: dict[str, Any] = redis_stores(config, previous)
         self.nursery: Any = None
         self.plain = frozenset(api.name for api in config.apis if self._is_plain(api))
+        # validate-jwt's OpenID providers by URL, shared across reloads (runtime/jwks.py)
+        self.jwt_providers = bind_providers(
+            self.programs, previous.jwt_providers if previous is not None else None)
 
     def retired_pools(self, newer: "GatewayState") -> list[Any]:
         """This state's pools that `newer` does not use (to close once idle)."""
@@ -172,6 +176,7 @@ class GatewayState:
             pool.nursery = nursery
         start_health_checks(nursery, self.lives.values(), self._dropped)
         self._dropped = []
+        start_providers(self, nursery)   # fetch the JWKS at load, refresh when stale
 
 
 def _replace(b: BackendConfig, **changes: Any) -> BackendConfig:

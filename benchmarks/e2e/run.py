@@ -27,13 +27,17 @@ spread, since one run on a shared machine says little.  The telemetry rows (issu
 gw1notel has metrics turned off and no access log (only the W3C traceparent, which is
 always on), gw1tel has the metrics and a JSON access log of every request to a file; the
 report gives gw1tel / gw1notel round by round.  (gw1 itself runs the defaults: metrics on,
-no access log.)
+no access log.)  The gw1jwtrs /
+gw1jwtes rows are gw1 with one validate-jwt (issue 11): an RS256 / ES256 key made for the
+run, the same token on every request (the key and the verified token cached, exp checked
+every time); gw1tok is gw1 sent the same Authorization header (the request without its
+validation).
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
                                  [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1rlredis,gw1pool,gw1notel,
-                                         gw1tel,gw2,h2nginx,h2gw1,h2gw2]
+                                         gw1tel,gw1tok,gw1jwtrs,gw1jwtes,gw2,h2nginx,h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
 
@@ -58,8 +62,7 @@ from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
 TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1rlredis", "gw1pool", "gw1notel",
-           "gw1tel", "gw2",
-           "h2nginx", "h2gw1", "h2gw2")
+           "gw1tel", "gw1tok", "gw1jwtrs", "gw1jwtes", "gw2", "h2nginx", "h2gw1", "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
@@ -70,6 +73,9 @@ TARGET_LABELS = {
     "gw1pool": "apigw 1 worker, 3-member pool, breakers, health checks",
     "gw1notel": "apigw 1 worker, no telemetry",
     "gw1tel": "apigw 1 worker, metrics + access log",
+    "gw1tok": "apigw 1 worker, no policy, with the token",
+    "gw1jwtrs": "apigw 1 worker, validate-jwt RS256",
+    "gw1jwtes": "apigw 1 worker, validate-jwt ES256",
     "gw2": "apigw 2 workers",
     "h2nginx": "nginx reverse proxy, h2c",
     "h2gw1": "apigw 1 worker, h2c",
@@ -578,24 +584,87 @@ def start_redis(workdir: str) -> Tuple[subprocess.Popen, int]:
             time.sleep(0.05)
     stop(p)
     raise RuntimeError(f"redis-server on port {port} did not answer PING")
+# The gw1jwt rows (issue 11): one validate-jwt at global scope with a static key of the
+# algorithm's type (an OpenID provider's cached JWKS key takes the same path per request),
+# audience and issuer checked; every request carries the same token.
+_JWT: Dict[str, Tuple[str, str]] = {}
+
+
+def _bench_key(alg: str):
+    """The benchmark's private key, kept in the temp dir so that every process (a run's
+    rows, the in-memory request path under callgrind) uses the same one: RSA key
+    generation costs a random number of instructions."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    path = os.path.join(tempfile.gettempdir(), f"apigw-bench-jwt-{alg}.pem")
+    try:
+        with open(path, "rb") as f:
+            return serialization.load_pem_private_key(f.read(), None)
+    except (OSError, ValueError):
+        pass
+    key = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
+           if alg == "RS256" else ec.generate_private_key(ec.SECP256R1()))
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    os.replace(tmp, path)
+    return key
+
+
+def jwt_material(alg: str) -> Tuple[str, str]:
+    """(public key PEM, token) for "RS256" or "ES256", made once per process."""
+    if alg not in _JWT:
+        import jwt as pyjwt
+        from cryptography.hazmat.primitives import serialization
+        key = _bench_key(alg)
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        token = pyjwt.encode({"sub": "bench", "aud": "api://bench", "iss": "https://idp.bench",
+                              "exp": 4102444800}, key, algorithm=alg,
+                             headers={"kid": "bench"})
+        _JWT[alg] = (pem, token)
+    return _JWT[alg]
+
+
+def jwt_config(alg: str, port: int, backend_port: int, protocols: str) -> str:
+    pem, _ = jwt_material(alg)
+    return json.dumps({
+        "listeners": [{"bind": f"127.0.0.1:{port}",
+                       "protocols": [p.strip() for p in protocols.split(",")]}],
+        "backends": {"nginx": {"url": f"http://127.0.0.1:{backend_port}"}},
+        "policies": {"inbound": [{"validate-jwt": {
+            "issuer-signing-keys": [{"id": "bench", "public-key": pem}],
+            "audiences": ["api://bench"], "issuers": ["https://idp.bench"]}}]},
+        "apis": [{"name": "bench", "path": "", "backend": "nginx"}]})
+
+
+def jwt_headers(alg: str) -> Dict[str, str]:
+    return {"Authorization": f"Bearer {jwt_material(alg)[1]}"}
 
 
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
                   cmd: str = "", h2c: bool = False, policies: bool = False,
                   telemetry: str = "", rate_limit: bool = False, redis_port: int = 0,
-                  pool: bool = False
+                  pool: bool = False, jwt_alg: Optional[str] = None
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
-    kind = "pol" if policies else "rl" if rate_limit else "pool" if pool else ""
+    kind = ("pol" if policies else "rl" if rate_limit else "pool" if pool
+            else f"jwt{jwt_alg}" if jwt_alg else "")
     d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}{telemetry}-",
                          dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write(((POLICY_CONFIG if policies else REDIS_RATE_LIMIT_CONFIG if redis_port
-                  else RATE_LIMIT_CONFIG if rate_limit else POOL_CONFIG if pool
-                  else GATEWAY_CONFIG)
-                 + TELEMETRY_CONFIG.get(telemetry, "")).format(
-            port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1",
-            dir=d, redis_port=redis_port))
+        if jwt_alg:
+            f.write(jwt_config(jwt_alg, port, backend_port,
+                               "http1, h2c" if h2c else "http1"))
+        else:
+            f.write(((POLICY_CONFIG if policies else REDIS_RATE_LIMIT_CONFIG if redis_port
+                      else RATE_LIMIT_CONFIG if rate_limit else POOL_CONFIG if pool
+                      else GATEWAY_CONFIG)
+                     + TELEMETRY_CONFIG.get(telemetry, "")).format(
+                port=port, backend_port=backend_port,
+                protocols="http1, h2c" if h2c else "http1", dir=d, redis_port=redis_port))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -605,7 +674,8 @@ def start_gateway(workdir: str, workers: int, port: int, backend_port: int, time
         argv = [a.format(python=sys.executable, config=conf, workers=workers)
                 for a in shlex.split(cmd or DEFAULT_GW_CMD)]
         p = start(argv, stdout=fout, stderr=ferr, cwd=d, env=env)
-    err = wait_http_200(port, p, timeout, POLICY_HEADERS if policies else None)
+    err = wait_http_200(port, p, timeout, POLICY_HEADERS if policies else
+                        jwt_headers(jwt_alg) if jwt_alg else None)
     if err is None:
         return p, None
     stop(p)
@@ -762,22 +832,25 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
     rate_limit = target.endswith("rl") or redis_row
     pool = target.endswith("pool")
     telemetry = next((t for t in ("notel", "tel") if target.endswith(t)), "")
+    jwt_alg = {"jwtrs": "RS256", "jwtes": "ES256"}.get(target[-5:])
+    token = jwt_headers("RS256") if target == "gw1tok" else None
     workers = int(target.removeprefix("h2").removesuffix("redis").removesuffix("pool")
-                  .removesuffix("pol").removesuffix("rl").removesuffix(telemetry)[2:])
+                  .removesuffix("pol").removesuffix("rl").removesuffix(telemetry)
+                  .removesuffix("tok").removesuffix("jwtrs").removesuffix("jwtes")[2:])
     if redis_row and "redis" not in ctx:
         ctx["redis"] = start_redis(workdir)   # one for the whole run (stop_all ends it)
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
                            h2c=h2, policies=policies, telemetry=telemetry,
                            rate_limit=rate_limit, redis_port=ctx["redis"][1] if redis_row else 0,
-                           pool=pool)
+                           pool=pool, jwt_alg=jwt_alg)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
         return
     try:
         bench(res, port, p.pid, args, threads, h2, workdir,
-              POLICY_HEADERS if policies else None)
+              POLICY_HEADERS if policies else jwt_headers(jwt_alg) if jwt_alg else token)
         if p.poll() is not None:
             res.error = f"gateway exited during the run with status {p.returncode}"
     finally:
@@ -810,8 +883,8 @@ def spread_lines(results: List[Result]) -> List[str]:
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
     for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1rlredis", "gw1rl"),
-                     ("gw1pool", "gw1"),
-                     ("gw1tel", "gw1notel")):
+                     ("gw1pool", "gw1"), ("gw1tel", "gw1notel"), ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
+                     ("gw1jwtrs", "gw1tok"), ("gw1jwtes", "gw1tok")):
         g1 = {r.round: r for r in by_target.get(den, [])}
         gp = {r.round: r for r in by_target.get(num, [])}
         ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
@@ -869,7 +942,8 @@ def report(results: List[Result], info: dict, args) -> str:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
     for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1pool", "gw1"),
-                     ("gw1tel", "gw1notel")):
+                     ("gw1tel", "gw1notel"), ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
+                     ("gw1jwtrs", "gw1tok"), ("gw1jwtes", "gw1tok")):
         a, b = by.get(num), by.get(den)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
             lines.append(f"{a.label} / {b.label}, req per CPU-s: "

@@ -12,9 +12,11 @@
 - `certificates`: validate-client-certificate; `credentials`: authentication-basic,
   authentication-certificate
 - `telemetry`: trace, emit-metric
+- `jwt`: validate-jwt
 """
 
 from __future__ import annotations
 
-from . import access, convert, flow, limits, llm, retry, telemetry, transform  # noqa: F401  (each registers its policies)
+# each registers its policies
+from . import access, convert, flow, jwt, limits, llm, retry, telemetry, transform  # noqa: F401
 from . import certificates, credentials  # noqa: F401
