@@ -1,5 +1,7 @@
 """The gateway's whole request path in memory: run.py's gw1 and gw1pol configs (issue 9),
-and its telemetry rows gw1notel and gw1tel (issue 13).
+gw1pool (issue 12), and its telemetry rows gw1notel and gw1tel (issue 13).
+and its telemetry rows gw1notel and gw1tel (issue 13), gw1jwtrs / gw1jwtes (one validate-jwt)
+and gw1tok (issue 11).
 
 Strategy.  The real `H1Driver`, proxy handler, executor, `GatewayState`, policies and
 upstream pool serve keep-alive requests inside `trio.run`, with the two sockets replaced
@@ -66,10 +68,11 @@ class MemoryTransport(Transport):
     """A socket stand-in: `replies(sent)` gives what the peer says after each send."""
 
     __slots__ = ("raw", "peer", "local", "closed", "inbox", "sends", "sent_bytes", "reads",
-                 "script")
+                 "script", "tls")
 
     def __init__(self, script) -> None:
         self.peer, self.local, self.closed = ("127.0.0.1", 40000), ("127.0.0.1", PORT), False
+        self.tls = None   # a plain-TCP connection (the drivers read it since issue 11)
         self.inbox: list[bytes] = []
         self.sends = self.sent_bytes = self.reads = 0
         self.script = script
@@ -119,9 +122,11 @@ class MemoryPool(UpstreamPool):
 _LOGDIR = tempfile.mkdtemp(prefix="apigw-bench-log-")
 
 
-def make_gateway(config_text: str, wrap: bool = True) -> SimpleNamespace:
-    config = parse_config(load_yaml(config_text.format(port=PORT, backend_port=BACKEND_PORT,
-                                                      protocols="http1", dir=_LOGDIR)))
+def make_gateway(config_text, wrap: bool = True) -> SimpleNamespace:
+    fill = dict(port=PORT, backend_port=BACKEND_PORT, protocols="http1")
+    text = config_text(**fill) if callable(config_text) else \
+        config_text.format(dir=_LOGDIR, **fill)
+    config = parse_config(load_yaml(text))
     state = GatewayState(config, None, make_pool=lambda _name, b: MemoryPool(b))
     gw = SimpleNamespace(state=state, config=config, request_ids=RequestIds())
     gw.telemetry = Telemetry(config) if wrap else None
@@ -137,7 +142,21 @@ CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None, True),
            "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS, True),
            "gw1bare": (e2e.GATEWAY_CONFIG, None, False),
            "gw1notel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["notel"], None, True),
-           "gw1tel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["tel"], None, True)}
+           "gw1tel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["tel"], None, True),
+           # issue 12: a 3-member weighted pool with breakers (health checks are tasks of
+           # their own, not started here: one request per member every 5 s)
+           "gw1pool": (e2e.POOL_CONFIG, None, True)}
+# issue 11: one validate-jwt, the same token each time (cached key and verified token);
+# gw1tok is gw1 sent gw1jwtrs's token.  Keys and tokens are made when a row runs.
+_JWT_ROWS = {"gw1jwtrs": "RS256", "gw1jwtes": "ES256"}
+for _name, _alg in _JWT_ROWS.items():
+    CONFIGS[_name] = ((lambda alg: lambda **kw: e2e.jwt_config(alg, **kw))(_alg), None, True)
+CONFIGS["gw1tok"] = (e2e.GATEWAY_CONFIG, None, True)
+
+
+def headers_of(name: str) -> Optional[dict]:
+    alg = _JWT_ROWS.get(name) or ("RS256" if name == "gw1tok" else None)
+    return e2e.jwt_headers(alg) if alg else CONFIGS[name][1]
 
 
 def _gateway(name: str) -> SimpleNamespace:
@@ -189,7 +208,7 @@ def check(name: str, n: int = 3) -> MemoryTransport:
             if left[0] == 0:
                 return None
             left[0] -= 1
-            return request_head(CONFIGS[name][1])
+            return request_head(headers_of(name))
         t.script = client
         await _drive(gw, t)
 
@@ -206,7 +225,7 @@ def check(name: str, n: int = 3) -> MemoryTransport:
 def test_request_path(benchmark, name):
     check(name)
     gw = _gateway(name)
-    head = request_head(CONFIGS[name][1])
+    head = request_head(headers_of(name))
     benchmark.group = "request path, 100 keep-alive requests"
     benchmark(serve, gw, head, 100)
 
@@ -214,7 +233,7 @@ def test_request_path(benchmark, name):
 def measure(name: str, n: int = 2000, repeat: int = 7) -> tuple[float, float]:
     """(best CPU µs per request, client sends per request)."""
     gw = _gateway(name)
-    head = request_head(CONFIGS[name][1])
+    head = request_head(headers_of(name))
     serve(gw, head, 200)   # warm: the pool's connection, caches
     best = float("inf")
     for _ in range(repeat):
@@ -230,7 +249,7 @@ def main() -> None:
         only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else "gw1,gw1pol"
         for name in only.split(","):
             gw = _gateway(name)
-            serve(gw, request_head(CONFIGS[name][1]), n)
+            serve(gw, request_head(headers_of(name)), n)
         return
     names = (sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv
              else list(CONFIGS))
@@ -241,8 +260,8 @@ def main() -> None:
     print("|---|---:|---:|")
     for name, (us, sends) in rows.items():
         print(f"| {name} | {us:.1f} | {sends:.2f} |")
-    for a, b in (("gw1", "gw1pol"), ("gw1notel", "gw1tel"), ("gw1bare", "gw1notel"),
-                 ("gw1notel", "gw1")):
+    for a, b in (("gw1", "gw1pol"), ("gw1", "gw1pool"), ("gw1notel", "gw1tel"),
+                 ("gw1bare", "gw1notel"), ("gw1notel", "gw1")):
         if a in rows and b in rows:
             print(f"{b} / {a} (as req per CPU-s): {rows[a][0] / rows[b][0]:.3f}")
 

@@ -35,7 +35,8 @@ def _rewrite(config: dict, urls: dict[str, str]) -> dict:
         config["admin"]["bind"] = "127.0.0.1:0"
     for backend in config["backends"].values():
         for old, new in urls.items():
-            backend["url"] = backend["url"].replace(old, new)
+            if "url" in backend:           # a pool has none
+                backend["url"] = backend["url"].replace(old, new)
     return config
 
 

@@ -18,6 +18,11 @@ or a trailers-only gRPC status for a gRPC caller), or the response, its body str
 the backend unless a policy buffered or replaced it.  Bodies are never buffered unless a
 policy asks: a streaming upload is pumped to the backend by a second task, as on the
 direct path (proxy.py), and a streamed response is relayed batch by batch.
+
+A backend that is a pool (or has a breaker or health checks) is a `BalancedPool`
+(runtime/balance.py): `_Call.tried` is the set of pool members this request went to;
+each forward adds the member it picked, and a later forward of the same request (a retry)
+goes to a member not in it while one is available.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ from .stream import BodyError, ClientGone, send_local_reply
 # proxy.py imports this module lazily (inside proxy_handler), so importing it here at the
 # top makes no cycle, and the request path does no import work
 from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
+from .balance import BalancedPool
 from .commands import COMMAND_HANDLERS, run_finish
+from . import retrying   # the retry policy's commands, and its budget counts
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
 from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
 from .debugtrace import traced_program
@@ -95,6 +102,12 @@ def _with_length(headers: list[tuple[bytes, bytes]], size: int) -> list:
 class _Call:
     """One request's run through its program (see the module docstring)."""
 
+    # retry bookkeeping (runtime/retrying.py): the backend counted active, its budget,
+    # a retry slot held
+    budget_key: Optional[str] = None
+    budget: Any = None
+    retry_slot = False
+
     def __init__(self, gw: Any, state: "GatewayState", stream: "HTTPStream", route: Any,
                  ctx: Context, program: Any, web: Any, rid: bytes) -> None:
         self.gw, self.state, self.stream, self.route = gw, state, stream, route
@@ -109,6 +122,8 @@ class _Call:
         self.pump_error: list[BaseException] = []
         self.nursery: Optional[trio.Nursery] = None
         self.websocket = req.upgrade == b"websocket" or req.protocol == b"websocket"
+        self.tried: set[str] = set()     # pool members this request went to (a retry
+                                         # goes to another one: runtime/balance.py)
         self.taps: list = []   # f(bytes): sees the response body as it goes (TapResponse)
 
     # -- driving the generator -------------------------------------------------------------
@@ -140,6 +155,8 @@ class _Call:
             if self.ex is not None:
                 self.ex.release(False)   # not relayed to its end: never reused
                 self.ex = None
+            if self.budget_key is not None:
+                retrying.finished(self)
             if self.ctx.finish:
                 run_finish(self.ctx, self.rid)
         if self.pump_error:
@@ -231,6 +248,7 @@ class _Call:
         if self.ex is not None:
             raise PolicyError(500, "InternalError", "the request was forwarded already")
         pool, base_path = self._pool(cmd)
+        retrying.started(self, pool)
         req = stream.request
         target = req.target
         headers, _ = forward_request_headers(
@@ -294,7 +312,8 @@ class _Call:
             if rec.grpc is not None and rec.attempts == 1:   # a retry sends the same again
                 up = rec.grpc.up
         try:
-            ex = await pool.open(upreq)
+            ex = await (pool.open(upreq, self.tried) if pool.__class__ is BalancedPool
+                        else pool.open(upreq))
         except UpstreamError as e:
             raise _Failed(e.status, e.public, str(e)) from None
         try:

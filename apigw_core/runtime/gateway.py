@@ -54,6 +54,7 @@ from .tls import server_ssl_context
 from .transport import (SocketTransport, StreamTransport, Transport, TransportClosed,
                         TransportTimeout, Watchdog)
 from .h2upstream import H2UpstreamPool
+from .health_checks import admin_backends
 from .upstream import UpstreamPool
 
 __all__ = ["Gateway", "AdminHandler"]
@@ -105,6 +106,7 @@ class Gateway:
         self.add_admin_route(b"/ready", Gateway._admin_ready, methods=())
         self.add_admin_route(b"/config", lambda gw, s: _json(s, 200, gw.reload_status().to_json()))
         self.add_admin_route(b"/reload", Gateway._admin_reload, methods=(b"POST",))
+        self.add_admin_route(b"/backends", admin_backends)   # runtime/health_checks.py
         from .admin_telemetry import add_routes   # /metrics, /stats, / (the live page)
         add_routes(self)
         from .debugtrace import add_routes as add_trace_routes   # request tracing
@@ -279,7 +281,8 @@ class Gateway:
         """Until no request holds the old state: close the ad-hoc pools its requests
         open meanwhile; then close every retired pool again (HTTP/2 connections that were
         busy at the swap get their GOAWAY)."""
-        keep = {id(p): p for p in new.pools.values()}  # held: their ids stay theirs
+        # held: their ids stay theirs (a counter store kept by the new state, too)
+        keep = {id(p): p for p in (*new.pools.values(), *new.stores.values())}
         del new
         closed: dict[int, Any] = {id(p): p for p in retired}
         while True:

@@ -17,6 +17,12 @@ silent close, as nginx), `head_timeout` from that first byte to the end of the h
 a stalled client.  A ProtocolError is answered with its status and a close; a handler that
 fails before answering gets a 500, after answering an abort.  One scheduling checkpoint per
 request keeps trio fair when every read succeeds at once.
+
+Client abort (`server.client-abort: cancel`, the default): while a request whose body is
+in is being served, nobody reads the client socket, so the watchdog's sweep looks at it
+(abort.py); a client that closed, reset or half-closed gets the connection's cancel scope
+cancelled (one per connection, not per request): the handler's backend exchange is
+released unfinished and `H1Stream.abort_status` says 499.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from ..protocol.alpn import h2c_settings
 from ..protocol.http1 import ServerConnection, reason_phrase
 from ..protocol.http2 import H2Limits
 from ..protocol.http2 import ServerConnection as H2ServerConnection
+from . import abort
 from .clock import http_date, with_date
 from .stream import (BodyError, ClientGone, Handler, HTTPStream, Replies, Tunnel,
                      send_local_reply)
@@ -112,7 +119,7 @@ class H1Stream(Replies):
     """One HTTP/1.1 request: the verbs of `stream.HTTPStream`."""
 
     __slots__ = ("_drv", "request", "stream_id", "client", "scheme", "tls", "body_complete",
-                 "response_started", "response_complete", "_sent_100",
+                 "response_started", "response_complete", "_sent_100", "abort_status",
                  "tel", "status", "t_resp", "bytes_in", "bytes_out")   # telemetry.py
 
     def __init__(self, drv: "H1Driver", request: Request, body_complete: bool) -> None:
@@ -130,6 +137,23 @@ class H1Stream(Replies):
         self.status = 0
         self.t_resp = 0.0
         self.bytes_in = self.bytes_out = 0
+        self.abort_status = 0   # 499 when the client closed and the request was cancelled
+
+    @property
+    def transport(self) -> Transport:
+        return self._drv.transport
+
+    def client_aborted(self) -> None:
+        """The client closed while this request was served (abort.sweep): 499, and the
+        connection's work cancelled (the backend request with it).  `status` is the
+        access log's (telemetry.py): 499 unless a response had started."""
+        self.abort_status = abort.CLIENT_CLOSED_STATUS
+        if not self.response_started:
+            self.status = abort.CLIENT_CLOSED_STATUS
+        log.info("client %s closed while %s %r was served: cancelled (499)",
+                 self.client[0], self.request.method.decode("latin-1"),
+                 self.request.target.decode("latin-1", "replace")[:200])
+        self._drv.scope.cancel()
 
     # -- request body --------------------------------------------------------------------
 
@@ -202,7 +226,7 @@ class H1Driver:
 
     __slots__ = ("transport", "conn", "handler", "settings", "scheme", "_events", "_i",
                  "_draining", "idle", "_body_done_id", "_served", "_wlock", "_initial",
-                 "h2c", "upgraded", "tunnelled", "linger")
+                 "h2c", "upgraded", "tunnelled", "linger", "scope", "_watch")
 
     def __init__(self, transport: Transport, handler: Handler, settings: "ServerConfig",
                  scheme: bytes = b"http",
@@ -232,6 +256,10 @@ class H1Driver:
         # The handler is the only writer, except for a `100 Continue` sent by the task that
         # pumps an upload: the lock keeps a blocked partial write from being interleaved.
         self._wlock = trio.Lock()
+        # client-abort cancel: requests served with their body in are watched (abort.py);
+        # cancelling `scope` ends the connection's work
+        self._watch = getattr(settings, "client_abort", "cancel") == "cancel"
+        self.scope: Optional[trio.CancelScope] = None
 
     def gateway_draining(self) -> bool:
         return self._draining()
@@ -247,7 +275,10 @@ class H1Driver:
         """Serve until the connection ends (then it is closed), or until an h2c upgrade
         (then the transport stays open for the HTTP/2 driver the caller starts)."""
         try:
-            await self._loop()
+            with trio.CancelScope() as self.scope:
+                await self._loop()
+            if self.scope.cancelled_caught:
+                return None   # the client went away mid-request (abort.py): just close
             if self.upgraded is not None:
                 return self.upgraded
             if self.linger:
@@ -333,6 +364,9 @@ class H1Driver:
         return True
 
     async def _serve(self, stream: H1Stream) -> None:
+        watched = self._watch and stream.body_complete and stream.request.upgrade is None
+        if watched:
+            abort.WATCHED[stream] = False
         try:
             await self.handler(stream)
         except (ClientGone, trio.Cancelled):
@@ -346,6 +380,9 @@ class H1Driver:
             if not stream.response_started:
                 await self._answer_error(500, "internal error", stream)
             return
+        finally:
+            if watched:
+                abort.WATCHED.pop(stream, None)
 
     async def _answer_error(self, status: int, message: str, stream: H1Stream) -> None:
         self.linger = status != 408  # a client too slow to send has nothing to drain

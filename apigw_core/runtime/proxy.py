@@ -142,7 +142,9 @@ def proxy_handler(gw: "Gateway"):
             await run_pipeline(gw, state, stream, route, host, web, protocol,
                                call.timeout if call is not None else None)
             return
-        pool = state.pools[route.backend.name]
+        pool = state.balanced.get(route.backend.name)   # a pool, breaker, health checks
+        if pool is None:
+            pool = state.pools[route.backend.name]
         target = req.target
         headers, rid = forward_request_headers(
             req.headers, client_ip=stream.client[0], scheme=stream.scheme,

@@ -22,7 +22,7 @@ from .upstream import CLOSED, CONNECT_FAILED, UpstreamError
 if TYPE_CHECKING:
     from .state import GatewayState
 
-__all__ = ["send_request"]
+__all__ = ["send_request", "send_on_pool"]
 
 _BODY_FRAMING = (b"host", b"content-length", b"transfer-encoding")
 
@@ -38,6 +38,12 @@ async def send_request(state: "GatewayState", cmd: SendRequest) -> ServiceRespon
     pool = state.pool_for_url(u.scheme, u.hostname, port)
     if pool is None:
         raise PolicyError(503, "BackendConnectionFailure", "too many backend origins")
+    return await send_on_pool(pool, cmd)
+
+
+async def send_on_pool(pool: Any, cmd: SendRequest) -> ServiceResponse:
+    """The same exchange over a pool the caller owns (runtime/jwks.py's key fetches)."""
+    u = urlsplit(cmd.url)
     target = ((u.path or "/") + ("?" + u.query if u.query else "")).encode()
     headers = [h for h in cmd.headers if h[0] not in _BODY_FRAMING]
     headers.insert(0, (b"host", pool.authority))

@@ -7,6 +7,9 @@ request that started on the old state finishes on it (it holds the reference), t
 one sees the new state, and nothing is ever half-loaded.  Pools are kept across reloads
 for backends whose config did not change (their keep-alive connections stay warm); the
 pools of removed or changed backends are retired (closed once their requests are done).
+So are the live states of backends behind pools, breakers or health checks (`lives`,
+`balanced`: runtime/balance.py): an unchanged backend keeps its breaker, its health and
+its health-check task; a changed one starts afresh.
 
 `plain` names the APIs that need no pipeline at all: no operations, no product, no
 subscription that could apply, and the default program (no policy but the implicit
@@ -25,7 +28,11 @@ from ..gateway.pipeline import PolicyError, Programs
 from ..gateway.pipeline.policies.flow import ForwardRequestPolicy
 from ..gateway.router import Router
 from ..gateway.subscriptions import SubscriptionIndex
+from .balance import build_balanced
 from .h2upstream import H2UpstreamPool
+from .health_checks import start_health_checks
+from .redis_store import redis_stores
+from .jwks import bind_providers, start_providers
 from .secrets import remember as remember_secrets
 from .upstream import UpstreamPool
 
@@ -65,21 +72,34 @@ class GatewayState:
         old = previous.pools if previous is not None else {}
         self.pools: dict[str, Any] = {}
         for name, b in config.backends.items():
+            if b.pool:
+                continue     # a pool has no connections of its own: its members do
             pool = old.get(name)
             self.pools[name] = pool if pool is not None and pool.backend == b \
                 else make(name, b)
+        # pools, breakers, health (runtime/balance.py): looked up before self.pools
+        self.lives, self.balanced = build_balanced(
+            config, self.pools, previous.lives if previous is not None else None)
+        self._dropped = [lv for n, lv in (previous.lives.items() if previous else ())
+                         if self.lives.get(n) is not lv]
         self.ad_hoc: dict[tuple, Any] = {}
+        # counter stores beyond the local table (runtime/limits.py finds them here); a
+        # store closes like a pool (idle connections now, busy ones when released), so
+        # it is listed with them
+        self.stores: dict[str, Any] = redis_stores(config, previous)
         self.nursery: Any = None
         self.plain = frozenset(api.name for api in config.apis if self._is_plain(api))
+        # validate-jwt's OpenID providers by URL, shared across reloads (runtime/jwks.py)
+        self.jwt_providers = bind_providers(
+            self.programs, previous.jwt_providers if previous is not None else None)
 
     def retired_pools(self, newer: "GatewayState") -> list[Any]:
         """This state's pools that `newer` does not use (to close once idle)."""
-        keep = {id(p) for p in newer.pools.values()}
-        return [p for p in list(self.pools.values()) + list(self.ad_hoc.values())
-                if id(p) not in keep]
+        keep = {id(p) for p in (*newer.pools.values(), *newer.stores.values())}
+        return [p for p in self.all_pools() if id(p) not in keep]
 
     def all_pools(self) -> list[Any]:
-        return list(self.pools.values()) + list(self.ad_hoc.values())
+        return [*self.pools.values(), *self.ad_hoc.values(), *self.stores.values()]
 
     def _is_plain(self, api: Any) -> bool:
         cfg = self.config
@@ -100,6 +120,9 @@ class GatewayState:
     def pool_for(self, name: str, http_version: Optional[str] = None) -> Any:
         """The pool of a configured backend, or of the same backend with another HTTP
         version (forward-request http-version)."""
+        bal = self.balanced.get(name)
+        if bal is not None and (http_version is None or bal.is_pool):
+            return bal       # a pool's members keep their own http-version
         pool = self.pools[name]
         if http_version is None or http_version == pool.backend.http_version:
             return pool
@@ -146,10 +169,14 @@ class GatewayState:
         return pool
 
     def start(self, nursery: Any) -> None:
-        """Give the pools the nursery their HTTP/2 connections run in."""
+        """Give the pools the nursery their HTTP/2 connections run in; start the health
+        checks of new backends, stop those of the backends this state dropped."""
         self.nursery = nursery
         for pool in self.all_pools():
             pool.nursery = nursery
+        start_health_checks(nursery, self.lives.values(), self._dropped)
+        self._dropped = []
+        start_providers(self, nursery)   # fetch the JWKS at load, refresh when stale
 
 
 def _replace(b: BackendConfig, **changes: Any) -> BackendConfig:

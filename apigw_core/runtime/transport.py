@@ -40,6 +40,8 @@ from typing import Optional
 
 import trio
 
+from .abort import WATCHED as _CLIENTS, sweep as _client_sweep
+
 __all__ = ["Transport", "SocketTransport", "StreamTransport", "TransportTimeout",
            "TransportClosed", "RECV_SIZE", "Watchdog", "LINGER_TIME", "LINGER_READ",
            "LINGER_BYTES"]
@@ -83,6 +85,8 @@ class Watchdog:
                 for t in [t for t in watched if t.deadline <= now]:
                     watched.discard(t)
                     t.expire()
+            if _CLIENTS:   # requests in progress whose client may close (abort.py)
+                _client_sweep()
 
 
 class Transport:

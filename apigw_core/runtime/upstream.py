@@ -35,7 +35,8 @@ from .transport import SocketTransport, StreamTransport, Transport, Watchdog
 __all__ = ["UpstreamPool", "Upstream", "UpstreamError", "UpstreamConnectError",
            "UpstreamTimeout", "PoolOverflow", "H1Exchange", "connect_backend",
            "client_ssl_context", "log_failure", "CONNECT_FAILED", "TIMED_OUT", "POOL_FULL",
-           "BAD_RESPONSE", "STREAM_RESET", "CLOSED"]
+           "BAD_RESPONSE", "STREAM_RESET", "CLOSED", "BackendUnavailable", "BREAKER_OPEN",
+           "UNHEALTHY", "NO_MEMBER"]
 
 log = logging.getLogger("apigw_core.runtime")
 
@@ -46,6 +47,11 @@ POOL_FULL = "backend connection pool is full"
 BAD_RESPONSE = "backend sent an invalid response"
 STREAM_RESET = "backend reset the stream"
 CLOSED = "backend closed the connection"
+# A backend the gateway does not try (runtime/balance.py); {backend} is its config name.
+BREAKER_OPEN = "backend {backend} is unavailable: its circuit breaker is open"
+UNHEALTHY = "backend {backend} is unavailable: its health checks fail"
+NO_MEMBER = ("no backend of pool {backend} is available (circuit breakers open, "
+             "unhealthy or ejected)")
 
 
 class UpstreamError(Exception):
@@ -65,6 +71,16 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     public = TIMED_OUT
+
+
+class BackendUnavailable(UpstreamError):
+    """Not tried: the breaker is open, or no member is available (`public` names it)."""
+
+    status = 503
+
+    def __init__(self, public: str, detail: str) -> None:
+        super().__init__(detail)
+        self.public = public
 
 
 class PoolOverflow(UpstreamError):

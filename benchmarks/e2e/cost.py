@@ -32,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as e2e  # noqa: E402  (the same nginx backend, configs and wrk invocation)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None), "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS)}
+CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None), "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS),
+           "gw1pool": (e2e.POOL_CONFIG, None)}   # issue 12: pool, breakers, health checks
 
 
 def _start(argv: list, d: str) -> subprocess.Popen:
@@ -113,7 +114,7 @@ def profile(name: str, workdir: str, backend_port: int, args) -> None:
 
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="gw1,gw1pol", help="gw1, gw1pol or both (default)")
+    ap.add_argument("--only", default="gw1,gw1pol", help="gw1, gw1pol, gw1pool (default: gw1,gw1pol)")
     ap.add_argument("--duration", type=float, default=20, help="counted wrk seconds (20)")
     ap.add_argument("--warmup", type=float, default=5, help="uncounted wrk seconds (5)")
     ap.add_argument("--connections", type=int, default=10, help="wrk connections (10)")
@@ -144,10 +145,11 @@ def main(argv: Optional[list] = None) -> int:
     finally:
         e2e.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
-    if "gw1" in results and "gw1pol" in results:
-        a, b = results["gw1"]["per_request"], results["gw1pol"]["per_request"]
-        print(f"gw1pol / gw1 instructions: {b / a:.3f}; as req per CPU-s (gw1 / gw1pol): "
-              f"{a / b:.3f}")
+    for row in ("gw1pol", "gw1pool"):
+        if "gw1" in results and row in results:
+            a, b = results["gw1"]["per_request"], results[row]["per_request"]
+            print(f"{row} / gw1 instructions: {b / a:.3f}; as req per CPU-s (gw1 / {row}): "
+                  f"{a / b:.3f}")
     return 0
 
 

@@ -19,21 +19,29 @@ and the gateway with an h2c listener, both proxying to the same HTTP/1.1 backend
 prints no percentiles, so p50/p99 come from its per-request log (`--log-file`).
 
 The gw1pol row is gw1 with five policies (issue 9's target), the gw1rl row gw1 with a
-rate-limit-by-key on every request (issue 10); `--repeat N` runs the chosen
-rows N times, interleaved, and reports each row's spread, since one run on a shared
-machine says little.  The telemetry rows (issue 13): gw1notel has metrics turned off and no
-access log (only the W3C traceparent, which is always on), gw1tel has the metrics and a
-JSON access log of every request to a file; the report gives gw1tel / gw1notel round by
-round.  gw1otel adds OpenTelemetry at ratio 1.0 (every request a SERVER and a CLIENT
-span) exported over OTLP/HTTP to a receiver in this process that answers every export
-(its CPU is not the gateway's; the gateway's exporter thread is); gw1otel / gw1notel is
-reported likewise.  (gw1 itself runs the defaults: metrics on, no access log.)
+rate-limit-by-key on every request (issue 10); the gw1pool row is gw1 through a 3-member
+weighted pool whose members have a circuit breaker and an active health check (issue 12's
+target; members with their own base paths, so the per-member request rewrite is paid
+too); `--repeat N` runs the chosen rows N times, interleaved, and reports each row's
+spread, since one run on a shared machine says little.  The telemetry rows (issue 13):
+gw1notel has metrics turned off and no access log (only the W3C traceparent, which is
+always on), gw1tel has the metrics and a JSON access log of every request to a file; the
+report gives gw1tel / gw1notel round by round.  (gw1 itself runs the defaults: metrics on,
+no access log.)  gw1otel adds OpenTelemetry at ratio 1.0 (every request a SERVER and a
+CLIENT span) exported over OTLP/HTTP to a receiver in this process (its CPU is not the
+gateway's; the gateway's exporter thread is); gw1otel / gw1notel is reported too.  The
+gw1jwtrs /
+gw1jwtes rows are gw1 with one validate-jwt (issue 11): an RS256 / ES256 key made for the
+run, the same token on every request (the key and the verified token cached, exp checked
+every time); gw1tok is gw1 sent the same Authorization header (the request without its
+validation).
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1notel,gw1tel,gw1otel,gw2,
-                                         h2nginx,h2gw1,h2gw2]
+                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1rlredis,gw1pool,gw1notel,
+                                         gw1tel,gw1otel,gw1tok,gw1jwtrs,gw1jwtes,gw2,h2nginx,
+                                         h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
 
@@ -57,18 +65,23 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1notel", "gw1tel", "gw1otel", "gw2",
-           "h2nginx",
-           "h2gw1", "h2gw2")
+TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1rlredis", "gw1pool", "gw1notel",
+           "gw1tel", "gw1otel", "gw1tok", "gw1jwtrs", "gw1jwtes", "gw2", "h2nginx", "h2gw1",
+           "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
     "gw1": "apigw 1 worker",
     "gw1pol": "apigw 1 worker, 5 policies",
     "gw1rl": "apigw 1 worker, rate-limit-by-key",
+    "gw1rlredis": "apigw 1 worker, rate-limit-by-key, store: redis",
+    "gw1pool": "apigw 1 worker, 3-member pool, breakers, health checks",
     "gw1notel": "apigw 1 worker, no telemetry",
     "gw1tel": "apigw 1 worker, metrics + access log",
     "gw1otel": "apigw 1 worker, metrics + access log + OTel ratio 1.0",
+    "gw1tok": "apigw 1 worker, no policy, with the token",
+    "gw1jwtrs": "apigw 1 worker, validate-jwt RS256",
+    "gw1jwtes": "apigw 1 worker, validate-jwt ES256",
     "gw2": "apigw 2 workers",
     "h2nginx": "nginx reverse proxy, h2c",
     "h2gw1": "apigw 1 worker, h2c",
@@ -568,20 +581,131 @@ apis:
 """
 
 
+# The gw1pool row (issue 12): the plain API's backend is a weighted pool of three members
+# (the same nginx under three base paths), each with a circuit breaker and a health check.
+POOL_MEMBER = ('{{url: "http://127.0.0.1:{backend_port}/%s", circuit-breaker: {{failure-condition: '
+               '{{count: 5, interval: 10s}}, trip-duration: 30s}}, health-check: {{path: /healthz, '
+               'interval: 5s}}}}')
+POOL_CONFIG = """\
+listeners: [{{bind: "127.0.0.1:{port}", protocols: [{protocols}]}}]
+backends:
+  m1: %s
+  m2: %s
+  m3: %s
+  pool: {{pool: [{{backend: m1, weight: 3}}, {{backend: m2, weight: 2}}, {{backend: m3, weight: 1}}]}}
+apis: [{{name: bench, path: "", backend: pool}}]
+""" % (POOL_MEMBER % "m1", POOL_MEMBER % "m2", POOL_MEMBER % "m3")
+
+
+# The gw1rlredis row (issue 10): the gw1rl config with its counters in Redis (one EVALSHA
+# round trip per request to a redis-server on loopback, started by start_redis).
+REDIS_RATE_LIMIT_CONFIG = RATE_LIMIT_CONFIG.replace(
+    'counter-key: "{{request.ip}}"', 'counter-key: "{{request.ip}}", store: redis') + """\
+redis: {{url: "redis://127.0.0.1:{redis_port}/0"}}
+"""
+
+
+def start_redis(workdir: str) -> Tuple[subprocess.Popen, int]:
+    """A redis-server on a free loopback port, no persistence (for the gw1rlredis row)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    p = start([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", workdir])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(16) == b"+PONG\r\n":
+                    return p, port
+        except OSError:
+            time.sleep(0.05)
+    stop(p)
+    raise RuntimeError(f"redis-server on port {port} did not answer PING")
+# The gw1jwt rows (issue 11): one validate-jwt at global scope with a static key of the
+# algorithm's type (an OpenID provider's cached JWKS key takes the same path per request),
+# audience and issuer checked; every request carries the same token.
+_JWT: Dict[str, Tuple[str, str]] = {}
+
+
+def _bench_key(alg: str):
+    """The benchmark's private key, kept in the temp dir so that every process (a run's
+    rows, the in-memory request path under callgrind) uses the same one: RSA key
+    generation costs a random number of instructions."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    path = os.path.join(tempfile.gettempdir(), f"apigw-bench-jwt-{alg}.pem")
+    try:
+        with open(path, "rb") as f:
+            return serialization.load_pem_private_key(f.read(), None)
+    except (OSError, ValueError):
+        pass
+    key = (rsa.generate_private_key(public_exponent=65537, key_size=2048)
+           if alg == "RS256" else ec.generate_private_key(ec.SECP256R1()))
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    os.replace(tmp, path)
+    return key
+
+
+def jwt_material(alg: str) -> Tuple[str, str]:
+    """(public key PEM, token) for "RS256" or "ES256", made once per process."""
+    if alg not in _JWT:
+        import jwt as pyjwt
+        from cryptography.hazmat.primitives import serialization
+        key = _bench_key(alg)
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        token = pyjwt.encode({"sub": "bench", "aud": "api://bench", "iss": "https://idp.bench",
+                              "exp": 4102444800}, key, algorithm=alg,
+                             headers={"kid": "bench"})
+        _JWT[alg] = (pem, token)
+    return _JWT[alg]
+
+
+def jwt_config(alg: str, port: int, backend_port: int, protocols: str) -> str:
+    pem, _ = jwt_material(alg)
+    return json.dumps({
+        "listeners": [{"bind": f"127.0.0.1:{port}",
+                       "protocols": [p.strip() for p in protocols.split(",")]}],
+        "backends": {"nginx": {"url": f"http://127.0.0.1:{backend_port}"}},
+        "policies": {"inbound": [{"validate-jwt": {
+            "issuer-signing-keys": [{"id": "bench", "public-key": pem}],
+            "audiences": ["api://bench"], "issuers": ["https://idp.bench"]}}]},
+        "apis": [{"name": "bench", "path": "", "backend": "nginx"}]})
+
+
+def jwt_headers(alg: str) -> Dict[str, str]:
+    return {"Authorization": f"Bearer {jwt_material(alg)[1]}"}
+
+
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
                   cmd: str = "", h2c: bool = False, policies: bool = False,
-                  telemetry: str = "", rate_limit: bool = False, otlp: str = ""
+                  telemetry: str = "", rate_limit: bool = False, redis_port: int = 0,
+                  pool: bool = False, jwt_alg: Optional[str] = None, otlp: str = ""
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
-    kind = "pol" if policies else "rl" if rate_limit else ""
+    kind = ("pol" if policies else "rl" if rate_limit else "pool" if pool
+            else f"jwt{jwt_alg}" if jwt_alg else "")
     d = tempfile.mkdtemp(prefix=f"{'h2' if h2c else ''}gw{workers}{kind}{telemetry}-",
                          dir=workdir)
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write(((POLICY_CONFIG if policies else RATE_LIMIT_CONFIG if rate_limit
-                  else GATEWAY_CONFIG)
-                 + TELEMETRY_CONFIG.get(telemetry, "")).format(
-            port=port, backend_port=backend_port, protocols="http1, h2c" if h2c else "http1",
-            dir=d, otlp=otlp))
+        if jwt_alg:
+            f.write(jwt_config(jwt_alg, port, backend_port,
+                               "http1, h2c" if h2c else "http1"))
+        else:
+            f.write(((POLICY_CONFIG if policies else REDIS_RATE_LIMIT_CONFIG if redis_port
+                      else RATE_LIMIT_CONFIG if rate_limit else POOL_CONFIG if pool
+                      else GATEWAY_CONFIG)
+                     + TELEMETRY_CONFIG.get(telemetry, "")).format(
+                port=port, backend_port=backend_port,
+                protocols="http1, h2c" if h2c else "http1", dir=d, redis_port=redis_port,
+                otlp=otlp))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -591,7 +715,8 @@ def start_gateway(workdir: str, workers: int, port: int, backend_port: int, time
         argv = [a.format(python=sys.executable, config=conf, workers=workers)
                 for a in shlex.split(cmd or DEFAULT_GW_CMD)]
         p = start(argv, stdout=fout, stderr=ferr, cwd=d, env=env)
-    err = wait_http_200(port, p, timeout, POLICY_HEADERS if policies else None)
+    err = wait_http_200(port, p, timeout, POLICY_HEADERS if policies else
+                        jwt_headers(jwt_alg) if jwt_alg else None)
     if err is None:
         return p, None
     stop(p)
@@ -744,26 +869,34 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
             stop(p)
         return
     policies = target.endswith("pol")
-    rate_limit = target.endswith("rl")
+    redis_row = target.endswith("rlredis")
+    rate_limit = target.endswith("rl") or redis_row
+    pool = target.endswith("pool")
     telemetry = next((t for t in ("notel", "otel", "tel") if target.endswith(t)), "")
     otlp = ""
     if telemetry == "otel":
         if "otlp" not in ctx:
             ctx["otlp"] = OtlpReceiver()
         otlp = ctx["otlp"].url
-    workers = int(target.removeprefix("h2").removesuffix("pol").removesuffix("rl")
-                  .removesuffix(telemetry)[2:])
+    jwt_alg = {"jwtrs": "RS256", "jwtes": "ES256"}.get(target[-5:])
+    token = jwt_headers("RS256") if target == "gw1tok" else None
+    workers = int(target.removeprefix("h2").removesuffix("redis").removesuffix("pool")
+                  .removesuffix("pol").removesuffix("rl").removesuffix(telemetry)
+                  .removesuffix("tok").removesuffix("jwtrs").removesuffix("jwtes")[2:])
+    if redis_row and "redis" not in ctx:
+        ctx["redis"] = start_redis(workdir)   # one for the whole run (stop_all ends it)
     port = free_port()
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
                            h2c=h2, policies=policies, telemetry=telemetry,
-                           rate_limit=rate_limit, otlp=otlp)
+                           rate_limit=rate_limit, redis_port=ctx["redis"][1] if redis_row else 0,
+                           pool=pool, jwt_alg=jwt_alg, otlp=otlp)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
         return
     try:
         bench(res, port, p.pid, args, threads, h2, workdir,
-              POLICY_HEADERS if policies else None)
+              POLICY_HEADERS if policies else jwt_headers(jwt_alg) if jwt_alg else token)
         if p.poll() is not None:
             res.error = f"gateway exited during the run with status {p.returncode}"
     finally:
@@ -795,8 +928,9 @@ def spread_lines(results: List[Result]) -> List[str]:
         v = sorted(r.req_per_cpu_s for r in rs)
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
-    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1tel", "gw1notel"),
-                     ("gw1otel", "gw1notel")):
+    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1rlredis", "gw1rl"),
+                     ("gw1pool", "gw1"), ("gw1tel", "gw1notel"), ("gw1otel", "gw1notel"), ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
+                     ("gw1jwtrs", "gw1tok"), ("gw1jwtes", "gw1tok")):
         g1 = {r.round: r for r in by_target.get(den, [])}
         gp = {r.round: r for r in by_target.get(num, [])}
         ratios = [gp[k].req_per_cpu_s / g1[k].req_per_cpu_s for k in sorted(g1) if k in gp]
@@ -853,12 +987,19 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
-    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1tel", "gw1notel"),
-                     ("gw1otel", "gw1notel")):
+    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1pool", "gw1"),
+                     ("gw1tel", "gw1notel"), ("gw1otel", "gw1notel"), ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
+                     ("gw1jwtrs", "gw1tok"), ("gw1jwtes", "gw1tok")):
         a, b = by.get(num), by.get(den)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:
             lines.append(f"{a.label} / {b.label}, req per CPU-s: "
                          f"{a.req_per_cpu_s / b.req_per_cpu_s:.3f}")
+    grr = by.get("gw1rlredis")
+    for base in (by.get("gw1"), by.get("gw1rl")):   # the gateway's CPU only, not redis-server's
+        if base and grr and base.ok and grr.ok and base.req_per_cpu_s and grr.req_per_cpu_s:
+            lines.append(f"{grr.label} / {base.label}, req per CPU-s: "
+                         f"{grr.req_per_cpu_s / base.req_per_cpu_s:.3f}; p50 "
+                         f"{_fmt_ms(base.p50_ms)} -> {_fmt_ms(grr.p50_ms)}")
     for h1, h2 in (("gw1", "h2gw1"), ("gw2", "h2gw2"), ("proxy", "h2nginx")):
         a, b = by.get(h1), by.get(h2)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:

@@ -187,9 +187,9 @@ def test_defaults():
     (minimal(listeners=[{"bind": "h:1", "tsl": {}}]), "listeners[0].tsl: unknown key"),
     (minimal(admin={"bind": "h:1", "x": 1}), "admin.x: unknown key"),
     # later issues (products, subscriptions, policies, operations: tests/gateway/config/)
-    (minimal(backends={"b": {"pool": []}}), "backends.b.pool: not supported yet"),
-    (minimal(backends={"b": {"url": "http://b", "circuit-breaker": {}}}),
-     "backends.b.circuit-breaker: not supported yet"),
+    (minimal(backends={"b": {"pool": []}}), "backends.b.pool: expected a non-empty list"),
+    (minimal(backends={"b": {"url": "http://b", "circuit-breaker": {"trip-duration": 1}}}),
+     "backends.b.circuit-breaker.failure-condition: required"),
     # types
     ([], "(top level): expected a mapping, got list"),
     (minimal(server={"max-connections": True}), "server.max-connections: expected int, got bool"),

@@ -17,8 +17,8 @@ one `ConfigError` carries every mistake and a user fixes them all in one round:
 Defaults follow the established edge proxies; each field says whose value it takes.
 Relative file paths (TLS certificates, CA bundles) are resolved against the config file's
 directory and must exist when the config is loaded, so a bad path fails `apigw validate`,
-not the first TLS handshake.  Backend `pool` and `circuit-breaker` are refused with "not
-supported yet" rather than silently ignored.  `json_schema()` is the file's JSON Schema.
+not the first TLS handshake.  Pools, circuit breakers and health checks are declared in
+`_resilience.py`.  `json_schema()` is the file's JSON Schema.
 """
 
 from __future__ import annotations
@@ -35,18 +35,21 @@ from ._errors import Problem, from_validation_error, in_document_order, spell
 from ._loader import load_json, load_yaml
 from ._model import (AdminConfig, ApiConfig, BackendConfig, BackendTLSConfig, ConfigError,
                      GatewayConfig, ListenerConfig, OperationConfig, PolicyEntry,
-                     PolicySections, ProductConfig, ServerConfig, SubscriptionConfig,
-                     SubscriptionKeyConfig, TLSConfig)
+                     PolicySections, ProductConfig, RetryBudgetConfig, ServerConfig,
+                     SubscriptionConfig, SubscriptionKeyConfig, TLSConfig)
+from ._resilience import CircuitBreakerConfig, HealthCheckConfig, PoolMemberConfig
 from ._named import redact, substitute, usable
-from ._schema import Admin, Api, Gateway, Listener, Product, Subscription, json_schema
+from ._redis import RedisConfig, store_redis_errors
+from ._schema import Admin, Api, Backend, Gateway, Listener, Product, Subscription, json_schema
 from ._values import _duration, _Invalid, _size
 
 __all__ = [
     "ConfigError", "parse_duration", "parse_size", "TLSConfig", "ListenerConfig",
     "ServerConfig", "BackendTLSConfig", "BackendConfig", "PolicyEntry", "PolicySections",
     "OperationConfig", "SubscriptionKeyConfig", "ApiConfig", "ProductConfig",
-    "SubscriptionConfig", "AdminConfig", "GatewayConfig", "parse_config", "load_config",
-    "json_schema",
+    "SubscriptionConfig", "AdminConfig", "GatewayConfig", "RedisConfig", "parse_config", "load_config",
+    "json_schema", "PoolMemberConfig", "CircuitBreakerConfig", "HealthCheckConfig",
+    "RetryBudgetConfig",
 ]
 
 
@@ -95,7 +98,8 @@ def parse_config(data: object, source: str = "<config>", base_dir: str | None = 
 
 def _parts_of(g: Gateway) -> Parts:
     return Parts(listeners=list(enumerate(g.listeners)), admin=g.admin, apis=list(enumerate(g.apis)),
-                 products=list(g.products.items()), subscriptions=list(enumerate(g.subscriptions)))
+                 products=list(g.products.items()), subscriptions=list(enumerate(g.subscriptions)),
+                 backends=list(g.backends.items()))
 
 
 def _valid_parts(raw: object, context: dict) -> Parts:
@@ -119,6 +123,7 @@ def _valid_parts(raw: object, context: dict) -> Parts:
     parts.listeners, parts.apis = items("listeners", Listener), items("apis", Api)
     parts.products, parts.subscriptions = items("products", Product), items("subscriptions", Subscription)
     parts.admin = ok(Admin, raw["admin"]) if "admin" in raw else None
+    parts.backends = items("backends", Backend)
     return parts
 
 
@@ -131,7 +136,7 @@ def _pipeline_check(config: GatewayConfig) -> list[str]:
     from ..pipeline import check_config
     from ..subscriptions import subscription_errors
 
-    errors = list(check_config(config))
+    errors = list(check_config(config)) + store_redis_errors(config)
     try:
         OperationIndex(config.apis)
     except TemplateError as e:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import _model as m
+from ._retrybudget import build_retry_budget
+from . import _resilience as r
 from . import _telemetry
 from ._schema import (Api, Backend, Gateway, Listener, Operation, Policies, Product, Server,
                       Subscription)
@@ -41,6 +43,12 @@ def listener(lc: Listener) -> m.ListenerConfig:
 
 
 def backend(name: str, b: Backend, certs: dict[str, CertificateEntry]) -> m.BackendConfig:
+    if b.pool is not None:
+        return m.BackendConfig(name=name, url="", scheme="", host="", port=0, base_path="",
+                               pool=r.build_pool(b.pool), session_affinity=(
+                                   b.session_affinity.cookie if b.session_affinity else None),
+                               retry_budget=build_retry_budget(b.retry_budget),
+                               **_given(b, "timeout"))
     tls = m.BackendTLSConfig()
     if b.tls is not None:
         files: dict = {}
@@ -51,8 +59,11 @@ def backend(name: str, b: Backend, certs: dict[str, CertificateEntry]) -> m.Back
     u = b.url
     return m.BackendConfig(name=name, url=u.url, scheme=u.scheme, host=u.host, port=u.port,
                            base_path=u.base_path, tls=tls,
+                           retry_budget=build_retry_budget(b.retry_budget),
+                           circuit_breaker=r.build_breaker(b.circuit_breaker),
+                           health_check=r.build_health(b.health_check),
                            **_given(b, "connect_timeout", "timeout", "idle_timeout",
-                                    "max_connections", "http_version"))
+                                    "max_connections", "http_version", "ejection_time"))
 
 
 def operation(op: Operation) -> m.OperationConfig:
@@ -102,4 +113,5 @@ def gateway(g: Gateway, source: str) -> m.GatewayConfig:
         products=m._Frozen({name: product(name, p) for name, p in g.products.items()}),
         subscriptions=tuple(subscription(s) for s in g.subscriptions),
         policies=policies(g.policies), telemetry=_telemetry.build(g.telemetry),
-        rate_limits=g.rate_limits.build())
+        rate_limits=g.rate_limits.build(),
+        redis=g.redis.build() if g.redis is not None else None)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import Problem
-from ._schema import Admin, Api, Listener, Product, Subscription
+from ._schema import Admin, Api, Backend, Listener, Product, Subscription
 
 
 @dataclass
@@ -25,7 +25,9 @@ class Parts:
     apis: list[tuple[int, Api]] = field(default_factory=list)
     products: list[tuple[str, Product]] = field(default_factory=list)
     subscriptions: list[tuple[int, Subscription]] = field(default_factory=list)
+    backends: list[tuple[str, Backend]] = field(default_factory=list)
     backend_names: set | None = None     # declared in the file; None: no usable section
+    pool_names: set = field(default_factory=set)   # declared backends written as pools
     api_names: set = field(default_factory=set)
     product_names: set = field(default_factory=set)
 
@@ -35,6 +37,8 @@ def declared_names(top: dict) -> dict[str, Any]:
     backends, apis, products = top.get("backends", {}), top.get("apis", []), top.get("products", {})
     return {
         "backend_names": set(backends) if isinstance(backends, dict) else None,
+        "pool_names": ({n for n, b in backends.items() if isinstance(b, dict) and "pool" in b}
+                       if isinstance(backends, dict) else set()),
         "api_names": ({a.get("name") for a in apis if isinstance(a, dict)}
                       if isinstance(apis, list) else set()),
         "product_names": set(products) if isinstance(products, dict) else set(),
@@ -42,7 +46,23 @@ def declared_names(top: dict) -> dict[str, Any]:
 
 
 def cross_check(p: Parts) -> list[Problem]:
-    return [*_binds(p), *_apis(p), *_products(p), *_subscriptions(p)]
+    return [*_binds(p), *_pools(p), *_apis(p), *_products(p), *_subscriptions(p)]
+
+
+def _pools(p: Parts) -> list[Problem]:
+    """A pool's members: declared backends, single ones (APIM pools do not nest, so a pool
+    can neither contain itself nor form a cycle)."""
+    out = []
+    for name, b in p.backends:
+        for i, member in enumerate(b.pool or ()):
+            loc, ref = ("backends", name, "pool", i, "backend"), member.backend
+            if ref == name:
+                out.append(Problem(loc, "a pool cannot contain itself"))
+            elif p.backend_names is not None and ref not in p.backend_names:
+                out.append(Problem(loc, f"unknown backend {ref!r}"))
+            elif ref in p.pool_names:
+                out.append(Problem(loc, f"backend {ref!r} is a pool (pools do not nest)"))
+    return out
 
 
 def _may_overlap(a: str, b: str) -> bool:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Union
+
+from ._resilience import CircuitBreakerConfig, HealthCheckConfig, PoolMemberConfig
 
 from ._telemetry import TelemetryConfig
 from ._ratelimits import RateLimitsConfig
+from ._redis import RedisConfig
 
 __all__ = [
     "ConfigError", "TLSConfig", "ListenerConfig", "ServerConfig", "BackendTLSConfig",
-    "BackendConfig", "PolicyEntry", "PolicySections", "OperationConfig",
+    "BackendConfig", "RetryBudgetConfig", "PolicyEntry", "PolicySections", "OperationConfig",
     "SubscriptionKeyConfig", "ApiConfig", "ProductConfig", "SubscriptionConfig",
     "AdminConfig", "GatewayConfig",
 ]
@@ -116,6 +119,8 @@ class ServerConfig:
     websocket_max_message: int = 16 * 1024 * 1024  # close 1009 past it (frame cap alike)
     escaped_slashes: str = "keep"    # %2F / %5C in a path: keep | reject | unescape (Envoy's
                                      # path_with_escaped_slashes_action)
+    client_abort: str = "cancel"     # cancel | ignore (nginx proxy_ignore_client_abort): a
+                                     # client closing while its request waits cancels it
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,15 @@ class BackendTLSConfig:
     cert: str | None = None                  # ... its files (resolved at load)
     key: str | None = None
     password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudgetConfig:
+    """Envoy's retry budget: retries at once <= max(min_concurrency, percent % of the
+    backend's active requests)."""
+
+    percent: float = 20.0            # Envoy budget_percent
+    min_concurrency: int = 3         # Envoy min_retry_concurrency
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +156,14 @@ class BackendConfig:
     max_connections: int = 1024      # Envoy circuit-breaker max_connections
     http_version: str = "1"          # "1" | "2" | "2or1"
     tls: BackendTLSConfig = BackendTLSConfig()
+    retry_budget: RetryBudgetConfig = RetryBudgetConfig()
+    # pools, breakers, health (config/_resilience.py); a pool has no url: url, scheme and
+    # host are "", port 0
+    pool: tuple[PoolMemberConfig, ...] = ()
+    session_affinity: Optional[str] = None    # the cookie's name
+    circuit_breaker: Optional[CircuitBreakerConfig] = None
+    health_check: Optional[HealthCheckConfig] = None
+    ejection_time: float = 10.0      # nginx fail_timeout: a member that failed is skipped
 
 
 # "base", or a one-key mapping {policy-name: body}; the body is the YAML value, deep-frozen.
@@ -232,3 +254,4 @@ class GatewayConfig:
     secret_values: frozenset[str] = field(default=frozenset(), repr=False)  # named values' names
     telemetry: TelemetryConfig = TelemetryConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()   # rate-limits: (store defaults)
+    redis: RedisConfig | None = None                # redis: (store: redis); None: no section

@@ -23,8 +23,11 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainValidator, StrictBool,
 from pydantic.json_schema import GenerateJsonSchema
 
 from . import _model as m
+from ._retrybudget import RetryBudget
+from . import _resilience as r
 from ._telemetry import Telemetry
 from ._ratelimits import RateLimits
+from ._redis import Redis
 from ._values import (DURATION_PATTERN, SIZE_PATTERN, TOKEN_PATTERN, Bound, Url, _api_path,
                       _backend_url, _bind, _bounded, _duration, _hostname, _http_version,
                       _Invalid, _method, _policy_entry, _positive_duration, _protocols,
@@ -177,6 +180,8 @@ class Server(_Section):
     websocket_idle_timeout: PositiveDuration = _server_default("websocket_idle_timeout")
     websocket_max_message: MessageSize = _server_default("websocket_max_message")
     escaped_slashes: Literal["keep", "reject", "unescape"] = _server_default("escaped_slashes")
+    client_abort: Literal["cancel", "ignore"] = _server_default("client_abort")
+    """cancel: a client closing while its request waits on the backend cancels it (499)"""
 
 
 class Admin(_Section):
@@ -198,9 +203,10 @@ def _backend_default(name: str) -> Any:
 
 
 class Backend(_Section):
-    # Not required for pydantic, so that a (refused) pool does not also report a missing
-    # url; the JSON Schema says it is.
-    model_config = ConfigDict(json_schema_extra={"required": ["url"]})
+    # Not required for pydantic, so that a pool (no url) and a missing url are told apart
+    # here; the JSON Schema says one of them is.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["url"]},
+                                                           {"required": ["pool"]}]})
 
     url: BackendUrl = None
     connect_timeout: PositiveDuration = _backend_default("connect_timeout")
@@ -209,13 +215,33 @@ class Backend(_Section):
     max_connections: Count = _backend_default("max_connections")
     http_version: HttpVersion = _backend_default("http_version")
     tls: Optional[BackendTLS] = None
-    pool: Reserved = None
-    circuit_breaker: Reserved = None
+    pool: Optional[r.PoolMembers] = None
+    """a pool: members instead of a url (config/_resilience.py)"""
+    session_affinity: Optional[r.SessionAffinity] = None
+    circuit_breaker: Optional[r.CircuitBreaker] = None
+    health_check: Optional[r.HealthCheck] = None
+    ejection_time: PositiveDuration = _backend_default("ejection_time")
+    """a pool member that failed to connect is skipped this long, then tried again"""
+    retry_budget: Optional[RetryBudget] = None
+    """retries at once capped at a share of active requests (Envoy's retry budget)"""
 
     @model_validator(mode="after")
     def _url_and_tls(self) -> Backend:
+        if self.pool is not None:
+            own = [k for k in self.model_fields_set
+                   if k not in ("pool", "session_affinity", "timeout", "retry_budget")]
+            if own:
+                spelt = own[0].replace("_", "-")
+                raise _Invalid("a pool has only pool, session-affinity and timeout, and a "
+                               "retry-budget (connection settings, circuit-breaker and "
+                               "health-check go on its members)",
+                               at=(spelt,))
+            r.check_pool(self.pool)
+            return self
+        if self.session_affinity is not None:
+            raise _Invalid("session-affinity needs a pool", at=("session-affinity",))
         if self.url is None:
-            raise _Invalid("required", at=("url",))
+            raise _Invalid("required (or pool: for a pool)", at=("url",))
         if self.tls is not None and self.url.scheme != "https":
             raise _Invalid("only an https backend uses tls", at=("tls",))
         return self
@@ -363,6 +389,8 @@ class Gateway(_Section):
     """metrics, access log"""
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     """defaults of the rate-limit and quota policies (store, on-store-failure)"""
+    redis: Optional[Redis] = None
+    """the Redis server of store: redis (url, timeout, pool, sentinels, master)"""
 
 
 class _NoFieldTitles(GenerateJsonSchema):

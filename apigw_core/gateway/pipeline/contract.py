@@ -236,6 +236,8 @@ class Context:
     # written to its end, or the client gone, or a failure (limit-concurrency releases its
     # slot here, quota counts bandwidth).  Exceptions are logged, never raised.
     finish: list[Callable[["Context"], None]] = field(default_factory=list)
+    # The claims of the token validate-jwt accepted (`{jwt.claims.sub}`), else None.
+    jwt: Optional[Mapping[str, Any]] = None
 
 
 # --- compiling ------------------------------------------------------------------------

@@ -162,6 +162,21 @@ PATH_FIELDS: dict[str, list[str]] = {
     for root, fields in _SIMPLE.items()}
 PATH_FIELDS["request"] += [f"certificate.{f}" for f in CERTIFICATE_FIELDS]
 PATH_FIELDS["variables"] = ["NAME"]
+PATH_FIELDS["jwt"] = ["claims.NAME"]
+
+
+def _claim_getter(name: str) -> Getter:
+    """`jwt.claims.NAME`: a claim of the token validate-jwt accepted (None before, or when
+    absent); strings and numbers as they are, arrays comma-joined, objects as JSON."""
+    from ..identity.claims import claim_text
+
+    def get(ctx: Context) -> Any:
+        claims = ctx.jwt
+        if claims is None:
+            return None
+        v = claims.get(name)
+        return v if v is None or isinstance(v, (str, int, float)) else claim_text(v)
+    return get
 
 
 def _variable_getter(name: str, rest: list[str]) -> Getter:
@@ -214,6 +229,10 @@ def compile_path(text: str) -> PathInfo:
         if len(parts) < 2:
             raise ExpressionError("variables needs a name: variables.NAME")
         return PathInfo(text, _variable_getter(parts[1], parts[2:]))
+    if root == "jwt":
+        if len(parts) < 3 or parts[1].lower() != "claims":
+            raise ExpressionError("jwt needs a claim: jwt.claims.NAME")
+        return PathInfo(text, _claim_getter(".".join(parts[2:])))
     if root not in _SIMPLE:
         raise ExpressionError(f"unknown name {parts[0]!r} (expected one of "
                               f"{', '.join(sorted(PATH_FIELDS))})")

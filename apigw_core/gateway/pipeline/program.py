@@ -116,6 +116,7 @@ class _Compiler:
         nv = self.named_values
         self.template = lambda text, path, errors: compile_template(text, path, errors, nv)
         self.condition = compile_condition
+        self.steps: list[CompiledStep] = []   # every step compiled, nested ones too
 
     def site(self, path: str, section: str, scope: str, apim_path: str) -> Site:
         s = Site(path, section, scope, self.errors, self.named_values, self.nested,
@@ -199,8 +200,10 @@ class _Compiler:
         policy = _instantiate(cls, body, site)
         if policy is None or len(self.errors) > n_errors:
             return None
-        return CompiledStep(policy, policy.name or name, scope, section, path, apim_path,
+        step = CompiledStep(policy, policy.name or name, scope, section, path, apim_path,
                             policy_id, self.body_limit)
+        self.steps.append(step)
+        return step
 
 
 def _instantiate(cls: type[Policy], body: Any, site: Site) -> Optional[Policy]:
@@ -274,6 +277,9 @@ class Programs:
             self._apis[api.name] = (_Scope(comp, getattr(api, "policies", None),
                                            f"apis[{i}].policies", "api"), ops)
         self._cache: dict[tuple[str, Optional[str], Optional[str]], Program] = {}
+        # every compiled step of every scope, nested ones included (the runtime finds the
+        # policies that need it here, e.g. validate-jwt's key providers)
+        self.steps: tuple[CompiledStep, ...] = tuple(comp.steps)
 
     def get(self, api: str, operation: Optional[str] = None,
             product: Optional[str] = None) -> Program:

@@ -12,7 +12,8 @@ BASE = {"listeners": [{"bind": "127.0.0.1:0"}]}
 def test_defaults_and_values():
     assert (parse_config(BASE).rate_limits.store,
             parse_config(BASE).rate_limits.on_store_failure) == ("local", "allow")
-    c = parse_config({**BASE, "rate-limits": {"store": "redis", "on-store-failure": "deny"}})
+    c = parse_config({**BASE, "rate-limits": {"store": "redis", "on-store-failure": "deny"},
+                      "redis": {}})   # store: redis needs a redis: section (branch redis)
     assert (c.rate_limits.store, c.rate_limits.on_store_failure) == ("redis", "deny")
 
 

@@ -196,7 +196,7 @@ def test_every_mistake_at_once_with_its_path():
         "policies.outbound[0].choose.when[0].condition: expected a value at offset 4, got end "
         "of condition",
         "products.starter.policies.inbound[1].set-variable.value: unknown name 'nope' "
-        "(expected one of api, last-error, operation, product, request, response, "
+        "(expected one of api, jwt, last-error, operation, product, request, response, "
         "subscription, variables)",
         "apis[1].operations[1].policies.backend[0].forward-request.http-version: expected one "
         "of 1, 2, 2or1",

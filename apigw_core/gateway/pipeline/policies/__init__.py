@@ -6,14 +6,17 @@
 - `transform`: set-header, set-query-parameter, rewrite-uri, set-method, set-status,
   set-body, find-and-replace
 - `convert`: json-to-xml, xml-to-json
+- `retry`: retry
 - `limits`: rate-limit, rate-limit-by-key, quota, quota-by-key, limit-concurrency
 - `llm`: llm-token-limit (azure-openai-token-limit)
 - `certificates`: validate-client-certificate; `credentials`: authentication-basic,
   authentication-certificate
 - `telemetry`: trace, emit-metric
+- `jwt`: validate-jwt
 """
 
 from __future__ import annotations
 
-from . import access, convert, flow, limits, llm, telemetry, transform  # noqa: F401  (each registers its policies)
+# each registers its policies
+from . import access, convert, flow, jwt, limits, llm, retry, telemetry, transform  # noqa: F401
 from . import certificates, credentials  # noqa: F401
