@@ -56,6 +56,7 @@ from .commands import COMMAND_HANDLERS, run_finish
 from . import retrying   # the retry policy's commands, and its budget counts
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
 from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
+from .debugtrace import traced_program
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket
@@ -307,7 +308,7 @@ class _Call:
         rec = self.stream.tel
         up = None
         if rec is not None:
-            rec.attempt(pool)
+            rec.attempt(pool, upreq.headers)
             if rec.grpc is not None and rec.attempts == 1:   # a retry sends the same again
                 up = rec.grpc.up
         try:
@@ -630,6 +631,8 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
     rec = stream.tel
     if rec is not None:   # runtime/telemetry.py reads the rest from ctx at the end
         rec.route, rec.ctx, rec.rid = route, ctx, rid
+        if rec.debug is not None:   # a traced request: each step records what it did
+            program = traced_program(program, rec.debug)
     call = _Call(gw, state, stream, route, ctx, program, web, rid)
     if grpc_timeout is None and stream.body_complete:   # the usual case: no task, no scope
         await call.run(error)

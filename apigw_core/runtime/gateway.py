@@ -109,6 +109,8 @@ class Gateway:
         self.add_admin_route(b"/backends", admin_backends)   # runtime/health_checks.py
         from .admin_telemetry import add_routes   # /metrics, /stats, / (the live page)
         add_routes(self)
+        from .debugtrace import add_routes as add_trace_routes   # request tracing
+        add_trace_routes(self)
 
     def _pool(self, name: str, b: BackendConfig):
         try:  # an https backend loads its CA file here

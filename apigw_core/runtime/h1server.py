@@ -178,6 +178,9 @@ class H1Stream(Replies):
         `date` is added when `headers` (lower-case names) carry none."""
         drv = self._drv
         headers = with_date(headers)
+        tel = self.tel
+        if tel is not None and tel.resp_headers is not None:   # request tracing's
+            headers = headers + tel.resp_headers
         if close or drv.gateway_draining() or (not self.body_complete
                                                and drv._body_done_id != self.stream_id):
             # draining, or answering before the whole upload arrived: the rest of it

@@ -209,6 +209,9 @@ class H2Stream(Replies):
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]],
                       reason: bytes = b"", *, close: bool = False) -> None:
         # `close` is HTTP/1.1's: an HTTP/2 answer ends its stream, never the connection
+        tel = self.tel
+        if tel is not None and tel.resp_headers is not None:   # request tracing's
+            headers = headers + tel.resp_headers
         self._drv.conn.send(Response(self.stream_id, status, with_date(headers)))
         self.response_started = True
         self.status = status

@@ -113,6 +113,8 @@ def proxy_handler(gw: "Gateway"):
         rec = stream.tel   # runtime/telemetry.py's Record (None without the wrapper)
         if rec is not None:
             rec.route = route
+            if rec.debug is not None:   # request tracing (runtime/debugtrace.py)
+                rec.debug_routed(route, host)
         ws_request = req.upgrade == b"websocket" or req.protocol == b"websocket"
         if ws_request and "websocket" not in route.api.protocols:
             if req.protocol is not None:  # an HTTP/2 CONNECT cannot go on as plain HTTP
@@ -277,7 +279,7 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
     rec = stream.tel
     up = None
     if rec is not None:
-        rec.attempt(pool)
+        rec.attempt(pool, upreq.headers)
         if rec.grpc is not None and rec.attempts == 1:   # a retry sends the same again
             up = rec.grpc.up
     try:

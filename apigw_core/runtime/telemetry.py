@@ -16,6 +16,10 @@ subscription-key query value (the API's name for it, and `subscription-key`) rep
 `REDACTED`; trace-policy text has the request's Authorization and key values and every
 named value replaced by `{{name}}` before it is kept (`redact`).
 
+OpenTelemetry (`telemetry.otel`, runtime/otel.py, imported only then): `wrap` asks the
+sampler once; a sampled request gets `rec.spans`, one entry per backend attempt whose span
+id `attempt` writes into the attempt's `traceparent`; `_finish` hands the spans over.
+
 Gateway-made answers carry the trace too: `send_local_reply` adds a `traceparent` response
 header (the trace id and the gateway's span), so a client can quote it; the APIM JSON body
 is unchanged.
@@ -38,7 +42,9 @@ from ..protocol import grpc
 from .accesslog import AccessLog, redact_query
 from .commands import command_handler
 from .startup import StartupError
+from .debugtrace import DebugTracing
 from .metrics import Metrics
+from .otel import new_span_id, set_traceparent
 from .stream import ClientGone
 
 __all__ = ["Telemetry", "Record", "redact_query"]
@@ -57,7 +63,7 @@ class Record:
 
     __slots__ = ("start", "trace", "route", "ctx", "rid", "backend", "upstream",
                  "attempts", "t_backend", "t_head", "reason", "message", "traces", "ws",
-                 "grpc")
+                 "grpc", "spans", "debug", "debug_attempts", "resp_headers")
 
     def __init__(self, start: float, trace: TraceContext) -> None:
         self.start = start
@@ -75,14 +81,36 @@ class Record:
         self.traces: Optional[list] = None   # the trace policy's entries
         self.ws: Any = None         # the WebSocket relay (protocol.websocket), once switched
         self.grpc: Optional[GrpcCounts] = None   # a gRPC call's messages, both ways
+        self.spans: Optional[list] = None    # OTel, sampled: the attempts' CLIENT spans
+        self.debug: Any = None               # request tracing: debugtrace.Trace
+        self.debug_attempts: Optional[list] = None
+        self.resp_headers: Optional[list] = None   # added to the response head (tracing)
 
-    def attempt(self, pool: Any) -> None:
-        """A backend attempt starts on `pool`."""
+    def attempt(self, pool: Any, headers: Optional[list] = None) -> None:
+        """A backend attempt starts on `pool`; `headers`: the ones it sends (a sampled
+        trace's `traceparent` there gets the attempt's CLIENT span as parent)."""
         self.attempts += 1
+        t = _now()
         if not self.t_backend:
-            self.t_backend = _now()
+            self.t_backend = t
         self.backend = pool.backend.name
         self.upstream = pool.authority
+        if self.debug is not None:
+            da = self.debug_attempts
+            if da is None:
+                da = self.debug_attempts = []
+            elif da[-1][3] is None:
+                da[-1][3] = t      # the attempt before ends where this one starts
+            da.append([t, pool.backend.name, pool.authority, None])
+        if self.spans is not None and headers is not None:
+            sid = new_span_id()
+            tc = self.trace
+            set_traceparent(headers, b"00-%s-%s-%s" % (tc.trace_id, sid, tc.flags))
+            self.spans.append((sid, t, pool.backend.name, pool.authority, pool.backend.url))
+
+
+    def debug_routed(self, route: Any, host: bytes) -> None:
+        DebugTracing.routed(self, route, host)
 
 
 class _Count:
@@ -142,6 +170,12 @@ class Telemetry:
         self.recent: collections.deque = collections.deque(maxlen=_RECENT)
         self.started = time.time()
         self.named_values = dict(config.named_values)
+        self.otel: Any = None
+        if tc.otel is not None:
+            from .otel import Otel   # imports the SDK: only when configured
+            self.otel = Otel(tc.otel)
+        self._otel_seen = (0, 0)
+        self.debug = DebugTracing(api.name for api in config.apis)
         m = self.metrics
         if m is not None:
             m.counter("apigw_connections_accepted", "Client connections accepted.",
@@ -151,6 +185,10 @@ class Telemetry:
             m.counter("apigw_websocket_messages", "WebSocket messages relayed.",
                       ("api", "direction"))
             m.counter("apigw_grpc_messages", "gRPC messages relayed.", ("api", "direction"))
+            if self.otel is not None:
+                m.counter("apigw_otel_spans_exported", "OTel spans the collector accepted.")
+                m.counter("apigw_otel_spans_failed",
+                          "OTel spans lost: the export failed (collector down or refusing).")
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -171,11 +209,27 @@ class Telemetry:
             try:
                 while self.metrics is not None:
                     await trio.sleep(_FLUSH)
+                    self._otel_counts()
                     self.metrics.flush()
                 await trio.sleep_forever()
             finally:
+                if self.otel is not None:
+                    with trio.CancelScope(shield=True):   # what is queued, bounded wait
+                        await trio.to_thread.run_sync(self.otel.shutdown)
                 if self.metrics is not None:
+                    self._otel_counts()
                     self.metrics.flush()   # SIGTERM: nothing counted is lost
+
+    def _otel_counts(self) -> None:
+        o = self.otel
+        if o is not None and self.metrics is not None:
+            seen = (o.exported, o.failed)   # the exporter thread's running totals
+            ex, fa = self._otel_seen
+            if seen[0] > ex:
+                self.metrics.count("apigw_otel_spans_exported", (), seen[0] - ex)
+            if seen[1] > fa:
+                self.metrics.count("apigw_otel_spans_failed", (), seen[1] - fa)
+            self._otel_seen = seen
 
     def _dropped(self, n: int) -> None:
         if self.metrics is not None:
@@ -193,10 +247,19 @@ class Telemetry:
 
     def wrap(self, handler: Any) -> Any:
         finish = self._finish
+        otel = self.otel
+        debug = self.debug
 
         async def handle(stream: Any) -> None:
             rec = Record(_now(), forward_trace(stream.request.headers, b"%016x" % _bits(64),
                                                b"%032x" % _bits(128)))
+            if otel is not None and otel.sampled(rec.trace):
+                rec.spans = []
+                if rec.trace.flags != b"01":   # the backend sees a sampled trace
+                    rec.trace.flags = b"%02x" % (int(rec.trace.flags, 16) | 1)
+                    set_traceparent(stream.request.headers, rec.trace.traceparent())
+            if debug.active:    # credentials were issued: look for the header
+                debug.begin(rec, stream.request.headers)
             stream.tel = rec
             status = 0
             try:
@@ -269,6 +332,10 @@ class Telemetry:
                              rec.traces))
         self.recent.append((now, req.method, req.target, status, total, api, backend,
                             reason))
+        if rec.spans is not None:
+            self.otel.record(stream, rec, status, api, op, product, reason, end, now)
+        if rec.debug is not None:
+            self.debug.finish(rec, status, end)
 
     def latest(self) -> list[dict]:
         """The latest requests, newest first (the admin page), paths redacted."""
@@ -303,6 +370,8 @@ class Telemetry:
         if metadata:
             entry["metadata"] = {k: self.redact(v, ctx) for k, v in metadata}
         if rec is not None:
+            if rec.debug is not None:
+                rec.debug.add("trace", _now(), **entry)
             if rec.traces is None:
                 rec.traces = []
             if len(rec.traces) < 100:

@@ -27,7 +27,10 @@ spread, since one run on a shared machine says little.  The telemetry rows (issu
 gw1notel has metrics turned off and no access log (only the W3C traceparent, which is
 always on), gw1tel has the metrics and a JSON access log of every request to a file; the
 report gives gw1tel / gw1notel round by round.  (gw1 itself runs the defaults: metrics on,
-no access log.)  The gw1jwtrs /
+no access log.)  gw1otel adds OpenTelemetry at ratio 1.0 (every request a SERVER and a
+CLIENT span) exported over OTLP/HTTP to a receiver in this process (its CPU is not the
+gateway's; the gateway's exporter thread is); gw1otel / gw1notel is reported too.  The
+gw1jwtrs /
 gw1jwtes rows are gw1 with one validate-jwt (issue 11): an RS256 / ES256 key made for the
 run, the same token on every request (the key and the verified token cached, exp checked
 every time); gw1tok is gw1 sent the same Authorization header (the request without its
@@ -37,7 +40,8 @@ Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
                                  [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1rlredis,gw1pool,gw1notel,
-                                         gw1tel,gw1tok,gw1jwtrs,gw1jwtes,gw2,h2nginx,h2gw1,h2gw2]
+                                         gw1tel,gw1otel,gw1tok,gw1jwtrs,gw1jwtes,gw2,h2nginx,
+                                         h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
 """
 
@@ -62,7 +66,8 @@ from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
 TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1rlredis", "gw1pool", "gw1notel",
-           "gw1tel", "gw1tok", "gw1jwtrs", "gw1jwtes", "gw2", "h2nginx", "h2gw1", "h2gw2")
+           "gw1tel", "gw1otel", "gw1tok", "gw1jwtrs", "gw1jwtes", "gw2", "h2nginx", "h2gw1",
+           "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
@@ -73,6 +78,7 @@ TARGET_LABELS = {
     "gw1pool": "apigw 1 worker, 3-member pool, breakers, health checks",
     "gw1notel": "apigw 1 worker, no telemetry",
     "gw1tel": "apigw 1 worker, metrics + access log",
+    "gw1otel": "apigw 1 worker, metrics + access log + OTel ratio 1.0",
     "gw1tok": "apigw 1 worker, no policy, with the token",
     "gw1jwtrs": "apigw 1 worker, validate-jwt RS256",
     "gw1jwtes": "apigw 1 worker, validate-jwt ES256",
@@ -498,7 +504,41 @@ DEFAULT_GW_CMD = "{python} -m apigw_core serve {config} --workers {workers}"
 TELEMETRY_CONFIG = {
     "notel": "telemetry: {{metrics: {{enabled: false}}}}\n",
     "tel": 'telemetry: {{access-log: {{path: "{dir}/access.log"}}}}\n',
+    "otel": 'telemetry: {{access-log: {{path: "{dir}/access.log"}}, otel: {{endpoint: "{otlp}", '
+            'sampler: parentbased_traceidratio, ratio: 1.0}}}}\n',
 }
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP endpoint on loopback for the gw1otel row: takes every export (counts
+    requests and bytes, decodes nothing) and answers an empty ExportTraceServiceResponse."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        owner = self
+        self.posts = 0
+        self.bytes = 0
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                owner.posts += 1
+                owner.bytes += n
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 # The gw1pol row (issue 9): the same proxy with the five policies of the issue's target at
 # global scope.  The API requires a subscription key and the all-apis subscription below
@@ -647,7 +687,7 @@ def jwt_headers(alg: str) -> Dict[str, str]:
 def start_gateway(workdir: str, workers: int, port: int, backend_port: int, timeout: float,
                   cmd: str = "", h2c: bool = False, policies: bool = False,
                   telemetry: str = "", rate_limit: bool = False, redis_port: int = 0,
-                  pool: bool = False, jwt_alg: Optional[str] = None
+                  pool: bool = False, jwt_alg: Optional[str] = None, otlp: str = ""
                   ) -> Tuple[Optional[subprocess.Popen], Optional[str]]:
     kind = ("pol" if policies else "rl" if rate_limit else "pool" if pool
             else f"jwt{jwt_alg}" if jwt_alg else "")
@@ -664,7 +704,8 @@ def start_gateway(workdir: str, workers: int, port: int, backend_port: int, time
                       else GATEWAY_CONFIG)
                      + TELEMETRY_CONFIG.get(telemetry, "")).format(
                 port=port, backend_port=backend_port,
-                protocols="http1, h2c" if h2c else "http1", dir=d, redis_port=redis_port))
+                protocols="http1, h2c" if h2c else "http1", dir=d, redis_port=redis_port,
+                otlp=otlp))
     errpath = os.path.join(d, "stderr.log")
     outpath = os.path.join(d, "stdout.log")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -831,7 +872,12 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
     redis_row = target.endswith("rlredis")
     rate_limit = target.endswith("rl") or redis_row
     pool = target.endswith("pool")
-    telemetry = next((t for t in ("notel", "tel") if target.endswith(t)), "")
+    telemetry = next((t for t in ("notel", "otel", "tel") if target.endswith(t)), "")
+    otlp = ""
+    if telemetry == "otel":
+        if "otlp" not in ctx:
+            ctx["otlp"] = OtlpReceiver()
+        otlp = ctx["otlp"].url
     jwt_alg = {"jwtrs": "RS256", "jwtes": "ES256"}.get(target[-5:])
     token = jwt_headers("RS256") if target == "gw1tok" else None
     workers = int(target.removeprefix("h2").removesuffix("redis").removesuffix("pool")
@@ -843,7 +889,7 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
     p, err = start_gateway(workdir, workers, port, backend_port, args.ready_timeout, args.gw_cmd,
                            h2c=h2, policies=policies, telemetry=telemetry,
                            rate_limit=rate_limit, redis_port=ctx["redis"][1] if redis_row else 0,
-                           pool=pool, jwt_alg=jwt_alg)
+                           pool=pool, jwt_alg=jwt_alg, otlp=otlp)
     if p is None:
         res.error = err
         print(f"# {target}: gateway did not come up: {err}", file=sys.stderr, flush=True)
@@ -883,7 +929,7 @@ def spread_lines(results: List[Result]) -> List[str]:
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
     for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1rlredis", "gw1rl"),
-                     ("gw1pool", "gw1"), ("gw1tel", "gw1notel"), ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
+                     ("gw1pool", "gw1"), ("gw1tel", "gw1notel"), ("gw1otel", "gw1notel"), ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
                      ("gw1jwtrs", "gw1tok"), ("gw1jwtes", "gw1tok")):
         g1 = {r.round: r for r in by_target.get(den, [])}
         gp = {r.round: r for r in by_target.get(num, [])}
@@ -942,7 +988,7 @@ def report(results: List[Result], info: dict, args) -> str:
             lines.append(f"{g.label}: {g.req_per_cpu_s / h2px.req_per_cpu_s:.1%} of nginx h2c "
                          f"proxy's req per CPU-s, {g.rps / h2px.rps:.1%} of its req/s")
     for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1pool", "gw1"),
-                     ("gw1tel", "gw1notel"), ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
+                     ("gw1tel", "gw1notel"), ("gw1otel", "gw1notel"), ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
                      ("gw1jwtrs", "gw1tok"), ("gw1jwtes", "gw1tok")):
         a, b = by.get(num), by.get(den)
         if a and b and a.ok and b.ok and a.req_per_cpu_s and b.req_per_cpu_s:

@@ -43,7 +43,7 @@ def test_built():
     ({"access-log": {"file": "x"}}, "telemetry.access-log.file: unknown key"),
     ({"metrics": {"enabled": "yes"}}, "telemetry.metrics.enabled: "),
     ({"metrics": {"max-dimension-values": 0}}, "telemetry.metrics.max-dimension-values: "),
-    ({"otel": {"endpoint": "http://127.0.0.1:4318"}}, "telemetry.otel: not supported yet"),
+    ({"otel": {"endpoint": "ftp://x"}}, "telemetry.otel.endpoint: expected an http:// or https:// URL"),
     ({"tracing": {}}, "telemetry.tracing: unknown key"),
 ])
 def test_errors_name_their_path(section, error):
