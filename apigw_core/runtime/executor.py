@@ -38,25 +38,23 @@ import trio
 from ..gateway.forwarding import forward_request_headers, forward_response_headers
 from ..gateway.pipeline import (
     Context, ForwardRequest, Headers, PolicyError, ReadRequestBody, ReadResponseBody,
-    RequestView, ResponseView, SendRequest, run,
+    ResponseView, SendRequest, run,
 )
 from ..gateway.replies import is_grpc
-from ..gateway.subscriptions import Access, without_key
-from ..protocol import grpc
+from ..gateway.subscriptions import without_key
 from ..protocol import (
     ConnectionClosed, Data, EndOfMessage, InformationalResponse, ProtocolError, Request,
     Response, StreamReset,
 )
 from .stream import BodyError, ClientGone, send_local_reply
-# proxy.py imports this module lazily (inside proxy_handler), so importing it here at the
+# proxy.py imports this module lazily (via admission.py, inside proxy_handler), so importing it here at the
 # top makes no cycle, and the request path does no import work
-from .proxy import _authority_of, _deadline_exceeded, _h1_framing, pump_upload
+from .proxy import _authority_of, _h1_framing, pump_upload
 from .balance import BalancedPool
 from .commands import COMMAND_HANDLERS, run_finish
 from . import retrying   # the retry policy's commands, and its budget counts
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
 from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
-from .debugtrace import traced_program
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket
@@ -67,7 +65,7 @@ if TYPE_CHECKING:
     from .stream import HTTPStream
     from .state import GatewayState
 
-__all__ = ["run_pipeline"]
+__all__: list[str] = []   # the entry point is admission.run_pipeline; _Call is its engine
 
 log = logging.getLogger("apigw_core.runtime")
 
@@ -544,126 +542,3 @@ def _merge(headers: list, extra: list) -> list:
         return headers
     names = {n for n, _ in extra if n != b"vary"}
     return [h for h in headers if h[0] not in names] + extra
-
-
-def _request_view(stream: "HTTPStream", route: Any, host: Optional[bytes],
-                  params: Any, protocol: str) -> RequestView:
-    req = stream.request
-    query = route.path.partition(b"?")[2]
-    api_path = route.api.path
-    full = (api_path.encode() + route.rest) if route.rest or api_path else b"/"
-    # positional (method, scheme, host, path, query, headers, ip, params, body, tls,
-    # protocol): a dataclass __init__ called with keywords costs twice as much
-    tls = stream.tls
-    return RequestView(
-        req.method.decode("ascii"), stream.scheme.decode("ascii"),
-        host.decode("latin-1") if host else "",
-        full.decode("utf-8", "surrogateescape") or "/",
-        query.decode("utf-8", "surrogateescape") if query else "", Headers(list(req.headers)),
-        stream.client[0], dict(params) if params else {}, None,
-        tls.cert if tls is not None else None, protocol)
-
-
-def _is_preflight(req: Request) -> bool:
-    if req.method != b"OPTIONS":
-        return False
-    origin = acrm = False
-    for n, _ in req.headers:
-        if n == b"origin":
-            origin = True
-        elif n == b"access-control-request-method":
-            acrm = True
-    return origin and acrm
-
-
-def _has_cors(program: Any) -> bool:
-    return any(step.name == "cors" for step in program.inbound)
-
-
-async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", route: Any,
-                       host: Optional[bytes], web: Any, protocol: str,
-                       grpc_timeout: Optional[float] = None) -> None:
-    """Serve one request of a non-plain API: operation, subscription, program, commands.
-    `grpc_timeout`: the caller's grpc-timeout, enforced here and forwarded as what is left."""
-    req = stream.request
-    api = route.api
-    query = route.path.partition(b"?")[2]
-    error: Optional[PolicyError] = None
-    op_match = state.operations.match(api, req.method, route.rest, query)
-    operation = getattr(op_match, "operation", None)
-    params = getattr(op_match, "params", {})
-    preflight = _is_preflight(req)
-    if not hasattr(op_match, "operation"):   # Denied: OperationNotFound
-        if not (preflight and _has_cors(state.programs.get(api.name, None, None))):
-            error = PolicyError(op_match.status, op_match.reason, op_match.message,
-                                op_match.headers, source="configuration")
-    op_name = operation.name if operation is not None else None
-    product = subscription = key = None
-    if error is None:
-        if preflight and _has_cors(state.programs.get(api.name, op_name, None)):
-            # APIM answers a preflight with the cors policy alone: no operation (browsers
-            # send OPTIONS to any URL) and no subscription key (they send no key)
-            access: Any = None
-        else:
-            access = state.subscriptions.resolve_request(
-                api, req.headers, query, scheme=stream.scheme.decode("ascii"),
-                host=host or b"")
-        if access is not None and not isinstance(access, Access):
-            error = PolicyError(access.status, access.reason, access.message,
-                                access.headers, source="configuration")
-        elif access is not None:
-            product, subscription, key = access.product, access.subscription, access.key
-    program = state.programs.get(api.name, op_name, getattr(product, "name", None))
-    client_rid = _client_rid(req.headers)
-    rid = client_rid if client_rid is not None and 0 < len(client_rid) <= 200 \
-        else gw.request_ids()
-    ctx = Context(_request_view(stream, route, host, params, protocol), rid.decode("latin-1"),
-                  api, operation, product, subscription, key)
-    if rid is not client_rid:   # the id policies see is the one forwarded
-        if client_rid is None:  # (nothing to replace: the copy just gets it)
-            ctx.request.headers.items.append((b"x-request-id", rid))
-        else:
-            ctx.request.headers.set(b"x-request-id", (rid,))
-    deadline = None
-    if grpc_timeout is not None:
-        deadline = trio.current_time() + grpc_timeout
-        ctx.request.headers.items = grpc.with_timeout(ctx.request.headers.items, grpc_timeout)
-    rec = stream.tel
-    if rec is not None:   # runtime/telemetry.py reads the rest from ctx at the end
-        rec.route, rec.ctx, rec.rid = route, ctx, rid
-        if rec.debug is not None:   # a traced request: each step records what it did
-            program = traced_program(program, rec.debug)
-    call = _Call(gw, state, stream, route, ctx, program, web, rid)
-    if grpc_timeout is None and stream.body_complete:   # the usual case: no task, no scope
-        await call.run(error)
-        return
-
-    async def go() -> None:
-        if stream.body_complete:
-            await call.run(error)
-            return
-        async with trio.open_nursery() as nursery:
-            call.nursery = nursery
-            try:
-                await call.run(error)
-            except (ClientGone, BodyError) as e:
-                call.pump_error.append(e)
-            nursery.cancel_scope.cancel()
-        if call.pump_error:
-            raise call.pump_error[0]
-
-    if deadline is None:
-        await go()
-        return
-    with trio.move_on_at(deadline) as scope:
-        await go()
-    if scope.cancelled_caught:
-        await _deadline_exceeded(stream, web)
-
-
-def _client_rid(headers: list) -> Optional[bytes]:
-    for n, v in headers:
-        if n == b"x-request-id":
-            return v
-    return None
-

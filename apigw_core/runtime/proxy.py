@@ -93,7 +93,7 @@ def _authority_of(target: bytes) -> Optional[bytes]:
 
 def proxy_handler(gw: "Gateway"):
     """The request handler of a gateway listener."""
-    from .executor import run_pipeline   # it reuses this module's helpers
+    from .admission import run_pipeline   # it reuses this module's helpers
 
     new_id = gw.request_ids
     write_timeout = gw.config.server.write_timeout
