@@ -51,7 +51,8 @@ _SLICE = 256            # requests encoded between two checkpoints
 _BACKOFF = (0.5, 8.0)   # a failed export waits this long, doubling up to the second
 _CACHE_MAX = 4096
 _times = struct.Struct("<BQBQ").pack     # start (field 7), end (field 8): fixed64
-_KIND = {otlp.SERVER: b"\x30\x02", otlp.CLIENT: b"\x30\x03"}
+_EVENT_KEYS = ("apim.policy", "apim.reason", "apim.message", "apim.scope", "apim.section",
+               "apim.path")
 
 
 def _flags_sampled(flags: bytes) -> bool:
@@ -121,8 +122,25 @@ class Otel:
         if len(q) >= self._cap:
             self.dropped += 1 + len(rec.spans)
             return
-        q.append((rec, stream.request, stream.scheme, stream.client, status, api, op,
-                  product, reason, end, now - end))
+        # plain values only (bytes, str, numbers): the queued tuples hold no Record, no
+        # request, no pipeline context alive, so the cyclic GC has nothing to walk there
+        tc = rec.trace
+        req = stream.request
+        host = b""
+        for n, v in req.headers:
+            if n == b"host" or n == b":authority":
+                host = v
+                break
+        pctx = rec.ctx
+        e = None if pctx is None else pctx.last_error
+        client = stream.client
+        route = rec.route
+        q.append((tc.trace_id, tc.span_id, tc.parent_id, req.method, req.target, host,
+                  stream.scheme, client[0] if client else None, req.http_version, status,
+                  api, op, product, reason, None if route is None else route.api.path,
+                  None if e is None else (e.source, e.reason, e.message, e.scope, e.section,
+                                          e.path),
+                  tuple(rec.spans), rec.t_head, rec.start, end, now - end))
         if len(q) == self._wake_at:
             self._wake.set()
 
@@ -155,7 +173,7 @@ class Otel:
             await self.client.close()
 
     def _queued_spans(self) -> int:
-        return sum(1 + len(it[0].spans) for it in self._q)
+        return sum(1 + len(it[16]) for it in self._q)
 
     async def _export(self) -> bool:
         """One batch: encode, POST, count.  False when the collector did not take it."""
@@ -189,56 +207,43 @@ class Otel:
 
     def _encode(self, item: tuple, out: list) -> None:
         """Append the encoded SERVER and CLIENT spans of one queued request to `out`."""
-        rec, req, sch, client, status, api, op, product, reason, end, off = item
+        (trace_id, span_id, parent_id, method, target, host, sch, client, version, status,
+         api, op, product, reason, rpath, e, attempts, t_head, start, end, off) = item
         off_ns = off * 1e9                # perf_counter time -> Unix nanoseconds
         end_ns = int(end * 1e9 + off_ns)
-        tc = rec.trace
-        trace_f = b"\x0a\x10" + unhexlify(tc.trace_id)
-        server_id = unhexlify(tc.span_id)
-        method = req.method
-        target = req.target
+        trace_f = b"\x0a\x10" + unhexlify(trace_id)
+        server_id = unhexlify(span_id)
         q = target.find(b"?")
         path = target if q < 0 else target[:q]
-        host = b""
-        for n, v in req.headers:
-            if n == b"host" or n == b":authority":
-                host = v
-                break
         err = status >= 500 or status == 0
         etype = (reason or str(status or "unfinished")) if err or reason else None
-        route = rec.route
-        key = (method, path, sch, req.http_version, q >= 0, host,
-               client[0] if client else None, status, api, op, product, etype)
+        key = (method, path, sch, version, q >= 0, host, client, status, api, op, product,
+               etype)
         attrs = self._server_attrs.get(key)
         if attrs is None:
             attrs = _cached(self._server_attrs, key, lambda: _server_attrs(*key))
-        rpath = None if route is None else route.api.path
         name = self._names.get((method, rpath))
         if name is None:
             name = _cached(self._names, (method, rpath), lambda: otlp.field(
                 5, (method if rpath is None else b"%s %s" % (method, rpath.encode() or b"/"))))
         parts = [trace_f, b"\x12\x08", server_id]
-        if tc.parent_id is not None:
-            parts += (b"\x22\x08", unhexlify(tc.parent_id))
-        parts += (name, b"\x30\x02", _times(0x39, int(rec.start * 1e9 + off_ns), 0x41, end_ns), attrs)
-        pctx = rec.ctx
-        if pctx is not None and pctx.last_error is not None:
-            e = pctx.last_error
-            parts.append(otlp.event(end_ns, "policy.error", {
-                "apim.policy": e.source, "apim.reason": e.reason, "apim.message": e.message,
-                "apim.scope": e.scope, "apim.section": e.section, "apim.path": e.path}))
+        if parent_id is not None:
+            parts += (b"\x22\x08", unhexlify(parent_id))
+        parts += (name, b"\x30\x02", _times(0x39, int(start * 1e9 + off_ns), 0x41, end_ns),
+                  attrs)
+        if e is not None:
+            parts.append(otlp.event(end_ns, "policy.error", dict(zip(_EVENT_KEYS, e))))
         if err:
             parts.append(otlp.status_error(reason or str(status)))
         out.append(otlp.span_field(b"".join(parts)))
-        attempts = rec.spans
         last = len(attempts) - 1
         cname = self._names.get((method, 0))
         if cname is None:
             cname = _cached(self._names, (method, 0), lambda: otlp.field(5, method))
         parent_f = b"\x22\x08" + server_id
         for i, (span_id, t0, backend, authority, url) in enumerate(attempts):
-            t1 = attempts[i + 1][1] if i < last else (rec.t_head or end)
-            failed = i < last or bool(reason) or not rec.t_head
+            t1 = attempts[i + 1][1] if i < last else (t_head or end)
+            failed = i < last or bool(reason) or not t_head
             cet = ("retried" if i < last else (reason or "unfinished")) if failed else None
             ckey = (method, backend, url, authority, i, None if failed else status, cet)
             ca = self._client_attrs.get(ckey)
