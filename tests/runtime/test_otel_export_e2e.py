@@ -2,7 +2,8 @@
 real keep-alive OTLP/HTTP receiver (opentelemetry-proto decodes what arrives): a
 collector that is down, then comes up (failures counted, then spans arrive); one
 connection kept alive across exports; `--workers 2` (both workers export, parents
-right); a `retry` policy's attempts as sibling CLIENT spans under one SERVER span."""
+right); a `retry` policy's attempts as sibling CLIENT spans under one SERVER span; a full
+queue drops and counts (`apigw_otel_spans_dropped`)."""
 
 from __future__ import annotations
 
@@ -184,3 +185,20 @@ def test_retry_policy_attempts_are_siblings(gateway):
     finally:
         rx.close()
         rb.close()
+
+
+def test_full_queue_drops_and_counts(gateway):
+    # queue 1 and a dead collector: while the exporter backs off, the one queued
+    # request's spans wait and every later request's spans are dropped, counted
+    dead = f"http://127.0.0.1:{_free_port()}/v1/traces"
+    with Backend("ok") as be:
+        cfg = _config(be.url, dead)
+        cfg["telemetry"]["otel"]["queue"] = 1
+        gw = gateway(cfg)
+        with httpx.Client(base_url=gw.url, timeout=10) as c:
+            for i in range(20):
+                assert c.get(f"/plain/{i}").status_code == 200
+        wait_until(lambda: _counter(gw, "apigw_otel_spans_dropped") >= 2, timeout=15)
+        wait_until(lambda: _counter(gw, "apigw_otel_spans_failed") >= 2, timeout=30)
+        assert _counter(gw, "apigw_otel_spans_dropped") + \
+            _counter(gw, "apigw_otel_spans_failed") <= 40
