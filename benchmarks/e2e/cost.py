@@ -14,6 +14,12 @@ cProfile instead (no valgrind) and prints its top functions by own time.
 
     python benchmarks/e2e/cost.py                    # both configs, instructions/request
     python benchmarks/e2e/cost.py --only gw1pol --profile 25
+    python benchmarks/e2e/cost.py --only gw1notel,gw1tel,gw1otel --threads   # issue 13
+
+The telemetry rows are run.py's: gw1otel exports to run.py's OTLP receiver, run in this
+process (not counted).  `--threads` splits the count by thread (the access-log writer;
+with an exporter thread, its share).  On a loaded VM valgrind serves a few requests a
+second, and work done per interval (flushes, exports) is then spread over few requests.
 """
 
 from __future__ import annotations
@@ -106,7 +112,8 @@ def count(name: str, workdir: str, backend_port: int, args) -> Dict[str, float]:
     deadline = time.monotonic() + 120
 
     def totals() -> Optional[list]:
-        names = sorted(f for f in os.listdir(d) if f.startswith("callgrind.out"))
+        names = sorted(f for f in os.listdir(d) if f.startswith("callgrind.out")
+                       and os.path.getsize(os.path.join(d, f)))   # threads: an empty base
         try:
             got = [_totals(os.path.join(d, f)) for f in names]
         except RuntimeError:
