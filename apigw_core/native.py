@@ -35,6 +35,7 @@ from ._purepy.http1_head import (  # noqa: F401  (re-exported)
 
 PyHeadParser = _py_head.HeadParser
 py_parse_response_head = _py_resp.parse_response_head
+response_codes = _py_resp  # the response parser's codes and messages (both parsers')
 
 _ffi: Any = None
 _lib: Any = None

@@ -34,7 +34,6 @@ import re
 from typing import Optional
 
 from ... import native as _native
-from ..._purepy import http1_response as _rh
 from .._errors import ProtocolError, UsageError
 from ._body import (
     TOKEN_RE,
@@ -61,6 +60,7 @@ from ..events import (
 __all__ = ["ClientConnection"]
 
 _TARGET_RE = re.compile(rb"[\x21-\x7e\x80-\xff]+")
+_rh = _native.response_codes
 _INCOMPLETE = _rh.INCOMPLETE
 _MESSAGES = _rh.MESSAGES
 _E_FIELD_FIRST, _E_FIELD_LAST = _rh.E_BAD_FIELD_VALUE, _rh.E_OBS_FOLD
