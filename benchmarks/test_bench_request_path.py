@@ -1,7 +1,7 @@
 """The gateway's whole request path in memory: run.py's gw1 and gw1pol configs (issue 9),
-gw1pool (issue 12), and its telemetry rows gw1notel and gw1tel (issue 13).
-and its telemetry rows gw1notel and gw1tel (issue 13), gw1jwtrs / gw1jwtes (one validate-jwt)
-and gw1tok (issue 11).
+gw1pool (issue 12), its telemetry rows gw1notel, gw1tel and gw1otel (issue 13; gw1otel
+exports to run.py's OTLP receiver in a process of its own), gw1jwtrs / gw1jwtes (one
+validate-jwt) and gw1tok (issue 11).
 
 Strategy.  The real `H1Driver`, proxy handler, executor, `GatewayState`, policies and
 upstream pool serve keep-alive requests inside `trio.run`, with the two sockets replaced
@@ -120,12 +120,28 @@ class MemoryPool(UpstreamPool):
 
 
 _LOGDIR = tempfile.mkdtemp(prefix="apigw-bench-log-")
+_OTLP: list = []
+_RECEIVER = ("import sys, time; sys.path.insert(0, sys.argv[1]); import run; "
+             "r = run.OtlpReceiver(); print(r.url, flush=True); time.sleep(1e9)")
+
+
+def otlp_url() -> str:
+    """gw1otel's OTLP receiver (run.py's), in a process of its own: not counted here."""
+    if not _OTLP:
+        import atexit
+        import subprocess
+        p = subprocess.Popen([sys.executable, "-c", _RECEIVER, os.path.join(_HERE, "e2e")],
+                             stdout=subprocess.PIPE, text=True)
+        atexit.register(p.kill)
+        _OTLP.append(p.stdout.readline().strip())
+    return _OTLP[0]
 
 
 def make_gateway(config_text, wrap: bool = True) -> SimpleNamespace:
     fill = dict(port=PORT, backend_port=BACKEND_PORT, protocols="http1")
     text = config_text(**fill) if callable(config_text) else \
-        config_text.format(dir=_LOGDIR, **fill)
+        config_text.format(dir=_LOGDIR, otlp=otlp_url() if "{otlp}" in config_text else "",
+                           **fill)
     config = parse_config(load_yaml(text))
     state = GatewayState(config, None, make_pool=lambda _name, b: MemoryPool(b))
     gw = SimpleNamespace(state=state, config=config, request_ids=RequestIds())
@@ -143,6 +159,8 @@ CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None, True),
            "gw1bare": (e2e.GATEWAY_CONFIG, None, False),
            "gw1notel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["notel"], None, True),
            "gw1tel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["tel"], None, True),
+           # + OTel ratio 1.0 to a receiver process over loopback (the export is counted)
+           "gw1otel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["otel"], None, True),
            # issue 12: a 3-member weighted pool with breakers (health checks are tasks of
            # their own, not started here: one request per member every 5 s)
            "gw1pool": (e2e.POOL_CONFIG, None, True)}
@@ -261,7 +279,7 @@ def main() -> None:
     for name, (us, sends) in rows.items():
         print(f"| {name} | {us:.1f} | {sends:.2f} |")
     for a, b in (("gw1", "gw1pol"), ("gw1", "gw1pool"), ("gw1notel", "gw1tel"),
-                 ("gw1bare", "gw1notel"), ("gw1notel", "gw1")):
+                 ("gw1notel", "gw1otel"), ("gw1bare", "gw1notel"), ("gw1notel", "gw1")):
         if a in rows and b in rows:
             print(f"{b} / {a} (as req per CPU-s): {rows[a][0] / rows[b][0]:.3f}")
 

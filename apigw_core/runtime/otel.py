@@ -6,31 +6,53 @@ W3C ids (gateway/tracecontext.py), the start and end times, each backend attempt
 sampling decision is made here once per request (`sampled`, the SDK's sampler rules
 re-stated over the ids we hold), each sampled attempt gets its own span id, which is the
 parent in the `traceparent` sent to the backend (`client_span`), and when the request is
-over `record` encodes the finished spans (runtime/otlp.py: by hand, the SDK's encoder
-costs more than the proxy hop) and hands them to the SDK's BatchSpanProcessor: a bounded
-queue, exported over OTLP/HTTP by the SDK's exporter client from the SDK's own thread.
-A full queue drops spans; an export that fails (a dead collector) is counted
-(`apigw_otel_spans_failed`) and logged once, never retried on the request path.
+over `record` appends one tuple of references (the Record, the request, status, names,
+times) to a bounded deque: no encoding, no lock, no thread wake-up on the request path.
+A full queue drops the request's spans and counts them (`apigw_otel_spans_dropped`).
 
-The SDK is imported lazily, only when `telemetry.otel` is configured (the config refuses
-that section when the extra `apigw_core[otel]` is missing).  Retries are siblings: every
-attempt's CLIENT span has the SERVER span as parent, with `http.request.resend_count`.
+`run`, a task of the gateway's trio loop, exports: every half second, or as soon as
+half the queue is waiting, it encodes the queued requests' spans (runtime/otlp.py by hand,
+the attribute blocks that repeat from a bounded cache, a checkpoint every few hundred
+requests so requests keep being served) into one ExportTraceServiceRequest and POSTs it
+over a kept-alive connection (runtime/otlp_http.py).  No exporter thread: the export's
+CPU stays in the gateway's process, without GIL hand-overs.  An export that fails (a dead
+collector) counts its spans (`apigw_otel_spans_failed`), is logged once per outage, and
+backs the exporter off (0.5 s doubling to 8 s; what queues meanwhile is dropped when the
+queue fills), never retried on the request path.
+
+The SDK is not imported (the config refuses the section when the extra `apigw_core[otel]`
+is missing).  Retries are siblings: every attempt's CLIENT span has the SERVER span as
+parent, with `http.request.resend_count`.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
+import struct
+from binascii import unhexlify
 from typing import Any, Optional
+
+import trio
 
 from ..gateway.config._telemetry import OtelConfig
 from . import otlp
+from .otlp_http import ExportError, OtlpHttp
 
 __all__ = ["Otel"]
 
 log = logging.getLogger("apigw_core.runtime")
 _bits = random.getrandbits
 _MASK64 = (1 << 64) - 1
+_DELAY = 0.5            # seconds between exports (sooner when half the queue waits)
+_BATCH = 2048           # requests per export, at most
+_SLICE = 256            # requests encoded between two checkpoints
+_BACKOFF = (0.5, 8.0)   # a failed export waits this long, doubling up to the second
+_CACHE_MAX = 4096
+_times = struct.Struct("<BQBQ").pack     # start (field 7), end (field 8): fixed64
+_EVENT_KEYS = ("apim.policy", "apim.reason", "apim.message", "apim.scope", "apim.section",
+               "apim.path")
 
 
 def _flags_sampled(flags: bytes) -> bool:
@@ -49,78 +71,38 @@ def set_traceparent(headers: list, value: bytes) -> None:
     headers.append((b"traceparent", value))
 
 
+def _cached(cache: dict, key: Any, make: Any) -> bytes:
+    b = cache.get(key)
+    if b is None:
+        b = make()
+        if len(cache) >= _CACHE_MAX:   # bounded: unique values (paths) must not grow it
+            cache.clear()
+        cache[key] = b
+    return b
+
+
 class Otel:
     """The exporter of one gateway process (see the module docstring)."""
 
     def __init__(self, cfg: OtelConfig) -> None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace.export import (BatchSpanProcessor, SpanExporter,
-                                                    SpanExportResult)
-        from opentelemetry.trace import SpanContext, TraceFlags
-
-        # what BatchSpanProcessor.on_end reads of an item: a sampled context
-        self._sampled_ctx = SpanContext(1, 1, False, TraceFlags(TraceFlags.SAMPLED))
+        self.cfg = cfg
         self._res = otlp.resource(cfg.service_name)
-        self.failed = 0       # spans an export lost (written by the exporter thread)
-        self.exported = 0
+        self.failed = 0       # spans an export lost
+        self.exported = 0     # spans the collector accepted
+        self.dropped = 0      # spans the full queue refused
         self._parent_based = cfg.sampler.startswith("parentbased_")
         root = cfg.sampler.removeprefix("parentbased_")
         self._bound = {"always_on": 1 << 64, "always_off": 0}.get(
             root, round(cfg.ratio * (1 << 64)))
-        # the exporter's own error logs would repeat per batch: the counter says it
-        for name in ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                     "opentelemetry.exporter.otlp.proto.http",
-                     "opentelemetry.exporter.http_transport",
-                     "opentelemetry.sdk._shared_internal"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        owner = self
-        res = self._res
-
-        class _Export(SpanExporter):
-            """Joins the requests' pre-encoded spans into one ExportTraceServiceRequest
-            and posts it with the OTLP/HTTP exporter's client (its retries, timeout,
-            session); counts what was accepted and what was lost."""
-
-            def __init__(self, inner: Any) -> None:
-                self.inner = inner
-                self.down = False
-
-            def _post(self, body: bytes) -> bool:
-                client = getattr(self.inner, "_client", None)
-                if client is not None and hasattr(client, "export"):
-                    return bool(client.export(body).success)
-                import urllib.request   # an SDK without that client: a plain POST
-                req = urllib.request.Request(cfg.endpoint, body, method="POST", headers={
-                    "Content-Type": "application/x-protobuf"})
-                with urllib.request.urlopen(req, timeout=5) as r:
-                    return 200 <= r.status < 300
-
-            def export(self, items: Any) -> Any:
-                spans = [b for it in items for b in it.data]
-                try:
-                    ok = self._post(otlp.request(res, spans))
-                except Exception:  # noqa: BLE001 - a broken collector is a count
-                    ok = False
-                if ok:
-                    owner.exported += len(spans)
-                    if self.down:
-                        log.warning("OTLP export to %s works again", cfg.endpoint)
-                        self.down = False
-                    return SpanExportResult.SUCCESS
-                owner.failed += len(spans)
-                if not self.down:
-                    log.warning("OTLP export to %s failed: spans are counted in "
-                                "apigw_otel_spans_failed", cfg.endpoint)
-                    self.down = True
-                return SpanExportResult.FAILURE
-
-            def shutdown(self) -> None:
-                self.inner.shutdown()
-
-        self.processor = BatchSpanProcessor(
-            _Export(OTLPSpanExporter(endpoint=cfg.endpoint, timeout=5)),
-            max_queue_size=cfg.queue, schedule_delay_millis=500,
-            max_export_batch_size=min(1024, cfg.queue), export_timeout_millis=5000)
+        self._q: collections.deque = collections.deque()
+        self._cap = max(1, cfg.queue)
+        self._wake_at = max(1, min(_BATCH, self._cap // 2))
+        self._wake = trio.Event()
+        self.client = OtlpHttp(cfg.endpoint)
+        self._down = False
+        self._server_attrs: dict = {}
+        self._client_attrs: dict = {}
+        self._names: dict = {}
 
     def sampled(self, trace: Any) -> bool:
         """The sampler's decision for a request's trace context."""
@@ -129,95 +111,196 @@ class Otel:
         return (int(trace.trace_id[16:], 16) & _MASK64) < self._bound
 
     def shutdown(self) -> None:
-        """Export what is queued (bounded by the export timeout) and stop the thread."""
-        self.processor.shutdown()
+        """Nothing to stop: the exporter is `run`'s task (its cancellation flushes)."""
 
-    # -- spans ---------------------------------------------------------------------------
+    # -- the request path ------------------------------------------------------------------
 
     def record(self, stream: Any, rec: Any, status: int, api: str, op: str, product: str,
                reason: str, end: float, now: float) -> None:
-        """Hand the finished request's spans to the batch processor (no I/O here)."""
-        def ns(t: float) -> int:        # perf_counter time -> Unix nanoseconds
-            return int((now - (end - t)) * 1e9)
-
+        """Queue the finished request's spans for the exporter (no encoding, no I/O)."""
+        q = self._q
+        if len(q) >= self._cap:
+            self.dropped += 1 + len(rec.spans)
+            return
+        # plain values only (bytes, str, numbers): the queued tuples hold no Record, no
+        # request, no pipeline context alive, so the cyclic GC has nothing to walk there
         tc = rec.trace
-        trace_id = bytes.fromhex(tc.trace_id.decode())
-        server_id = bytes.fromhex(tc.span_id.decode())
-        parent = bytes.fromhex(tc.parent_id.decode()) if tc.parent_id is not None else None
         req = stream.request
-        method = req.method.decode("latin-1")
-        target = req.target
-        q = target.find(b"?")
-        path = (target if q < 0 else target[:q]).decode("utf-8", "replace")
         host = b""
         for n, v in req.headers:
             if n == b"host" or n == b":authority":
                 host = v
                 break
-        sch = stream.scheme
-        attrs: dict = {"http.request.method": method, "url.path": path,
-                       "url.scheme": sch.decode() if isinstance(sch, bytes) else str(sch),
-                       "network.protocol.version": req.http_version.decode("latin-1")}
-        if q >= 0:
-            attrs["url.query"] = "REDACTED"   # subscription keys may ride in the query
-        if host:
-            h, _, port = host.decode("latin-1").rpartition(":")
-            if h and port.isdigit():
-                attrs["server.address"], attrs["server.port"] = h, int(port)
-            else:
-                attrs["server.address"] = host.decode("latin-1")
-        if stream.client:
-            attrs["client.address"] = stream.client[0]
-        if status:
-            attrs["http.response.status_code"] = status
-        if api:
-            attrs["apim.api"] = api
-            if op:
-                attrs["apim.operation"] = op
-            if product:
-                attrs["apim.product"] = product
-        events: tuple = ()
         pctx = rec.ctx
-        if pctx is not None and pctx.last_error is not None:
-            e = pctx.last_error
-            events = ((ns(end), "policy.error", {
-                "apim.policy": e.source, "apim.reason": e.reason, "apim.message": e.message,
-                "apim.scope": e.scope, "apim.section": e.section, "apim.path": e.path}),)
+        e = None if pctx is None else pctx.last_error
+        client = stream.client
+        route = rec.route
+        q.append((tc.trace_id, tc.span_id, tc.parent_id, req.method, req.target, host,
+                  stream.scheme, client[0] if client else None, req.http_version, status,
+                  api, op, product, reason, None if route is None else route.api.path,
+                  None if e is None else (e.source, e.reason, e.message, e.scope, e.section,
+                                          e.path),
+                  tuple(rec.spans), rec.t_head, rec.start, end, now - end))
+        if len(q) == self._wake_at:
+            self._wake.set()
+
+    # -- the exporter task -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Export what is queued until cancelled; then a last, bounded export."""
+        delay = 0.0     # the back-off after a failed export
+        try:
+            while True:
+                if delay:
+                    await trio.sleep(delay)
+                else:
+                    with trio.move_on_after(_DELAY):
+                        await self._wake.wait()
+                if self._wake.is_set():
+                    self._wake = trio.Event()
+                if not self._q:
+                    continue
+                if await self._export():
+                    delay = 0.0
+                else:
+                    delay = min(delay * 2, _BACKOFF[1]) if delay else _BACKOFF[0]
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                while self._q and await self._export():
+                    pass
+            self.failed += self._queued_spans()   # what the last export could not send
+            self._q.clear()
+            await self.client.close()
+
+    def _queued_spans(self) -> int:
+        return sum(1 + len(it[16]) for it in self._q)
+
+    async def _export(self) -> bool:
+        """One batch: encode, POST, count.  False when the collector did not take it."""
+        q = self._q
+        spans: list = []
+        encode = self._encode
+        for i in range(min(len(q), _BATCH)):
+            if i and not i % _SLICE:
+                await trio.lowlevel.checkpoint()
+            encode(q.popleft(), spans)
+        body = otlp.request(self._res, spans)
+        try:
+            await self.client.post(body)
+        except BaseException as exc:
+            self.failed += len(spans)    # cancelled mid-export (shutdown) too
+            if not isinstance(exc, ExportError):
+                raise
+
+            if not self._down:
+                log.warning("OTLP export to %s failed (%s): spans are counted in "
+                            "apigw_otel_spans_failed", self.cfg.endpoint, exc)
+                self._down = True
+            return False
+        self.exported += len(spans)
+        if self._down:
+            log.warning("OTLP export to %s works again", self.cfg.endpoint)
+            self._down = False
+        return True
+
+    # -- encoding (the exporter's side) ------------------------------------------------------
+
+    def _encode(self, item: tuple, out: list) -> None:
+        """Append the encoded SERVER and CLIENT spans of one queued request to `out`."""
+        (trace_id, span_id, parent_id, method, target, host, sch, client, version, status,
+         api, op, product, reason, rpath, e, attempts, t_head, start, end, off) = item
+        off_ns = off * 1e9                # perf_counter time -> Unix nanoseconds
+        end_ns = int(end * 1e9 + off_ns)
+        trace_f = b"\x0a\x10" + unhexlify(trace_id)
+        server_id = unhexlify(span_id)
+        q = target.find(b"?")
+        path = target if q < 0 else target[:q]
         err = status >= 500 or status == 0
-        if err or reason:
-            attrs["error.type"] = reason or str(status or "unfinished")
-        name = method if rec.route is None else f"{method} {rec.route.api.path or '/'}"
-        data = [otlp.span(trace_id, server_id, parent, name, otlp.SERVER, ns(rec.start),
-                          ns(end), attrs, events, (reason or str(status)) if err else None)]
-        attempts = rec.spans or ()
+        etype = (reason or str(status or "unfinished")) if err or reason else None
+        key = (method, path, sch, version, q >= 0, host, client, status, api, op, product,
+               etype)
+        attrs = self._server_attrs.get(key)
+        if attrs is None:
+            attrs = _cached(self._server_attrs, key, lambda: _server_attrs(*key))
+        name = self._names.get((method, rpath))
+        if name is None:
+            name = _cached(self._names, (method, rpath), lambda: otlp.field(
+                5, (method if rpath is None else b"%s %s" % (method, rpath.encode() or b"/"))))
+        parts = [trace_f, b"\x12\x08", server_id]
+        if parent_id is not None:
+            parts += (b"\x22\x08", unhexlify(parent_id))
+        parts += (name, b"\x30\x02", _times(0x39, int(start * 1e9 + off_ns), 0x41, end_ns),
+                  attrs)
+        if e is not None:
+            parts.append(otlp.event(end_ns, "policy.error", dict(zip(_EVENT_KEYS, e))))
+        if err:
+            parts.append(otlp.status_error(reason or str(status)))
+        out.append(otlp.span_field(b"".join(parts)))
         last = len(attempts) - 1
+        cname = self._names.get((method, 0))
+        if cname is None:
+            cname = _cached(self._names, (method, 0), lambda: otlp.field(5, method))
+        parent_f = b"\x22\x08" + server_id
         for i, (span_id, t0, backend, authority, url) in enumerate(attempts):
-            t1 = attempts[i + 1][1] if i < last else (rec.t_head or end)
-            a: dict = {"http.request.method": method, "apim.backend": backend,
-                       "url.full": url}
-            h, _, port = authority.decode("latin-1").rpartition(":")
-            if h and port.isdigit():
-                a["server.address"], a["server.port"] = h.strip("[]"), int(port)
-            if i:
-                a["http.request.resend_count"] = i
-            failed = i < last or bool(reason) or not rec.t_head
-            if not failed and status:
-                a["http.response.status_code"] = status
-            if failed:
-                a["error.type"] = "retried" if i < last else (reason or "unfinished")
-            data.append(otlp.span(trace_id, bytes.fromhex(span_id.decode()), server_id,
-                                  method, otlp.CLIENT, ns(t0), ns(max(t1, t0)), a, (),
-                                  a["error.type"] if failed else None))
-        self.processor.on_end(_Item(self._sampled_ctx, data))
+            t1 = attempts[i + 1][1] if i < last else (t_head or end)
+            failed = i < last or bool(reason) or not t_head
+            cet = ("retried" if i < last else (reason or "unfinished")) if failed else None
+            ckey = (method, backend, url, authority, i, None if failed else status, cet)
+            ca = self._client_attrs.get(ckey)
+            if ca is None:
+                ca = _cached(self._client_attrs, ckey, lambda: _client_attrs(*ckey))
+            parts = [trace_f, b"\x12\x08", unhexlify(span_id), parent_f, cname, b"\x30\x03",
+                     _times(0x39, int(t0 * 1e9 + off_ns), 0x41,
+                            int(max(t1, t0) * 1e9 + off_ns)), ca]
+            if cet is not None:
+                parts.append(otlp.status_error(cet))
+            out.append(otlp.span_field(b"".join(parts)))
 
 
-class _Item:
-    """One request's encoded spans in the processor's queue."""
+def _server_attrs(method: bytes, path: bytes, sch: Any, version: bytes, query: bool,
+                  host: bytes, client: Optional[str], status: int, api: str, op: str,
+                  product: str, etype: Optional[str]) -> bytes:
+    attrs: dict = {"http.request.method": method.decode("latin-1"),
+                   "url.path": path.decode("utf-8", "replace"),
+                   "url.scheme": sch.decode() if isinstance(sch, bytes) else str(sch),
+                   "network.protocol.version": version.decode("latin-1")}
+    if query:
+        attrs["url.query"] = "REDACTED"   # subscription keys may ride in the query
+    if host:
+        h, _, port = host.decode("latin-1").rpartition(":")
+        if h and port.isdigit():
+            attrs["server.address"], attrs["server.port"] = h, int(port)
+        else:
+            attrs["server.address"] = host.decode("latin-1")
+    if client:
+        attrs["client.address"] = client
+    if status:
+        attrs["http.response.status_code"] = status
+    if api:
+        attrs["apim.api"] = api
+        if op:
+            attrs["apim.operation"] = op
+        if product:
+            attrs["apim.product"] = product
+    if etype is not None:
+        attrs["error.type"] = etype
+    return otlp.attributes(9, attrs)
 
-    __slots__ = ("context", "data")
 
-    def __init__(self, context: Any, data: list) -> None:
-        self.context, self.data = context, data
+def _client_attrs(method: bytes, backend: str, url: str, authority: bytes, i: int,
+                  status: Optional[int], etype: Optional[str]) -> bytes:
+    a: dict = {"http.request.method": method.decode("latin-1"), "apim.backend": backend,
+               "url.full": url}
+    h, _, port = authority.decode("latin-1").rpartition(":")
+    if h and port.isdigit():
+        a["server.address"], a["server.port"] = h.strip("[]"), int(port)
+    if i:
+        a["http.request.resend_count"] = i
+    if status:
+        a["http.response.status_code"] = status
+    if etype is not None:
+        a["error.type"] = etype
+    return otlp.attributes(9, a)
 
 
 def new_span_id() -> bytes:

@@ -172,9 +172,9 @@ class Telemetry:
         self.named_values = dict(config.named_values)
         self.otel: Any = None
         if tc.otel is not None:
-            from .otel import Otel   # imports the SDK: only when configured
+            from .otel import Otel
             self.otel = Otel(tc.otel)
-        self._otel_seen = (0, 0)
+        self._otel_seen = (0, 0, 0)
         self.debug = DebugTracing(api.name for api in config.apis)
         m = self.metrics
         if m is not None:
@@ -189,6 +189,8 @@ class Telemetry:
                 m.counter("apigw_otel_spans_exported", "OTel spans the collector accepted.")
                 m.counter("apigw_otel_spans_failed",
                           "OTel spans lost: the export failed (collector down or refusing).")
+                m.counter("apigw_otel_spans_dropped",
+                          "OTel spans dropped: the exporter's queue was full.")
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -202,33 +204,32 @@ class Telemetry:
                                    f"{exc.strerror or exc}") from None
 
     async def run(self) -> None:
-        """Flush the metrics every half second; run the access-log writer."""
-        async with trio.open_nursery() as nursery:
-            if self.access is not None:
-                nursery.start_soon(self.access.run)
-            try:
+        """Flush the metrics every half second; run the access-log writer and the OTLP
+        exporter (its cancellation exports what is queued, bounded)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.access is not None:
+                    nursery.start_soon(self.access.run)
+                if self.otel is not None:
+                    nursery.start_soon(self.otel.run)
                 while self.metrics is not None:
                     await trio.sleep(_FLUSH)
                     self._otel_counts()
                     self.metrics.flush()
                 await trio.sleep_forever()
-            finally:
-                if self.otel is not None:
-                    with trio.CancelScope(shield=True):   # what is queued, bounded wait
-                        await trio.to_thread.run_sync(self.otel.shutdown)
-                if self.metrics is not None:
-                    self._otel_counts()
-                    self.metrics.flush()   # SIGTERM: nothing counted is lost
+        finally:   # after the exporter's last export
+            if self.metrics is not None:
+                self._otel_counts()
+                self.metrics.flush()   # SIGTERM: nothing counted is lost
 
     def _otel_counts(self) -> None:
         o = self.otel
         if o is not None and self.metrics is not None:
-            seen = (o.exported, o.failed)   # the exporter thread's running totals
-            ex, fa = self._otel_seen
-            if seen[0] > ex:
-                self.metrics.count("apigw_otel_spans_exported", (), seen[0] - ex)
-            if seen[1] > fa:
-                self.metrics.count("apigw_otel_spans_failed", (), seen[1] - fa)
+            seen = (o.exported, o.failed, o.dropped)   # the exporter's running totals
+            for name, now, before in zip(("apigw_otel_spans_exported", "apigw_otel_spans_failed",
+                                          "apigw_otel_spans_dropped"), seen, self._otel_seen):
+                if now > before:
+                    self.metrics.count(name, (), now - before)
             self._otel_seen = seen
 
     def _dropped(self, n: int) -> None:

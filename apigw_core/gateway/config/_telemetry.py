@@ -5,7 +5,7 @@ the frozen dataclass the runtime reads sit together and other sections' files on
 one field line each.  `statuses` ranges (`"400-599"`, `"404"`) are parsed here once into
 (low, high) pairs, so the access log's filter is a tuple walk.  `otel` needs the optional extra
 `apigw_core[otel]`: the section is refused, with the extra's name, when its SDK cannot be
-found (looked up, never imported: only the runtime imports it, see runtime/otel.py).
+found (looked up, never imported; runtime/otel.py encodes and posts OTLP itself).
 
 ```yaml
 telemetry:
@@ -50,7 +50,7 @@ class OtelConfig:
     sampler: str = "parentbased_traceidratio"
     ratio: float = 1.0                   # the *traceidratio samplers' share of new traces
     service_name: str = "apigw"
-    queue: int = 2048                    # spans held for the exporter; beyond: dropped, counted
+    queue: int = 2048                    # requests (their spans) held; beyond: dropped, counted
 
 
 @dataclass(frozen=True, slots=True)
