@@ -88,10 +88,52 @@ static int ascii8(const unsigned char *p) {
     return !(w & 0x8080808080808080ULL);
 }
 
+#if defined(__SSE2__)
+/* From p + i, 16 bytes at a time while they are ASCII or well-formed 2-byte forms (the
+ * common non-ASCII text: Latin, Greek, Cyrillic, ...): every continuation byte follows a
+ * C2..DF lead and every such lead is followed by one.  *st is 0 or 1|CONT (a lead at the
+ * end of the last block) on entry and exit.  Returns where the scalar code takes over. */
+static size_t utf8_simd12(const unsigned char *p, size_t i, size_t n, uint32_t *st) {
+    unsigned carry = *st != 0;
+    const __m128i flip = _mm_set1_epi8((char)0x80); /* 80..BF -> 00..3F, C2..DF -> 42..5F */
+    const __m128i l_lo = _mm_set1_epi8(0x41), l_hi = _mm_set1_epi8(0x60);
+    const __m128i c_lo = _mm_set1_epi8(-1), c_hi = _mm_set1_epi8(0x40);
+    while (n - i >= 16) {
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        unsigned high = (unsigned)_mm_movemask_epi8(b);
+        if (!high && !carry) {
+            i += 16;
+            continue;
+        }
+        __m128i x = _mm_xor_si128(b, flip); /* signed compares on the flipped bytes */
+        unsigned lead = (unsigned)_mm_movemask_epi8(
+            _mm_and_si128(_mm_cmpgt_epi8(x, l_lo), _mm_cmpgt_epi8(l_hi, x)));
+        unsigned cont = (unsigned)_mm_movemask_epi8(
+            _mm_and_si128(_mm_cmpgt_epi8(x, c_lo), _mm_cmpgt_epi8(c_hi, x)));
+        if (((~high & 0xFFFFu) | lead | cont) != 0xFFFFu ||
+            cont != (((lead << 1) | carry) & 0xFFFFu))
+            break; /* something else (or an error): the scalar code decides */
+        carry = lead >> 15;
+        i += 16;
+    }
+    *st = carry ? (1 | CONT) : 0;
+    return i;
+}
+#endif
+
 /* Checks n plain bytes continuing state st; the new state or -1. */
 static long utf8_run(uint32_t st, const unsigned char *p, size_t n) {
     size_t i = 0;
+#if defined(__SSE2__)
+    size_t retry = 0; /* after a block the fast path gave up on, scalar code to here */
+#endif
     for (;;) {
+#if defined(__SSE2__)
+        if (i >= retry && n - i >= 16 && (st == 0 || st == (1 | CONT))) {
+            i = utf8_simd12(p, i, n, &st);
+            retry = i + 16;
+        }
+#endif
         while (st) { /* inside a code point */
             if (i == n)
                 return (long)st;
