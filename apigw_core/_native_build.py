@@ -148,17 +148,31 @@ int64_t apigw_bk_last_wait(void);
 uint64_t apigw_bk_hash(const char *key, size_t key_len, uint64_t seed);
 """
 
+# native/include/apigw/ws.h
+CDEF_WS = """
+#define APIGW_WS_UTF8_INVALID ...
+unsigned apigw_ws_mask(const unsigned char *src, size_t len, unsigned char *dst,
+                       const unsigned char key[4], unsigned phase);
+long apigw_ws_utf8(uint32_t state, const unsigned char *src, size_t len,
+                   const unsigned char *key, unsigned phase, int final);
+long apigw_ws_mask_utf8(uint32_t state, const unsigned char *src, size_t len,
+                        unsigned char *dst, const unsigned char *vkey,
+                        const unsigned char okey[4], unsigned phase, int final);
+"""
+
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.cdef(CDEF_RESPONSE)
 ffibuilder.cdef(CDEF_BUCKETS)
+ffibuilder.cdef(CDEF_WS)
 ffibuilder.set_source(
     "apigw_core._native",
     '#include "apigw/http1.h"\n#include "apigw/http1_response.h"\n'
-    '#include "apigw/buckets.h"',
+    '#include "apigw/buckets.h"\n#include "apigw/ws.h"',
     sources=[_path("native/src/http1.c"), _path("native/src/http1_response.c"),
              _path("native/src/buckets.c"),
-             _path("native/src/buckets_ops.c")],
+             _path("native/src/buckets_ops.c"),
+             _path("native/src/ws.c")],
     include_dirs=[_path("native/include")],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
 )

@@ -15,7 +15,7 @@ import functools
 import os
 import threading
 import warnings
-from typing import Any
+from typing import Any, Optional
 
 from ._purepy import http1_head as _py_head
 from ._purepy import http1_response as _py_resp
@@ -176,3 +176,66 @@ else:
     CResponseParser = None  # type: ignore[assignment,misc]
     HeadParser = PyHeadParser
     ResponseParser = PyResponseParser
+
+
+# -- WebSocket payloads (native/src/ws.c, twin _purepy/ws.py) -----------------------------
+from ._purepy import ws as _py_ws  # noqa: E402
+
+WS_UTF8_INVALID = _py_ws.INVALID
+
+
+def _src(data: Any) -> Any:
+    return data if data.__class__ is bytes else _ffi.from_buffer(data)
+
+
+def _key(key: Optional[bytes]) -> Any:
+    if key is None:
+        return _ffi.NULL
+    if len(key) != 4:
+        raise ValueError("a masking key is 4 bytes")
+    return key
+
+
+def _c_ws_mask(data: Any, key: bytes, phase: int = 0) -> bytes:
+    n = len(data)
+    out = bytearray(n)
+    _lib.apigw_ws_mask(_src(data), n, _ffi.from_buffer(out), _key(key), phase & 3)
+    return bytes(out)
+
+
+def _c_ws_mask_into(buf: bytearray, off: int, data: Any, key: bytes,
+                    phase: int = 0) -> None:
+    n = len(data)
+    if off < 0 or off + n > len(buf):
+        raise ValueError("mask_into: destination too small")
+    _lib.apigw_ws_mask(_src(data), n, _ffi.from_buffer(buf) + off, _key(key), phase & 3)
+
+
+def _c_ws_utf8(state: int, data: Any, key: Optional[bytes] = None, phase: int = 0,
+               final: bool = False) -> int:
+    if state < 0 or state >> 32:
+        return WS_UTF8_INVALID
+    return _lib.apigw_ws_utf8(state, _src(data), len(data), _key(key), phase & 3, final)
+
+
+def _c_ws_mask_utf8_into(state: int, buf: bytearray, off: int, data: Any,
+                         vkey: Optional[bytes], okey: bytes, phase: int = 0,
+                         final: bool = False) -> int:
+    n = len(data)
+    if off < 0 or off + n > len(buf):
+        raise ValueError("mask_utf8_into: destination too small")
+    if state < 0 or state >> 32:
+        return WS_UTF8_INVALID
+    return _lib.apigw_ws_mask_utf8(state, _src(data), n, _ffi.from_buffer(buf) + off,
+                                   _key(vkey), _key(okey), phase & 3, final)
+
+
+# ws_mask(data, key, phase=0) -> bytes; ws_mask_into(buf, off, data, key, phase=0);
+# ws_utf8(state, data, key=None, phase=0, final=False) -> state or WS_UTF8_INVALID;
+# ws_mask_utf8_into(state, buf, off, data, vkey, okey, phase=0, final=False): both at once
+if enabled:
+    ws_mask, ws_mask_into = _c_ws_mask, _c_ws_mask_into
+    ws_utf8, ws_mask_utf8_into = _c_ws_utf8, _c_ws_mask_utf8_into
+else:
+    ws_mask, ws_mask_into = _py_ws.mask, _py_ws.mask_into
+    ws_utf8, ws_mask_utf8_into = _py_ws.utf8, _py_ws.mask_utf8_into

@@ -1,9 +1,9 @@
 """WebSocket wire basics for the relay (RFC 6455 §5.2, §5.3, §7.4):
 opcodes, close codes and which of them may be sent, masking, and the relay's limits.
 
-Masking is the hot loop of a relay in pure Python: short payloads are XORed as one big
-integer, longer ones with four strided `bytes.translate` calls (one per key byte), which
-is about 1.2 GB/s here; the crossover was measured at about 2 KiB.
+Masking is the hot loop of a relay: `mask` is `apigw_core.native.ws_mask`, SSE2 in C
+(native/src/ws.c), or its pure-Python twin (big-int XOR for short payloads, four strided
+`bytes.translate` calls for longer ones, about 1.2 GB/s here).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from typing import Optional
+
+from ...native import ws_mask, ws_mask_into
 
 __all__ = ["WSLimits", "valid_close_code", "wire_close_code"]
 
@@ -21,9 +23,6 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 NORMAL, GOING_AWAY, PROTOCOL_ERROR, INVALID_DATA, TOO_BIG, INTERNAL_ERROR = (
     1000, 1001, 1002, 1007, 1009, 1011)
 NO_STATUS, ABNORMAL = 1005, 1006
-
-_XOR = [bytes(a ^ b for a in range(256)) for b in range(256)]
-
 
 def valid_close_code(code: int) -> bool:
     """True for a status code a Close frame may carry (RFC 6455 §7.4; 1012-1014 are
@@ -72,17 +71,23 @@ def frame_head(b0: int, n: int, masked: bool) -> bytes:
 
 def mask(data: bytes, key: bytes) -> bytes:
     """XOR `data` with the 4-byte `key` repeated (§5.3): its own inverse."""
-    n = len(data)
-    if n <= 2048:  # one big-int XOR beats four translates on short payloads
-        k = key * ((n >> 2) + 1)
-        return (int.from_bytes(data, "little")
-                ^ int.from_bytes(k[:n], "little")).to_bytes(n, "little")
-    out = bytearray(n)
-    out[0::4] = data[0::4].translate(_XOR[key[0]])
-    out[1::4] = data[1::4].translate(_XOR[key[1]])
-    out[2::4] = data[2::4].translate(_XOR[key[2]])
-    out[3::4] = data[3::4].translate(_XOR[key[3]])
-    return bytes(out)
+    return ws_mask(data, key)
+
+
+_FRAME_INTO = 512  # from this payload size a masked frame is built in place
+
+
+def masked_frame(head: bytes, payload: bytes, key: bytes) -> bytes:
+    """`head` (with its masking key) followed by `payload` masked with `key`.  A large
+    payload is masked straight into the frame's buffer (a bytearray then: no copy)."""
+    n = len(payload)
+    if n < _FRAME_INTO:
+        return head + ws_mask(payload, key)
+    hl = len(head)
+    frame = bytearray(hl + n)
+    frame[:hl] = head
+    ws_mask_into(frame, hl, payload, key)
+    return frame  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,15 +51,14 @@ handshake's accept token, and is the reference peer in the tests and the benchma
 relay needs what wsproto does not offer: both limits, a bounded inflate, the compressed
 payload to pass on (wsproto hands out only inflated data, so it would have to be
 compressed again), frames instead of re-assembled text (wsproto decodes text to str), and
-speed: this loop relays 100-byte messages 3-8x faster than wsproto alone parses them
-(masked binary payloads are not even unmasked: `_emit` re-keys them in one XOR pass).
+speed (benchmarks/test_bench_websocket.py): masked payloads are never unmasked here; text
+is checked through the key and `_emit` re-keys in one XOR pass (both in C, native/src/ws.c).
 """
 
 from __future__ import annotations
 
 import os
 import zlib
-from codecs import utf_8_decode
 from typing import Callable, Optional
 
 from .._errors import ProtocolError
@@ -80,10 +79,11 @@ from ._frames import (
     WSLimits,
     close_payload,
     frame_head,
-    mask,
+    masked_frame,
     valid_close_code,
     wire_close_code,
 )
+from ...native import ws_mask as mask, ws_utf8
 from ..events import Close, ConnectionClosed, Event
 
 __all__ = ["WSLimits", "WebSocketRelay", "RelaySide", "wire_close_code", "valid_close_code"]
@@ -94,7 +94,6 @@ _INFLATE_STEP = 64 << 10
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.2
 _MAX_PINGS = 8  # the gateway's own pings awaiting a pong, per side
 _KEY_POOL = 1024  # random bytes drawn at a time for masking keys (256 frames)
-
 
 
 class _Fail(Exception):
@@ -142,13 +141,13 @@ class RelaySide:
         self._key: Optional[bytes] = None
         self._koff = 0
         # the message being received: opcode (0: none), compressed, sizes so far, whether
-        # its first frame went out, UTF-8 bytes of an unfinished code point (None: binary)
+        # its first frame went out, UTF-8 state (ws.h: 0 between code points; None: binary)
         self._msg_op = 0
         self._msg_z = False
         self._msg_wire = 0
         self._msg_size = 0  # inflated size of a compressed message
         self._sent_first = False
-        self._utf8: Optional[bytes] = None
+        self._utf8: Optional[int] = None
         self._pending: list[bytes] = []  # payload of the current frame not yet relayed
         self._pending_len = 0
         self._pending_key: Optional[bytes] = None  # its masking key, when kept masked
@@ -292,7 +291,7 @@ class RelaySide:
             self._msg_wire = 0
             self._msg_size = 0
             self._sent_first = False
-            self._utf8 = b"" if op == OP_TEXT else None
+            self._utf8 = 0 if op == OP_TEXT else None
         if ln > self._max_frame:
             raise _Fail(TOO_BIG, "frame too big")
         # on the wire; a compressed message is also held to the limit once inflated (a
@@ -308,9 +307,10 @@ class RelaySide:
     def _data(self, chunk: bytes, frame_done: bool) -> None:
         """A piece of the current data frame's payload (`frame_done`: its last).
 
-        A masked piece that needs no inspection (binary, not compressed) stays masked:
-        re-masking it for the backend is then one XOR with (its key ^ the new key)
-        instead of two passes (`_emit`'s `inkey`)."""
+        A masked piece that is not compressed stays masked: text is checked through its
+        key (`ws_utf8` unmasks as it checks, nothing is written), and re-masking it for
+        the backend is then one XOR with (its key ^ the new key) instead of two passes
+        (`_emit`'s `inkey`)."""
         n = len(chunk)
         key = self._key
         inkey: Optional[bytes] = None
@@ -319,7 +319,7 @@ class RelaySide:
             if k:
                 key = key[k:] + key[:k]
             self._koff = (k + n) & 3
-            if self._utf8 is None and not self._msg_z:
+            if not self._msg_z:
                 inkey = key
             elif n:
                 chunk = mask(chunk, key)
@@ -328,7 +328,7 @@ class RelaySide:
         if self._msg_z:
             self._inflate(chunk, last)
         elif self._utf8 is not None:
-            self._check_utf8(chunk, last)
+            self._check_utf8(chunk, last, inkey)
         other = self.other
         pending = self._pending
         if frame_done:
@@ -363,17 +363,12 @@ class RelaySide:
         b = self._msg_op | (0x40 if self._msg_z else 0)
         return b | 0x80 if fin else b
 
-    def _check_utf8(self, chunk: bytes, last: bool) -> None:
-        tail = self._utf8
-        if tail:
-            chunk = tail + chunk  # type: ignore[operator]
-        elif chunk.isascii():
-            return
-        try:
-            _, used = utf_8_decode(chunk, "strict", last)
-        except UnicodeDecodeError:
-            raise _Fail(INVALID_DATA, "invalid UTF-8 in a text message") from None
-        self._utf8 = chunk[used:]  # at most 3 bytes of a code point still coming
+    def _check_utf8(self, chunk: bytes, last: bool, key: Optional[bytes] = None) -> None:
+        """Check a piece of a text message (still masked with `key`, when given)."""
+        st = ws_utf8(self._utf8, chunk, key, 0, last)  # type: ignore[arg-type]
+        if st < 0:
+            raise _Fail(INVALID_DATA, "invalid UTF-8 in a text message")
+        self._utf8 = st
 
     def _inflate(self, chunk: bytes, last: bool) -> None:
         """Inflate a piece of a compressed message, only to check it (RFC 7692 §7.2.2)."""
@@ -491,7 +486,7 @@ class RelaySide:
                 return
             k = key if inkey is None else (int.from_bytes(key, "little") ^ int.from_bytes(
                 inkey, "little")).to_bytes(4, "little")
-            self._out.append(head + key + mask(payload, k))
+            self._out.append(masked_frame(head + key, payload, k))
         elif n < 126:
             self._out.append(head + payload)
         else:
@@ -526,7 +521,9 @@ class RelaySide:
         if not out:
             return b""
         self._out = []
-        return out[0] if len(out) == 1 else b"".join(out)
+        if len(out) == 1 and out[0].__class__ is bytes:
+            return out[0]
+        return b"".join(out)
 
     # -- state for the driver -------------------------------------------------------------
 
