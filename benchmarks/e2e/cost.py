@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The gateway's CPU cost per request, counted in instructions (callgrind) or sampled
-(cProfile), under the same wrk load as run.py's gw1 / gw1pol rows.
+(cProfile), under the same wrk load as run.py's gw1 / gw1pol rows (h2gw1: h2load -c10 -m10
+over h2c, as run.py's h2gw1 row).
 
 Strategy.  On a shared machine req per CPU-second moves with the neighbours' load; the
 instructions the gateway executes per request do not.  So each config (`gw1`: no policy,
@@ -33,7 +34,27 @@ import run as e2e  # noqa: E402  (the same nginx backend, configs and wrk invoca
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None), "gw1pol": (e2e.POLICY_CONFIG, e2e.POLICY_HEADERS),
-           "gw1pool": (e2e.POOL_CONFIG, None)}   # issue 12: pool, breakers, health checks
+           "gw1pool": (e2e.POOL_CONFIG, None),   # issue 12: pool, breakers, health checks
+           "h2gw1": (e2e.GATEWAY_CONFIG, None)}  # issue 14: h2c, driven by h2load -c10 -m10
+H2 = {"h2gw1"}
+
+
+def _load(name: str, url: str, args, seconds: float, headers) -> dict:
+    """One load run (wrk, or h2load for the h2 configs); its parsed figures."""
+    if name in H2:
+        text, _ = e2e.run_h2load(url, 1, args.h2_connections, args.h2_streams, seconds)
+        parsed = e2e.parse_h2load(text)
+        if not parsed["requests"]:
+            raise RuntimeError(f"{name}: no request done:\n{text}")
+        return parsed
+    text, _ = e2e.run_wrk(url, 1, args.connections, seconds, headers)
+    return e2e.parse_wrk(text)
+
+
+def _ready(name: str, port: int, p, timeout: float, headers) -> Optional[str]:
+    if name in H2:
+        return e2e.wait_h2_200(port, p, timeout)
+    return e2e.wait_http_200(port, p, timeout, headers)
 
 
 def _start(argv: list, d: str) -> subprocess.Popen:
@@ -59,23 +80,23 @@ def count(name: str, workdir: str, backend_port: int, args) -> Dict[str, float]:
     port = e2e.free_port()
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write(template.format(port=port, backend_port=backend_port, protocols="http1"))
+        f.write(template.format(port=port, backend_port=backend_port,
+                                protocols="http1, h2c" if name in H2 else "http1"))
     out = os.path.join(d, "callgrind.out")
     p = _start(["valgrind", "--tool=callgrind", "--instr-atstart=no",
                 f"--callgrind-out-file={out}", sys.executable, "-m", "apigw_core", "serve",
                 conf], d)
     try:
-        err = e2e.wait_http_200(port, p, 180, headers)
+        err = _ready(name, port, p, 180, headers)
         if err:
             raise RuntimeError(f"{name}: {err}")
         url = f"http://127.0.0.1:{port}/"
-        e2e.run_wrk(url, 1, args.connections, args.warmup, headers)
+        _load(name, url, args, args.warmup, headers)
         subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True,
                        capture_output=True)
-        text, _ = e2e.run_wrk(url, 1, args.connections, args.duration, headers)
+        parsed = _load(name, url, args, args.duration, headers)
         subprocess.run(["callgrind_control", "-i", "off", str(p.pid)], check=True,
                        capture_output=True)
-        parsed = e2e.parse_wrk(text)
         if parsed["errors"]:
             raise RuntimeError(f"{name}: {parsed['errors']} errors under load")
     finally:
@@ -95,17 +116,16 @@ def profile(name: str, workdir: str, backend_port: int, args) -> None:
     port = e2e.free_port()
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write(template.format(port=port, backend_port=backend_port, protocols="http1"))
+        f.write(template.format(port=port, backend_port=backend_port,
+                                protocols="http1, h2c" if name in H2 else "http1"))
     stats = os.path.join(d, "prof.out")
     p = _start([sys.executable, "-m", "cProfile", "-o", stats, "-m", "apigw_core", "serve",
                 conf], d)
     try:
-        err = e2e.wait_http_200(port, p, 60, headers)
+        err = _ready(name, port, p, 60, headers)
         if err:
             raise RuntimeError(f"{name}: {err}")
-        text, _ = e2e.run_wrk(f"http://127.0.0.1:{port}/", 1, args.connections,
-                              args.duration, headers)
-        n = e2e.parse_wrk(text)["requests"]
+        n = _load(name, f"http://127.0.0.1:{port}/", args, args.duration, headers)["requests"]
     finally:
         e2e.stop(p, grace=30)
     print(f"## {name}: cProfile over {n} requests (startup included)")
@@ -114,17 +134,19 @@ def profile(name: str, workdir: str, backend_port: int, args) -> None:
 
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="gw1,gw1pol", help="gw1, gw1pol, gw1pool (default: gw1,gw1pol)")
+    ap.add_argument("--only", default="gw1,gw1pol", help="gw1, gw1pol, gw1pool, h2gw1 (default: gw1,gw1pol)")
     ap.add_argument("--duration", type=float, default=20, help="counted wrk seconds (20)")
     ap.add_argument("--warmup", type=float, default=5, help="uncounted wrk seconds (5)")
     ap.add_argument("--connections", type=int, default=10, help="wrk connections (10)")
+    ap.add_argument("--h2-connections", type=int, default=10, help="h2load -c (10)")
+    ap.add_argument("--h2-streams", type=int, default=10, help="h2load -m (10)")
     ap.add_argument("--profile", type=int, metavar="N", default=0,
                     help="cProfile instead of callgrind: print the top N functions")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     if any(n not in CONFIGS for n in names):
         ap.error(f"--only: choose from {', '.join(CONFIGS)}")
-    e2e.ensure_tools(["nginx", "wrk"])
+    e2e.ensure_tools(["nginx", "wrk"] + (["h2load"] if H2 & set(names) else []))
     if not args.profile and shutil.which("valgrind") is None:
         sys.exit("valgrind is needed (apt-get install valgrind), or use --profile N")
     workdir = tempfile.mkdtemp(prefix="apigw-cost-")
@@ -145,7 +167,7 @@ def main(argv: Optional[list] = None) -> int:
     finally:
         e2e.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
-    for row in ("gw1pol", "gw1pool"):
+    for row in ("gw1pol", "gw1pool", "h2gw1"):
         if "gw1" in results and row in results:
             a, b = results["gw1"]["per_request"], results[row]["per_request"]
             print(f"{row} / gw1 instructions: {b / a:.3f}; as req per CPU-s (gw1 / {row}): "
