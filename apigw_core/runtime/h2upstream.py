@@ -149,7 +149,8 @@ class H2UpConn:
         self.settled = trio.Event()
 
     def kick(self) -> None:
-        self._kick_lot.unpark_all()
+        if self._kick_lot:
+            self._kick_lot.unpark_all()
 
     def open(self, request: Request) -> H2Exchange:
         conn = self.conn
@@ -208,8 +209,10 @@ class H2UpConn:
                 ex.queue.append(ev)
                 if t is EndOfMessage or t is StreamReset:
                     ex.ended = True
-                ex.lot.unpark_all()
-            self.window_lot.unpark_all()
+                if ex.lot:
+                    ex.lot.unpark_all()
+            if self.window_lot:
+                self.window_lot.unpark_all()
             self.kick()
             if not data:
                 return
@@ -235,7 +238,8 @@ class H2UpConn:
             while True:
                 data = conn.data_to_send()
                 if data:
-                    self.window_lot.unpark_all()
+                    if self.window_lot:
+                        self.window_lot.unpark_all()
                     await self.transport.send(data, timeout)
                     continue
                 await self._kick_lot.park()
@@ -245,8 +249,10 @@ class H2UpConn:
     def _lost(self) -> None:
         self.dead = True
         for ex in self.streams.values():
-            ex.lot.unpark_all()
-        self.window_lot.unpark_all()
+            if ex.lot:
+                ex.lot.unpark_all()
+        if self.window_lot:
+            self.window_lot.unpark_all()
 
 
 class H2UpstreamPool:
@@ -333,12 +339,14 @@ class H2UpstreamPool:
         return up
 
     def stream_ended(self, up: H2UpConn) -> None:
-        self._freed.unpark_all()
+        if self._freed:
+            self._freed.unpark_all()
 
     def forget(self, up: H2UpConn) -> None:
         if up in self.conns:
             self.conns.remove(up)
-        self._freed.unpark_all()
+        if self._freed:
+            self._freed.unpark_all()
 
     def close(self) -> None:
         self.closed = True
