@@ -59,7 +59,7 @@ from h2.connection import (
     _decode_headers,
 )
 from h2.errors import ErrorCodes
-from h2.exceptions import DenialOfServiceError, FrameTooLargeError
+from h2.exceptions import DenialOfServiceError, FlowControlError, FrameTooLargeError
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.exceptions import StreamClosedError, StreamIDTooLowError, TooManyStreamsError
 from h2.settings import SettingCodes, Settings
@@ -80,7 +80,8 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from ._fast import FastConfig, FastConnectionStateMachine, FastStream, FastStreamStateMachine
+from ._fast import (FastConfig, FastConnectionStateMachine, FastStream, FastStreamStateMachine,
+                    RawData, RawFrame)
 from ._hpack import FastDecoder, FastEncoder
 
 __all__ = ["H2Limits", "Engine", "PREFACE", "Calm"]
@@ -167,6 +168,7 @@ class _FrameSizeError(H2ProtocolError):
 
 _CONTROL_REPLIES = (PingFrame, SettingsFrame, RstStreamFrame)
 _SEND_HEADERS = ConnectionInputs.SEND_HEADERS
+_SEND_DATA = ConnectionInputs.SEND_DATA
 _RECV_HEADERS = ConnectionInputs.RECV_HEADERS
 _REMOTE_OPEN = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
 
@@ -266,8 +268,8 @@ class Engine(H2Connection):
                      priority_exclusive: Optional[bool] = None) -> None:
         if not (priority_weight is None and priority_depends_on is None
                 and priority_exclusive is None):
-            return super().send_headers(stream_id, headers, end_stream, priority_weight,
-                                        priority_depends_on, priority_exclusive)
+            # our frames are built as bytes (_fast.RawFrame); we never prioritise
+            raise NotImplementedError("sending PRIORITY information (RFC 9113 §5.3.2)")
         stream = self.streams.get(stream_id)
         if stream is None:
             max_open = self.remote_settings.max_concurrent_streams
@@ -278,6 +280,25 @@ class Engine(H2Connection):
         else:
             self.state_machine.process_input(_SEND_HEADERS)
         self._prepare_for_sending(stream.send_headers(headers, self.encoder, end_stream))
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False,
+                  pad_length: Optional[int] = None) -> None:
+        """h2's send_data (same checks, same order) without its logging; no padding."""
+        if pad_length is not None:
+            raise NotImplementedError("padding what we send")
+        n = len(data)
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            stream = self._get_stream_by_id(stream_id)  # raises as h2 does
+        window = min(self.outbound_flow_control_window, stream.outbound_flow_control_window)
+        if n > window and n > 0:
+            raise FlowControlError(f"Cannot send {n} bytes, flow control window is {window}")
+        if n > self.max_outbound_frame_size:
+            raise FrameTooLargeError(f"Cannot send frame size {n}, max frame size is "
+                                     f"{self.max_outbound_frame_size}")
+        self.state_machine.process_input(_SEND_DATA)
+        self._prepare_for_sending(stream.send_data(data, end_stream))
+        self.outbound_flow_control_window -= n
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list, list]:
         sid = frame.stream_id
@@ -317,9 +338,18 @@ class Engine(H2Connection):
     def _prepare_for_sending(self, frames: list) -> None:
         if not frames or self.failed:
             return  # nothing follows our GOAWAY for an error
+        if len(frames) == 1:
+            f = frames[0]
+            c = f.__class__
+            if c is RawFrame or c is RawData:  # our HEADERS / DATA (bytes already)
+                if c is RawData:
+                    self.data_frames_sent += 1
+                self.out_frames += 1
+                self._data_to_send += f.raw
+                return
         for f in frames:
             c = f.__class__
-            if c is DataFrame:
+            if c is DataFrame or c is RawData:
                 self.data_frames_sent += 1
             elif c is RstStreamFrame:
                 sid = f.stream_id
