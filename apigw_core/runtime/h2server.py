@@ -138,7 +138,7 @@ class H2Stream(Replies):
         self.response_complete = False
         self._sent_100 = False
         self._queue: collections.deque = collections.deque()
-        self._lot = trio.lowlevel.ParkingLot()
+        self._lot: Optional[trio.lowlevel.ParkingLot] = None  # made when the body is awaited
         self.reset_code: Optional[int] = None
         self.scope: Optional[trio.CancelScope] = None
         self.no_credit = 0  # body bytes that came through an h2c upgrade, not DATA frames
@@ -158,8 +158,9 @@ class H2Stream(Replies):
         self._queue.append(ev)
         if ev.__class__ is EndOfMessage:
             self.eom_received = True
-        if self._lot:
-            self._lot.unpark_all()
+        lot = self._lot
+        if lot:
+            lot.unpark_all()
 
     # -- request body --------------------------------------------------------------------
 
@@ -171,6 +172,8 @@ class H2Stream(Replies):
             if self.body_done:
                 raise RuntimeError("request body already consumed")
             await self.continue_()
+            if self._lot is None:
+                self._lot = trio.lowlevel.ParkingLot()
             with trio.move_on_after(self._drv.settings.body_timeout if timeout is None
                                     else timeout):
                 while not q:
@@ -457,7 +460,7 @@ class H2Driver:
                 st = streams.get(ev.stream_id)  # type: ignore[attr-defined]
                 if st is not None:
                     st.reset_code = ev.error_code  # type: ignore[attr-defined]
-                    if st._lot:
+                    if st._lot:  # None or empty: nobody waits
                         st._lot.unpark_all()
                     if st.scope is not None:
                         st.scope.cancel()
