@@ -59,7 +59,7 @@ class H2Exchange:
         self.up = up
         self.sid = sid
         self.queue: collections.deque = collections.deque()
-        self.lot = trio.lowlevel.ParkingLot()
+        self.lot: Optional[trio.lowlevel.ParkingLot] = None  # made when receive() waits
         self.reused = reused
         self.answered = False
         self.ended = False      # the response ended (EndOfMessage or reset)
@@ -99,6 +99,8 @@ class H2Exchange:
             up.kick()
         q = self.queue
         if not q:
+            if self.lot is None:
+                self.lot = trio.lowlevel.ParkingLot()
             with trio.move_on_after(timeout):
                 while not q:
                     if up.dead:
