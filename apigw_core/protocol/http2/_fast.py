@@ -33,13 +33,59 @@ from h2.connection import ConnectionInputs, ConnectionState, H2ConnectionStateMa
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
 from h2.utilities import is_informational_response
+from hyperframe.flags import Flags
+from hyperframe.frame import DataFrame, HeadersFrame
 
 __all__ = ["FastConfig", "FastConnectionStateMachine", "FastStreamStateMachine",
-           "FastStream", "RawFrame", "RawData"]
+           "FastStream", "RawFrame", "RawData", "quick_frame"]
 
 _HEAD = struct.Struct(">HBBBL").pack   # length (24 bits, as 16 + 8), type, flags, stream
 _DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9
 _END_STREAM, _END_HEADERS = 0x1, 0x4
+
+
+def _flag_table(cls: type) -> tuple[set, list]:
+    valid = {f.name for f in cls.defined_flags}
+    names = [frozenset(f.name for f in cls.defined_flags if byte & f.bit)
+             for byte in range(256)]
+    return valid, names
+
+
+_DATA_FLAGS = _flag_table(DataFrame)
+_HEADERS_FLAGS = _flag_table(HeadersFrame)
+
+
+def quick_frame(buf: bytes, pos: int, end: int) -> object:
+    """The DATA or HEADERS frame at buf[pos:end] (9-byte header included), as hyperframe
+    would parse it, for the common case only: no PADDED, no PRIORITY flag, a stream id
+    other than 0 (anything else: None, and hyperframe parses it with its checks).  The
+    same attributes, without hyperframe's constructor chain (Padding, Priority, Flags
+    built flag by flag)."""
+    ftype = buf[pos + 3]
+    fbyte = buf[pos + 4]
+    if ftype > 1 or fbyte & 0x28:
+        return None
+    sid = int.from_bytes(buf[pos + 5:pos + 9], "big") & 0x7FFFFFFF
+    if not sid:
+        return None
+    if ftype:
+        fr = HeadersFrame.__new__(HeadersFrame)
+        fr.depends_on = 0
+        fr.stream_weight = 0
+        fr.exclusive = False
+        valid, names = _HEADERS_FLAGS
+    else:
+        fr = DataFrame.__new__(DataFrame)
+        valid, names = _DATA_FLAGS
+    fr.stream_id = sid
+    fl = Flags.__new__(Flags)
+    fl._valid_flags = valid   # only read (add() checks against it)
+    fl._flags = set(names[fbyte])
+    fr.flags = fl
+    fr.pad_length = 0
+    fr.body_len = end - pos - 9
+    fr.data = buf[pos + 9:end]
+    return fr
 
 
 class RawFrame:
