@@ -101,7 +101,8 @@ def count(name: str, workdir: str, backend_port: int, args) -> Dict[str, float]:
         parsed = _load(name, url, args, args.duration, headers)
         subprocess.run(["callgrind_control", "-i", "off", str(p.pid)], check=True,
                        capture_output=True)
-        if parsed["errors"]:
+        # a few timeouts (504) at valgrind's pace are noise; many mean a broken config
+        if parsed["errors"] > parsed["requests"] // 20:
             raise RuntimeError(f"{name}: {parsed['errors']} errors under load")
     finally:
         e2e.stop(p, grace=60)   # valgrind writes its file on the way out
@@ -109,7 +110,7 @@ def count(name: str, workdir: str, backend_port: int, args) -> Dict[str, float]:
     while not os.path.exists(out) and time.monotonic() < deadline:
         time.sleep(0.2)
     ir = _totals(out)
-    return {"requests": parsed["requests"], "instructions": ir,
+    return {"requests": parsed["requests"], "errors": parsed["errors"], "instructions": ir,
             "per_request": ir / parsed["requests"]}
 
 
@@ -167,7 +168,7 @@ def main(argv: Optional[list] = None) -> int:
                 results[n] = count(n, workdir, backend_port, args)
                 r = results[n]
                 print(f"{n}: {r['per_request']:,.0f} instructions/request "
-                      f"({r['requests']} requests)", flush=True)
+                      f"({r['requests']} requests, {r['errors']} errors)", flush=True)
     finally:
         e2e.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
