@@ -138,7 +138,7 @@ class H2Stream(Replies):
         self.response_complete = False
         self._sent_100 = False
         self._queue: collections.deque = collections.deque()
-        self._lot = trio.lowlevel.ParkingLot()
+        self._lot: Optional[trio.lowlevel.ParkingLot] = None  # made when the body is awaited
         self.reset_code: Optional[int] = None
         self.scope: Optional[trio.CancelScope] = None
         self.no_credit = 0  # body bytes that came through an h2c upgrade, not DATA frames
@@ -158,7 +158,9 @@ class H2Stream(Replies):
         self._queue.append(ev)
         if ev.__class__ is EndOfMessage:
             self.eom_received = True
-        self._lot.unpark_all()
+        lot = self._lot
+        if lot:
+            lot.unpark_all()
 
     # -- request body --------------------------------------------------------------------
 
@@ -170,6 +172,8 @@ class H2Stream(Replies):
             if self.body_done:
                 raise RuntimeError("request body already consumed")
             await self.continue_()
+            if self._lot is None:
+                self._lot = trio.lowlevel.ParkingLot()
             with trio.move_on_after(self._drv.settings.body_timeout if timeout is None
                                     else timeout):
                 while not q:
@@ -318,7 +322,8 @@ class H2Driver:
             self._idle_wait.cancel()
 
     def kick(self) -> None:
-        self._kick_lot.unpark_all()
+        if self._kick_lot:
+            self._kick_lot.unpark_all()
 
     # -- the tasks -----------------------------------------------------------------------
 
@@ -426,7 +431,8 @@ class H2Driver:
             return False
         if events:
             self._dispatch(events)
-        self.window_lot.unpark_all()
+        if self.window_lot:
+            self.window_lot.unpark_all()
         await trio.lowlevel.checkpoint()
         return True
 
@@ -454,7 +460,8 @@ class H2Driver:
                 st = streams.get(ev.stream_id)  # type: ignore[attr-defined]
                 if st is not None:
                     st.reset_code = ev.error_code  # type: ignore[attr-defined]
-                    st._lot.unpark_all()
+                    if st._lot:  # None or empty: nobody waits
+                        st._lot.unpark_all()
                     if st.scope is not None:
                         st.scope.cancel()
             elif t is ConnectionClosed and ev.error_code:  # type: ignore[attr-defined]
@@ -464,10 +471,12 @@ class H2Driver:
         """The connection is over: every stream task stops."""
         self.dead = True
         for st in self.streams.values():
-            st._lot.unpark_all()
+            if st._lot:
+                st._lot.unpark_all()
             if st.scope is not None:
                 st.scope.cancel()
-        self.window_lot.unpark_all()
+        if self.window_lot:
+            self.window_lot.unpark_all()
 
     async def _serve(self, st: H2Stream,
                      refusal: Optional[tuple[int, str]] = None) -> None:
@@ -522,7 +531,8 @@ class H2Driver:
             while True:
                 data = conn.data_to_send()
                 self.rounds += 1
-                self.window_lot.unpark_all()  # framing freed queue room
+                if self.window_lot:  # framing freed queue room
+                    self.window_lot.unpark_all()
                 if data:
                     await t.send(data, timeout)
                     continue

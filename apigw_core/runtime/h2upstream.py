@@ -59,7 +59,7 @@ class H2Exchange:
         self.up = up
         self.sid = sid
         self.queue: collections.deque = collections.deque()
-        self.lot = trio.lowlevel.ParkingLot()
+        self.lot: Optional[trio.lowlevel.ParkingLot] = None  # made when receive() waits
         self.reused = reused
         self.answered = False
         self.ended = False      # the response ended (EndOfMessage or reset)
@@ -99,6 +99,8 @@ class H2Exchange:
             up.kick()
         q = self.queue
         if not q:
+            if self.lot is None:
+                self.lot = trio.lowlevel.ParkingLot()
             with trio.move_on_after(timeout):
                 while not q:
                     if up.dead:
@@ -149,7 +151,8 @@ class H2UpConn:
         self.settled = trio.Event()
 
     def kick(self) -> None:
-        self._kick_lot.unpark_all()
+        if self._kick_lot:
+            self._kick_lot.unpark_all()
 
     def open(self, request: Request) -> H2Exchange:
         conn = self.conn
@@ -208,8 +211,10 @@ class H2UpConn:
                 ex.queue.append(ev)
                 if t is EndOfMessage or t is StreamReset:
                     ex.ended = True
-                ex.lot.unpark_all()
-            self.window_lot.unpark_all()
+                if ex.lot:
+                    ex.lot.unpark_all()
+            if self.window_lot:
+                self.window_lot.unpark_all()
             self.kick()
             if not data:
                 return
@@ -235,7 +240,8 @@ class H2UpConn:
             while True:
                 data = conn.data_to_send()
                 if data:
-                    self.window_lot.unpark_all()
+                    if self.window_lot:
+                        self.window_lot.unpark_all()
                     await self.transport.send(data, timeout)
                     continue
                 await self._kick_lot.park()
@@ -245,8 +251,10 @@ class H2UpConn:
     def _lost(self) -> None:
         self.dead = True
         for ex in self.streams.values():
-            ex.lot.unpark_all()
-        self.window_lot.unpark_all()
+            if ex.lot:
+                ex.lot.unpark_all()
+        if self.window_lot:
+            self.window_lot.unpark_all()
 
 
 class H2UpstreamPool:
@@ -333,12 +341,14 @@ class H2UpstreamPool:
         return up
 
     def stream_ended(self, up: H2UpConn) -> None:
-        self._freed.unpark_all()
+        if self._freed:
+            self._freed.unpark_all()
 
     def forget(self, up: H2UpConn) -> None:
         if up in self.conns:
             self.conns.remove(up)
-        self._freed.unpark_all()
+        if self._freed:
+            self._freed.unpark_all()
 
     def close(self) -> None:
         self.closed = True

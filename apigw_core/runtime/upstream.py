@@ -220,7 +220,8 @@ class UpstreamPool:
             return Upstream(await self._connect())
         except BaseException:
             self._open -= 1
-            self._freed.unpark()
+            if self._freed:
+                self._freed.unpark()
             raise
 
     async def _connect(self) -> Transport:
@@ -239,7 +240,8 @@ class UpstreamPool:
         if up.conn.is_reusable and not self.closed:
             up.idle_since = trio.current_time()
             self._idle.append(up)
-            self._freed.unpark()
+            if self._freed:
+                self._freed.unpark()
         else:
             self._drop(up)
 
@@ -254,7 +256,8 @@ class UpstreamPool:
             up.transport.abort()
         else:
             up.transport.close_now()
-        self._freed.unpark()
+        if self._freed:
+            self._freed.unpark()
 
     def close(self) -> None:
         """Close the idle connections; in-use ones are closed by their release()."""

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The gateway's CPU cost per request, counted in instructions (callgrind) or sampled
-(cProfile), under the same wrk load as run.py's gw1 / gw1pol rows.
+(cProfile), under the same wrk load as run.py's gw1 / gw1pol rows (h2gw1: h2load -c10 -m10
+over h2c, as run.py's h2gw1 row).
 
 Strategy.  On a shared machine req per CPU-second moves with the neighbours' load; the
 instructions the gateway executes per request do not.  So each config (`gw1`: no policy,
@@ -43,9 +44,11 @@ CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None), "gw1pol": (e2e.POLICY_CONFIG, e2e.
            # issue 13: no telemetry; metrics + access log; + OTel ratio 1.0 (run.py's rows)
            "gw1notel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["notel"], None),
            "gw1tel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["tel"], None),
-           "gw1otel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["otel"], None)}
+           "gw1otel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["otel"], None),
+           "h2gw1": (e2e.GATEWAY_CONFIG, None)}  # issue 14: h2c, driven by h2load -c10 -m10
 RATIOS = (("gw1pol", "gw1"), ("gw1pool", "gw1"), ("gw1tel", "gw1notel"),
-          ("gw1otel", "gw1notel"))
+          ("gw1otel", "gw1notel"), ("h2gw1", "gw1"))
+H2 = {"h2gw1"}
 _OTLP: list = []      # the gw1otel row's receiver (run.py's, in this process: not counted)
 
 
@@ -58,9 +61,31 @@ def _write_config(name: str, d: str, port: int, backend_port: int) -> str:
         otlp = _OTLP[0].url
     conf = os.path.join(d, "gateway.yaml")
     with open(conf, "w") as f:
-        f.write(template.format(port=port, backend_port=backend_port, protocols="http1",
+        f.write(template.format(port=port, backend_port=backend_port, protocols="http1, h2c" if name in H2 else "http1",
                                 dir=d, otlp=otlp))
     return conf
+
+
+def _load(name: str, url: str, args, seconds: float, headers) -> dict:
+    """One load run (wrk, or h2load for the h2 configs); its parsed figures."""
+    if name in H2:
+        # a fixed count (-n): under valgrind a timed h2load run may see none finish
+        n = max(100, int(seconds * 50))
+        r = subprocess.run(["h2load", "-t", "1", "-c", str(args.h2_connections), "-m",
+                            str(args.h2_streams), "-n", str(n), url], capture_output=True,
+                           text=True, timeout=seconds * 40 + 120)
+        parsed = e2e.parse_h2load(r.stdout)
+        if parsed["requests"] != n:
+            raise RuntimeError(f"{name}: {parsed['requests']} of {n} done:\n{r.stdout}")
+        return parsed
+    text, _ = e2e.run_wrk(url, 1, args.connections, seconds, headers)
+    return e2e.parse_wrk(text)
+
+
+def _ready(name: str, port: int, p, timeout: float, headers) -> Optional[str]:
+    if name in H2:
+        return e2e.wait_h2_200(port, p, timeout)
+    return e2e.wait_http_200(port, p, timeout, headers)
 
 
 def _start(argv: list, d: str) -> subprocess.Popen:
@@ -91,17 +116,16 @@ def count(name: str, workdir: str, backend_port: int, args) -> Dict[str, float]:
                 f"--callgrind-out-file={out}", sys.executable, "-m", "apigw_core", "serve",
                 conf], d)
     try:
-        err = e2e.wait_http_200(port, p, 180, headers)
+        err = _ready(name, port, p, 180, headers)
         if err:
             raise RuntimeError(f"{name}: {err}")
         url = f"http://127.0.0.1:{port}/"
-        e2e.run_wrk(url, 1, args.connections, args.warmup, headers)
+        _load(name, url, args, args.warmup, headers)
         subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True,
                        capture_output=True)
-        text, _ = e2e.run_wrk(url, 1, args.connections, args.duration, headers)
+        parsed = _load(name, url, args, args.duration, headers)
         subprocess.run(["callgrind_control", "-i", "off", str(p.pid)], check=True,
                        capture_output=True)
-        parsed = e2e.parse_wrk(text)
         if parsed["errors"] > parsed["requests"] // 20:   # a few timeouts on a busy box
             raise RuntimeError(f"{name}: {parsed['errors']} errors under load: {parsed}")
         if parsed["errors"]:
@@ -130,7 +154,8 @@ def count(name: str, workdir: str, backend_port: int, args) -> Dict[str, float]:
     if args.threads:
         print(f"{name}: per thread " + ", ".join(f"{t / n:,.0f}" for t in per_thread)
               + " instructions/request", flush=True)
-    return {"requests": n, "instructions": ir, "per_request": ir / n}
+    return {"requests": n, "errors": parsed["errors"], "instructions": ir,
+            "per_request": ir / n}
 
 
 def profile(name: str, workdir: str, backend_port: int, args) -> None:
@@ -143,12 +168,10 @@ def profile(name: str, workdir: str, backend_port: int, args) -> None:
     p = _start([sys.executable, "-m", "cProfile", "-o", stats, "-m", "apigw_core", "serve",
                 conf], d)
     try:
-        err = e2e.wait_http_200(port, p, 60, headers)
+        err = _ready(name, port, p, 60, headers)
         if err:
             raise RuntimeError(f"{name}: {err}")
-        text, _ = e2e.run_wrk(f"http://127.0.0.1:{port}/", 1, args.connections,
-                              args.duration, headers)
-        n = e2e.parse_wrk(text)["requests"]
+        n = _load(name, f"http://127.0.0.1:{port}/", args, args.duration, headers)["requests"]
     finally:
         e2e.stop(p, grace=30)
     print(f"## {name}: cProfile over {n} requests (startup included)")
@@ -162,6 +185,8 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--duration", type=float, default=20, help="counted wrk seconds (20)")
     ap.add_argument("--warmup", type=float, default=5, help="uncounted wrk seconds (5)")
     ap.add_argument("--connections", type=int, default=10, help="wrk connections (10)")
+    ap.add_argument("--h2-connections", type=int, default=10, help="h2load -c (10)")
+    ap.add_argument("--h2-streams", type=int, default=10, help="h2load -m (10)")
     ap.add_argument("--profile", type=int, metavar="N", default=0,
                     help="cProfile instead of callgrind: print the top N functions")
     ap.add_argument("--threads", action="store_true",
@@ -170,7 +195,7 @@ def main(argv: Optional[list] = None) -> int:
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     if any(n not in CONFIGS for n in names):
         ap.error(f"--only: choose from {', '.join(CONFIGS)}")
-    e2e.ensure_tools(["nginx", "wrk"])
+    e2e.ensure_tools(["nginx", "wrk"] + (["h2load"] if H2 & set(names) else []))
     if not args.profile and shutil.which("valgrind") is None:
         sys.exit("valgrind is needed (apt-get install valgrind), or use --profile N")
     workdir = tempfile.mkdtemp(prefix="apigw-cost-")
@@ -187,7 +212,7 @@ def main(argv: Optional[list] = None) -> int:
                 results[n] = count(n, workdir, backend_port, args)
                 r = results[n]
                 print(f"{n}: {r['per_request']:,.0f} instructions/request "
-                      f"({r['requests']} requests)", flush=True)
+                      f"({r['requests']} requests, {r['errors']} errors)", flush=True)
     finally:
         e2e.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -81,6 +81,18 @@ def start_nginx(workdir: str, body: str, port: int):
     raise RuntimeError(f"nginx did not listen on {port}")
 
 
+def wait_listening(port: int, timeout: float) -> None:
+    """Until `port` accepts (a fixed sleep measured a gateway still importing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port} after {timeout:.0f} s")
+
+
 def check_call(port: int, body_file: str) -> str:
     """One call through the proxy with curl; the grpc-status it answered."""
     out = subprocess.run(
@@ -141,7 +153,7 @@ def main(argv=None) -> int:
                 os.path.dirname(os.path.abspath(__file__)))))
             gw = e2e.start([sys.executable, "-m", "apigw_core", "serve", conf], env=env)
             procs.append(gw)
-            time.sleep(1.5)
+            wait_listening(gport, 120)  # a loaded machine may take tens of seconds
             rows.append(measure("apigw 1 worker", gport, gw.pid, body_file, args))
         finally:
             for p in procs:

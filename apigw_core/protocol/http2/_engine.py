@@ -47,7 +47,6 @@ Envoy's http2_protocol_options and nghttp2:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 from h2 import events as h2e
@@ -59,7 +58,7 @@ from h2.connection import (
     _decode_headers,
 )
 from h2.errors import ErrorCodes
-from h2.exceptions import DenialOfServiceError, FrameTooLargeError
+from h2.exceptions import DenialOfServiceError, FlowControlError, FrameTooLargeError
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.exceptions import StreamClosedError, StreamIDTooLowError, TooManyStreamsError
 from h2.settings import SettingCodes, Settings
@@ -80,75 +79,16 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from ._fast import FastConfig, FastConnectionStateMachine, FastStream, FastStreamStateMachine
+from ._fast import (FastConfig, FastConnectionStateMachine, FastStream, FastStreamStateMachine,
+                    RawData, RawFrame, quick_frame)
 from ._hpack import FastDecoder, FastEncoder
+from ._limits import H2Limits
 
 __all__ = ["H2Limits", "Engine", "PREFACE", "Calm"]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_MAX_WINDOW = 2**31 - 1
-
 
 _RESET_MEMORY = 1000  # recently reset stream ids remembered, to never reset twice
-
-
-@dataclass(frozen=True)
-class H2Limits:
-    """Limits of one HTTP/2 connection (both sides).  Defaults follow Envoy's edge-proxy
-    recommendations (streams, windows) and its flood limits; `max_continuation_frames` is
-    nghttp2's; `max_header_list_size` is the 64 KiB most servers use (Envoy 60 KiB, nginx
-    large_client_header_buffers 4 x 8 KiB, h2 64 KiB).
-
-    Memory bound (inbound): a stream buffers at most `initial_stream_window` bytes the
-    application has not acknowledged, the connection at most `initial_connection_window`,
-    plus one partial frame (`max_frame_size` + 9) and one header block
-    (`max_header_list_size`).
-
-    `max_header_section` and `max_header_fields` (None: no such limit) are the soft limits
-    of a server: a request whose header section is larger (§6.5.2 size) or has more regular
-    fields (after cookie crumbs are joined, as an HTTP/1.1 head would carry them) is
-    answered 431 on its stream (`http2.RequestRejected`) and the connection goes on (a
-    client resets the stream of a response over them).
-    SETTINGS_MAX_HEADER_LIST_SIZE then announces `max_header_section`; only blocks over
-    `max_header_list_size` (keep it well above, e.g. twice) are treated as a flood."""
-
-    max_concurrent_streams: int = 100
-    max_header_list_size: int = 65536
-    max_header_section: Optional[int] = None
-    max_header_fields: Optional[int] = None
-    initial_stream_window: int = 65536
-    initial_connection_window: int = 1 << 20
-    max_frame_size: int = 16384
-    header_table_size: int = 4096
-    enable_connect_protocol: bool = False
-    max_continuation_frames: int = 8
-    max_consecutive_empty_frames: int = 1
-    max_priority_frames_per_stream: int = 100
-    max_window_updates_per_data_frame: int = 10
-    max_outbound_frames: int = 10000
-    max_outbound_control_frames: int = 1000
-    premature_reset_total: int = 500
-    premature_reset_min_lifetime: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 16384 <= self.max_frame_size <= 16777215:
-            raise ValueError("max_frame_size must be in 16384..16777215 (RFC 9113 §6.5.2)")
-        if not 0 <= self.initial_stream_window <= _MAX_WINDOW:
-            raise ValueError("initial_stream_window must be in 0..2^31-1")
-        if not 65535 <= self.initial_connection_window <= _MAX_WINDOW:
-            raise ValueError("initial_connection_window must be in 65535..2^31-1")
-        for name in ("max_concurrent_streams", "max_header_list_size", "header_table_size",
-                     "max_continuation_frames", "max_consecutive_empty_frames",
-                     "max_priority_frames_per_stream", "max_window_updates_per_data_frame",
-                     "max_outbound_frames", "max_outbound_control_frames",
-                     "premature_reset_total"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        section, nfields = self.max_header_section, self.max_header_fields
-        if (section is not None and not 0 <= section <= self.max_header_list_size
-                or nfields is not None and nfields < 0):
-            raise ValueError("max_header_section must be in 0..max_header_list_size (the "
-                             "flood cap), max_header_fields not negative")
 
 
 class Calm(H2ProtocolError):
@@ -167,6 +107,7 @@ class _FrameSizeError(H2ProtocolError):
 
 _CONTROL_REPLIES = (PingFrame, SettingsFrame, RstStreamFrame)
 _SEND_HEADERS = ConnectionInputs.SEND_HEADERS
+_SEND_DATA = ConnectionInputs.SEND_DATA
 _RECV_HEADERS = ConnectionInputs.RECV_HEADERS
 _REMOTE_OPEN = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
 
@@ -266,8 +207,8 @@ class Engine(H2Connection):
                      priority_exclusive: Optional[bool] = None) -> None:
         if not (priority_weight is None and priority_depends_on is None
                 and priority_exclusive is None):
-            return super().send_headers(stream_id, headers, end_stream, priority_weight,
-                                        priority_depends_on, priority_exclusive)
+            # our frames are built as bytes (_fast.RawFrame); we never prioritise
+            raise NotImplementedError("sending PRIORITY information (RFC 9113 §5.3.2)")
         stream = self.streams.get(stream_id)
         if stream is None:
             max_open = self.remote_settings.max_concurrent_streams
@@ -278,6 +219,25 @@ class Engine(H2Connection):
         else:
             self.state_machine.process_input(_SEND_HEADERS)
         self._prepare_for_sending(stream.send_headers(headers, self.encoder, end_stream))
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False,
+                  pad_length: Optional[int] = None) -> None:
+        """h2's send_data (same checks, same order) without its logging; no padding."""
+        if pad_length is not None:
+            raise NotImplementedError("padding what we send")
+        n = len(data)
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            stream = self._get_stream_by_id(stream_id)  # raises as h2 does
+        window = min(self.outbound_flow_control_window, stream.outbound_flow_control_window)
+        if n > window and n > 0:
+            raise FlowControlError(f"Cannot send {n} bytes, flow control window is {window}")
+        if n > self.max_outbound_frame_size:
+            raise FrameTooLargeError(f"Cannot send frame size {n}, max frame size is "
+                                     f"{self.max_outbound_frame_size}")
+        self.state_machine.process_input(_SEND_DATA)
+        self._prepare_for_sending(stream.send_data(data, end_stream))
+        self.outbound_flow_control_window -= n
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list, list]:
         sid = frame.stream_id
@@ -317,9 +277,18 @@ class Engine(H2Connection):
     def _prepare_for_sending(self, frames: list) -> None:
         if not frames or self.failed:
             return  # nothing follows our GOAWAY for an error
+        if len(frames) == 1:
+            f = frames[0]
+            c = f.__class__
+            if c is RawFrame or c is RawData:  # our HEADERS / DATA (bytes already)
+                if c is RawData:
+                    self.data_frames_sent += 1
+                self.out_frames += 1
+                self._data_to_send += f.raw
+                return
         for f in frames:
             c = f.__class__
-            if c is DataFrame:
+            if c is DataFrame or c is RawData:
                 self.data_frames_sent += 1
             elif c is RstStreamFrame:
                 sid = f.stream_id
@@ -399,23 +368,25 @@ class Engine(H2Connection):
                     end = pos + 9 + length
                     if end > n:
                         break
-                    try:
-                        frame, _ = Frame.parse_frame_header(mv[pos:pos + 9])
-                    except InvalidDataError as exc:  # stream id wrong for the type
-                        raise H2ProtocolError(f"invalid frame: {exc}") from exc
-                    try:
-                        frame.parse_body(mv[pos + 9:end])
-                    except InvalidFrameError as exc:
-                        if buf[pos + 3] == 2 and self._stream_known(frame.stream_id):
-                            # PRIORITY of the wrong size: a stream error (§6.3)
-                            self.reset_if_open(frame.stream_id, ErrorCodes.FRAME_SIZE_ERROR)
-                            pos = end
-                            continue
-                        raise _FrameSizeError(f"bad frame size: {exc}") from exc
-                    except (InvalidDataError, InvalidPaddingError) as exc:
-                        if frame.__class__ is SettingsFrame:  # an ACK with a payload
-                            raise _FrameSizeError(f"invalid frame: {exc}") from exc
-                        raise H2ProtocolError(f"invalid frame: {exc}") from exc
+                    frame = quick_frame(buf, pos, end)  # DATA, HEADERS: no pad, no priority
+                    if frame is None:
+                        try:
+                            frame, _ = Frame.parse_frame_header(mv[pos:pos + 9])
+                        except InvalidDataError as exc:  # stream id wrong for the type
+                            raise H2ProtocolError(f"invalid frame: {exc}") from exc
+                        try:
+                            frame.parse_body(mv[pos + 9:end])
+                        except InvalidFrameError as exc:
+                            if buf[pos + 3] == 2 and self._stream_known(frame.stream_id):
+                                # PRIORITY of the wrong size: a stream error (§6.3)
+                                self.reset_if_open(frame.stream_id, ErrorCodes.FRAME_SIZE_ERROR)
+                                pos = end
+                                continue
+                            raise _FrameSizeError(f"bad frame size: {exc}") from exc
+                        except (InvalidDataError, InvalidPaddingError) as exc:
+                            if frame.__class__ is SettingsFrame:  # an ACK with a payload
+                                raise _FrameSizeError(f"invalid frame: {exc}") from exc
+                            raise H2ProtocolError(f"invalid frame: {exc}") from exc
                     pos = end
                     frame = self._guard(frame, length)
                     if frame is not None:

@@ -15,9 +15,16 @@ transitions, errors and side effects) and only remove those costs:
   a stream error, RFC 9113 §8.1.1, where h2 raises a connection error) and with
   `send_headers` / `receive_headers` minus the passes named above.
 Engine swaps them in (`__class__` assignment) as streams are created.
+
+Outbound HEADERS / CONTINUATION / DATA frames are built as bytes (`RawFrame`: the 9-byte
+header and the payload) instead of hyperframe objects (each with its Flags set, Padding and
+Priority mixins and a serialize pass): we never pad nor prioritise what we send, so the
+bytes are the same.
 """
 
 from __future__ import annotations
+
+import struct
 
 from h2 import events as h2e
 from h2 import stream as h2stream
@@ -26,10 +33,83 @@ from h2.connection import ConnectionInputs, ConnectionState, H2ConnectionStateMa
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
 from h2.utilities import is_informational_response
-from hyperframe.frame import ContinuationFrame, HeadersFrame
+from hyperframe.flags import Flags
+from hyperframe.frame import DataFrame, HeadersFrame
 
 __all__ = ["FastConfig", "FastConnectionStateMachine", "FastStreamStateMachine",
-           "FastStream"]
+           "FastStream", "RawFrame", "RawData", "quick_frame"]
+
+_HEAD = struct.Struct(">HBBBL").pack   # length (24 bits, as 16 + 8), type, flags, stream
+_DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9
+_END_STREAM, _END_HEADERS = 0x1, 0x4
+
+
+def _flag_table(cls: type) -> tuple[set, list]:
+    valid = {f.name for f in cls.defined_flags}
+    names = [frozenset(f.name for f in cls.defined_flags if byte & f.bit)
+             for byte in range(256)]
+    return valid, names
+
+
+_DATA_FLAGS = _flag_table(DataFrame)
+_HEADERS_FLAGS = _flag_table(HeadersFrame)
+
+
+def quick_frame(buf: bytes, pos: int, end: int) -> object:
+    """The DATA or HEADERS frame at buf[pos:end] (9-byte header included), as hyperframe
+    would parse it, for the common case only: no PADDED, no PRIORITY flag, a stream id
+    other than 0 (anything else: None, and hyperframe parses it with its checks).  The
+    same attributes, without hyperframe's constructor chain (Padding, Priority, Flags
+    built flag by flag)."""
+    ftype = buf[pos + 3]
+    fbyte = buf[pos + 4]
+    if ftype > 1 or fbyte & 0x28:
+        return None
+    sid = int.from_bytes(buf[pos + 5:pos + 9], "big") & 0x7FFFFFFF
+    if not sid:
+        return None
+    if ftype:
+        fr = HeadersFrame.__new__(HeadersFrame)
+        fr.depends_on = 0
+        fr.stream_weight = 0
+        fr.exclusive = False
+        valid, names = _HEADERS_FLAGS
+    else:
+        fr = DataFrame.__new__(DataFrame)
+        valid, names = _DATA_FLAGS
+    fr.stream_id = sid
+    fl = Flags.__new__(Flags)
+    fl._valid_flags = valid   # only read (add() checks against it)
+    fl._flags = set(names[fbyte])
+    fr.flags = fl
+    fr.pad_length = 0
+    fr.body_len = end - pos - 9
+    fr.data = buf[pos + 9:end]
+    return fr
+
+
+class RawFrame:
+    """A frame we send, already serialized."""
+
+    __slots__ = ("stream_id", "raw")
+
+    def __init__(self, stream_id: int, raw: bytes) -> None:
+        self.stream_id = stream_id
+        self.raw = raw
+
+    def serialize(self) -> bytes:
+        return self.raw
+
+
+class RawData(RawFrame):
+    """A DATA frame we send (the engine counts them for the WINDOW_UPDATE flood guard)."""
+
+    __slots__ = ()
+
+
+def _frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
+    n = len(payload)
+    return _HEAD(n >> 8, n & 0xFF, ftype, flags, sid) + payload
 
 
 class FastConfig(H2Configuration):
@@ -98,6 +178,7 @@ _SEND_END_STREAM = StreamInputs.SEND_END_STREAM
 _RECV_HEADERS = StreamInputs.RECV_HEADERS
 _RECV_INFORMATIONAL = StreamInputs.RECV_INFORMATIONAL_HEADERS
 _RECV_END_STREAM = StreamInputs.RECV_END_STREAM
+_SEND_DATA = StreamInputs.SEND_DATA
 
 
 class FastStream(H2Stream):
@@ -125,22 +206,41 @@ class FastStream(H2Stream):
         sm.process_input(input_)
         block = encoder.encode(headers)  # type: ignore[attr-defined]
         mfs = self.max_outbound_frame_size
-        hf = HeadersFrame(self.stream_id)
-        hf.data = block[:mfs]
-        frames: list = [hf]
-        for i in range(mfs, len(block), mfs):
-            cf = ContinuationFrame(self.stream_id)
-            cf.data = block[i:i + mfs]
-            frames.append(cf)
-        frames[-1].flags.add("END_HEADERS")
+        sid = self.stream_id
         if end_stream:
             sm.process_input(_SEND_END_STREAM)
-            hf.flags.add("END_STREAM")
+        first = _END_STREAM if end_stream else 0
+        if len(block) <= mfs:
+            frames: list = [RawFrame(sid, _frame(_HEADERS, first | _END_HEADERS, sid, block))]
+        else:
+            parts = [block[i:i + mfs] for i in range(0, len(block), mfs)]
+            raw = [_frame(_HEADERS, first, sid, parts[0])]
+            raw += [_frame(_CONTINUATION, 0, sid, p) for p in parts[1:-1]]
+            raw.append(_frame(_CONTINUATION, _END_HEADERS, sid, parts[-1]))
+            frames = [RawFrame(sid, b"".join(raw))]
         if sm.trailers_sent and not end_stream:
             raise H2ProtocolError("Trailers must have END_STREAM set.")
         if sm.client and headers[0][0] == b":method":
             self.request_method = headers[0][1]
         return frames
+
+    def send_data(self, data: bytes, end_stream: bool = False,
+                  pad_length: object = None) -> list:
+        # h2's, as bytes (we never pad); flow control is checked by the engine
+        sm = self.state_machine
+        sm.process_input(_SEND_DATA)
+        if data.__class__ is memoryview:
+            data = data.tobytes()  # type: ignore[union-attr]
+        if end_stream:
+            sm.process_input(_SEND_END_STREAM)
+        self.outbound_flow_control_window -= len(data)
+        sid = self.stream_id
+        return [RawData(sid, _frame(_DATA, _END_STREAM if end_stream else 0, sid, data))]
+
+    def end_stream(self) -> list:
+        self.state_machine.process_input(_SEND_END_STREAM)
+        sid = self.stream_id
+        return [RawData(sid, _HEAD(0, 0, _DATA, _END_STREAM, sid))]
 
     def receive_headers(self, headers: list, end_stream: bool,
                         header_encoding: object) -> tuple[list, list]:
