@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import re
+import time
 from typing import Any, Optional
 
 __all__ = ["MemoryRing", "DirRing", "open_store", "ENV", "MAX_BYTES"]
 
+log = logging.getLogger(__name__)
 ENV = "APIGW_TRACES_DIR"
 MAX_BYTES = 512 * 1024       # one trace document, JSON
 _ID = re.compile(r"[0-9a-f]{32}")
@@ -30,7 +33,7 @@ _ID = re.compile(r"[0-9a-f]{32}")
 
 def encode(doc: dict) -> bytes:
     """`doc` as JSON, its entries cut so that it fits in MAX_BYTES."""
-    body = json.dumps(doc).encode()
+    body = json.dumps(doc, default=str).encode()
     if len(body) <= MAX_BYTES:
         return body
     entries = doc.get("entries", [])
@@ -38,14 +41,26 @@ def encode(doc: dict) -> bytes:
     lo, hi = 0, len(entries)
     while lo < hi:                  # the most entries that fit
         mid = (lo + hi + 1) // 2
-        if len(json.dumps(dict(doc, entries=entries[:mid])).encode()) <= MAX_BYTES:
+        if len(json.dumps(dict(doc, entries=entries[:mid]), default=str).encode()) \
+                <= MAX_BYTES:
             lo = mid
         else:
             hi = mid - 1
-    return json.dumps(dict(doc, entries=entries[:lo])).encode()
+    return json.dumps(dict(doc, entries=entries[:lo]), default=str).encode()
 
 
-class MemoryRing:
+class _Latest:
+    def latest(self, n: int = 10) -> list[dict]:
+        """The newest `n` documents, newest first (the admin page)."""
+        out = []
+        for tid in self.ids()[:n]:       # type: ignore[attr-defined]
+            body = self.get(tid)         # type: ignore[attr-defined]
+            if body is not None:
+                out.append(json.loads(body))
+        return out
+
+
+class MemoryRing(_Latest):
     """The latest `count` traces of this process, as encoded JSON."""
 
     def __init__(self, count: int) -> None:
@@ -68,7 +83,7 @@ class MemoryRing:
         return len(self.docs)
 
 
-class DirRing:
+class DirRing(_Latest):
     """The latest `count` traces of every worker, one file each in `path`."""
 
     def __init__(self, path: str, count: int) -> None:
@@ -81,10 +96,14 @@ class DirRing:
         try:
             with open(tmp, "wb") as f:
                 f.write(encode(doc))
+            now = time.time_ns()      # file times are coarse (a jiffy): the order is ours
+            os.utime(tmp, ns=(now, now))
             os.replace(tmp, os.path.join(self.path, f"{tid}.json"))
+            self._trim()
         except FileNotFoundError:   # the directory is gone: the gateway is stopping
             return
-        self._trim()
+        except OSError as e:        # a full disk must not fail the request
+            log.warning("request trace %s not stored: %s", tid, e)
 
     def _files(self) -> list[tuple[int, str]]:
         found = []

@@ -14,7 +14,9 @@ dicts and the pipeline's own helper objects (set-header's `HeaderEdit`, ...):
     (`choose[1]\\when[2]\\set-header[1]`, APIM's form, and the config path);
   * a `Template` records the value it rendered (set-header's value, set-variable's value,
     rate-limit-by-key's counter-key), a `Condition` its result (each `when` tried), on
-    the entry of the step running now (a stack: nested steps run inside their parent).
+    the entry of the step running now (a stack: nested steps run inside their parent);
+    a constant template (no expression; named values already substituted) is listed on
+    its step's entry as it is, since the policy uses its text without rendering it.
 
 A shallow copy shares everything it does not replace (counters, bucket tables, key
 providers), so the twin acts on the same state as the original.  Values are cut to

@@ -69,3 +69,11 @@ def test_another_process_reads_what_one_wrote(tmp_path, monkeypatch):
     assert json.loads(store.get(tid))["id"] == tid
     monkeypatch.delenv(tracestore.ENV)
     assert isinstance(open_store(50), MemoryRing)
+
+
+def test_latest_newest_first(tmp_path):
+    ring = DirRing(str(tmp_path), 5)
+    ids = [secrets.token_hex(16) for _ in range(3)]
+    for tid in ids:
+        ring.put(tid, _doc(tid))
+    assert [d["id"] for d in ring.latest(2)] == ids[::-1][:2]
