@@ -116,6 +116,7 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
     if rec is not None:   # runtime/telemetry.py reads the rest from ctx at the end
         rec.route, rec.ctx, rec.rid = route, ctx, rid
         if rec.debug is not None:   # a traced request: each step records what it did
+            rec.debug.secure(state.config, ctx)
             program = traced_program(program, rec.debug)
     call = _Call(gw, state, stream, route, ctx, program, web, rid)
     if grpc_timeout is None and stream.body_complete:   # the usual case: no task, no scope

@@ -6,42 +6,50 @@ made when the process starts, so nothing is stored per token and a token cannot 
 or moved to another API.  A request's cost without tracing is one boolean test: only after
 credentials were issued does `Telemetry.wrap` look for the header (`begin`).  A valid
 token hangs a `Trace` on the request's Record; routing checks its API (`routed`), the
-pipeline of a traced request runs with each step wrapped (`traced_program`: the policy's
-scope, section, path, duration and decision), the backend attempts and the `trace`
-policy's messages come from the Record at the end (`finish`), and the trace lands in a
-bounded ring (`GET /traces/{id}`).  A wrong or expired token gets
+pipeline of a traced request runs as its traced twin (tracetwin.py: every policy, nested
+ones too, with scope, section, paths, duration, decision and the values its expressions
+produced), the backend attempts and the `trace` policy's messages come from the Record at
+the end (`finish`), secrets are scrubbed (secret named values back to `{{name}}`; the
+token, Authorization, cookies and subscription keys to REDACTED) and the document (flat
+`entries`, and APIM's `traceEntries: {inbound: [{source, timestamp, elapsed, data}], ...}`)
+is stored (`GET /traces/{id}`).  A wrong or expired token gets
 `Apim-Debug-Authorization-Expired` / `Apim-Debug-Authorization-WrongAPI: true` and no trace.
 
 With `--workers N` the key and the "credentials were issued" flag are made when this
 module is imported, in the supervisor before it forks (the flag is a byte of a shared
 anonymous mapping), so a token issued by one worker's admin listener works on every
-worker; the ring is per process: a trace is kept by the worker that served the request
-(shared storage of traces is not built).  The header is removed from the request before
-it is forwarded: the token is a credential.
+worker, and traces go to the supervisor's trace directory (tracestore.py), so a GET that
+lands on any worker finds a trace any worker recorded.  The header is removed from the
+request before it is forwarded: the token is a credential.
 """
 
 from __future__ import annotations
 
 import base64
-import collections
 import dataclasses
 import hashlib
 import hmac
 import json
 import mmap
+import os
 import secrets
 import time
 from datetime import datetime, timezone
-from types import GeneratorType
 from typing import Any, Optional
 
-from ..gateway.pipeline.contract import Answer
+from .tracestore import open_store
+from .tracetwin import traced_program
 
-__all__ = ["DebugTracing", "Trace", "traced_program", "HEADER"]
+__all__ = ["DebugTracing", "Trace", "traced_program", "apim_entries", "scrub", "HEADER"]
 
 HEADER = b"apim-debug-authorization"
 VALID_FOR = 3600.0          # seconds a token is valid (APIM: one hour)
 RING = 100                  # traces kept
+REDACTED = "REDACTED"
+_MAX_ENTRIES = 2000         # entries of one trace (a retry loop cannot grow it without end)
+_SECRET_HEADERS = (b"authorization", b"proxy-authorization", b"ocp-apim-subscription-key",
+                   b"cookie")
+_SECTIONS = ("inbound", "backend", "outbound", "on-error")
 _now = time.perf_counter
 _KEY = secrets.token_bytes(32)      # shared by forked workers (see the module docstring)
 _ISSUED = mmap.mmap(-1, 1)          # MAP_SHARED | MAP_ANONYMOUS: [0] = 1 once issued
@@ -52,20 +60,49 @@ def _b64(b: bytes) -> str:
 
 
 class Trace:
-    """One traced request: `entries` in the order things happened (ms from the start)."""
+    """One traced request: `entries` in the order things happened (ms from the start);
+    `stack` the policy entries open now (tracetwin.py); `secrets` the strings scrubbed
+    from the finished document."""
 
-    __slots__ = ("id", "api", "start", "entries")
+    __slots__ = ("id", "api", "start", "wall", "entries", "stack", "secrets")
+    clock = staticmethod(_now)
 
     def __init__(self, api: str, start: float) -> None:
         self.id = secrets.token_hex(16)
         self.api = api
         self.start = start
+        self.wall = time.time() - (_now() - start)     # the start on the wall clock
         self.entries: list[dict] = []
+        self.stack: list[dict] = []
+        self.secrets: dict[str, str] = {}             # text -> what replaces it
 
     def add(self, kind: str, t: float, **fields: Any) -> None:
         fields["kind"] = kind
         fields["at_ms"] = round((t - self.start) * 1000, 3)
         self.entries.append(fields)
+
+    def add_policy(self, policy: str, scope: str, section: str, path: str,
+                   apim_path: str, policy_id: str) -> dict:
+        """A policy's entry, opened now (`_t0`); tracetwin closes it."""
+        t = _now()
+        e = {"kind": "policy", "at_ms": round((t - self.start) * 1000, 3), "policy": policy,
+             "scope": scope, "section": section, "path": path, "apim_path": apim_path,
+             "_t0": t}
+        if policy_id:
+            e["id"] = policy_id
+        if len(self.entries) < _MAX_ENTRIES:
+            self.entries.append(e)
+        return e
+
+    def secure(self, config: Any, ctx: Any) -> None:
+        """Remember what must not appear: secret named values, the subscription key."""
+        nv = getattr(config, "named_values", None) or {}
+        for name in getattr(config, "secret_values", ()) or ():
+            value = nv.get(name)
+            if isinstance(value, str) and len(value) >= 3:
+                self.secrets[value] = "{{%s}}" % name
+        if ctx is not None and ctx.subscription_key:
+            self.secrets[ctx.subscription_key] = REDACTED
 
 
 class DebugTracing:
@@ -74,7 +111,7 @@ class DebugTracing:
     def __init__(self, api_names: Any, key: Optional[bytes] = None) -> None:
         self._key = _KEY if key is None else key
         self.apis = set(api_names)
-        self.ring: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self.ring = open_store(RING)     # shared by the workers (tracestore.py)
 
     @property
     def active(self) -> bool:
@@ -117,7 +154,11 @@ class DebugTracing:
                     # APIM answers an unusable token with -Expired (a forged one included)
                     rec.resp_headers = [(b"apim-debug-authorization-expired", b"true")]
                 else:
-                    rec.debug = Trace(api, rec.start)
+                    tr = rec.debug = Trace(api, rec.start)
+                    tr.secrets[v.decode("latin-1").strip()] = REDACTED
+                    for n2, v2 in headers:      # credentials the request carries
+                        if n2 in _SECRET_HEADERS and len(v2) >= 3:
+                            tr.secrets[v2.decode("latin-1")] = REDACTED
                 return
 
     @staticmethod
@@ -138,17 +179,24 @@ class DebugTracing:
             tr.add("backend", t0, attempt=i + 1, backend=backend,
                    address=authority.decode("latin-1"),
                    duration_ms=round(((t1 or rec.t_head or end) - t0) * 1000, 3))
+        for e in tr.stack:                 # a step cut short (the client went away)
+            e.pop("_t0", None)
+            e.setdefault("decision", "unfinished")
         tr.entries.sort(key=lambda e: e["at_ms"])   # stable: same-time entries keep order
         ctx = rec.ctx
-        out = {"id": tr.id, "api": tr.api, "status": status,
+        if ctx is not None:
+            for n, v in ctx.request.headers.items:   # as policies left them
+                if n in _SECRET_HEADERS and len(v) >= 3:
+                    tr.secrets.setdefault(v.decode("latin-1"), REDACTED)
+        out = {"id": tr.id, "traceId": tr.id, "api": tr.api, "status": status,
+               "worker": os.getpid(),
                "duration_ms": round((end - tr.start) * 1000, 3),
-               "time": datetime.now(timezone.utc).isoformat(), "entries": tr.entries}
+               "time": datetime.now(timezone.utc).isoformat(), "entries": tr.entries,
+               "traceEntries": apim_entries(tr)}
         if ctx is not None and ctx.last_error is not None:
             out["last_error"] = dataclasses.asdict(ctx.last_error)
             out["last_error"].pop("headers", None)
-        self.ring[tr.id] = out
-        while len(self.ring) > RING:
-            self.ring.popitem(last=False)
+        self.ring.put(tr.id, scrub(out, tr.secrets))
 
     # -- admin ---------------------------------------------------------------------------
 
@@ -165,64 +213,66 @@ class DebugTracing:
         return 200, self.issue(api)
 
 
-# -- the instrumented pipeline of a traced request ---------------------------------------
+# -- the document ------------------------------------------------------------------------
 
-class _Step:
-    """A program step that records what it did in the trace; everything else (name,
-    scope, apim_path, ... read by the engine for errors) is the step's own."""
+def _timespan(seconds: float) -> str:
+    """.NET's TimeSpan text, as APIM writes `elapsed`: `00:00:00.0012345`."""
+    ticks = max(0, round(seconds * 1e7))
+    s, frac = divmod(ticks, 10_000_000)
+    m, s = divmod(s, 60)
+    h, m = divmod(m, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}.{frac:07d}"
 
-    __slots__ = ("_step", "_trace")
 
-    def __init__(self, step: Any, trace: Trace) -> None:
-        self._step, self._trace = step, trace
+def _timestamp(t: float) -> str:
+    whole = int(t)
+    return datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + \
+        f".{int((t - whole) * 1e7):07d}Z"
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._step, name)
 
-    def _log(self, t0: float, decision: str, **more: Any) -> None:
-        s = self._step
-        self._trace.add("policy", t0, policy=s.name, scope=s.scope, section=s.section,
-                        path=s.path, duration_ms=round((_now() - t0) * 1000, 3),
-                        decision=decision, **more)
+_ENTRY_KEYS = ("kind", "at_ms", "policy", "section", "source")
 
-    def apply(self, ctx: Any) -> Any:
-        t0 = _now()
-        try:
-            r = self._step.apply(ctx)
-        except Exception as e:
-            self._log(t0, "error", error=str(getattr(e, "reason", type(e).__name__)))
-            raise
-        if r is None:
-            self._log(t0, "continue")
-            return None
-        if isinstance(r, Answer):
-            self._log(t0, "answer", status=r.status)
-            return r
-        if type(r) is GeneratorType:
-            return self._gen(r, t0)
-        return r
 
-    def _gen(self, gen: Any, t0: float) -> Any:
-        try:
-            r = yield from gen
-        except Exception as e:
-            self._log(t0, "error", error=str(getattr(e, "reason", type(e).__name__)))
-            raise
-        if isinstance(r, Answer):
-            self._log(t0, "answer", status=r.status)
+def apim_entries(tr: Trace) -> dict[str, list[dict]]:
+    """APIM's shape: `{inbound: [{source, timestamp, elapsed, data}], backend, outbound,
+    on-error}`, elapsed counted from the start of the request."""
+    out: dict[str, list[dict]] = {s: [] for s in _SECTIONS}
+    for e in tr.entries:
+        kind = e["kind"]
+        if kind == "policy":
+            section, source = e["section"], e["policy"]
+        elif kind == "backend":
+            section, source = "backend", "forward-request"
+        elif kind == "trace":
+            section, source = e.get("section") or "inbound", e.get("source") or "trace"
         else:
-            self._log(t0, "continue")
-        return r
+            section, source = "inbound", kind
+        at = e["at_ms"] / 1000
+        out.setdefault(section, []).append({
+            "source": source, "timestamp": _timestamp(tr.wall + at),
+            "elapsed": _timespan(at),
+            "data": {k: v for k, v in e.items() if k not in _ENTRY_KEYS}})
+    return out
 
 
-def traced_program(program: Any, trace: Trace) -> Any:
-    """`program` with each top-level step of every section recording into `trace`."""
-    def wrap(steps: tuple) -> tuple:
-        return tuple(_Step(s, trace) for s in steps)
-    return dataclasses.replace(program, inbound=wrap(program.inbound),
-                               backend=wrap(program.backend),
-                               outbound=wrap(program.outbound),
-                               on_error=wrap(program.on_error))
+def scrub(doc: Any, secrets: dict[str, str]) -> Any:
+    """`doc` with every secret string replaced, at any depth (keys too)."""
+    if not secrets:
+        return doc
+    order = sorted(secrets, key=len, reverse=True)   # a longer secret before its parts
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, str):
+            for s in order:
+                if s in v:
+                    v = v.replace(s, secrets[s])
+            return v
+        if isinstance(v, dict):
+            return {clean(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+    return clean(doc)
 
 
 # -- the admin endpoints -----------------------------------------------------------------
@@ -261,14 +311,20 @@ async def _credentials(gw: Any, stream: Any) -> None:
 
 async def _trace(gw: Any, stream: Any) -> None:
     tid = stream.request.target.partition(b"?")[0][len(b"/traces/"):].decode("latin-1")
-    doc = gw.telemetry.debug.ring.get(tid)
-    if doc is None:
+    if not tid:       # the list: ids of the traces kept, newest first
+        await _reply(stream, 200, {"traces": gw.telemetry.debug.ring.ids()})
+        return
+    body = gw.telemetry.debug.ring.get(tid)
+    if body is None:
         await _reply(stream, 404, {"error": f"no trace {tid!r} (kept: the latest {RING})"})
         return
-    await _reply(stream, 200, doc)
+    await stream.reply(200, [(b"content-type", b"application/json"),
+                             (b"cache-control", b"no-store"),
+                             (b"content-length", b"%d" % len(body))], body)
 
 
 def add_routes(gw: Any) -> None:
-    """`POST /debug-credentials`, `GET /traces/{id}` on the admin listener."""
+    """`POST /debug-credentials`, `GET /traces/{id}` (`GET /traces/`: the ids kept) on
+    the admin listener."""
     gw.add_admin_route(b"/debug-credentials", _credentials, methods=(b"POST",))
     gw.add_admin_route(b"/traces/", _trace, prefix=True)

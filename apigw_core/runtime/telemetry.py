@@ -372,7 +372,7 @@ class Telemetry:
             entry["metadata"] = {k: self.redact(v, ctx) for k, v in metadata}
         if rec is not None:
             if rec.debug is not None:
-                rec.debug.add("trace", _now(), **entry)
+                rec.debug.add("trace", _now(), section=getattr(ctx, "section", ""), **entry)
             if rec.traces is None:
                 rec.traces = []
             if len(rec.traces) < 100:

@@ -32,6 +32,10 @@ Rate limits.  Before the first fork the supervisor creates the shared `BucketTab
 (apigw_core/buckets.py) in /dev/shm; each worker, restarted ones too, attaches to it by
 name (`gw.buckets`), so all of them draw from the same buckets.  The supervisor unlinks
 it when it exits (a supervisor killed by SIGKILL leaves its `apigw-buckets-PID-*` file).
+
+Request traces.  The supervisor also makes a fresh `apigw-traces-*` temp directory
+(`APIGW_TRACES_DIR`, inherited by every worker): a traced request's document is a file
+there, so `GET /traces/{id}` on any worker finds it (runtime/tracestore.py); removed at exit.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from typing import Callable, Optional
 import trio
 
 from ..buckets import SHM_DIR, BucketTable
+from .tracestore import ENV as TRACES_ENV
 from ..gateway.config import GatewayConfig
 from .listeners import bind_socket, split_hostport
 from .metrics import MULTIPROC_ENV
@@ -236,6 +241,10 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
     # them all, dead workers' included (runtime/metrics.py); fresh for each run
     metrics_dir = tempfile.mkdtemp(prefix="apigw-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
+    # request traces: each worker writes a traced request's document here and a GET on any
+    # worker reads it (runtime/tracestore.py); outlives a restarted worker, removed at exit
+    traces_dir = tempfile.mkdtemp(prefix="apigw-traces-")
+    os.environ[TRACES_ENV] = traces_dir
     start = _Start(config, 1, partial(pin_ports, started=started, pinned=pinned), me,
                    buckets=table.name)
     children: dict[int, _Child] = {}   # by pid
@@ -373,4 +382,6 @@ def supervise(config: GatewayConfig, workers: int, echo: Optional[str] = None,
         table.unlink()
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.environ.pop(TRACES_ENV, None)
+        shutil.rmtree(traces_dir, ignore_errors=True)
     return EXIT_STARTUP if failures or young_deaths >= 5 else 0
