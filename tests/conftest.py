@@ -10,12 +10,18 @@
   session (it is stateless).
 - `gateway`: a factory, `gateway(config_dict, workers=1) -> Proc`, for a gateway process
   on that config; every gateway it started is stopped at the end of the test.
+- Bytecode for the processes the suite starts (gateways, echo, the CLI): where the
+  environment says PYTHONDONTWRITEBYTECODE (a clean source tree), the suite's child
+  processes write their .pyc files under a PYTHONPYCACHEPREFIX in the temp dir instead, so
+  that each of the several hundred `python -m apigw_core` processes does not compile the
+  package again (~0.3 s of CPU each).  The tree stays clean either way.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +31,12 @@ _HERE = Path(__file__).resolve().parent
 for _p in (_HERE, _HERE / "runtime"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
+
+# For the child processes only (this one read the flag at its start): see the docstring.
+if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+    os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(
+        tempfile.gettempdir(), f"apigw_core-tests-pycache-{os.getuid()}")
 
 settings.register_profile("ci", deadline=None, derandomize=False,
                           suppress_health_check=[HealthCheck.too_slow])

@@ -30,7 +30,7 @@ def apigw_patched(patch: str, *args: str) -> subprocess.CompletedProcess:
     """The CLI in a fresh interpreter after running `patch` (Python source)."""
     code = f"{patch}\nimport sys\nfrom apigw_core.cli import main\nsys.exit(main({list(args)!r}))"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=180)   # bounds a hang only (a busy machine is slow)
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def test_every_example_validates_and_says_how_to_run_it(name):
     assert f"apigw serve examples/{name}" in header
     assert "curl " in header
     out = subprocess.run([sys.executable, "-m", "apigw_core", "validate",
-                          str(EXAMPLES / name)], capture_output=True, text=True, timeout=60)
+                          str(EXAMPLES / name)], capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -224,5 +224,5 @@ def test_custom_policy_through_apigw_serve_from_another_directory(tmp_path, echo
     path = where / "custom-policy.json"
     path.write_text(json.dumps(config))
     out = subprocess.run([sys.executable, "-m", "apigw_core", "validate", str(path)],
-                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+                         capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -71,7 +71,14 @@ class Proc:
         return self.proc.returncode
 
 
-def _start(args: list[str], pattern_count: int, admin: bool, timeout: float = 20) -> Proc:
+# How long a process may take to say it is listening.  The wait ends at the line (or at an
+# early exit), so this only bounds a hang: generous, for a machine busy enough that one
+# start takes 20 s of wall clock (~1.5 s of CPU on a quiet one).
+START_TIMEOUT = 90.0
+
+
+def _start(args: list[str], pattern_count: int, admin: bool,
+           timeout: float = START_TIMEOUT) -> Proc:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "apigw_core", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

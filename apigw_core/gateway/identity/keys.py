@@ -21,10 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+# PyJWT and cryptography (~0.3 s of imports) are imported by the functions that use them,
+# on the first key made: a gateway without validate-jwt never loads them.
 
 __all__ = ["SigningKey", "KeyError_", "ALGORITHMS", "key_from_jwk", "key_from_pem",
            "key_from_rsa", "key_from_secret", "key_from_secret_text", "read_header", "verify"]
@@ -57,6 +55,8 @@ class SigningKey:
 
 
 def _from_public(kid: Optional[str], pub: Any, alg: Optional[str] = None) -> SigningKey:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
     if isinstance(pub, rsa.RSAPublicKey):
         if pub.key_size < _MIN_RSA_BITS:
             raise KeyError_(f"RSA key of {pub.key_size} bits is too weak (at least "
@@ -103,6 +103,8 @@ def _b64(text: str) -> bytes:
 
 def key_from_rsa(kid: Optional[str], n: str, e: str) -> SigningKey:
     """APIM's `n`/`e` attributes: the modulus and exponent, base64url (JWK encoding)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     try:
         numbers = rsa.RSAPublicNumbers(int.from_bytes(_b64(e), "big"),
                                        int.from_bytes(_b64(n), "big"))
@@ -113,6 +115,9 @@ def key_from_rsa(kid: Optional[str], n: str, e: str) -> SigningKey:
 
 def key_from_pem(kid: Optional[str], pem: str) -> SigningKey:
     """A PEM certificate (its public key) or a PEM public key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     data = pem.strip().encode("ascii", "replace")
     try:
         if b"-----BEGIN CERTIFICATE-----" in data:
@@ -141,6 +146,8 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> SigningKey:
     alg = jwk.get("alg")
     if alg is not None and alg not in ALGORITHMS:
         raise KeyError_(f"unsupported alg {alg!r}")
+    import jwt
+
     try:
         parsed = jwt.PyJWK(dict(jwk), algorithm=alg)
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError) as exc:
@@ -150,7 +157,7 @@ def key_from_jwk(jwk: Mapping[str, Any]) -> SigningKey:
     return _from_public(kid, parsed.key, alg)
 
 
-_JWS = jwt.PyJWS()
+_JWS: Any = None     # jwt.PyJWS(), made with the first key (see _jws)
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -168,6 +175,13 @@ def read_header(token: str) -> Optional[dict]:
     return header if isinstance(header, dict) else None
 
 
+def _jws() -> Any:
+    global _JWS
+    if _JWS is None:
+        import jwt
+        _JWS = jwt.PyJWS()
+    return _JWS
+
 
 def verify(token: str, alg: str, key: SigningKey) -> Optional[bytes]:
     """The token's payload when its signature checks out with `key` under `alg` (PyJWT's
@@ -175,7 +189,9 @@ def verify(token: str, alg: str, key: SigningKey) -> Optional[bytes]:
     one the key may verify."""
     if alg not in key.algorithms:
         return None
+    import jwt  # a lookup in sys.modules after the first call
+
     try:
-        return _JWS.decode_complete(token, key.key, algorithms=[alg])["payload"]
+        return (_JWS or _jws()).decode_complete(token, key.key, algorithms=[alg])["payload"]
     except (jwt.PyJWTError, ValueError, TypeError):
         return None
