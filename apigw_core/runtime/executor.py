@@ -105,6 +105,15 @@ class _Call:
     budget_key: Optional[str] = None
     budget: Any = None
     retry_slot = False
+    # per-request state that starts the same in every call: class defaults, assigned
+    # (never mutated in place) when it changes, so __init__ sets only what differs
+    body_events: Optional[list] = None   # the client's body, when at hand
+    ex: Any = None              # the backend exchange after ForwardRequest
+    pending: list = []          # response events received with the head (never mutated)
+    resp_done = False           # the backend's EndOfMessage was taken
+    resp_trailers: Any = ()
+    nursery: Optional[trio.Nursery] = None
+    ws_done = False
 
     def __init__(self, gw: Any, state: "GatewayState", stream: "HTTPStream", route: Any,
                  ctx: Context, program: Any, web: Any, rid: bytes) -> None:
@@ -112,13 +121,7 @@ class _Call:
         self.ctx, self.program, self.web, self.rid = ctx, program, web, rid
         req = stream.request
         self.original = (ctx.request.path, ctx.request.query)
-        self.body_events: Optional[list] = None   # the client's body, when at hand
-        self.ex: Any = None              # the backend exchange after ForwardRequest
-        self.pending: list = []          # response events received with the head
-        self.resp_done = False           # the backend's EndOfMessage was taken
-        self.resp_trailers: Any = ()
         self.pump_error: list[BaseException] = []
-        self.nursery: Optional[trio.Nursery] = None
         self.websocket = req.upgrade == b"websocket" or req.protocol == b"websocket"
         self.tried: set[str] = set()     # pool members this request went to (a retry
                                          # goes to another one: runtime/balance.py)
@@ -220,12 +223,6 @@ class _Call:
         target = path + ("?" + req.query if req.query else "")
         return target.encode("utf-8", "surrogateescape")
 
-    def _pool(self, cmd: ForwardRequest) -> tuple[Any, str]:
-        pool, base_path = self._pool_of(cmd)
-        if self.ctx.backend_certificate is not None:   # authentication-certificate
-            pool = self.state.with_certificate(pool, self.ctx.backend_certificate)
-        return pool, base_path
-
     def _pool_of(self, cmd: ForwardRequest) -> tuple[Any, str]:
         ctx, state = self.ctx, self.state
         if ctx.backend_url is not None:
@@ -245,8 +242,11 @@ class _Call:
         ctx, stream = self.ctx, self.stream
         if self.ex is not None:
             raise PolicyError(500, "InternalError", "the request was forwarded already")
-        pool, base_path = self._pool(cmd)
-        retrying.started(self, pool)
+        pool, base_path = self._pool_of(cmd)
+        if ctx.backend_certificate is not None:   # authentication-certificate
+            pool = self.state.with_certificate(pool, ctx.backend_certificate)
+        if self.budget_key is None:   # counted active on its backend (the first forward)
+            retrying.started(self, pool)
         req = stream.request
         target = req.target
         headers, _ = forward_request_headers(
@@ -330,7 +330,14 @@ class _Call:
                               may_retry and ex.reused) from None
             if body is None:
                 self._start_pump(ex, wt)
-            await self._head(ex, timeout, may_retry and ex.reused, body is not None)
+            may_retry = may_retry and ex.reused
+            while True:   # until the response head (a coroutine level less than a helper)
+                events = await self._receive(ex, timeout, may_retry)
+                if events and events[0].__class__ is Response:   # the usual: head first
+                    self._response_head(events[0], events, 1)
+                    break
+                if await self._head(events, may_retry, body is not None):
+                    break
         except BaseException:
             ex.release(False)
             raise
@@ -365,32 +372,37 @@ class _Call:
             events = [x for ev in events for x in self.web.to_client(ev)]
         return events
 
-    async def _head(self, ex: Any, timeout: float, may_retry: bool, replayable: bool) -> None:
-        """Receive until the response head; 1xx go to the client at once."""
+    def _response_head(self, ev: Response, events: list, rest: int) -> None:
+        """The backend's response head in: ctx.response, and what came after it."""
+        tel = self.stream.tel
+        if tel is not None:
+            tel.t_head = _now()
+        self.ctx.response = ResponseView(   # positional: kwargs cost ~0.4 us
+            ev.status_code, ev.reason.decode("latin-1"),
+            Headers(forward_response_headers(ev.headers, ev.http_version)))
+        self.pending = events[rest:]
+
+    async def _head(self, events: list, may_retry: bool, replayable: bool) -> bool:
+        """One batch of events before the response head: True when the head is among them
+        (taken); 1xx go to the client at once."""
         stream = self.stream
-        while True:
-            events = await self._receive(ex, timeout, may_retry)
-            for i, ev in enumerate(events):
-                t = ev.__class__
-                if t is Response:
-                    if stream.tel is not None:
-                        stream.tel.t_head = _now()
-                    self.ctx.response = ResponseView(   # positional: kwargs cost ~0.4 us
-                        ev.status_code, ev.reason.decode("latin-1"),
-                        Headers(forward_response_headers(ev.headers, ev.http_version)))
-                    self.pending = events[i + 1:]
-                    return
-                if t is InformationalResponse:
-                    if ev.status_code not in (100, 101):
-                        stream.send_informational(ev.status_code,
-                                                  forward_response_headers(ev.headers))
-                        await stream.flush()
-                elif t is StreamReset:
-                    retry = ev.error_code == _REFUSED_STREAM and replayable
-                    raise _Failed(502, STREAM_RESET, f"RST_STREAM error code {ev.error_code}",
-                                  retry)
-                elif t is ConnectionClosed:
-                    raise _Failed(502, CLOSED, "closed before answering", may_retry)
+        for i, ev in enumerate(events):
+            t = ev.__class__
+            if t is Response:
+                self._response_head(ev, events, i + 1)
+                return True
+            if t is InformationalResponse:
+                if ev.status_code not in (100, 101):
+                    stream.send_informational(ev.status_code,
+                                              forward_response_headers(ev.headers))
+                    await stream.flush()
+            elif t is StreamReset:
+                retry = ev.error_code == _REFUSED_STREAM and replayable
+                raise _Failed(502, STREAM_RESET, f"RST_STREAM error code {ev.error_code}",
+                              retry)
+            elif t is ConnectionClosed:
+                raise _Failed(502, CLOSED, "closed before answering", may_retry)
+        return False
 
     async def _read_response_body(self, limit: int) -> bytes:
         resp = self.ctx.response
@@ -449,9 +461,11 @@ class _Call:
 
     async def _write(self, result: Any) -> None:
         stream, ctx = self.stream, self.ctx
-        if getattr(self, "ws_done", False) or stream.response_complete:
+        if self.ws_done or stream.response_complete:
             return
-        extra = list(ctx.response_headers)
+        extra = ctx.response_headers
+        if extra:
+            extra = list(extra)
         if result.kind == "answer":
             a = result.answer
             await self._whole(a.status, list(a.headers), a.body, a.reason, extra)
@@ -479,8 +493,9 @@ class _Call:
         headers = _merge(r.headers.items, extra) if extra else r.headers.items
         stream.send_response(r.status, headers, r.reason.encode("latin-1"))
         pending = self.pending
-        if pending and pending[-1].__class__ is EndOfMessage and all(
-                ev.__class__ is Data for ev in pending[:-1]):
+        if pending and pending[-1].__class__ is EndOfMessage and (
+                len(pending) == 1 or len(pending) == 2 and pending[0].__class__ is Data
+                or all(ev.__class__ is Data for ev in pending[:-1])):
             # the whole body came with the head (small responses): one write, as on the
             # direct path, and the connection back to the pool at once
             for ev in pending[:-1]:
