@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import trio
 
+from ..gateway.operations import OperationMatch
 from ..gateway.pipeline import Context, Headers, PolicyError, RequestView
 from ..gateway.subscriptions import Access
 from ..protocol import Request, grpc
@@ -74,10 +75,11 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
     query = route.path.partition(b"?")[2]
     error: Optional[PolicyError] = None
     op_match = state.operations.match(api, req.method, route.rest, query)
-    operation = getattr(op_match, "operation", None)
-    params = getattr(op_match, "params", {})
-    preflight = _is_preflight(req)
-    if not hasattr(op_match, "operation"):   # Denied: OperationNotFound
+    preflight = req.method == b"OPTIONS" and _is_preflight(req)
+    if op_match.__class__ is OperationMatch or hasattr(op_match, "operation"):
+        operation, params = op_match.operation, op_match.params
+    else:   # Denied: OperationNotFound
+        operation, params = None, {}
         if not (preflight and _has_cors(state.programs.get(api.name, None, None))):
             error = PolicyError(op_match.status, op_match.reason, op_match.message,
                                 op_match.headers, source="configuration")
