@@ -225,7 +225,11 @@ class SubscriptionIndex:
             if name == a.header:
                 header = value
                 break
-        if header:   # the usual case, straight to the key (positional calls)
+        if header:   # the usual case: _keyed inline
+            k = self._keys.get(header)
+            if (k is not None and hmac.compare_digest(k.secret, header)
+                    and (k.all_apis or api.name in k.access_for)):
+                return k.access
             return self._keyed(a, api.name, header, scheme, host)
         return self.resolve(api, None, query_value(query, a.query), scheme=scheme, host=host)
 

@@ -100,7 +100,11 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
         elif access is not None:
             product, subscription, key = access.product, access.subscription, access.key
     program = state.programs.get(api.name, op_name, getattr(product, "name", None))
-    client_rid = _client_rid(req.headers)
+    client_rid = None   # the client's x-request-id (a loop: no call)
+    for n, v in req.headers:
+        if n == b"x-request-id":
+            client_rid = v
+            break
     rid = client_rid if client_rid is not None and 0 < len(client_rid) <= 200 \
         else gw.request_ids()
     ctx = Context(_request_view(stream, route, host, params, protocol), rid.decode("latin-1"),
@@ -146,11 +150,4 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
         await go()
     if scope.cancelled_caught:
         await _deadline_exceeded(stream, web)
-
-
-def _client_rid(headers: list) -> Optional[bytes]:
-    for n, v in headers:
-        if n == b"x-request-id":
-            return v
-    return None
 

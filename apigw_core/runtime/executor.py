@@ -52,7 +52,8 @@ from .stream import BodyError, ClientGone, send_local_reply
 from .proxy import _authority_of, _h1_framing, pump_upload
 from .balance import BalancedPool
 from .commands import COMMAND_HANDLERS, run_finish
-from . import retrying   # the retry policy's commands, and its budget counts
+from . import retrying  # noqa: F401  (registers the retry policy's commands)
+from .budget import BUDGETS   # retrying.py's per-request counts, kept inline here
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
 from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
 from .service import send_request
@@ -156,8 +157,9 @@ class _Call:
             if self.ex is not None:
                 self.ex.release(False)   # not relayed to its end: never reused
                 self.ex = None
-            if self.budget_key is not None:
-                retrying.finished(self)
+            if self.budget_key is not None:   # retrying.finished, inline
+                BUDGETS.done(self.budget_key, self.retry_slot)
+                self.budget_key, self.retry_slot = None, False
             if self.ctx.finish:
                 run_finish(self.ctx, self.rid)
         if self.pump_error:
@@ -245,8 +247,10 @@ class _Call:
         pool, base_path = self._pool_of(cmd)
         if ctx.backend_certificate is not None:   # authentication-certificate
             pool = self.state.with_certificate(pool, ctx.backend_certificate)
-        if self.budget_key is None:   # counted active on its backend (the first forward)
-            retrying.started(self, pool)
+        if self.budget_key is None:   # retrying.started inline: counted active on its
+            self.budget_key = name = pool.backend.name   # backend from the first forward
+            self.budget = pool.backend.retry_budget
+            BUDGETS.start(name)
         req = stream.request
         target = req.target
         headers, _ = forward_request_headers(
@@ -255,7 +259,9 @@ class _Call:
             authority=None if target[:1] == b"/" else _authority_of(target),
             version=req.http_version, tls=stream.tls)
         upath = self._target(base_path)
-        headers, upath = without_key(ctx.api, headers, upath)
+        key_cfg = getattr(ctx.api, "subscription_key", None)
+        if key_cfg is not None and not getattr(key_cfg, "forward", True):   # (the default)
+            headers, upath = without_key(ctx.api, headers, upath)
         method = ctx.request.method.encode("ascii")
         if self.websocket:
             await self._tunnel(pool, headers, upath)
