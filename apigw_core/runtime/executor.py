@@ -244,7 +244,12 @@ class _Call:
         ctx, stream = self.ctx, self.stream
         if self.ex is not None:
             raise PolicyError(500, "InternalError", "the request was forwarded already")
-        pool, base_path = self._pool_of(cmd)
+        if ctx.backend_url is None:   # the usual: a named backend (_pool_of's first case)
+            pool = self.state.pool_for(ctx.backend_id or self.route.backend.name,
+                                       cmd.http_version)
+            base_path = pool.backend.base_path
+        else:
+            pool, base_path = self._pool_of(cmd)
         if ctx.backend_certificate is not None:   # authentication-certificate
             pool = self.state.with_certificate(pool, ctx.backend_certificate)
         if self.budget_key is None:   # retrying.started inline: counted active on its
