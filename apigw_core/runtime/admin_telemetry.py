@@ -18,6 +18,7 @@ import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional
 
+from . import state_metrics
 from .metrics import BUCKETS, CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def add_routes(gw: "Gateway") -> None:
                      lambda: {(): gw.limit.active})
         m.add_gauges("apigw_upstream_connections", "Backend connections, by state.",
                      ("backend", "state"), lambda: _pool_gauges(gw))
+        state_metrics.register(gw, m)   # breakers, health, limits, stores, retries
         gw.add_admin_route(b"/metrics", _metrics)
     gw.add_admin_route(b"/stats", _stats)
     gw.add_admin_route(b"/", _page)
