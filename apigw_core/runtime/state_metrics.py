@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from .gateway import Gateway
     from .metrics import Metrics
 
-__all__ = ["register", "count_decision", "count_store_failure", "count_retry",
+__all__ = ["declare", "register", "count_decision", "count_store_failure", "count_retry",
            "BREAKER_STATES", "POLICY_LABELS"]
 
 BREAKER_STATES = (CLOSED, OPEN, HALF_OPEN)
@@ -130,8 +130,18 @@ def _redis(gw: "Gateway") -> dict:
     return out
 
 
+def declare(m: "Metrics") -> None:
+    """The counters the request path bumps (Telemetry declares them with its own)."""
+    m.counter("apigw_rate_limit_decisions", "Rate-limit and quota decisions, one per "
+              "counter checked.", ("policy", "api", "decision"))
+    m.counter("apigw_rate_limit_store_failures", "Decisions a counter store could not "
+              "make, by store and the on-store-failure mode that decided instead.",
+              ("store", "on_failure"))
+    m.counter("apigw_retries", "Retry attempts, retried or refused.", ("backend", "result"))
+
+
 def register(gw: "Gateway", m: "Metrics") -> None:
-    """Declare every family above on this process's metrics."""
+    """The families read from the gateway's state at flush time."""
     m.add_gauges("apigw_backend_circuit_breaker_state",
                  "Circuit breaker state per backend: 1 for the current state, else 0.",
                  ("backend", "state"), lambda: _breakers(gw), mode="livemax")
@@ -147,12 +157,6 @@ def register(gw: "Gateway", m: "Metrics") -> None:
                  ("backend", "result"), lambda: _checks(gw))
     m.add_totals("apigw_redis_client_failures", "Failed Redis calls, by store.",
                  ("store",), lambda: _redis(gw))
-    m.counter("apigw_rate_limit_decisions", "Rate-limit and quota decisions, one per "
-              "counter checked.", ("policy", "api", "decision"))
-    m.counter("apigw_rate_limit_store_failures", "Decisions a counter store could not "
-              "make, by store and the on-store-failure mode that decided instead.",
-              ("store", "on_failure"))
-    m.counter("apigw_retries", "Retry attempts, retried or refused.", ("backend", "result"))
 
 
 def _metrics(call: Any) -> Any:
@@ -166,7 +170,7 @@ def count_decision(call: Any, key: str, allowed: bool) -> None:
     if m is None:
         return
     policy = POLICY_LABELS.get(key.partition("|")[0], "other")
-    api = call.ctx.api
+    api = getattr(call.ctx, "api", None)
     m.count("apigw_rate_limit_decisions",
             (policy, api.name if api is not None else "", "allowed" if allowed else "limited"))
 
