@@ -217,3 +217,19 @@ def test_two_workers_the_counters_are_the_sum(gateway, echo, openai, steered):
     s = wait_until(lambda: (s := scrape(gw)) and value(s, "apigw_backend_health_checks_total",
                                                        backend="checked") >= 4 and s)
     assert value(s, "apigw_backend_healthy", backend="checked") == 1   # livemin, not 2
+
+
+def test_h2_backend_connections_are_in_the_pool_gauge(gateway):
+    from h2backend import H2Backend
+    b = H2Backend()
+    try:
+        gw = gateway({"listeners": [{"bind": "127.0.0.1:0"}], "admin": {"bind": "127.0.0.1:0"},
+                      "backends": {"h2": {"url": b.url, "http-version": "2", "timeout": 30}},
+                      "apis": [{"name": "h2", "path": "/h2", "backend": "h2"}]})
+        assert httpx.get(gw.url + "/h2/x", timeout=10).status_code == 200
+        s = wait_until(lambda: (s := scrape(gw)) and value(
+            s, "apigw_upstream_connections", backend="h2", state="idle") == 1 and s,
+            message="the h2 connection counted idle")
+        assert value(s, "apigw_upstream_connections", backend="h2", state="busy") == 0
+    finally:
+        b.close()
