@@ -18,6 +18,7 @@ import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional
 
+from . import state_metrics
 from .metrics import BUCKETS, CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def add_routes(gw: "Gateway") -> None:
                      lambda: {(): gw.limit.active})
         m.add_gauges("apigw_upstream_connections", "Backend connections, by state.",
                      ("backend", "state"), lambda: _pool_gauges(gw))
+        state_metrics.register(gw, m)   # breakers, health, limits, stores, retries
         gw.add_admin_route(b"/metrics", _metrics)
     gw.add_admin_route(b"/stats", _stats)
     gw.add_admin_route(b"/", _page)
@@ -44,11 +46,16 @@ def add_routes(gw: "Gateway") -> None:
 def _pool_gauges(gw: "Gateway") -> dict:
     out: dict = {}
     for name, pool in gw.state.pools.items():
+        h2 = getattr(pool, "conns", None)        # HTTP/2 pools: connections with streams
+        if isinstance(h2, list):
+            busy = sum(1 for up in h2 if getattr(up, "streams", None))
+            out[(name, "idle")], out[(name, "busy")] = len(h2) - busy, busy
+            pool = getattr(pool, "h1", None)     # and their HTTP/1.1 fallback
         total = getattr(pool, "_open", None)     # HTTP/1.1 pools: open and idle sockets
         idle = getattr(pool, "_idle", None)
         if isinstance(total, int) and isinstance(idle, list):
-            out[(name, "idle")] = len(idle)
-            out[(name, "busy")] = total - len(idle)
+            out[(name, "idle")] = out.get((name, "idle"), 0) + len(idle)
+            out[(name, "busy")] = out.get((name, "busy"), 0) + total - len(idle)
     return out
 
 

@@ -37,6 +37,7 @@ import trio
 
 from ..gateway.config import GatewayConfig
 from ..gateway.pipeline.policies.telemetry import EmitMetric, TraceEntry
+from . import state_metrics
 from ..gateway.tracecontext import TraceContext, forward_trace
 from ..protocol import grpc
 from .accesslog import AccessLog, redact_query
@@ -185,6 +186,7 @@ class Telemetry:
             m.counter("apigw_websocket_messages", "WebSocket messages relayed.",
                       ("api", "direction"))
             m.counter("apigw_grpc_messages", "gRPC messages relayed.", ("api", "direction"))
+            state_metrics.declare(m)   # rate-limit decisions, store failures, retries
             if self.otel is not None:
                 m.counter("apigw_otel_spans_exported", "OTel spans the collector accepted.")
                 m.counter("apigw_otel_spans_failed",
