@@ -6,7 +6,8 @@ metric families (so with `--workers` its totals are the gateway's, whichever wor
 answers) plus the answering worker's ring of latest requests: requests and errors, latency
 percentiles interpolated from the histogram buckets, errors by reason, one row per API and
 per backend (with every gauge family that has a `backend` label: pool connections, and the
-breaker and health states other features register), connections.  `/` is one
+breaker and health states other features register), connections, and the latest
+request traces (debugtrace.py's store: any worker's with --workers).  `/` is one
 self-contained HTML file (admin_page.html: inline CSS and JS, no CDN, no build) that polls
 `/stats` every second and derives requests per second from successive totals.
 """
@@ -200,6 +201,24 @@ def stats(gw: "Gateway") -> dict:
         "connections": {"open": open_conns if open_conns is not None
                         else gw.limit.active, "accepted": accepted},
         "recent": tel.latest(),
+        "traces": _traces(tel.debug),
         "access_log": None if tel.access is None else {
             "written": tel.access.written, "dropped": tel.access.dropped},
     }
+
+
+def _traces(debug: Any) -> list[dict]:
+    """The latest request traces (debugtrace.py), newest first, as the page's rows; each
+    full document is at /traces/{id}."""
+    if debug is None:
+        return []
+    out = []
+    for doc in debug.ring.latest(10):
+        routing = next((e for e in doc.get("entries", ()) if e.get("kind") == "routing"), {})
+        out.append({"id": doc.get("id"), "time": doc.get("time"), "api": doc.get("api"),
+                    "status": doc.get("status"), "duration_ms": doc.get("duration_ms"),
+                    "path": routing.get("backend_path"),
+                    "policies": sum(1 for e in doc.get("entries", ())
+                                    if e.get("kind") == "policy"),
+                    "error": (doc.get("last_error") or {}).get("reason")})
+    return out
