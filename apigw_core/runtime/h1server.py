@@ -16,7 +16,9 @@ silent close, as nginx), `head_timeout` from that first byte to the end of the h
 (slowloris: 408 and close), `body_timeout` between two reads of a body, `write_timeout` for
 a stalled client.  A ProtocolError is answered with its status and a close; a handler that
 fails before answering gets a 500, after answering an abort.  One scheduling checkpoint per
-request keeps trio fair when every read succeeds at once.
+request keeps trio fair when every read succeeds at once: the driver's own, unless the
+request's socket waits already passed one (transport.WAITS moved; the backend's answer is
+usually waited for).
 
 Client abort (`server.client-abort: cancel`, the default): while a request whose body is
 in is being served, nobody reads the client socket, so the watchdog's sweep looks at it
@@ -54,6 +56,7 @@ from . import abort
 from .clock import http_date, with_date
 from .stream import (BodyError, ClientGone, Handler, HTTPStream, Replies, Tunnel,
                      send_local_reply)
+from .transport import WAITS as _WAITS
 from .transport import SocketTransport, Transport, TransportClosed, TransportTimeout
 
 if TYPE_CHECKING:
@@ -327,6 +330,7 @@ class H1Driver:
                         return
                 stream = H1Stream(self, ev, complete)  # type: ignore[arg-type]
                 self._served += 1
+                waits = _WAITS[0]
                 await self._serve(stream)
                 if self.tunnelled:
                     return  # the connection carried another protocol: it ends with it
@@ -335,7 +339,8 @@ class H1Driver:
                 if not self._skip_body(stream.stream_id):
                     self.linger = True
                     return  # body left unread: the next bytes are not a request head
-                await _checkpoint()
+                if _WAITS[0] == waits:   # no trio wait while serving: be fair here
+                    await _checkpoint()
             elif t is ConnectionClosed:
                 return
             # Data / EndOfMessage of an answered request were skipped by _skip_body
