@@ -77,9 +77,10 @@ def count(name: str, workdir: str, backend_port: int, args) -> Dict[str, float]:
                        capture_output=True)
         parsed = e2e.parse_wrk(text)
         # wrk's timeouts (2 s) are slow answers, not failures: under callgrind on a loaded
-        # machine a few happen; their work is counted, their requests not (below 1 %)
+        # machine the requests in flight at the end can be; their work is counted, their
+        # requests not (at most one per connection)
         slow = parsed["socket_errors"].get("timeout", 0)
-        if parsed["errors"] - slow or slow * 100 > parsed["requests"]:
+        if parsed["errors"] - slow or slow > args.connections:
             raise RuntimeError(f"{name}: {parsed['errors']} errors under load (sockets "
                                f"{parsed['socket_errors']}, non-2xx {parsed['non_2xx_3xx']})")
     finally:
