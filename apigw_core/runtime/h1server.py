@@ -167,6 +167,30 @@ class H1Stream(Replies):
             self.bytes_in += len(ev.data)  # type: ignore[attr-defined]
         return ev
 
+    def take_body(self) -> Optional[list]:
+        """The body's events at once when the driver holds them all (a GET, a small
+        upload that came with its head): no coroutine per event on the hot path."""
+        drv = self._drv
+        events = drv._events
+        i = drv._i
+        sid = self.stream_id
+        out = []
+        n = len(events)
+        while i < n:
+            ev = events[i]
+            if ev.stream_id != sid:  # type: ignore[attr-defined]
+                return None
+            out.append(ev)
+            i += 1
+            if ev.__class__ is EndOfMessage:
+                drv._i = i
+                drv._body_done_id = sid
+                for d in out:
+                    if d.__class__ is Data:
+                        self.bytes_in += len(d.data)  # type: ignore[attr-defined]
+                return out
+        return None
+
     async def continue_(self) -> None:
         if self.request.expect_continue and not self._sent_100 and not self.response_started:
             self._sent_100 = True
