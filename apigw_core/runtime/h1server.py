@@ -208,7 +208,7 @@ class H1Stream(Replies):
         tel = self.tel
         if tel is not None and tel.resp_headers is not None:   # request tracing's
             headers = headers + tel.resp_headers
-        if close or drv.gateway_draining() or (not self.body_complete
+        if close or drv._draining() or (not self.body_complete
                                                and drv._body_done_id != self.stream_id):
             # draining, or answering before the whole upload arrived: the rest of it
             # would be read as the next request, so the connection ends with this answer
