@@ -70,6 +70,7 @@ __all__ = ["H1Stream", "H1Driver", "H2cUpgrade", "HTTPStream", "ClientGone", "Bo
 log = logging.getLogger("apigw_core.runtime")
 
 _checkpoint = trio.lowlevel.checkpoint
+_NO_EVENTS: Sequence[Event] = ()
 
 
 class _H1Tunnel(Tunnel):
@@ -274,7 +275,7 @@ class H1Driver:
                                      max_head=settings.max_head,
                                      max_fields=settings.max_fields,
                                      max_body_size=settings.max_body)
-        self._events: list[Event] = []
+        self._events: Sequence[Event] = _NO_EVENTS
         self._i = 0
         self._draining = draining
         self.idle = False   # waiting for the first byte of a request: may be closed
@@ -332,6 +333,10 @@ class H1Driver:
                 # first request served (its answer says connection: close)
                 if conn.should_close or (self._served and self._draining()):
                     return
+                # idle until the next request: hold nothing of the last one (its head,
+                # stream and record) while waiting, which may be for a long time
+                events = ev = stream = nxt = None   # type: ignore[assignment]
+                self._events = _NO_EVENTS
                 if not await self._read_head():
                     return
                 continue

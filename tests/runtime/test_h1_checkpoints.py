@@ -1,7 +1,7 @@
 """Trio's promises on the HTTP/1.1 hot path (issue 14 cut the per-request awaits): a
 connection whose every read succeeds at once still passes a checkpoint per request (other
 tasks run between its requests, and a cancel reaches it), whether or not its handler
-waited on a socket.
+waited on a socket; and an idle keep-alive connection holds nothing of its last request.
 
 The driver runs on one end of a socket pair (inproc.client_pair); a burst of pipelined
 requests arrives in one segment, so no read of the driver ever waits.
@@ -10,6 +10,7 @@ requests arrives in one segment, so no read of the driver ever waits.
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from inproc import client_pair, config, run
 from apigw_core.runtime.h1server import H1Driver, HTTPStream
@@ -83,3 +84,30 @@ def test_a_cancel_reaches_a_connection_whose_reads_never_wait():
 
     run(main)
     assert served[0] == 3
+
+
+def test_an_idle_keep_alive_connection_holds_nothing_of_its_last_request():
+    import gc
+
+    from apigw_core.protocol import Request
+    from apigw_core.runtime.h1server import H1Stream
+
+    async def handler(stream: HTTPStream) -> None:
+        await stream.reply(200, [(b"content-length", b"2")], b"ok")
+
+    def live(cls) -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if o.__class__ is cls)
+
+    async def main() -> None:
+        server, client = client_pair()
+        async with trio.open_nursery() as n:
+            n.start_soon(H1Driver(server, handler, SETTINGS).run)
+            before = live(Request)
+            await client.send_all(_burst(1))
+            assert await _read_n(client, 1) == 1
+            await trio.testing.wait_all_tasks_blocked()   # the driver waits for a head
+            assert live(H1Stream) == 0
+            assert live(Request) == before
+            await client.aclose()
+    run(main)
