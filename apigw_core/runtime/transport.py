@@ -69,6 +69,9 @@ class TransportClosed(Exception):
     """The connection was reset, or written after the peer went away."""
 
 
+# a plain int: `|` on the socket module's IntFlag members runs enum's Python code (ten
+# Python calls per pooled request)
+_PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
 _LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {on, 0 s}
 
 
@@ -164,7 +167,7 @@ class Transport:
     def alive(self) -> bool:
         """For pooled idle connections: False if the peer closed, reset or sent bytes."""
         try:
-            self.raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            self.raw.recv(1, _PEEK)
         except BlockingIOError:
             return True
         except OSError:
