@@ -99,6 +99,28 @@ int apigw_h1_error_status(long code);
 const char *apigw_h1_error_name(long code);
 """
 
+# native/include/apigw/http1_response.h
+CDEF_RESPONSE = """
+#define APIGW_H1R_INCOMPLETE ...
+#define APIGW_H1R_E_LAST ...
+typedef struct {
+    uint32_t max_head;
+    uint32_t max_fields;
+    apigw_h1_field *fields;
+    unsigned char *out;
+    size_t out_cap;
+    int32_t status;
+    int32_t version_minor;
+    uint32_t reason_off, reason_len;
+    uint32_t num_fields;
+    uint32_t flags;
+    int64_t content_length;
+    size_t out_len;
+} apigw_h1_response;
+long apigw_h1_parse_response(apigw_h1_response *r, const unsigned char *buf, size_t off,
+                             size_t len);
+"""
+
 # native/include/apigw/buckets.h
 CDEF_BUCKETS = """
 #define APIGW_BK_OK ...
@@ -128,11 +150,14 @@ uint64_t apigw_bk_hash(const char *key, size_t key_len, uint64_t seed);
 
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(CDEF)
+ffibuilder.cdef(CDEF_RESPONSE)
 ffibuilder.cdef(CDEF_BUCKETS)
 ffibuilder.set_source(
     "apigw_core._native",
-    '#include "apigw/http1.h"\n#include "apigw/buckets.h"',
-    sources=[_path("native/src/http1.c"), _path("native/src/buckets.c"),
+    '#include "apigw/http1.h"\n#include "apigw/http1_response.h"\n'
+    '#include "apigw/buckets.h"',
+    sources=[_path("native/src/http1.c"), _path("native/src/http1_response.c"),
+             _path("native/src/buckets.c"),
              _path("native/src/buckets_ops.c")],
     include_dirs=[_path("native/include")],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],

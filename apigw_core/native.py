@@ -18,6 +18,7 @@ import warnings
 from typing import Any
 
 from ._purepy import http1_head as _py_head
+from ._purepy import http1_response as _py_resp
 from ._purepy.http1_head import (  # noqa: F401  (re-exported)
     E_LAST,
     ERROR_NAMES,
@@ -33,6 +34,8 @@ from ._purepy.http1_head import (  # noqa: F401  (re-exported)
 )
 
 PyHeadParser = _py_head.HeadParser
+py_parse_response_head = _py_resp.parse_response_head
+response_codes = _py_resp  # the response parser's codes and messages (both parsers')
 
 _ffi: Any = None
 _lib: Any = None
@@ -97,6 +100,63 @@ class CHeadParser:
                 req.content_length, req.flags)
 
 
+class CResponseParser:
+    """Parses one backend response head with the C parser; ``parse(buf, pos)`` answers
+    what ``_purepy.http1_response.parse_response_head`` answers for these limits."""
+
+    __slots__ = ("max_head", "max_fields", "_tls")
+
+    def __init__(self, max_head: int = 65536, max_fields: int = 100) -> None:
+        if not (0 < max_head < 2**31 and 0 <= max_fields < 2**31):
+            raise ValueError("max_head and max_fields out of range")
+        self.max_head = max_head
+        self.max_fields = max_fields
+        self._tls = threading.local()  # as CHeadParser: cffi releases the GIL
+
+    def _context(self) -> tuple:
+        out = _ffi.new("char[]", self.max_head)
+        fields = _ffi.new("apigw_h1_field[]", max(self.max_fields, 1))
+        r = _ffi.new("apigw_h1_response *", {
+            "max_head": self.max_head, "max_fields": self.max_fields, "fields": fields,
+            "out": _ffi.cast("unsigned char *", out), "out_cap": self.max_head})
+        t = self._tls.ctx = (r, out, fields)
+        return t
+
+    def parse(self, buf: bytes | bytearray | memoryview, pos: int = 0) -> int | tuple:
+        try:
+            r, out, _ = self._tls.ctx
+        except AttributeError:
+            r, out, _ = self._context()
+        if type(buf) is not bytes:
+            buf = _ffi.from_buffer(buf)
+        n = _parse_response(r, buf, pos, len(buf))
+        if n < 0:
+            return n
+        it = iter(_unpack(out, r.out_len).split(b"\0"))
+        return (pos + n, r.status, r.version_minor, next(it), list(zip(it, it)),
+                r.content_length, r.flags)
+
+
+class PyResponseParser:
+    """The pure-Python twin with CResponseParser's interface."""
+
+    __slots__ = ("max_head", "max_fields")
+
+    def __init__(self, max_head: int = 65536, max_fields: int = 100) -> None:
+        self.max_head = max_head
+        self.max_fields = max_fields
+
+    def parse(self, buf: bytes | bytearray | memoryview, pos: int = 0) -> int | tuple:
+        return py_parse_response_head(bytes(buf) if type(buf) is not bytes else buf, pos,
+                                      self.max_head, self.max_fields)
+
+
+@functools.lru_cache(maxsize=64)
+def response_parser(max_head: int = 65536, max_fields: int = 100) -> Any:
+    """A shared response-head parser for these limits (C when built, else the twin)."""
+    return ResponseParser(max_head, max_fields)
+
+
 @functools.lru_cache(maxsize=64)
 def head_parser(max_request_line: int = 8192, max_head: int = 65536,
                 max_fields: int = 100) -> Any:
@@ -107,8 +167,12 @@ def head_parser(max_request_line: int = 8192, max_head: int = 65536,
 
 if enabled:
     _parse = _lib.apigw_h1_parse
+    _parse_response = _lib.apigw_h1_parse_response
     _unpack = _ffi.unpack
     HeadParser: type = CHeadParser
+    ResponseParser: type = CResponseParser
 else:
     CHeadParser = None  # type: ignore[assignment,misc]
+    CResponseParser = None  # type: ignore[assignment,misc]
     HeadParser = PyHeadParser
+    ResponseParser = PyResponseParser

@@ -1,9 +1,11 @@
 """HTTP/1.1 client connection for talking to backends, sans-IO (RFC 9112).
 
 Strategy.  One request at a time (no pipelining: pools open another connection instead).
-Response heads are parsed here, in Python, as strictly as the C parser reads request heads,
-because a gateway that believes a lenient reading of a backend's response can be made to
-mis-frame the *next* response on a pooled connection (response smuggling).  h11 0.16 (read
+Response heads are read by the C parser `apigw_h1_parse_response` (native/src/
+http1_response.c; its pure-Python twin, `_purepy/http1_response.py`, is the logic that
+lived here) as strictly as the C parser reads request heads, because a gateway that
+believes a lenient reading of a backend's response can be made to mis-frame the *next*
+response on a pooled connection (response smuggling).  h11 0.16 (read
 for this) accepts, and we refuse with ProtocolError(status_hint=502):
 - bare LF line endings and empty lines before the status line (h11 `_receivebuffer`: "\n
   or \n\n are also acceptable"; RFC 9112 §2.2 allows that leniency, a proxy should not);
@@ -31,6 +33,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from ... import native as _native
 from .._errors import ProtocolError, UsageError
 from ._body import (
     TOKEN_RE,
@@ -40,7 +43,6 @@ from ._body import (
     ContentLengthReader,
     ContentLengthWriter,
     NoBodyWriter,
-    parse_field_lines,
     write_fields,
 )
 from ..events import (
@@ -57,10 +59,13 @@ from ..events import (
 
 __all__ = ["ClientConnection"]
 
-_STATUS_LINE_RE = re.compile(
-    rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: ([\t \x21-\x7e\x80-\xff]*))?")
 _TARGET_RE = re.compile(rb"[\x21-\x7e\x80-\xff]+")
-_HTTP_PREFIX = b"HTTP/"
+_rh = _native.response_codes
+_INCOMPLETE = _rh.INCOMPLETE
+_MESSAGES = _rh.MESSAGES
+_E_FIELD_FIRST, _E_FIELD_LAST = _rh.E_BAD_FIELD_VALUE, _rh.E_OBS_FOLD
+_E_TOO_MANY = _rh.E_TOO_MANY_FIELDS
+_F_CHUNKED, _F_CLOSE, _F_KEEP_ALIVE = _rh.F_CHUNKED, _rh.F_CONN_CLOSE, _rh.F_CONN_KEEP_ALIVE
 _BAD = 502
 
 # receive states
@@ -69,6 +74,16 @@ _IDLE, _HEAD, _BODY, _DONE, _SWITCHED, _CLOSED, _ERROR = range(7)
 
 def _bad(msg: str) -> ProtocolError:
     return ProtocolError(f"bad backend response: {msg}", status_hint=_BAD)
+
+
+def _head_error(code: int) -> ProtocolError:
+    """The error for a response-head parser code (the messages predate the C parser)."""
+    msg = _MESSAGES.get(code, "head")
+    if _E_FIELD_FIRST <= code <= _E_FIELD_LAST:
+        return ProtocolError(f"bad header line: {msg}", status_hint=_BAD)
+    if code == _E_TOO_MANY:
+        return ProtocolError(msg, status_hint=_BAD)
+    return _bad(msg)
 
 
 class ClientConnection:
@@ -80,6 +95,7 @@ class ClientConnection:
         self._max_fields = max_fields
         self._max_chunk = max_chunk_size
         self._max_body = max_body_size
+        self._parser = _native.response_parser(max_head, max_fields)
         self._buf = b""
         self._rstate = _IDLE
         self._reader: Optional[object] = None
@@ -247,31 +263,12 @@ class ClientConnection:
 
     def _head(self, buf: bytes, pos: int, events: list[Event]) -> int:
         """Parse one response head at `pos`; return the offset after it, or -(pos+1)."""
-        n = len(buf)
-        end = buf.find(b"\r\n\r\n", pos, pos + self._max_head)
-        if end < 0:
-            start = buf[pos:pos + 5]
-            if not _HTTP_PREFIX.startswith(start):
-                raise _bad("does not start with HTTP/")
-            if b"\n" in buf[pos:].replace(b"\r\n", b""):
-                raise _bad("bare LF")
-            if n - pos >= self._max_head:
-                raise _bad("head too large")
-            return -(pos + 1)
-        lines = buf[pos:end]
-        line, _, rest = lines.partition(b"\r\n")
-        m = _STATUS_LINE_RE.fullmatch(line)
-        if m is None:
-            raise _bad("status line")
-        if m.group(1) != b"1":
-            raise _bad("HTTP major version is not 1")
-        minor = m.group(2) != b"0"
-        status = int(m.group(3))
-        if status < 100:
-            raise _bad("status code below 100")
-        reason = m.group(4) or b""
-        headers = parse_field_lines(rest, self._max_fields, _BAD, "header") if rest else []
-        pos = end + 4
+        r = self._parser.parse(buf, pos)
+        if r.__class__ is int:
+            if r == _INCOMPLETE:
+                return -(pos + 1)
+            raise _head_error(r)  # type: ignore[arg-type]
+        pos, status, minor, reason, headers, clen, flags = r  # type: ignore[misc]
         sid = self._stream_id
         if status < 200:
             events.append(InformationalResponse(sid, status, headers, reason))
@@ -280,32 +277,11 @@ class ClientConnection:
                     raise _bad("101 without an Upgrade request")
                 self._switch()
             return pos
-        clen = -1
-        chunked = False
-        tokens: set[bytes] = set()
-        for name, value in headers:
-            if name == b"content-length":
-                if clen >= 0:
-                    raise _bad("repeated content-length")
-                if not value.isdigit() or len(value) > 18:
-                    raise _bad("content-length is not 1*DIGIT")
-                clen = int(value)
-            elif name == b"transfer-encoding":
-                for coding in value.split(b","):
-                    coding = coding.strip(b" \t").lower()
-                    if coding != b"chunked" or chunked:
-                        raise _bad("transfer-encoding other than one 'chunked'")
-                    chunked = True
-            elif name == b"connection":
-                tokens.update(t.strip(b" \t").lower() for t in value.split(b","))
-        if chunked and clen >= 0:
-            raise _bad("transfer-encoding with content-length")
-        if chunked and not minor:
-            raise _bad("transfer-encoding on HTTP/1.0")
+        chunked = flags & _F_CHUNKED
         no_body = self._method == b"HEAD" or status == 204 or status == 304
         if self._max_body is not None and clen > self._max_body and not no_body:
             raise _bad("content-length larger than max_body_size")
-        self._resp_keep = (b"close" not in tokens) if minor else (b"keep-alive" in tokens)
+        self._resp_keep = (not flags & _F_CLOSE) if minor else bool(flags & _F_KEEP_ALIVE)
         events.append(Response(sid, status, headers, b"1.1" if minor else b"1.0", reason))
         if self._method == b"CONNECT" and status < 300:
             self._switch()
