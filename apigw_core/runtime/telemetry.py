@@ -254,8 +254,8 @@ class Telemetry:
         debug = self.debug
 
         async def handle(stream: Any) -> None:
-            rec = Record(_now(), forward_trace(stream.request.headers, b"%016x" % _bits(64),
-                                               b"%032x" % _bits(128)))
+            ids = b"%048x" % _bits(192)   # span id and trace id from one draw
+            rec = Record(_now(), forward_trace(stream.request.headers, ids[:16], ids[16:]))
             if otel is not None and otel.sampled(rec.trace):
                 rec.spans = []
                 if rec.trace.flags != b"01":   # the backend sees a sampled trace
