@@ -36,6 +36,9 @@ def add_routes(gw: "Gateway") -> None:
     if m is not None:
         m.add_gauges("apigw_connections_open", "Client connections open now.", (),
                      lambda: {(): gw.limit.active})
+        m.add_gauges("apigw_connections_open_by_protocol",
+                     "Client connections open now, by protocol (handshake: TLS or the "
+                     "protocol not known yet).", ("protocol",), gw.open_by_protocol)
         m.add_gauges("apigw_upstream_connections", "Backend connections, by state.",
                      ("backend", "state"), lambda: _pool_gauges(gw))
         state_metrics.register(gw, m)   # breakers, health, limits, stores, retries
