@@ -55,6 +55,7 @@ from .commands import COMMAND_HANDLERS, run_finish
 from . import retrying  # noqa: F401  (registers the retry policy's commands)
 from .budget import BUDGETS   # retrying.py's per-request counts, kept inline here
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
+from . import llm_metrics as _llm_metrics  # noqa: F401  (llm-emit-token-metric's handler)
 from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout
