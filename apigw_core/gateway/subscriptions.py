@@ -1,11 +1,13 @@
 """Subscription access, exactly as Azure API Management decides it.
 
 Strategy.  `SubscriptionIndex` is built once per config: every key of every *active*
-subscription (primary and secondary) is stored under its SHA-256 digest together with the
-APIs it opens; per API, the open product (subscription-required: false) that contains it,
-and whether it needs a key at all.  A request then costs a header lookup, one hash, one
-dict lookup and one `hmac.compare_digest`: the dict is keyed by a digest, so how long a
-lookup takes says nothing about how much of a guessed key was right.
+subscription (primary and secondary) is stored in a dict keyed by the key itself, together
+with the APIs it opens; per API, the open product (subscription-required: false) that
+contains it, and whether it needs a key at all.  A request then costs a header lookup, one
+dict lookup and one `hmac.compare_digest`.  The dict's hash of a bytes key is SipHash-1-3
+under the interpreter's random per-process key (a keyed digest, 64 bits, ~10x cheaper
+than the SHA-256 it replaces): a lookup compares bytes only after a full hash match, so
+how long it takes says nothing about how much of a guessed key was right.
 
 The rules (api-management-subscriptions.md; tests/gateway/test_subscriptions.py):
 
@@ -32,7 +34,6 @@ The rules (api-management-subscriptions.md; tests/gateway/test_subscriptions.py)
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -95,10 +96,6 @@ class _ApiAccess:
         self.path = api.path
         self.open = None if open_product is None else Access(None, open_product, None)
         self.required = bool(getattr(api, "subscription_required", False)) or in_closed_product
-
-
-def _digest(secret: bytes) -> bytes:
-    return hashlib.sha256(secret).digest()
 
 
 def subscription_errors(config: Any) -> list[str]:
@@ -178,7 +175,7 @@ class SubscriptionIndex:
             for key in (sub.primary_key, sub.secondary_key):
                 if key is not None:
                     k = _Key(key, sub, product, apis)
-                    self._keys[_digest(k.secret)] = k
+                    self._keys[k.secret] = k
 
     def products_for(self, api_name: str) -> tuple[Any, ...]:
         """The products that contain an API, in config order."""
@@ -210,8 +207,9 @@ class SubscriptionIndex:
 
     def _keyed(self, a: _ApiAccess, api_name: str, key: bytes | str, scheme: str,
                host: bytes | str) -> Access | Denied:
-        secret = key.encode("utf-8") if isinstance(key, str) else bytes(key)
-        k = self._keys.get(_digest(secret))
+        secret = key if key.__class__ is bytes else \
+            key.encode("utf-8") if isinstance(key, str) else bytes(key)
+        k = self._keys.get(secret)
         if (k is not None and hmac.compare_digest(k.secret, secret)
                 and (k.all_apis or api_name in k.access_for)):
             return k.access
@@ -227,7 +225,11 @@ class SubscriptionIndex:
             if name == a.header:
                 header = value
                 break
-        if header:   # the usual case, straight to the key (positional calls)
+        if header:   # the usual case: _keyed inline
+            k = self._keys.get(header)
+            if (k is not None and hmac.compare_digest(k.secret, header)
+                    and (k.all_apis or api.name in k.access_for)):
+                return k.access
             return self._keyed(a, api.name, header, scheme, host)
         return self.resolve(api, None, query_value(query, a.query), scheme=scheme, host=host)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import trio
 
+from ..gateway.operations import OperationMatch
 from ..gateway.pipeline import Context, Headers, PolicyError, RequestView
 from ..gateway.subscriptions import Access
 from ..protocol import Request, grpc
@@ -74,10 +75,11 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
     query = route.path.partition(b"?")[2]
     error: Optional[PolicyError] = None
     op_match = state.operations.match(api, req.method, route.rest, query)
-    operation = getattr(op_match, "operation", None)
-    params = getattr(op_match, "params", {})
-    preflight = _is_preflight(req)
-    if not hasattr(op_match, "operation"):   # Denied: OperationNotFound
+    preflight = req.method == b"OPTIONS" and _is_preflight(req)
+    if op_match.__class__ is OperationMatch or hasattr(op_match, "operation"):
+        operation, params = op_match.operation, op_match.params
+    else:   # Denied: OperationNotFound
+        operation, params = None, {}
         if not (preflight and _has_cors(state.programs.get(api.name, None, None))):
             error = PolicyError(op_match.status, op_match.reason, op_match.message,
                                 op_match.headers, source="configuration")
@@ -98,7 +100,11 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
         elif access is not None:
             product, subscription, key = access.product, access.subscription, access.key
     program = state.programs.get(api.name, op_name, getattr(product, "name", None))
-    client_rid = _client_rid(req.headers)
+    client_rid = None   # the client's x-request-id (a loop: no call)
+    for n, v in req.headers:
+        if n == b"x-request-id":
+            client_rid = v
+            break
     rid = client_rid if client_rid is not None and 0 < len(client_rid) <= 200 \
         else gw.request_ids()
     ctx = Context(_request_view(stream, route, host, params, protocol), rid.decode("latin-1"),
@@ -144,11 +150,4 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
         await go()
     if scope.cancelled_caught:
         await _deadline_exceeded(stream, web)
-
-
-def _client_rid(headers: list) -> Optional[bytes]:
-    for n, v in headers:
-        if n == b"x-request-id":
-            return v
-    return None
 

@@ -50,7 +50,13 @@ class RetryBudgets:
 
     def done(self, backend: str, retried: bool) -> None:
         """The request is over: it leaves the active count (and its retry slot)."""
-        _dec(self.active, backend)
+        active = self.active   # _dec inline: this runs for every forwarded request
+        n = active.get(backend)
+        if n is not None:
+            if n <= 1:
+                del active[backend]
+            else:
+                active[backend] = n - 1
         if retried:
             _dec(self.retrying, backend)
 

@@ -52,7 +52,8 @@ from .stream import BodyError, ClientGone, send_local_reply
 from .proxy import _authority_of, _h1_framing, pump_upload
 from .balance import BalancedPool
 from .commands import COMMAND_HANDLERS, run_finish
-from . import retrying   # the retry policy's commands, and its budget counts
+from . import retrying  # noqa: F401  (registers the retry policy's commands)
+from .budget import BUDGETS   # retrying.py's per-request counts, kept inline here
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
 from . import llm_metrics as _llm_metrics  # noqa: F401  (llm-emit-token-metric's handler)
 from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
@@ -106,6 +107,15 @@ class _Call:
     budget_key: Optional[str] = None
     budget: Any = None
     retry_slot = False
+    # per-request state that starts the same in every call: class defaults, assigned
+    # (never mutated in place) when it changes, so __init__ sets only what differs
+    body_events: Optional[list] = None   # the client's body, when at hand
+    ex: Any = None              # the backend exchange after ForwardRequest
+    pending: list = []          # response events received with the head (never mutated)
+    resp_done = False           # the backend's EndOfMessage was taken
+    resp_trailers: Any = ()
+    nursery: Optional[trio.Nursery] = None
+    ws_done = False
 
     def __init__(self, gw: Any, state: "GatewayState", stream: "HTTPStream", route: Any,
                  ctx: Context, program: Any, web: Any, rid: bytes) -> None:
@@ -113,13 +123,7 @@ class _Call:
         self.ctx, self.program, self.web, self.rid = ctx, program, web, rid
         req = stream.request
         self.original = (ctx.request.path, ctx.request.query)
-        self.body_events: Optional[list] = None   # the client's body, when at hand
-        self.ex: Any = None              # the backend exchange after ForwardRequest
-        self.pending: list = []          # response events received with the head
-        self.resp_done = False           # the backend's EndOfMessage was taken
-        self.resp_trailers: Any = ()
         self.pump_error: list[BaseException] = []
-        self.nursery: Optional[trio.Nursery] = None
         self.websocket = req.upgrade == b"websocket" or req.protocol == b"websocket"
         self.tried: set[str] = set()     # pool members this request went to (a retry
                                          # goes to another one: runtime/balance.py)
@@ -154,8 +158,9 @@ class _Call:
             if self.ex is not None:
                 self.ex.release(False)   # not relayed to its end: never reused
                 self.ex = None
-            if self.budget_key is not None:
-                retrying.finished(self)
+            if self.budget_key is not None:   # retrying.finished, inline
+                BUDGETS.done(self.budget_key, self.retry_slot)
+                self.budget_key, self.retry_slot = None, False
             if self.ctx.finish:
                 run_finish(self.ctx, self.rid)
         if self.pump_error:
@@ -221,12 +226,6 @@ class _Call:
         target = path + ("?" + req.query if req.query else "")
         return target.encode("utf-8", "surrogateescape")
 
-    def _pool(self, cmd: ForwardRequest) -> tuple[Any, str]:
-        pool, base_path = self._pool_of(cmd)
-        if self.ctx.backend_certificate is not None:   # authentication-certificate
-            pool = self.state.with_certificate(pool, self.ctx.backend_certificate)
-        return pool, base_path
-
     def _pool_of(self, cmd: ForwardRequest) -> tuple[Any, str]:
         ctx, state = self.ctx, self.state
         if ctx.backend_url is not None:
@@ -246,8 +245,18 @@ class _Call:
         ctx, stream = self.ctx, self.stream
         if self.ex is not None:
             raise PolicyError(500, "InternalError", "the request was forwarded already")
-        pool, base_path = self._pool(cmd)
-        retrying.started(self, pool)
+        if ctx.backend_url is None:   # the usual: a named backend (_pool_of's first case)
+            pool = self.state.pool_for(ctx.backend_id or self.route.backend.name,
+                                       cmd.http_version)
+            base_path = pool.backend.base_path
+        else:
+            pool, base_path = self._pool_of(cmd)
+        if ctx.backend_certificate is not None:   # authentication-certificate
+            pool = self.state.with_certificate(pool, ctx.backend_certificate)
+        if self.budget_key is None:   # retrying.started inline: counted active on its
+            self.budget_key = name = pool.backend.name   # backend from the first forward
+            self.budget = pool.backend.retry_budget
+            BUDGETS.start(name)
         req = stream.request
         target = req.target
         headers, _ = forward_request_headers(
@@ -256,7 +265,9 @@ class _Call:
             authority=None if target[:1] == b"/" else _authority_of(target),
             version=req.http_version, tls=stream.tls)
         upath = self._target(base_path)
-        headers, upath = without_key(ctx.api, headers, upath)
+        key_cfg = getattr(ctx.api, "subscription_key", None)
+        if key_cfg is not None and not getattr(key_cfg, "forward", True):   # (the default)
+            headers, upath = without_key(ctx.api, headers, upath)
         method = ctx.request.method.encode("ascii")
         if self.websocket:
             await self._tunnel(pool, headers, upath)
@@ -331,7 +342,14 @@ class _Call:
                               may_retry and ex.reused) from None
             if body is None:
                 self._start_pump(ex, wt)
-            await self._head(ex, timeout, may_retry and ex.reused, body is not None)
+            may_retry = may_retry and ex.reused
+            while True:   # until the response head (a coroutine level less than a helper)
+                events = await self._receive(ex, timeout, may_retry)
+                if events and events[0].__class__ is Response:   # the usual: head first
+                    self._response_head(events[0], events, 1)
+                    break
+                if await self._head(events, may_retry, body is not None):
+                    break
         except BaseException:
             ex.release(False)
             raise
@@ -366,32 +384,37 @@ class _Call:
             events = [x for ev in events for x in self.web.to_client(ev)]
         return events
 
-    async def _head(self, ex: Any, timeout: float, may_retry: bool, replayable: bool) -> None:
-        """Receive until the response head; 1xx go to the client at once."""
+    def _response_head(self, ev: Response, events: list, rest: int) -> None:
+        """The backend's response head in: ctx.response, and what came after it."""
+        tel = self.stream.tel
+        if tel is not None:
+            tel.t_head = _now()
+        self.ctx.response = ResponseView(   # positional: kwargs cost ~0.4 us
+            ev.status_code, ev.reason.decode("latin-1"),
+            Headers(forward_response_headers(ev.headers, ev.http_version)))
+        self.pending = events[rest:]
+
+    async def _head(self, events: list, may_retry: bool, replayable: bool) -> bool:
+        """One batch of events before the response head: True when the head is among them
+        (taken); 1xx go to the client at once."""
         stream = self.stream
-        while True:
-            events = await self._receive(ex, timeout, may_retry)
-            for i, ev in enumerate(events):
-                t = ev.__class__
-                if t is Response:
-                    if stream.tel is not None:
-                        stream.tel.t_head = _now()
-                    self.ctx.response = ResponseView(   # positional: kwargs cost ~0.4 us
-                        ev.status_code, ev.reason.decode("latin-1"),
-                        Headers(forward_response_headers(ev.headers, ev.http_version)))
-                    self.pending = events[i + 1:]
-                    return
-                if t is InformationalResponse:
-                    if ev.status_code not in (100, 101):
-                        stream.send_informational(ev.status_code,
-                                                  forward_response_headers(ev.headers))
-                        await stream.flush()
-                elif t is StreamReset:
-                    retry = ev.error_code == _REFUSED_STREAM and replayable
-                    raise _Failed(502, STREAM_RESET, f"RST_STREAM error code {ev.error_code}",
-                                  retry)
-                elif t is ConnectionClosed:
-                    raise _Failed(502, CLOSED, "closed before answering", may_retry)
+        for i, ev in enumerate(events):
+            t = ev.__class__
+            if t is Response:
+                self._response_head(ev, events, i + 1)
+                return True
+            if t is InformationalResponse:
+                if ev.status_code not in (100, 101):
+                    stream.send_informational(ev.status_code,
+                                              forward_response_headers(ev.headers))
+                    await stream.flush()
+            elif t is StreamReset:
+                retry = ev.error_code == _REFUSED_STREAM and replayable
+                raise _Failed(502, STREAM_RESET, f"RST_STREAM error code {ev.error_code}",
+                              retry)
+            elif t is ConnectionClosed:
+                raise _Failed(502, CLOSED, "closed before answering", may_retry)
+        return False
 
     async def _read_response_body(self, limit: int) -> bytes:
         resp = self.ctx.response
@@ -450,9 +473,11 @@ class _Call:
 
     async def _write(self, result: Any) -> None:
         stream, ctx = self.stream, self.ctx
-        if getattr(self, "ws_done", False) or stream.response_complete:
+        if self.ws_done or stream.response_complete:
             return
-        extra = list(ctx.response_headers)
+        extra = ctx.response_headers
+        if extra:
+            extra = list(extra)
         if result.kind == "answer":
             a = result.answer
             await self._whole(a.status, list(a.headers), a.body, a.reason, extra)
@@ -480,8 +505,9 @@ class _Call:
         headers = _merge(r.headers.items, extra) if extra else r.headers.items
         stream.send_response(r.status, headers, r.reason.encode("latin-1"))
         pending = self.pending
-        if pending and pending[-1].__class__ is EndOfMessage and all(
-                ev.__class__ is Data for ev in pending[:-1]):
+        if pending and pending[-1].__class__ is EndOfMessage and (
+                len(pending) == 1 or len(pending) == 2 and pending[0].__class__ is Data
+                or all(ev.__class__ is Data for ev in pending[:-1])):
             # the whole body came with the head (small responses): one write, as on the
             # direct path, and the connection back to the pool at once
             for ev in pending[:-1]:

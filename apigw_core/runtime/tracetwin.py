@@ -54,6 +54,8 @@ class _Step:
     apim_path, ... read by the engine for errors) is the step's own."""
 
     __slots__ = ("_step", "_trace", "apply_inner", "_constants")
+    bare = None   # never the step's own command: a traced forward goes through apply
+
 
     def __init__(self, step: Any, apply_inner: Any, trace: Any, constants: list) -> None:
         self._step, self._trace, self.apply_inner = step, trace, apply_inner

@@ -174,7 +174,17 @@ def run(program: Any, ctx: Context, error: Optional[PolicyError] = None
         if program.reads_request_body and ctx.request.body is None:
             yield ReadRequestBody(program.body_limit)
         before = ctx.response      # an inbound set-status may have started one already
-        r = run_steps(program.backend, ctx)
+        steps = program.backend
+        bare = getattr(steps[0], "bare", None) if len(steps) == 1 else None
+        if bare is not None:       # a lone forward-request: its command, no generators
+            try:
+                yield bare
+            except Exception as e:
+                _mark(e, steps[0])
+                raise
+            r = None
+        else:
+            r = run_steps(steps, ctx)
         if r is not None:
             if not isinstance(r, Answer):
                 r = yield from r

@@ -45,7 +45,7 @@ class CompiledStep:
     body the runtime has not brought in yet (the wrapper yields the read first)."""
 
     __slots__ = ("apply", "policy", "name", "scope", "section", "path", "apim_path",
-                 "policy_id")
+                 "policy_id", "bare")
 
     def __init__(self, policy: Policy, name: str, scope: str, section: str, path: str,
                  apim_path: str, policy_id: str, body_limit: int) -> None:
@@ -57,6 +57,9 @@ class CompiledStep:
         if policy.reads_response_body and section in ("outbound", "on-error"):
             apply = _reading(apply, ReadResponseBody(body_limit), _needs_response_body)
         self.apply = apply
+        # the command a policy that only yields one command yields (forward-request
+        # without fail-on-error-status-code): the engine yields it itself, no generator
+        self.bare = getattr(policy, "bare_command", None) if apply == policy.apply else None
 
     def __repr__(self) -> str:
         return f"<step {self.name} {self.scope}/{self.section} {self.path}>"

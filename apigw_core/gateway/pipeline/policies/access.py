@@ -69,7 +69,12 @@ class CheckHeader(Policy):
         return PolicyError(self.status, reason, self.message or default)
 
     def apply(self, ctx: Context) -> None:
-        found = ctx.request.headers.get_all(self._key)
+        key = self._key
+        if not self._allowed:   # presence only: a plain loop, no list built
+            for n, _ in ctx.request.headers.items:
+                if n == key:
+                    return None
+        found = ctx.request.headers.get_all(key)
         if not found:
             raise self._refuse("HeaderNotFound", f"Header {self.header} was not found in "
                                                  f"the request. Access denied.")
@@ -88,6 +93,8 @@ class CheckHeader(Policy):
 # --- ip-filter ------------------------------------------------------------------------------
 
 Address = Union[IPv4Address, IPv6Address]
+_UNSEEN: Any = object()
+_SEEN_MAX = 4096   # IpFilter's per-policy memo of decisions, cleared when full
 
 
 def _plain(a: Address) -> Address:
@@ -188,6 +195,7 @@ class IpFilter(Policy):
         if not s.items("address") and not s.items("address-range"):
             site.error("at least one address or address-range is required")
         self._ranges = {4: _Ranges(pairs[4]), 6: _Ranges(pairs[6])}
+        self._seen: dict[str, Optional[bool]] = {}   # matches() of recent clients
 
     def matches(self, ip: str) -> Optional[bool]:
         """Whether `ip` is listed; None when it is not an IP address."""
@@ -197,7 +205,13 @@ class IpFilter(Policy):
         return found[1] in self._ranges[found[0]]
 
     def apply(self, ctx: Context) -> None:
-        listed = self.matches(ctx.request.ip)
+        ip = ctx.request.ip
+        listed = self._seen.get(ip, _UNSEEN)
+        if listed is _UNSEEN:   # the same few clients again and again: decided once each
+            listed = self.matches(ip)
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
+            self._seen[ip] = listed
         if listed is None:
             raise PolicyError(403, "FailedToParseCallerIP",
                               "Failed to establish IP address for the caller. Access denied.")
@@ -356,9 +370,12 @@ class Cors(Policy):
 
     def apply(self, ctx: Context) -> Optional[Answer]:
         h = ctx.request.headers
-        origin = h.get(b"origin")
-        if origin is None:
+        for n, _ in h.items:   # not a CORS request (the usual): one loop, no calls
+            if n == b"origin":
+                break
+        else:
             return None
+        origin = h.get(b"origin")
         method = ctx.request.method
         if method == "OPTIONS" and b"access-control-request-method" in h:
             return self._preflight(origin, ctx)

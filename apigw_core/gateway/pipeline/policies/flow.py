@@ -286,6 +286,10 @@ class ForwardRequestPolicy(Policy):
                                   http_version=None if version is None else str(version),
                                   buffer_request_body=s.flag("buffer-request-body", False),
                                   fail_on_error_status_code=self.fail_on_error)
+        # all that _forward does without the status check (engine.run yields it itself)
+        plain = type(self).apply is ForwardRequestPolicy.apply and \
+            type(self)._forward is ForwardRequestPolicy._forward
+        self.bare_command = self.cmd if plain and not self.fail_on_error else None
 
     def apply(self, ctx: Context) -> Any:
         return self._forward(ctx)

@@ -172,6 +172,18 @@ class SetHeader(Policy):
         self._request = site.section in _REQUEST_SIDE
         self.reads_request_body = self.edit.reads_request_body
         self.reads_response_body = self.edit.reads_response_body
+        self._fields = self.edit._fields
+        if self._fields is not None:   # override with constants: one list rebuild, no calls
+            self._key = self.edit.key
+            self.apply = self._set_request if self._request else self._set_response
+
+    def _set_request(self, ctx: Context) -> None:
+        headers, key = ctx.request.headers, self._key
+        headers.items = [h for h in headers.items if h[0] != key] + self._fields
+
+    def _set_response(self, ctx: Context) -> None:
+        headers, key = (ctx.response or response_view(ctx)).headers, self._key
+        headers.items = [h for h in headers.items if h[0] != key] + self._fields
 
     def _work(self, ctx: Context) -> None:
         view = ctx.request if self._request else response_view(ctx)
