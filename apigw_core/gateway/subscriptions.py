@@ -7,7 +7,8 @@ contains it, and whether it needs a key at all.  A request then costs a header l
 dict lookup and one `hmac.compare_digest`.  The dict's hash of a bytes key is SipHash-1-3
 under the interpreter's random per-process key (a keyed digest, 64 bits, ~10x cheaper
 than the SHA-256 it replaces): a lookup compares bytes only after a full hash match, so
-how long it takes says nothing about how much of a guessed key was right.
+how long it takes says nothing about how much of a guessed key was right.  With a fixed
+PYTHONHASHSEED that hash is no secret, so then the dict is keyed by SHA-256 digests.
 
 The rules (api-management-subscriptions.md; tests/gateway/test_subscriptions.py):
 
@@ -34,13 +35,24 @@ The rules (api-management-subscriptions.md; tests/gateway/test_subscriptions.py)
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from ._query import query_value, remove_query_param
 from .denied import Denied
+
+# the interpreter's str/bytes hash is keyed by a random per-process secret unless
+# PYTHONHASHSEED fixes it: only then is the key itself a safe dict key
+_HASH_SECRET = os.environ.get("PYTHONHASHSEED", "random") == "random"
+
+
+def _slot(secret: bytes) -> bytes:
+    """What a key is stored and looked up under."""
+    return secret if _HASH_SECRET else hashlib.sha256(secret).digest()
 
 __all__ = [
     "Access", "Denied", "SubscriptionIndex", "subscription_errors", "without_key",
@@ -175,7 +187,7 @@ class SubscriptionIndex:
             for key in (sub.primary_key, sub.secondary_key):
                 if key is not None:
                     k = _Key(key, sub, product, apis)
-                    self._keys[k.secret] = k
+                    self._keys[_slot(k.secret)] = k
 
     def products_for(self, api_name: str) -> tuple[Any, ...]:
         """The products that contain an API, in config order."""
@@ -209,7 +221,7 @@ class SubscriptionIndex:
                host: bytes | str) -> Access | Denied:
         secret = key if key.__class__ is bytes else \
             key.encode("utf-8") if isinstance(key, str) else bytes(key)
-        k = self._keys.get(secret)
+        k = self._keys.get(_slot(secret))
         if (k is not None and hmac.compare_digest(k.secret, secret)
                 and (k.all_apis or api_name in k.access_for)):
             return k.access
@@ -226,7 +238,7 @@ class SubscriptionIndex:
                 header = value
                 break
         if header:   # the usual case: _keyed inline
-            k = self._keys.get(header)
+            k = self._keys.get(header if _HASH_SECRET else _slot(header))
             if (k is not None and hmac.compare_digest(k.secret, header)
                     and (k.all_apis or api.name in k.access_for)):
                 return k.access
