@@ -163,7 +163,9 @@ CONFIGS = {"gw1": (e2e.GATEWAY_CONFIG, None, True),
            "gw1otel": (e2e.GATEWAY_CONFIG + e2e.TELEMETRY_CONFIG["otel"], None, True),
            # issue 12: a 3-member weighted pool with breakers (health checks are tasks of
            # their own, not started here: one request per member every 5 s)
-           "gw1pool": (e2e.POOL_CONFIG, None, True)}
+           "gw1pool": (e2e.POOL_CONFIG, None, True),
+           # issue 13 metrics: gw1rl's rate-limit-by-key, its decision counted
+           "gw1rl": (e2e.RATE_LIMIT_CONFIG, None, True)}
 # issue 11: one validate-jwt, the same token each time (cached key and verified token);
 # gw1tok is gw1 sent gw1jwtrs's token.  Keys and tokens are made when a row runs.
 _JWT_ROWS = {"gw1jwtrs": "RS256", "gw1jwtes": "ES256"}

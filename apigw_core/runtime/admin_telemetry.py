@@ -6,7 +6,8 @@ metric families (so with `--workers` its totals are the gateway's, whichever wor
 answers) plus the answering worker's ring of latest requests: requests and errors, latency
 percentiles interpolated from the histogram buckets, errors by reason, one row per API and
 per backend (with every gauge family that has a `backend` label: pool connections, and the
-breaker and health states other features register), connections.  `/` is one
+breaker and health states other features register), connections, and the latest
+request traces (debugtrace.py's store: any worker's with --workers).  `/` is one
 self-contained HTML file (admin_page.html: inline CSS and JS, no CDN, no build) that polls
 `/stats` every second and derives requests per second from successive totals.
 """
@@ -18,6 +19,7 @@ import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Optional
 
+from . import state_metrics
 from .metrics import BUCKETS, CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -34,8 +36,12 @@ def add_routes(gw: "Gateway") -> None:
     if m is not None:
         m.add_gauges("apigw_connections_open", "Client connections open now.", (),
                      lambda: {(): gw.limit.active})
+        m.add_gauges("apigw_connections_open_by_protocol",
+                     "Client connections open now, by protocol (handshake: TLS or the "
+                     "protocol not known yet).", ("protocol",), gw.open_by_protocol)
         m.add_gauges("apigw_upstream_connections", "Backend connections, by state.",
                      ("backend", "state"), lambda: _pool_gauges(gw))
+        state_metrics.register(gw, m)   # breakers, health, limits, stores, retries
         gw.add_admin_route(b"/metrics", _metrics)
     gw.add_admin_route(b"/stats", _stats)
     gw.add_admin_route(b"/", _page)
@@ -44,11 +50,16 @@ def add_routes(gw: "Gateway") -> None:
 def _pool_gauges(gw: "Gateway") -> dict:
     out: dict = {}
     for name, pool in gw.state.pools.items():
+        h2 = getattr(pool, "conns", None)        # HTTP/2 pools: connections with streams
+        if isinstance(h2, list):
+            busy = sum(1 for up in h2 if getattr(up, "streams", None))
+            out[(name, "idle")], out[(name, "busy")] = len(h2) - busy, busy
+            pool = getattr(pool, "h1", None)     # and their HTTP/1.1 fallback
         total = getattr(pool, "_open", None)     # HTTP/1.1 pools: open and idle sockets
         idle = getattr(pool, "_idle", None)
         if isinstance(total, int) and isinstance(idle, list):
-            out[(name, "idle")] = len(idle)
-            out[(name, "busy")] = total - len(idle)
+            out[(name, "idle")] = out.get((name, "idle"), 0) + len(idle)
+            out[(name, "busy")] = out.get((name, "busy"), 0) + total - len(idle)
     return out
 
 
@@ -193,6 +204,24 @@ def stats(gw: "Gateway") -> dict:
         "connections": {"open": open_conns if open_conns is not None
                         else gw.limit.active, "accepted": accepted},
         "recent": tel.latest(),
+        "traces": _traces(tel.debug),
         "access_log": None if tel.access is None else {
             "written": tel.access.written, "dropped": tel.access.dropped},
     }
+
+
+def _traces(debug: Any) -> list[dict]:
+    """The latest request traces (debugtrace.py), newest first, as the page's rows; each
+    full document is at /traces/{id}."""
+    if debug is None:
+        return []
+    out = []
+    for doc in debug.ring.latest(10):
+        routing = next((e for e in doc.get("entries", ()) if e.get("kind") == "routing"), {})
+        out.append({"id": doc.get("id"), "time": doc.get("time"), "api": doc.get("api"),
+                    "status": doc.get("status"), "duration_ms": doc.get("duration_ms"),
+                    "path": routing.get("backend_path"),
+                    "policies": sum(1 for e in doc.get("entries", ())
+                                    if e.get("kind") == "policy"),
+                    "error": (doc.get("last_error") or {}).get("reason")})
+    return out

@@ -54,6 +54,7 @@ from .balance import BalancedPool
 from .commands import COMMAND_HANDLERS, run_finish
 from . import retrying   # the retry policy's commands, and its budget counts
 from . import telemetry as _telemetry  # noqa: F401  (the trace / emit-metric handlers)
+from . import llm_metrics as _llm_metrics  # noqa: F401  (llm-emit-token-metric's handler)
 from .limits import EXHAUSTED_REASONS   # also registers the limit policies' handlers
 from .service import send_request
 from .transport import TransportClosed, TransportTimeout

@@ -398,6 +398,14 @@ class Gateway:
         finally:
             self._drivers.discard(drv)
 
+    def open_by_protocol(self) -> dict[tuple[str], int]:
+        """Client connections open now by protocol (the metrics' read at flush time):
+        http1 / h2 drivers, and `handshake` for those still in TLS or protocol sniffing."""
+        h2 = sum(1 for d in self._drivers if d.__class__ is H2Driver)
+        h1 = len(self._drivers) - h2
+        return {("http1",): h1, ("h2",): h2,
+                ("handshake",): max(0, self.limit.active - h1 - h2)}
+
     def _is_draining(self) -> bool:
         return self.draining
 

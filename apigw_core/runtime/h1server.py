@@ -16,7 +16,9 @@ silent close, as nginx), `head_timeout` from that first byte to the end of the h
 (slowloris: 408 and close), `body_timeout` between two reads of a body, `write_timeout` for
 a stalled client.  A ProtocolError is answered with its status and a close; a handler that
 fails before answering gets a 500, after answering an abort.  One scheduling checkpoint per
-request keeps trio fair when every read succeeds at once.
+request keeps trio fair when every read succeeds at once: the driver's own, unless the
+request's socket waits already passed one (transport.WAITS moved; the backend's answer is
+usually waited for).
 
 Client abort (`server.client-abort: cancel`, the default): while a request whose body is
 in is being served, nobody reads the client socket, so the watchdog's sweep looks at it
@@ -54,6 +56,7 @@ from . import abort
 from .clock import http_date, with_date
 from .stream import (BodyError, ClientGone, Handler, HTTPStream, Replies, Tunnel,
                      send_local_reply)
+from .transport import WAITS as _WAITS
 from .transport import SocketTransport, Transport, TransportClosed, TransportTimeout
 
 if TYPE_CHECKING:
@@ -67,6 +70,7 @@ __all__ = ["H1Stream", "H1Driver", "H2cUpgrade", "HTTPStream", "ClientGone", "Bo
 log = logging.getLogger("apigw_core.runtime")
 
 _checkpoint = trio.lowlevel.checkpoint
+_NO_EVENTS: Sequence[Event] = ()
 
 
 class _H1Tunnel(Tunnel):
@@ -164,6 +168,30 @@ class H1Stream(Replies):
             self.bytes_in += len(ev.data)  # type: ignore[attr-defined]
         return ev
 
+    def take_body(self) -> Optional[list]:
+        """The body's events at once when the driver holds them all (a GET, a small
+        upload that came with its head): no coroutine per event on the hot path."""
+        drv = self._drv
+        events = drv._events
+        i = drv._i
+        sid = self.stream_id
+        out = []
+        n = len(events)
+        while i < n:
+            ev = events[i]
+            if ev.stream_id != sid:  # type: ignore[attr-defined]
+                return None
+            out.append(ev)
+            i += 1
+            if ev.__class__ is EndOfMessage:
+                drv._i = i
+                drv._body_done_id = sid
+                for d in out:
+                    if d.__class__ is Data:
+                        self.bytes_in += len(d.data)  # type: ignore[attr-defined]
+                return out
+        return None
+
     async def continue_(self) -> None:
         if self.request.expect_continue and not self._sent_100 and not self.response_started:
             self._sent_100 = True
@@ -181,7 +209,7 @@ class H1Stream(Replies):
         tel = self.tel
         if tel is not None and tel.resp_headers is not None:   # request tracing's
             headers = headers + tel.resp_headers
-        if close or drv.gateway_draining() or (not self.body_complete
+        if close or drv._draining() or (not self.body_complete
                                                and drv._body_done_id != self.stream_id):
             # draining, or answering before the whole upload arrived: the rest of it
             # would be read as the next request, so the connection ends with this answer
@@ -247,7 +275,7 @@ class H1Driver:
                                      max_head=settings.max_head,
                                      max_fields=settings.max_fields,
                                      max_body_size=settings.max_body)
-        self._events: list[Event] = []
+        self._events: Sequence[Event] = _NO_EVENTS
         self._i = 0
         self._draining = draining
         self.idle = False   # waiting for the first byte of a request: may be closed
@@ -305,6 +333,10 @@ class H1Driver:
                 # first request served (its answer says connection: close)
                 if conn.should_close or (self._served and self._draining()):
                     return
+                # idle until the next request: hold nothing of the last one (its head,
+                # stream and record) while waiting, which may be for a long time
+                events = ev = stream = nxt = None   # type: ignore[assignment]
+                self._events = _NO_EVENTS
                 if not await self._read_head():
                     return
                 continue
@@ -327,6 +359,7 @@ class H1Driver:
                         return
                 stream = H1Stream(self, ev, complete)  # type: ignore[arg-type]
                 self._served += 1
+                waits = _WAITS[0]
                 await self._serve(stream)
                 if self.tunnelled:
                     return  # the connection carried another protocol: it ends with it
@@ -335,7 +368,8 @@ class H1Driver:
                 if not self._skip_body(stream.stream_id):
                     self.linger = True
                     return  # body left unread: the next bytes are not a request head
-                await _checkpoint()
+                if _WAITS[0] == waits:   # no trio wait while serving: be fair here
+                    await _checkpoint()
             elif t is ConnectionClosed:
                 return
             # Data / EndOfMessage of an answered request were skipped by _skip_body

@@ -40,6 +40,7 @@ from ..gateway.pipeline import PolicyError
 from ..gateway.pipeline.policies.limits import Acquire, CountQuota, RefundTokens, TakeTokens
 from ..gateway.pipeline.policies.llm import TapResponse
 from .commands import command_handler
+from .state_metrics import count_decision, count_store_failure
 
 __all__ = ["Decision", "StoreUnavailable", "CounterStore", "LocalStore", "local_store",
            "find_store", "STORE_FAILURES", "EXHAUSTED_REASONS", "STORE_UNAVAILABLE"]
@@ -181,8 +182,9 @@ def _choice(call: Any, cmd: Any) -> tuple[str, str]:
     return name, mode
 
 
-def _failed(call: Any, name: str, e: Exception) -> None:
+def _failed(call: Any, name: str, e: Exception, mode: str) -> None:
     STORE_FAILURES[name] = STORE_FAILURES.get(name, 0) + 1
+    count_store_failure(call, name, mode)
     log.debug("request %s: %s store unavailable: %s", call.rid.decode("latin-1"), name, e)
 
 
@@ -194,7 +196,7 @@ async def _decide(call: Any, cmd: Any, op: Callable[[Any], Any], allow: Decision
         store = find_store(call, name)
         return await op(store), store
     except StoreUnavailable as e:
-        _failed(call, name, e)
+        _failed(call, name, e, mode)
         if name == "local":      # the table is full: nothing else to ask
             log.warning("request %s: %s", call.rid.decode("latin-1"), e)
             if mode == "deny":
@@ -224,7 +226,7 @@ def _later(call: Any, store: Any, sync: Callable[[LocalStore], None],
         try:
             await remote(store)
         except StoreUnavailable as e:
-            _failed(call, "remote", e)
+            _failed(call, "remote", e, "settle")
     nursery.start_soon(go)
 
 
@@ -247,6 +249,7 @@ async def _take(call: Any, cmd: TakeTokens) -> Decision:
     d, store = await _decide(call, cmd, lambda s: s.take(cmd.key, cmd.calls, cmd.period,
                                                          cmd.n),
                              Decision(True, max(0, cmd.calls - cmd.n), 0.0))
+    count_decision(call, cmd.key, d.allowed)
     if d.allowed and cmd.settle is not None and store is not None:
         def settle(ctx: Any) -> None:
             delta = max(0, int(cmd.settle(ctx))) - cmd.n
@@ -298,6 +301,8 @@ async def _count(call: Any, cmd: CountQuota) -> Decision:
     d, store = await _decide(call, cmd, lambda s: s.count(cmd.key, cmd.limit, cmd.period,
                                                           cmd.start, cmd.n),
                              Decision(True, max(0, cmd.limit - cmd.n), 0.0))
+    # a check (count 0) is refused by the policy when nothing is left
+    count_decision(call, cmd.key, d.allowed and (cmd.n > 0 or d.remaining > 0))
     if d.allowed and cmd.settle is not None and store is not None:
         def settle(ctx: Any) -> None:
             extra = max(0, int(cmd.settle(ctx))) - cmd.n

@@ -16,8 +16,12 @@ killed with SIGKILL loses is its last half second not yet flushed; SIGTERM flush
 Other features publish their state without touching the hot path: `add_gauges(name, doc,
 labelnames, read)` registers a function called at flush time that returns {label tuple:
 value} read from plain attributes (pools, breakers, health); in multiprocess mode the
-gauges are `livesum` (the sum over live workers).  `count(name, labels, n)` bumps a
-counter declared with `counter(name, doc, labelnames)`.  Subscription ids and paths are
+gauges are `livesum` (the sum over live workers) unless the caller picks another of
+prometheus-client's modes (`livemax`, `livemin`: a state each worker keeps for itself).
+`add_totals(name, doc, labelnames, read)` is the same for running totals some feature
+keeps in a plain attribute (breaker trips, Redis failures): the counter grows by what
+the total grew since the last flush.  `count(name, labels, n)` bumps a counter declared
+with `counter(name, doc, labelnames)`.  Subscription ids and paths are
 never request labels; emit-metric's dimensions are capped per metric (`other` beyond).
 """
 
@@ -103,6 +107,7 @@ class Metrics:
         self._counters: dict[str, Counter] = {}
         self._counts: dict[tuple[str, tuple], float] = {}
         self._gauges: list[tuple[Gauge, Callable[[], Mapping[tuple, float]], set]] = []
+        self._totals: list[tuple[Counter, Callable[[], Mapping[tuple, float]], dict]] = []
         self._custom: dict[str, _Custom] = {}
         self.max_dimension_values = max_dimension_values
         self.counter("apigw_emit_metric_dropped", "emit-metric values dropped (their "
@@ -141,12 +146,21 @@ class Metrics:
                                            registry=self.registry)
 
     def add_gauges(self, name: str, documentation: str, labelnames: Iterable[str],
-                   read: Callable[[], Mapping[tuple, float]]) -> None:
+                   read: Callable[[], Mapping[tuple, float]], mode: str = "livesum") -> None:
         """A gauge family read at flush time: `read()` -> {label values: value}.  With
-        workers, the value seen is the sum over the live workers."""
+        workers, the value seen is the sum over the live workers (`mode`: another of
+        prometheus-client's multiprocess modes)."""
         g = Gauge(name, documentation, tuple(labelnames), registry=self.registry,
-                  multiprocess_mode="livesum")
+                  multiprocess_mode=mode)
         self._gauges.append((g, read, set()))
+
+    def add_totals(self, name: str, documentation: str, labelnames: Iterable[str],
+                   read: Callable[[], Mapping[tuple, float]]) -> None:
+        """A counter `name` (without `_total`) fed at flush time from running totals:
+        `read()` -> {label values: total so far}.  A total that went down (its owner was
+        rebuilt by a reload) counts from zero again."""
+        c = Counter(name, documentation, tuple(labelnames), registry=self.registry)
+        self._totals.append((c, read, {}))
 
     def emit(self, namespace: str, name: str, dimensions: tuple[tuple[str, str], ...],
              value: float) -> None:
@@ -212,6 +226,19 @@ class Metrics:
                     log.error("metric %s counted but not declared", name)
                     continue
             (counter.labels(*labels) if labels else counter).inc(n)
+        for c, read, last in self._totals:
+            try:
+                now = dict(read())
+            except Exception:  # noqa: BLE001 - as the gauges below
+                log.exception("counter %s: reading it failed", c._name)
+                continue
+            for labels, v in now.items():
+                before = last.get(labels, 0)
+                grown = v - before if v >= before else v
+                if grown:
+                    (c.labels(*labels) if labels else c).inc(grown)
+            last.clear()
+            last.update(now)
         for g, read, seen in self._gauges:
             try:
                 now = dict(read())

@@ -161,7 +161,8 @@ def proxy_handler(gw: "Gateway"):
             upreq = web.request_head(upreq)
         body: list = []
         if stream.body_complete:  # small bodies arrive with the head: replayable
-            while True:
+            body = stream.take_body() or body   # type: ignore[attr-defined]
+            while not body or body[-1].__class__ is not EndOfMessage:
                 ev = await stream.receive_body()
                 body.append(ev)
                 if ev.__class__ is EndOfMessage:

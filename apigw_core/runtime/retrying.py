@@ -32,6 +32,7 @@ from ..gateway.pipeline.policies.retry import PrepareRetry, Sleep
 from ..protocol import Data, EndOfMessage
 from .budget import BUDGETS
 from .commands import command_handler
+from .state_metrics import count_retry
 
 __all__ = ["started", "finished", "replay_refusal"]
 
@@ -99,6 +100,8 @@ async def _prepare(call: Any, cmd: PrepareRetry) -> Optional[str]:
             reason = (f"the retry budget of backend {name} is spent ({retrying} retries in "
                       f"progress, {active} active requests, {call.budget.percent:g}% and "
                       f"at least {call.budget.min_concurrency} allowed)")
+    if name is not None:
+        count_retry(call, name, reason is None)
     if reason is not None:
         log.info("request %s: not retried (attempt %d): %s", call.rid.decode("latin-1"),
                  cmd.attempt, reason)

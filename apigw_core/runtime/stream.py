@@ -153,6 +153,11 @@ class Replies:
     async def drain_upload(self) -> None:
         """Before a local answer (HTTP/2 takes a small upload still arriving first)."""
 
+    def take_body(self) -> Optional[list]:
+        """The whole request body's events (Data..., EndOfMessage) when they are all at
+        hand and none was taken yet, taken without an await; None: use receive_body."""
+        return None
+
     async def error(self, status: int, message: str,
                     request_id: Optional[bytes] = None) -> None:
         """A local error reply: JSON, or a trailers-only status for a gRPC caller."""

@@ -37,6 +37,7 @@ import trio
 
 from ..gateway.config import GatewayConfig
 from ..gateway.pipeline.policies.telemetry import EmitMetric, TraceEntry
+from . import state_metrics
 from ..gateway.tracecontext import TraceContext, forward_trace
 from ..protocol import grpc
 from .accesslog import AccessLog, redact_query
@@ -185,6 +186,7 @@ class Telemetry:
             m.counter("apigw_websocket_messages", "WebSocket messages relayed.",
                       ("api", "direction"))
             m.counter("apigw_grpc_messages", "gRPC messages relayed.", ("api", "direction"))
+            state_metrics.declare(m)   # rate-limit decisions, store failures, retries
             if self.otel is not None:
                 m.counter("apigw_otel_spans_exported", "OTel spans the collector accepted.")
                 m.counter("apigw_otel_spans_failed",
@@ -252,8 +254,8 @@ class Telemetry:
         debug = self.debug
 
         async def handle(stream: Any) -> None:
-            rec = Record(_now(), forward_trace(stream.request.headers, b"%016x" % _bits(64),
-                                               b"%032x" % _bits(128)))
+            ids = b"%048x" % _bits(192)   # span id and trace id from one draw
+            rec = Record(_now(), forward_trace(stream.request.headers, ids[:16], ids[16:]))
             if otel is not None and otel.sampled(rec.trace):
                 rec.spans = []
                 if rec.trace.flags != b"01":   # the backend sees a sampled trace

@@ -9,6 +9,9 @@ proxied request (measured for the target design, ARCHITECTURE.md: ~22k vs ~30k r
 Trio's promises are kept by the drivers, which pass a scheduling checkpoint at least once
 per request (`trio.lowlevel.checkpoint`), and by every wait here being cancellable.
 `StreamTransport` wraps a trio Stream (TLS: trio.SSLStream) with the same verbs.
+`WAITS[0]` counts the trio waits that returned (each a checkpoint): a driver that sees it
+moved while it served a request knows its task passed a checkpoint, and skips its own
+(h1server.py; no other task can move it unless this one yielded).
 
 Timeouts raise `TransportTimeout`; a peer reset or a broken pipe raises `TransportClosed`;
 a clean EOF is `b""` from `receive`.
@@ -44,7 +47,7 @@ from .abort import WATCHED as _CLIENTS, sweep as _client_sweep
 
 __all__ = ["Transport", "SocketTransport", "StreamTransport", "TransportTimeout",
            "TransportClosed", "RECV_SIZE", "Watchdog", "LINGER_TIME", "LINGER_READ",
-           "LINGER_BYTES"]
+           "LINGER_BYTES", "WAITS"]
 
 RECV_SIZE = 65536  # bounded read buffer per connection and per read
 LINGER_TIME = 2.0           # a lingering close's whole drain
@@ -53,6 +56,7 @@ LINGER_BYTES = 16 * 1024 * 1024  # ... and what it takes at most
 
 _wait_readable = trio.lowlevel.wait_readable
 _wait_writable = trio.lowlevel.wait_writable
+WAITS = [0]  # trio waits (checkpoints) that returned, in this thread's trio run
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT,
                  errno.ENOTCONN, errno.EBADF}
 
@@ -65,6 +69,9 @@ class TransportClosed(Exception):
     """The connection was reset, or written after the peer went away."""
 
 
+# a plain int: `|` on the socket module's IntFlag members runs enum's Python code (ten
+# Python calls per pooled request)
+_PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
 _LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {on, 0 s}
 
 
@@ -160,7 +167,7 @@ class Transport:
     def alive(self) -> bool:
         """For pooled idle connections: False if the peer closed, reset or sent bytes."""
         try:
-            self.raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            self.raw.recv(1, _PEEK)
         except BlockingIOError:
             return True
         except OSError:
@@ -231,6 +238,7 @@ class SocketTransport(Transport):
                 await _wait_readable(sock)
             except trio.ClosedResourceError as exc:  # expire() closed it under us
                 raise self._closed_error(exc) from None
+            WAITS[0] += 1
             try:
                 return sock.recv(RECV_SIZE)
             except BlockingIOError:
@@ -263,6 +271,7 @@ class SocketTransport(Transport):
         with trio.move_on_after(timeout) as scope:
             while view:
                 await _wait_writable(sock)
+                WAITS[0] += 1
                 # progress resets the stall timer: the timeout is for a *stalled* peer
                 scope.deadline = trio.current_time() + timeout
                 try:
@@ -295,9 +304,11 @@ class StreamTransport(Transport):
     async def receive(self, timeout: float) -> bytes:
         with trio.move_on_after(timeout):
             try:
-                return await self.stream.receive_some(RECV_SIZE)
+                data = await self.stream.receive_some(RECV_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise TransportClosed(str(exc)) from exc
+            WAITS[0] += 1   # every trio Stream call is a checkpoint
+            return data
         raise TransportTimeout("receive timed out")
 
     async def send(self, data: bytes, timeout: float) -> None:
@@ -306,6 +317,7 @@ class StreamTransport(Transport):
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise TransportClosed(str(exc)) from exc
+            WAITS[0] += 1
             return
         raise TransportTimeout("send stalled")
 

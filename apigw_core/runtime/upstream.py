@@ -125,7 +125,7 @@ class H1Exchange:
     """One request/response on a pooled HTTP/1.1 connection, in the shape the proxy
     drives every upstream exchange (HTTP/2 streams have the same verbs)."""
 
-    __slots__ = ("pool", "up", "conn", "transport", "reused", "answered", "chunked")
+    __slots__ = ("pool", "up", "conn", "transport", "reused", "answered", "_headers")
 
     def __init__(self, pool: "UpstreamPool", up: Upstream, request: Request) -> None:
         self.pool = pool
@@ -134,8 +134,16 @@ class H1Exchange:
         self.transport = up.transport
         self.reused = up.reused
         self.answered = False  # a byte of the response arrived: never retried after that
-        self.chunked = any(n == b"transfer-encoding" for n, _ in request.headers)
+        self._headers = request.headers   # for `chunked`, looked at only with trailers
         up.conn.send(request)
+
+    @property
+    def chunked(self) -> bool:
+        """The request goes chunked (the only HTTP/1.1 framing that carries trailers)."""
+        for name, _ in self._headers:
+            if name == b"transfer-encoding":
+                return True
+        return False
 
     def send_data(self, data: bytes) -> None:
         self.conn.send(Data(1, data))
@@ -143,7 +151,7 @@ class H1Exchange:
     def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         # Only chunked framing carries trailers on HTTP/1.1: after a Content-Length (an
         # HTTP/2 client's, its body streamed) they are dropped, as RFC 9110 §6.5.1 allows
-        self.conn.send(EndOfMessage(1, trailers if self.chunked else ()))
+        self.conn.send(EndOfMessage(1, trailers if trailers and self.chunked else ()))
 
     async def flush(self, timeout: float) -> None:
         data = self.conn.data_to_send()
@@ -191,21 +199,29 @@ class UpstreamPool:
 
     async def open(self, request: Request) -> H1Exchange:
         """An exchange for `request` (its head queued, not yet written)."""
-        return H1Exchange(self, await self.acquire(), request)
+        up = self._reuse() if self._idle else None   # the usual case: no await at all
+        return H1Exchange(self, up if up is not None else await self.acquire(), request)
+
+    def _reuse(self) -> Optional[Upstream]:
+        """A live idle connection (the newest first), or None."""
+        idle = self._idle
+        now = trio.current_time()
+        limit = self.backend.idle_timeout
+        while idle:
+            up = idle.pop()
+            if now - up.idle_since < limit and up.transport.alive():  # type: ignore
+                up.conn = ClientConnection()
+                up.reused = True
+                return up
+            self._drop(up)
+        return None
 
     async def acquire(self) -> Upstream:
         """A connection ready for one request: reused if a live idle one exists."""
-        idle = self._idle
-        if idle:
-            now = trio.current_time()
-            limit = self.backend.idle_timeout
-            while idle:
-                up = idle.pop()
-                if now - up.idle_since < limit and up.transport.alive():  # type: ignore
-                    up.conn = ClientConnection()
-                    up.reused = True
-                    return up
-                self._drop(up)
+        if self._idle:
+            up = self._reuse()
+            if up is not None:
+                return up
         if self._open >= self.backend.max_connections:
             with trio.move_on_after(self.backend.connect_timeout):
                 while self._open >= self.backend.max_connections and not self._idle:

@@ -34,12 +34,14 @@ gw1jwtrs /
 gw1jwtes rows are gw1 with one validate-jwt (issue 11): an RS256 / ES256 key made for the
 run, the same token on every request (the key and the verified token cached, exp checked
 every time); gw1tok is gw1 sent the same Authorization header (the request without its
-validation).
+validation).  The floor row (issue 14) is floor.py: the cheapest trio proxy (no parsing,
+non-blocking calls first, trio's waits only on EAGAIN), one process, to the same backend;
+the report gives gw1 / floor.
 
 Usage:
     python benchmarks/e2e/run.py [--duration 10] [--connections 50] [--threads 1]
                                  [--h2-connections 10] [--h2-streams 10]
-                                 [--only nginx,proxy,gw1,gw1pol,gw1rl,gw1rlredis,gw1pool,gw1notel,
+                                 [--only nginx,proxy,floor,gw1,gw1pol,gw1rl,gw1rlredis,gw1pool,gw1notel,
                                          gw1tel,gw1otel,gw1tok,gw1jwtrs,gw1jwtes,gw2,h2nginx,
                                          h2gw1,h2gw2]
                                  [--repeat 1] [--json results.json]
@@ -65,12 +67,13 @@ import time
 from dataclasses import dataclass, field, asdict
 from typing import Dict, List, Optional, Tuple
 
-TARGETS = ("nginx", "proxy", "gw1", "gw1pol", "gw1rl", "gw1rlredis", "gw1pool", "gw1notel",
+TARGETS = ("nginx", "proxy", "floor", "gw1", "gw1pol", "gw1rl", "gw1rlredis", "gw1pool", "gw1notel",
            "gw1tel", "gw1otel", "gw1tok", "gw1jwtrs", "gw1jwtes", "gw2", "h2nginx", "h2gw1",
            "h2gw2")
 TARGET_LABELS = {
     "nginx": "nginx direct (backend)",
     "proxy": "nginx reverse proxy",
+    "floor": "trio floor (floor.py)",
     "gw1": "apigw 1 worker",
     "gw1pol": "apigw 1 worker, 5 policies",
     "gw1rl": "apigw 1 worker, rate-limit-by-key",
@@ -856,6 +859,19 @@ def run_target(target: str, res: Result, ctx: dict, args) -> None:
     if target == "nginx":
         bench(res, backend_port, ctx["backend"].pid, args, args.threads)
         return
+    if target == "floor":
+        port = free_port()
+        p = start([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                "floor.py"),
+                   "--port", str(port), "--backend-port", str(backend_port)])
+        try:
+            err = wait_http_200(port, p, args.ready_timeout)
+            if err:
+                raise RuntimeError(f"floor.py: {err}")
+            bench(res, port, p.pid, args, args.threads)
+        finally:
+            stop(p)
+        return
     h2 = target in H2_TARGETS
     threads = args.h2_threads if h2 else args.threads
     if target in ("proxy", "h2nginx"):
@@ -928,7 +944,7 @@ def spread_lines(results: List[Result]) -> List[str]:
         v = sorted(r.req_per_cpu_s for r in rs)
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
                    f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
-    for num, den in (("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1rlredis", "gw1rl"),
+    for num, den in (("gw1", "floor"), ("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1rlredis", "gw1rl"),
                      ("gw1pool", "gw1"), ("gw1tel", "gw1notel"), ("gw1otel", "gw1notel"), ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
                      ("gw1jwtrs", "gw1tok"), ("gw1jwtes", "gw1tok")):
         g1 = {r.round: r for r in by_target.get(den, [])}
@@ -982,6 +998,11 @@ def report(results: List[Result], info: dict, args) -> str:
         if g and g.ok and px and px.ok and px.req_per_cpu_s and g.req_per_cpu_s:
             lines.append(f"{g.label}: {g.req_per_cpu_s / px.req_per_cpu_s:.1%} of nginx proxy's "
                          f"req per CPU-s, {g.rps / px.rps:.1%} of its req/s")
+    fl = by.get("floor")
+    for g in (g1, g2):
+        if g and g.ok and fl and fl.ok and fl.req_per_cpu_s and g.req_per_cpu_s:
+            lines.append(f"{g.label} / trio floor, req per CPU-s: "
+                         f"{g.req_per_cpu_s / fl.req_per_cpu_s:.3f}")
     h2px = by.get("h2nginx")
     for g in (by.get("h2gw1"), by.get("h2gw2")):
         if g and g.ok and h2px and h2px.ok and h2px.req_per_cpu_s and g.req_per_cpu_s:

@@ -1,7 +1,8 @@
 """The live admin page (`GET /` on the admin listener) in a real headless Chromium, driven
 over the DevTools protocol (the `websockets` library; no browser download): the page
 loads with no console error and no uncaught exception, its numbers move as the test sends
-traffic (total requests, the per-API table, errors by reason, the latest requests), and a
+traffic (total requests, the per-API table, errors by reason, the latest requests and
+request traces), and a
 screenshot is saved under the test's tmp dir (its path printed)."""
 
 from __future__ import annotations
@@ -102,7 +103,11 @@ def test_page_loads_and_moves_with_traffic(tmp_path, gateway, echo, chromium):
     down = Refused()
     try:
         gw = gateway({"listeners": [{"bind": "127.0.0.1:0"}],
-                      "backends": {"echo": {"url": echo.url}, "down": {"url": down.url}},
+                      "backends": {"echo": {"url": echo.url,
+                                            "health-check": {"path": "/", "interval": "1s"}},
+                                   "down": {"url": down.url, "circuit-breaker": {
+                                       "failure-condition": {"count": 1, "interval": "60s"},
+                                       "trip-duration": "60s"}}},
                       "apis": [{"name": "orders", "path": "/orders", "backend": "echo"},
                                {"name": "down", "path": "/down", "backend": "down"}],
                       "admin": {"bind": "127.0.0.1:0"}})
@@ -129,14 +134,33 @@ def test_page_loads_and_moves_with_traffic(tmp_path, gateway, echo, chromium):
         assert apis == "down=1,orders=12"
         assert "BackendConnectionFailure" in t.eval(
             "document.getElementById('reasons').textContent")
+        # the backends' breaker and health state (state_metrics.py, read at flush time)
+        def state_of(name):
+            return t.eval("Array.from(document.querySelectorAll('#backends tbody tr'))"
+                          f".filter(r => r.cells[0].textContent == '{name}')"
+                          ".map(r => r.cells[4].textContent).join('')")
+        wait_until(lambda: "breaker open" in state_of("down").split(" · "),
+                   message="the down backend's breaker open on the page")
+        wait_until(lambda: "healthy" in state_of("echo").split(" · "),
+                   message="the echo backend healthy on the page")
         assert t.eval("document.querySelectorAll('#recent tbody tr').length") == 13
         assert t.eval("document.querySelector('#recent tbody tr').cells[2].textContent") \
             == "/down/x"
+        # a traced request (APIM's debug trace) shows in the traces table, linked
+        token = httpx.post(admin + "debug-credentials", json={"api": "orders"}).json()["token"]
+        r = httpx.get(gw.url + "/orders/traced", headers={"Apim-Debug-Authorization": token})
+        tid = r.headers["apim-trace-id"]
+        wait_until(lambda: t.eval(
+            "(document.querySelector('#traces tbody tr') || {textContent: ''}).textContent"
+            ).startswith(tid), message="the trace in the traces table")
+        assert t.eval("document.querySelector('#traces tbody tr a').getAttribute('href')") \
+            == f"traces/{tid}"
+        assert httpx.get(admin + f"traces/{tid}").json()["id"] == tid
         # a second burst: requests per second shows something, the p50 is a number
         with httpx.Client(base_url=gw.url, timeout=10) as c:
             for i in range(20):
                 assert c.get(f"/orders/{i}").status_code == 200
-        wait_until(lambda: t.eval("document.getElementById('total').textContent") == "33")
+        wait_until(lambda: t.eval("document.getElementById('total').textContent") == "34")
         assert float(t.eval("document.getElementById('p50').textContent")) > 0
         shot = tmp_path / "admin-page.png"
         data = t.call("Page.captureScreenshot", format="png")["data"]

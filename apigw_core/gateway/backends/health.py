@@ -31,7 +31,8 @@ class Health:
     """Plain attributes, read by /backends and metrics."""
 
     __slots__ = ("cfg", "ejection_time", "healthy", "ok_run", "bad_run", "ejected_until",
-                 "ejections", "probing", "errors", "reason", "last_failure", "checked_at")
+                 "ejections", "probing", "errors", "reason", "last_failure", "checked_at",
+                 "checks_passed", "checks_failed")
 
     def __init__(self, cfg: Optional[HealthCheckConfig], ejection_time: float) -> None:
         self.cfg = cfg
@@ -46,6 +47,8 @@ class Health:
         self.reason: Optional[str] = None
         self.last_failure: Optional[str] = None
         self.checked_at: Optional[float] = None
+        self.checks_passed = 0           # active checks so far, for the metrics
+        self.checks_failed = 0
 
     # -- questions ---------------------------------------------------------------------
 
@@ -73,6 +76,7 @@ class Health:
         assert cfg is not None, "active results need a health-check"
         self.checked_at = now
         if ok:
+            self.checks_passed += 1
             self.ok_run += 1
             self.bad_run = 0
             if not self.healthy and self.ok_run >= cfg.healthy_threshold:
@@ -81,6 +85,7 @@ class Health:
             if self.healthy and self.ejected_until is not None:
                 self._restore()           # it answers its checks again
             return
+        self.checks_failed += 1
         self.bad_run += 1
         self.ok_run = 0
         self.last_failure = f"health check: {detail}"

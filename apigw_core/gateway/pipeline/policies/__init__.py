@@ -9,6 +9,7 @@
 - `retry`: retry
 - `limits`: rate-limit, rate-limit-by-key, quota, quota-by-key, limit-concurrency
 - `llm`: llm-token-limit (azure-openai-token-limit)
+- `llm_metric`: llm-emit-token-metric (azure-openai-emit-token-metric)
 - `certificates`: validate-client-certificate; `credentials`: authentication-basic,
   authentication-certificate
 - `telemetry`: trace, emit-metric
@@ -20,3 +21,4 @@ from __future__ import annotations
 # each registers its policies
 from . import access, convert, flow, jwt, limits, llm, retry, telemetry, transform  # noqa: F401
 from . import certificates, credentials  # noqa: F401
+from . import llm_metric  # noqa: F401

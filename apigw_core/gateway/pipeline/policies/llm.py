@@ -100,6 +100,7 @@ class UsageMeter:
         self.sse: Optional[bool] = None
         self.buf = bytearray()
         self.usage: Optional[int] = None
+        self.usage_doc: Optional[dict] = None   # the response's `usage` object, if any
         self.streamed_chars = 0
 
     def feed(self, data: bytes) -> None:
@@ -128,9 +129,7 @@ class UsageMeter:
             return
         if not isinstance(doc, dict):
             return
-        usage = doc.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-            self.usage = usage["total_tokens"]
+        self._usage(doc.get("usage"))
         for choice in doc.get("choices") or ():
             if isinstance(choice, dict):
                 delta = choice.get("delta") or {}
@@ -138,14 +137,44 @@ class UsageMeter:
                     if isinstance(delta, dict) else 0
                 self.streamed_chars += _text_chars(choice.get("text"))
 
+    def _usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self.usage_doc = usage
+            if isinstance(usage.get("total_tokens"), int):
+                self.usage = usage["total_tokens"]
+
+    def counts(self, ctx: Context) -> Optional[tuple[int, int, int]]:
+        """(prompt, completion, total) tokens: the response's usage (chat / completions
+        `prompt_tokens`, `completion_tokens`; Responses API `input_tokens`,
+        `output_tokens`), else the estimates; None when there is nothing to count."""
+        total = self.total(ctx)
+        u = self.usage_doc
+        if u is not None:
+            p = next((u[k] for k in ("prompt_tokens", "input_tokens")
+                      if isinstance(u.get(k), int)), None)
+            c = next((u[k] for k in ("completion_tokens", "output_tokens")
+                      if isinstance(u.get(k), int)), None)
+            if self.usage is None:
+                total = (p or 0) + (c or 0)
+            if p is None and c is not None:
+                p = max(0, total - c)
+            if c is None and p is not None:
+                c = max(0, total - p)
+            if p is not None or self.usage is not None:
+                return (p or 0, c or 0, total)
+        if self.sse:
+            return (self.prompt_estimate, _tokens(self.streamed_chars), total)
+        if self.prompt_estimate:
+            return (self.prompt_estimate, 0, self.prompt_estimate)
+        return None
+
     def total(self, ctx: Context) -> int:
         """The call's tokens: the response's usage, else the estimates."""
         if self.usage is None and not self.sse and self.buf:
             try:
                 doc = json.loads(bytes(self.buf))
-                usage = doc.get("usage") if isinstance(doc, dict) else None
-                if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-                    self.usage = usage["total_tokens"]
+                self._usage(doc.get("usage") if isinstance(doc, dict) else None)
+                self.buf = bytearray()   # read once (total() and counts() may both ask)
             except (ValueError, UnicodeDecodeError):
                 pass
         if self.usage is not None:
