@@ -3,6 +3,8 @@ what the per-field rules accept (token names, field-values without CTLs), and wr
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -18,7 +20,7 @@ def _per_field_ok(headers) -> bool:
     return all(TOKEN_RE.fullmatch(n) and FIELD_VALUE_RE.fullmatch(v) for n, v in headers)
 
 
-@settings(max_examples=3000)
+@settings(max_examples=int(os.environ.get("APIGW_TWIN_EXAMPLES", "1000")))
 @given(st.lists(st.tuples(_BYTES, _BYTES), max_size=5))
 def test_block_check_equals_per_field_rules(headers):
     out: list[bytes] = []
