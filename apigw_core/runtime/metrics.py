@@ -49,6 +49,11 @@ REQUEST_LABELS = ("api", "operation", "product", "backend", "method", "status_co
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
            10.0, 30.0, 60.0, float("inf"))
 _NB = len(BUCKETS)
+# one request label set's accumulator, a flat list: [count, sum total, sum backend, sum
+# client, total buckets (_NB), backend buckets, client buckets]
+_B0, _B1, _B2 = 4, 4 + _NB, 4 + 2 * _NB
+_SIZE = 4 + 3 * _NB
+_bisect = bisect.bisect_left
 _CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -96,6 +101,9 @@ class Metrics:
             ("apigw_request_client_duration_seconds", "Client time: the response head "
              "sent to the last byte written.")))
         self._acc: dict[tuple, list] = {}
+        # label set -> (the counter's child, the histograms' children, made when first
+        # fed): prometheus-client's labels() is a lock and a dict walk per call
+        self._children: dict[tuple, tuple[Any, list, tuple]] = {}
         self._counters: dict[str, Counter] = {}
         self._counts: dict[tuple[str, tuple], float] = {}
         self._gauges: list[tuple[Gauge, Callable[[], Mapping[tuple, float]], set]] = []
@@ -114,16 +122,16 @@ class Metrics:
         happen)."""
         a = self._acc.get(key)
         if a is None:
-            a = self._acc[key] = [0, [0] * _NB, 0.0, [0] * _NB, 0.0, [0] * _NB, 0.0]
+            a = self._acc[key] = [0] * _SIZE
         a[0] += 1
-        a[1][bisect.bisect_left(BUCKETS, total)] += 1
-        a[2] += total
+        a[1] += total
+        a[_B0 + _bisect(BUCKETS, total)] += 1
         if backend is not None:
-            a[3][bisect.bisect_left(BUCKETS, backend)] += 1
-            a[4] += backend
+            a[2] += backend
+            a[_B1 + _bisect(BUCKETS, backend)] += 1
         if client is not None:
-            a[5][bisect.bisect_left(BUCKETS, client)] += 1
-            a[6] += client
+            a[3] += client
+            a[_B2 + _bisect(BUCKETS, client)] += 1
 
     def count(self, name: str, labels: tuple = (), n: float = 1) -> None:
         k = (name, labels)
@@ -186,21 +194,28 @@ class Metrics:
 
     def flush(self) -> None:
         acc, self._acc = self._acc, {}
-        req = self._requests
-        for (api, op, product, backend, method, status, reason), a in acc.items():
-            labels = (api, op, product, backend, method.decode("latin-1"), str(status),
-                      _CLASSES.get(status // 100, "other"), reason)
-            req.labels(*labels).inc(a[0])
-            for h, (buckets, total) in zip(self._hist, ((a[1], a[2]), (a[3], a[4]),
-                                                        (a[5], a[6]))):
+        children = self._children
+        for key, a in acc.items():
+            ch = children.get(key)
+            if ch is None:
+                api, op, product, backend, method, status, reason = key
+                labels = (api, op, product, backend, method.decode("latin-1"), str(status),
+                          _CLASSES.get(status // 100, "other"), reason)
+                ch = children[key] = (self._requests.labels(*labels), [None] * 3, labels)
+            ch[0].inc(a[0])
+            hists = ch[1]
+            for j, lo in enumerate((_B0, _B1, _B2)):
+                buckets = a[lo:lo + _NB]
                 if not any(buckets):
                     continue
-                child = h.labels(*labels)
+                child = hists[j]
+                if child is None:
+                    child = hists[j] = self._hist[j].labels(*ch[2])
                 # prometheus-client's own fields: one inc per bucket, not per observation
                 for i, n in enumerate(buckets):
                     if n:
                         child._buckets[i].inc(n)
-                child._sum.inc(total)
+                child._sum.inc(a[1 + j])
         counts, self._counts = self._counts, {}
         for (name, labels), n in counts.items():
             if name[:1] == "\0":
