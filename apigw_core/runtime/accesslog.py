@@ -4,7 +4,7 @@ Strategy.  A request only appends a tuple of raw values (`Entry`, below: bytes a
 came, the request event itself) to a list; a trio task wakes every quarter second, takes
 the list, and hands it to a worker thread that formats the lines and writes them with one
 `write` per batch, so a slow disk never stalls the event loop and a line is on disk well
-within a second.  Formatting is a %-template with each string escaped by the json
+within a second.  Formatting is one f-string with each string escaped by the json
 module's C escaper (json.dumps of a dict per line costs twice as much), the time's
 seconds part cached.  While a write is under way new entries pile up in the list; the
 list is bounded (`buffer` entries): past it entries are dropped and counted
@@ -38,12 +38,8 @@ _HTTP = {b"1.1": '"HTTP/1.1"', b"1.0": '"HTTP/1.0"', b"2": '"HTTP/2"'}
 #         product, subscription id | None, backend, upstream address | None, attempts,
 #         last-error reason, last-error message, trace-policy entries | None)
 Entry = tuple
-_LINE = ('{"time":"%s.%03dZ","request_id":%s,"trace_id":"%s","client_ip":%s,"method":%s,'
-         '"host":%s,"path":%s,"protocol":%s,"status":%d,"bytes_in":%d,"bytes_out":%d,'
-         '"duration_ms":%.3f,"backend_duration_ms":%s,"client_duration_ms":%s,%s,'
-         '"subscription_id":%s,"attempts":%d,"last_error_reason":%s,'
-         '"last_error_message":%s,"user_agent":%s%s}\n')
-_STATIC = ('"api":%s,"operation":%s,"product":%s,"backend":%s,"upstream_address":%s')
+_STATIC = '"api":%s,"operation":%s,"product":%s,"backend":%s,"upstream_address":%s'
+_MS = ["%03d" % i for i in range(1000)]   # a millisecond field's three digits
 _second = [-1, ""]
 # escaped forms of the values that repeat (hosts, agents, addresses, API names): a dict
 # hit instead of an escaper call; bounded, so a client sending random hosts cannot grow it
@@ -60,7 +56,11 @@ def _esc(v: Any) -> str:
 
 
 def _ms(v: Optional[float]) -> str:
-    return "null" if v is None else "%.3f" % (v * 1000)
+    """Seconds as milliseconds with three decimals (integer arithmetic: no float format)."""
+    if v is None:
+        return "null"
+    us = int(v * 1e6 + 0.5)
+    return f"{us // 1000}.{_MS[us % 1000]}"
 
 
 def redact_query(target: bytes, names: tuple[bytes, ...]) -> bytes:
@@ -99,7 +99,7 @@ def format_entry(e: Entry, key_names: tuple[bytes, ...]) -> str:
         if host is None:
             host = rest[:i] if i >= 0 else rest
         target = rest[i:] if i >= 0 else b"/"
-    if b"?" in target:
+    if target.find(b"?") >= 0:   # (`in` on bytes tries an int first: 10x the cost)
         target = redact_query(target, key_names)
     c = _CACHE
     gk = (api, op, product, backend, upstream)
@@ -108,17 +108,23 @@ def format_entry(e: Entry, key_names: tuple[bytes, ...]) -> str:
         group = _STATIC % tuple(c.get(v) or _esc(v) for v in gk)
         if len(_GROUPS) < _CACHE_MAX:
             _GROUPS[gk] = group
-    return _LINE % (
-        _second[1], int(start * 1000) % 1000,
-        _q(rid.decode("latin-1")) if rid else "null", trace.decode(),
-        c.get(ip) or _esc(ip), c.get(req.method) or _esc(req.method),
-        c.get(host) or _esc(host), _q(target.decode("utf-8", "replace")),
-        _HTTP.get(req.http_version) or _esc(req.http_version),
-        status, bin_, bout, total * 1000, _ms(bdur), _ms(cdur), group,
-        c.get(sub) or _esc(sub), attempts, c.get(reason) or _esc(reason),
-        c.get(message) or _esc(message), c.get(ua) or _esc(ua),
-        (',"traces":' + json.dumps(traces, ensure_ascii=False, separators=(",", ":")))
-        if traces else "")
+    # one f-string: its parts are joined once, no template is parsed per line
+    return (f'{{"time":"{_second[1]}.{_MS[int(start * 1000) % 1000]}Z",'
+            f'"request_id":{_q(rid.decode("latin-1")) if rid else "null"},'
+            f'"trace_id":"{trace.decode()}","client_ip":{c.get(ip) or _esc(ip)},'
+            f'"method":{c.get(req.method) or _esc(req.method)},'
+            f'"host":{c.get(host) or _esc(host)},'
+            f'"path":{_q(target.decode("utf-8", "replace"))},'
+            f'"protocol":{_HTTP.get(req.http_version) or _esc(req.http_version)},'
+            f'"status":{status},"bytes_in":{bin_},"bytes_out":{bout},'
+            f'"duration_ms":{_ms(total)},"backend_duration_ms":{_ms(bdur)},'
+            f'"client_duration_ms":{_ms(cdur)},{group},'
+            f'"subscription_id":{c.get(sub) or _esc(sub)},"attempts":{attempts},'
+            f'"last_error_reason":{c.get(reason) or _esc(reason)},'
+            f'"last_error_message":{c.get(message) or _esc(message)},'
+            f'"user_agent":{c.get(ua) or _esc(ua)}'
+            + ((',"traces":' + json.dumps(traces, ensure_ascii=False, separators=(",", ":")))
+               if traces else "") + "}\n")
 
 
 class AccessLog:

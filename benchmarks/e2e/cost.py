@@ -189,6 +189,8 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--h2-streams", type=int, default=10, help="h2load -m (10)")
     ap.add_argument("--profile", type=int, metavar="N", default=0,
                     help="cProfile instead of callgrind: print the top N functions")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (callgrind files, for callgrind_annotate)")
     ap.add_argument("--threads", action="store_true",
                     help="callgrind --separate-threads=yes: print each thread's share too")
     args = ap.parse_args(argv)
@@ -215,7 +217,10 @@ def main(argv: Optional[list] = None) -> int:
                       f"({r['requests']} requests, {r['errors']} errors)", flush=True)
     finally:
         e2e.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"# callgrind files kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     for row, base in RATIOS:
         if base in results and row in results:
             a, b = results[base]["per_request"], results[row]["per_request"]
