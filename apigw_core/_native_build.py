@@ -160,19 +160,35 @@ long apigw_ws_mask_utf8(uint32_t state, const unsigned char *src, size_t len,
                         const unsigned char okey[4], unsigned phase, int final);
 """
 
+# native/include/apigw/accesslog.h
+CDEF_ACCESSLOG = """
+#define APIGW_AL_E_SPACE ...
+#define APIGW_AL_E_FALLBACK ...
+long apigw_al_line(char *out, size_t cap, const char *sec, size_t sec_n, int ms,
+                   const char *rid, size_t rid_n, const char *trace, size_t trace_n,
+                   const char *ip, size_t ip_n, const char *method, size_t method_n,
+                   const char *host, size_t host_n, const char *path, size_t path_n,
+                   const char *proto, size_t proto_n, int64_t status, int64_t bytes_in,
+                   int64_t bytes_out, double total, double backend, double client,
+                   const char *group, size_t group_n, const char *sub, size_t sub_n,
+                   int64_t attempts, const char *reason, size_t reason_n,
+                   const char *message, size_t message_n, const char *ua, size_t ua_n);
+"""
+
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.cdef(CDEF_RESPONSE)
 ffibuilder.cdef(CDEF_BUCKETS)
 ffibuilder.cdef(CDEF_WS)
+ffibuilder.cdef(CDEF_ACCESSLOG)
 ffibuilder.set_source(
     "apigw_core._native",
     '#include "apigw/http1.h"\n#include "apigw/http1_response.h"\n'
-    '#include "apigw/buckets.h"\n#include "apigw/ws.h"',
+    '#include "apigw/buckets.h"\n#include "apigw/ws.h"\n#include "apigw/accesslog.h"',
     sources=[_path("native/src/http1.c"), _path("native/src/http1_response.c"),
              _path("native/src/buckets.c"),
              _path("native/src/buckets_ops.c"),
-             _path("native/src/ws.c")],
+             _path("native/src/ws.c"), _path("native/src/accesslog.c")],
     include_dirs=[_path("native/include")],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-std=c11"],
 )

@@ -239,3 +239,20 @@ if enabled:
 else:
     ws_mask, ws_mask_into = _py_ws.mask, _py_ws.mask_into
     ws_utf8, ws_mask_utf8_into = _py_ws.utf8, _py_ws.mask_utf8_into
+
+
+# -- access-log lines (native/src/accesslog.c, twin runtime/accesslog.format_entry) ------
+# access_line(out, cap, ...) -> bytes written, AL_E_SPACE or AL_E_FALLBACK (see
+# native/include/apigw/accesslog.h); new_buffer(n): a C buffer it writes into.  None
+# without the extension: runtime/accesslog.py then formats every line in Python.
+AL_E_SPACE, AL_E_FALLBACK = -1, -2
+access_line: Optional[Any] = _lib.apigw_al_line if enabled else None
+
+
+def new_buffer(n: int) -> Any:
+    return _ffi.new("char[]", n)
+
+
+def buffer_view(buf: Any, n: int) -> Any:
+    """The first n bytes of a new_buffer, as a buffer (no copy)."""
+    return _ffi.buffer(buf, n)

@@ -1,0 +1,174 @@
+/* accesslog.c - one JSON access-log line; see apigw/accesslog.h. */
+#include "apigw/accesslog.h"
+
+#include <string.h>
+
+#include "apigw/ws.h"
+
+typedef struct {
+    char *p, *end;
+    int full;
+} W;
+
+static void put(W *w, const char *s, size_t n) {
+    if ((size_t)(w->end - w->p) < n) {
+        w->full = 1;
+        return;
+    }
+    memcpy(w->p, s, n);
+    w->p += n;
+}
+
+#define LIT(w, s) put((w), (s), sizeof(s) - 1)
+
+static const char HEX[] = "0123456789abcdef";
+
+/* One byte below 0x80, escaped into w (the caller checked there are 6 bytes of room). */
+static char *esc_ascii(char *p, unsigned c) {
+    if (c >= 0x20 && c != '"' && c != '\\') {
+        *p++ = (char)c;
+        return p;
+    }
+    *p++ = '\\';
+    switch (c) {
+    case '"': *p++ = '"'; break;
+    case '\\': *p++ = '\\'; break;
+    case '\b': *p++ = 'b'; break;
+    case '\f': *p++ = 'f'; break;
+    case '\n': *p++ = 'n'; break;
+    case '\r': *p++ = 'r'; break;
+    case '\t': *p++ = 't'; break;
+    default:
+        *p++ = 'u'; *p++ = '0'; *p++ = '0';
+        *p++ = HEX[c >> 4]; *p++ = HEX[c & 15];
+    }
+    return p;
+}
+
+/* A quoted string; latin1: bytes >= 0x80 are code points (two UTF-8 bytes), else they are
+ * kept (UTF-8 already checked).  Room is checked per byte for its worst case (6). */
+static void str(W *w, const char *s, size_t n, int latin1) {
+    const unsigned char *u = (const unsigned char *)s;
+    char *p = w->p;
+    if ((size_t)(w->end - p) < n + 2) {
+        w->full = 1;
+        return;
+    }
+    *p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        if ((size_t)(w->end - p) < 7) { /* this byte's worst case, and the closing quote */
+            w->full = 1;
+            return;
+        }
+        unsigned c = u[i];
+        if (c < 0x80)
+            p = esc_ascii(p, c);
+        else if (latin1) {
+            *p++ = (char)(0xC0 | (c >> 6));
+            *p++ = (char)(0x80 | (c & 0x3F));
+        } else
+            *p++ = (char)c;
+    }
+    *p++ = '"';
+    w->p = p;
+}
+
+static void nullable(W *w, const char *s, size_t n, int latin1) {
+    if (s == NULL || n == 0)
+        LIT(w, "null");
+    else
+        str(w, s, n, latin1);
+}
+
+static int utf8_ok(const char *s, size_t n) {
+    return s == NULL || apigw_ws_utf8(0, (const unsigned char *)s, n, NULL, 0, 1) >= 0;
+}
+
+static void num(W *w, int64_t v) {
+    char buf[24], *e = buf + sizeof buf, *p = e;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    put(w, p, (size_t)(e - p));
+}
+
+/* Seconds as milliseconds with three decimals, rounded as the twin rounds
+ * (int(v * 1e6 + 0.5) microseconds). */
+static void ms(W *w, double v) {
+    if (v < 0) {
+        LIT(w, "null");
+        return;
+    }
+    int64_t us = (int64_t)(v * 1e6 + 0.5);
+    char frac[4] = {(char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
+                    (char)('0' + us % 10), 0};
+    num(w, us / 1000);
+    LIT(w, ".");
+    put(w, frac, 3);
+}
+
+long apigw_al_line(char *out, size_t cap, const char *sec, size_t sec_n, int msec,
+                   const char *rid, size_t rid_n, const char *trace, size_t trace_n,
+                   const char *ip, size_t ip_n, const char *method, size_t method_n,
+                   const char *host, size_t host_n, const char *path, size_t path_n,
+                   const char *proto, size_t proto_n, int64_t status, int64_t bytes_in,
+                   int64_t bytes_out, double total, double backend, double client,
+                   const char *group, size_t group_n, const char *sub, size_t sub_n,
+                   int64_t attempts, const char *reason, size_t reason_n,
+                   const char *message, size_t message_n, const char *ua, size_t ua_n) {
+    if (!(total < 1e12) || !(backend < 1e12) || !(client < 1e12) || msec < 0 || msec > 999
+        || !utf8_ok(path, path_n) || !utf8_ok(ip, ip_n) || !utf8_ok(sub, sub_n) || !utf8_ok(reason, reason_n)
+        || !utf8_ok(message, message_n))
+        return APIGW_AL_E_FALLBACK;
+    W w = {out, out + cap, 0};
+    char m3[3] = {(char)('0' + msec / 100), (char)('0' + msec / 10 % 10),
+                  (char)('0' + msec % 10)};
+    LIT(&w, "{\"time\":\"");
+    put(&w, sec, sec_n);
+    LIT(&w, ".");
+    put(&w, m3, 3);
+    LIT(&w, "Z\",\"request_id\":");
+    nullable(&w, rid, rid_n, 1);
+    LIT(&w, ",\"trace_id\":\"");
+    put(&w, trace, trace_n);
+    LIT(&w, "\",\"client_ip\":");
+    nullable(&w, ip, ip_n, 0);
+    LIT(&w, ",\"method\":");
+    nullable(&w, method, method_n, 1);
+    LIT(&w, ",\"host\":");
+    nullable(&w, host, host_n, 1);
+    LIT(&w, ",\"path\":");
+    str(&w, path, path_n, 0);
+    LIT(&w, ",\"protocol\":");
+    put(&w, proto, proto_n);
+    LIT(&w, ",\"status\":");
+    num(&w, status);
+    LIT(&w, ",\"bytes_in\":");
+    num(&w, bytes_in);
+    LIT(&w, ",\"bytes_out\":");
+    num(&w, bytes_out);
+    LIT(&w, ",\"duration_ms\":");
+    ms(&w, total);
+    LIT(&w, ",\"backend_duration_ms\":");
+    ms(&w, backend);
+    LIT(&w, ",\"client_duration_ms\":");
+    ms(&w, client);
+    LIT(&w, ",");
+    put(&w, group, group_n);
+    LIT(&w, ",\"subscription_id\":");
+    nullable(&w, sub, sub_n, 0);
+    LIT(&w, ",\"attempts\":");
+    num(&w, attempts);
+    LIT(&w, ",\"last_error_reason\":");
+    nullable(&w, reason, reason_n, 0);
+    LIT(&w, ",\"last_error_message\":");
+    nullable(&w, message, message_n, 0);
+    LIT(&w, ",\"user_agent\":");
+    nullable(&w, ua, ua_n, 1);
+    LIT(&w, "}\n");
+    return w.full ? APIGW_AL_E_SPACE : (long)(w.p - out);
+}

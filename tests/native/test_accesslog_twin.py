@@ -1,0 +1,104 @@
+"""Access-log lines: the C writer (native/src/accesslog.c, through AccessLog._write_c) and
+the pure-Python twin (format_entry) write the same bytes for the same entries.
+
+Inputs: random bytes where the wire gives bytes (method, host, user agent, request id,
+path: so invalid UTF-8, control characters, quotes, latin-1), random text where config
+and the pipeline give str (API names, reasons, messages: lone surrogates included),
+durations None / negative / huge, counts beyond int64, trace-policy entries, and a small
+C buffer so that lines are flushed mid-batch and a line too long for it falls back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apigw_core import native
+from apigw_core.protocol.events import Request
+from apigw_core.runtime.accesslog import AccessLog
+
+pytestmark = pytest.mark.skipif(not native.enabled, reason="C extension not built")
+
+EXAMPLES = int(os.environ.get("APIGW_TWIN_EXAMPLES", "1000"))
+KEYS = (b"subscription-key", b"key")
+
+wire = st.one_of(st.binary(max_size=40), st.sampled_from([b"", b"GET", b"127.0.0.1:80"]))
+paths = st.one_of(st.binary(max_size=60).map(lambda b: b"/" + b),
+                  st.sampled_from([b"/", b"/a?subscription-key=s3cr3t&x=1", b"*",
+                                   b"http://h.example/p?key=k", b"https://h2", b""]))
+text = st.one_of(st.none(), st.just(""), st.text(max_size=20),
+                 st.sampled_from(["échο", "a\ud800b", 'q"\\\n\t\x01']))
+secs = st.one_of(st.none(), st.floats(-1.0, 1e13, allow_nan=False),
+                 st.sampled_from([0.0, 0.0005, 0.0012, 1e-7, 0.9999996, 1e12]))
+counts = st.one_of(st.integers(0, 10 ** 6), st.integers(-5, 2 ** 64))
+
+
+@st.composite
+def entries(draw) -> tuple:
+    headers = []
+    for name in draw(st.lists(st.sampled_from([b"host", b"user-agent", b"accept"]),
+                              max_size=3)):
+        headers.append((name, draw(wire)))
+    req = Request(1, draw(wire), draw(paths), headers,
+                  draw(st.sampled_from([b"1.1", b"1.0", b"2", b"", b"9\xff"])))
+    total = draw(secs)
+    traces = draw(st.one_of(st.none(), st.just([]),
+                            st.just([{"source": "s", "severity": "error", "message": "m"}])))
+    return (draw(st.floats(1e9, 2e9)), 0.001 if total is None else total, draw(secs),
+            draw(secs), draw(st.one_of(st.none(), wire)), b"0af7651916cd43dd8448eb211c80319c",
+            draw(st.one_of(st.none(), st.sampled_from(["127.0.0.1", "::1", ""]), text)),
+            req, draw(counts), draw(counts), draw(counts), draw(text) or "", draw(text) or "",
+            draw(text) or "", draw(text), draw(text) or "",
+            draw(st.one_of(st.none(), wire)), draw(counts), draw(text) or "", draw(text),
+            traces)
+
+
+def _written(tmp_path, name: str, batch: list, use_c: bool, cap: int) -> bytes:
+    path = str(tmp_path / name)
+    log = AccessLog(path, 10 ** 6, key_names=KEYS)
+    log.use_c, log.cap = use_c, cap
+    log.open()
+    log._write(batch)
+    log.close()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@settings(max_examples=max(EXAMPLES // 3, 50), deadline=None)
+@given(batch=st.lists(entries(), min_size=1, max_size=8), cap=st.sampled_from([1 << 20, 900]))
+def test_c_lines_equal_the_twin(tmp_path_factory, batch, cap):
+    tmp = tmp_path_factory.mktemp("al")
+    c = _written(tmp, "c.log", batch, True, cap)
+    py = _written(tmp, "py.log", batch, False, cap)
+    assert c == py
+    lines = c.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == len(batch) + 1
+    for line, e in zip(lines, batch):
+        rec = json.loads(line)
+        assert rec["status"] == e[8] and rec["attempts"] == e[17]
+        assert b"s3cr3t" not in line and "=k" not in rec["path"]
+
+
+def test_c_line_is_used_and_falls_back(tmp_path):
+    """The C function writes the usual line itself; a path that is not UTF-8 is left to
+    Python (which writes U+FFFD), and the buffer's bound is kept."""
+    from apigw_core.runtime import accesslog
+    buf = native.new_buffer(64)
+    args = (b"2026-12-02T10:00:00", 19, 5, b"", 0, b"ab", 2, b"1.2.3.4", 7, b"GET", 3,
+            b"h", 1, b"/x", 2, b'"HTTP/1.1"', 10, 200, 0, 2, 0.0012, -1.0, 0.0001,
+            b'"api":"a"', 9, b"", 0, 1, b"", 0, b"", 0, b"", 0)
+    assert native.access_line(buf, 64, *args) == native.AL_E_SPACE
+    big = native.new_buffer(4096)
+    n = native.access_line(big, 4096, *args)
+    line = bytes(native.buffer_view(big, n))
+    rec = json.loads(line)
+    assert line.endswith(b"}\n") and rec["duration_ms"] == 1.2
+    assert rec["backend_duration_ms"] is None and rec["request_id"] is None
+    assert rec["time"] == "2026-12-02T10:00:00.005Z" and rec["path"] == "/x"
+    bad = args[:13] + (b"/\xff", 2) + args[15:]
+    assert native.access_line(big, 4096, *bad) == native.AL_E_FALLBACK
+    assert accesslog._FALLBACK == native.AL_E_FALLBACK
