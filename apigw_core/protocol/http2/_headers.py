@@ -288,14 +288,25 @@ def _out_fields(headers: Sequence[tuple[bytes, bytes]], out: list, *, request: b
     return host, clen
 
 
+_last_response: list = [None, None]  # [key, (block, clen)] of the last response_block
+
+
 def response_block(status: int, headers: Sequence[tuple[bytes, bytes]]
                    ) -> tuple[list, int]:
-    """Our response head as a field block; also its content-length (or -1)."""
+    """Our response head as a field block (callers must not change it); also its
+    content-length (or -1).  A gateway answers with the same head again and again (until
+    `date` changes), so the last one is remembered: the checks are a pure function of
+    (status, fields, field classes)."""
+    key = (status, tuple(headers), tuple(map(type, headers)))
+    if _last_response[0] == key:
+        return _last_response[1]
     code = _STATUS_BYTES.get(status)
     if code is None:
         raise UsageError(f"invalid status {status}")
     out: list = [(b":status", code)]
     _, clen = _out_fields(headers, out, request=False)
+    _last_response[0] = key
+    _last_response[1] = (out, clen)
     return out, clen
 
 

@@ -14,12 +14,18 @@ hypothesis test in tests/protocol/test_http2_hpack.py holds them to it), but:
   it (entries enter at index 62 and only ever move up by one per insertion; evictions take
   the oldest), instead of hpack's walk over every dynamic entry for every field;
 - neither logs per field (hpack calls `logging.debug` several times per field, which
-  costs more than the table lookups once they are O(1)).
+  costs more than the table lookups once they are O(1));
+- the encoder remembers its last block that inserted nothing into the dynamic table:
+  the same header list (same fields, same tuple classes: never-indexed stays so) against
+  the same table (its `generation`, bumped by every insertion and resize) gives the same
+  bytes, so a gateway's repeated response heads are encoded once (until `date` changes).
 Measured here (CPython 3.11, 6-field request block, warm table): decode 8.2 -> 1.9 us,
 encode 5.7 -> 2.3 us.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 from hpack import Decoder, Encoder, HeaderTuple
 from hpack.exceptions import HPACKDecodingError, InvalidTableIndex, OversizedHeaderListError
@@ -42,8 +48,10 @@ class _IndexedTable(HeaderTable):
         self._serial = 0                            # insertions so far
         self._full: dict[tuple[bytes, bytes], int] = {}  # newest serial per field
         self._names: dict[bytes, int] = {}          # newest serial per name
+        self.generation = 0                          # bumped on any change of the entries
 
     def add(self, name: bytes, value: bytes) -> None:
+        self.generation += 1
         size = 32 + len(name) + len(value)
         if size > self._maxsize:
             self.dynamic_entries.clear()
@@ -77,6 +85,7 @@ class _IndexedTable(HeaderTable):
     @HeaderTable.maxsize.setter  # type: ignore[attr-defined]
     def maxsize(self, newmax: int) -> None:
         HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
+        self.generation += 1
         if not self.dynamic_entries:
             self._full.clear()
             self._names.clear()
@@ -109,11 +118,21 @@ class FastEncoder(Encoder):
     def __init__(self) -> None:
         super().__init__()
         self.header_table = _IndexedTable()
+        # (table generation, key, bytes) of the last block that inserted nothing
+        self._last: Optional[tuple[int, tuple, bytes]] = None
 
     def encode(self, headers, huffman: bool = True) -> bytes:  # type: ignore[no-untyped-def]
         if isinstance(headers, dict):
             return super().encode(headers, huffman)
         table = self.header_table
+        key = None
+        if huffman and not table.resized and headers.__class__ is list:
+            # the classes too: a NeverIndexedHeaderTuple equals its plain tuple
+            key = (tuple(headers), tuple(map(type, headers)))
+            last = self._last
+            if last is not None and last[0] == table.generation and last[1] == key:
+                return last[2]
+        gen = table.generation
         block = []
         if table.resized:
             block.append(self._encode_table_size_change())
@@ -148,7 +167,10 @@ class FastEncoder(Encoder):
                     match[0], value, INDEX_NEVER if sensitive else INDEX_INCREMENTAL, huffman))
                 if not sensitive:
                     table.add(name, value)
-        return b"".join(block)
+        out = b"".join(block)
+        if key is not None and table.generation == gen:
+            self._last = (gen, key, out)
+        return out
 
 
 class FastDecoder(Decoder):
