@@ -285,7 +285,8 @@ class H2Driver:
         self.settings = settings
         self.scheme = scheme
         self.conn = conn if conn is not None else ServerConnection(
-            limits=h2_limits(settings), clock=trio.current_time)
+            # the run's clock itself: trio.current_time is the same, through two calls
+            limits=h2_limits(settings), clock=trio.lowlevel.current_clock().current_time)
         self._draining = draining
         self._initial = initial
         self._first_events = list(first_events)
