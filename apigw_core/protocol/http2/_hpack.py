@@ -40,6 +40,22 @@ _NSTATIC = len(_STATIC)
 _INDEXED = [bytes([0x80 | i]) for i in range(127)]
 
 
+class _CountedTable(HeaderTable):
+    """hpack's HeaderTable that counts its changes (`generation`): a block that changed
+    nothing decodes the same way again while the count stays."""
+
+    generation = 0
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.generation += 1
+        super().add(name, value)
+
+    @HeaderTable.maxsize.setter  # type: ignore[attr-defined]
+    def maxsize(self, newmax: int) -> None:
+        HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
+        self.generation += 1
+
+
 class _IndexedTable(HeaderTable):
     """hpack's HeaderTable with an O(1) `search` (see the module docstring)."""
 
@@ -176,13 +192,28 @@ class FastEncoder(Encoder):
 class FastDecoder(Decoder):
     last_size = 0  # RFC 9113 §6.5.2 size of the last block decoded (raw)
 
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.header_table = _CountedTable()
+        # (block, table generation, limits, size, fields) of the last block that changed
+        # nothing in the table: a client repeating a request sends the same bytes
+        self._last: Optional[tuple] = None
+
     def decode(self, data: bytes, raw: bool = False):  # type: ignore[no-untyped-def]
         if not raw:
             return super().decode(data, raw)
         if data.__class__ is not bytes:
             data = bytes(data)
-        dyn = self.header_table.dynamic_entries
+        table = self.header_table
         limit = self.max_header_list_size
+        limits = (limit, self.max_allowed_table_size)
+        last = self._last
+        if (last is not None and last[0] == data and last[1] == table.generation
+                and last[2] == limits):
+            self.last_size = last[3]
+            return list(last[4])
+        gen = table.generation
+        dyn = table.dynamic_entries
         headers: list = []
         size = 0
         pos = 0
@@ -222,4 +253,6 @@ class FastDecoder(Decoder):
                     f"A header list larger than {limit} has been received")
         self._assert_valid_table_size()
         self.last_size = size
+        if table.generation == gen:
+            self._last = (data, gen, limits, size, tuple(headers))
         return headers
