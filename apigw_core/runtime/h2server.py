@@ -52,9 +52,9 @@ from ..protocol import (
     InformationalResponse,
     ProtocolError,
     Request,
-    Response,
     StreamReset,
 )
+from ..protocol.events import _new_response  # a frozen event without __setattr__
 from ..protocol.http2 import H2Limits, RequestRejected, ServerConnection
 from .clock import with_date
 from .stream import BodyError, ClientGone, Handler, Replies, Tunnel
@@ -216,7 +216,7 @@ class H2Stream(Replies):
         tel = self.tel
         if tel is not None and tel.resp_headers is not None:   # request tracing's
             headers = headers + tel.resp_headers
-        self._drv.conn.send(Response(self.stream_id, status, with_date(headers)))
+        self._drv.conn.send(_new_response(self.stream_id, status, with_date(headers)))
         self.response_started = True
         self.status = status
         self.t_resp = _now()

