@@ -257,7 +257,8 @@ class Engine(H2Connection):
         stream = self.streams.get(sid)
         if stream is None:
             max_open = self.local_settings._settings[_MCS][0]  # always set (__init__)
-            if self.open_inbound_streams + 1 > max_open:
+            # h2's open_inbound_streams, as _open_streams counts them (no property calls)
+            if (0 if self._our_parity else len(self.streams)) + 1 > max_open:
                 raise TooManyStreamsError(f"Max inbound streams is {max_open}")
         headers = _decode_headers(self.decoder, frame.data)
         size = self.decoder.last_size
@@ -266,7 +267,7 @@ class Engine(H2Connection):
                   else sm.process_input(_RECV_HEADERS))
         if stream is None:
             stream = self._begin_new_stream(sid, self._peer_ids)
-        flags = frame.flags
+        flags = frame.flags._flags  # hyperframe's Flags: its set, without __contains__
         frames, stream_events = stream.receive_headers(headers, "END_STREAM" in flags, None)
         if stream_events:
             stream_events[0].header_size = size  # the wrapper's soft limits read it
@@ -464,7 +465,8 @@ class Engine(H2Connection):
         if c is DataFrame:
             self._count_empty(not frame.data and "END_STREAM" not in frame.flags)
         elif c is HeadersFrame or c is PushPromiseFrame:
-            if "END_HEADERS" not in frame.flags:
+            flags = frame.flags._flags  # its set, without Flags.__contains__
+            if "END_HEADERS" not in flags:
                 if len(frame.data) > limits.max_header_list_size:
                     raise Calm("header block too large")
                 self._block = frame
@@ -472,7 +474,7 @@ class Engine(H2Connection):
                 self._block_len = len(frame.data)
                 self._count_empty(not frame.data)
                 return None
-            self._count_empty(not frame.data and "END_STREAM" not in frame.flags)
+            self._count_empty(not frame.data and "END_STREAM" not in flags)
         elif c is WindowUpdateFrame:
             self._window_updates += 1
             if self._window_updates > 5 + 2 * (
