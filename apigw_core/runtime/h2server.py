@@ -490,7 +490,10 @@ class H2Driver:
                 # a body that is all here already (at most one stream window: we have
                 # not given credit back) may be kept whole and replayed by the proxy
                 st.body_complete = st.eom_received
-                if refusal is None and st.body_limit is not None and _content_length(
+                # (a request that ended with no DATA has no content-length over 0: the
+                # protocol resets such a stream, so the scan is skipped)
+                if refusal is None and st.body_limit is not None and not (
+                        st.eom_received and len(st._queue) == 1) and _content_length(
                         st.request.headers) > st.body_limit:
                     refusal = (413, "request body too large")  # before any forwarding
                 try:
