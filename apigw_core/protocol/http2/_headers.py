@@ -146,7 +146,9 @@ def _fields(headers: Sequence[tuple[bytes, bytes]], i: int, out: list,
     return clen, expect
 
 
-_last_request: list = [None, None]  # [key, result] of the last parse_request that passed
+# (key, result) of the last parse_request that passed: one tuple, replaced whole (so a
+# reader never pairs one call's key with another's result)
+_last_request: list = [None]
 
 
 def parse_request(headers: Sequence[tuple[bytes, bytes]], connect_protocol: bool
@@ -158,12 +160,12 @@ def parse_request(headers: Sequence[tuple[bytes, bytes]], connect_protocol: bool
     sends the same block: the last one that passed is remembered (the checks are a pure
     function of the fields, their classes and `connect_protocol`)."""
     key = (connect_protocol, tuple(headers), tuple(map(type, headers)))
-    if _last_request[0] == key:
-        method, target, out, protocol, expect, clen = _last_request[1]
+    last = _last_request[0]
+    if last is not None and last[0] == key:
+        method, target, out, protocol, expect, clen = last[1]
         return method, target, list(out), protocol, expect, clen
     r = _parse_request(headers, connect_protocol)
-    _last_request[0] = key
-    _last_request[1] = (r[0], r[1], list(r[2]), r[3], r[4], r[5])
+    _last_request[0] = (key, (r[0], r[1], list(r[2]), r[3], r[4], r[5]))
     return r
 
 
@@ -305,7 +307,7 @@ def _out_fields(headers: Sequence[tuple[bytes, bytes]], out: list, *, request: b
     return host, clen
 
 
-_last_response: list = [None, None]  # [key, (block, clen)] of the last response_block
+_last_response: list = [None]  # (key, (block, clen)) of the last response_block
 
 
 def response_block(status: int, headers: Sequence[tuple[bytes, bytes]]
@@ -315,15 +317,15 @@ def response_block(status: int, headers: Sequence[tuple[bytes, bytes]]
     `date` changes), so the last one is remembered: the checks are a pure function of
     (status, fields, field classes)."""
     key = (status, tuple(headers), tuple(map(type, headers)))
-    if _last_response[0] == key:
-        return _last_response[1]
+    last = _last_response[0]
+    if last is not None and last[0] == key:
+        return last[1]
     code = _STATUS_BYTES.get(status)
     if code is None:
         raise UsageError(f"invalid status {status}")
     out: list = [(b":status", code)]
     _, clen = _out_fields(headers, out, request=False)
-    _last_response[0] = key
-    _last_response[1] = (out, clen)
+    _last_response[0] = (key, (out, clen))
     return out, clen
 
 
