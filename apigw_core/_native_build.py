@@ -164,9 +164,9 @@ long apigw_ws_mask_utf8(uint32_t state, const unsigned char *src, size_t len,
 CDEF_ACCESSLOG = """
 #define APIGW_AL_E_SPACE ...
 #define APIGW_AL_E_FALLBACK ...
-long apigw_al_line(char *out, size_t cap, const char *sec, size_t sec_n, int ms,
-                   const char *rid, size_t rid_n, const char *trace, size_t trace_n,
-                   const char *path, size_t path_n, int64_t status, int64_t bytes_in,
+long apigw_al_line(char *buf, size_t off, size_t cap, const char *sec, size_t sec_n,
+                   double start, const char *rid, size_t rid_n, const char *trace,
+                   size_t trace_n, const char *path, size_t path_n, int64_t status, int64_t bytes_in,
                    int64_t bytes_out, double total, double backend, double client,
                    const char *rest, size_t rest_n);
 """

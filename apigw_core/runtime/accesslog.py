@@ -188,7 +188,7 @@ class AccessLog:
         self.cap = _CAP
         self._buf: Any = None    # the C lines' buffer, made on first use
         self._off = 0
-        self._lines_in_buf = 0
+        self._mark = 0           # `queued` when the buffer was last cut
         self._second = [-1, b""]   # the C lines' second (the writer thread has _second)
 
     def _full(self) -> bool:
@@ -208,6 +208,7 @@ class AccessLog:
             self._cut()      # the C lines before it stay before it
         self.pending.append(record)
         self.queued += 1
+        self._mark = self.queued   # (the buffer is empty now)
 
     def log(self, t: float, total: float, bdur: Optional[float], cdur: Optional[float],
             rid: Optional[bytes], trace: bytes, ip: Optional[str], req: Any, status: int,
@@ -221,7 +222,8 @@ class AccessLog:
                       op, product, sub, backend, upstream, attempts, reason, message,
                       traces))
             return
-        if self._full():
+        if self.queued >= self.limit:
+            self._full()
             return
         start = t - total
         sec = int(start)
@@ -233,44 +235,40 @@ class AccessLog:
         k = (ip, req.method, host, ua, req.http_version, api, op, product, backend,
              upstream, sub, attempts, reason, message)
         tail = _TAILS_B.get(k) or _tail_b(k)
-        sb = second[1]
-        rid = rid or b""   # b"": null
-        args = (sb, len(sb), int(start * 1000) % 1000, rid, len(rid), trace, len(trace),
-                target, len(target), status, bin_, bout, total,
-                -1.0 if bdur is None else bdur, -1.0 if cdur is None else cdur,
-                tail, len(tail))
-        buf, off, cap = self._buf, self._off, self.cap
+        buf, off = self._buf, self._off
         if buf is None:
-            buf = self._buf = native.new_buffer(cap)
-        line = native.access_line
+            buf = self._buf = native.new_buffer(self.cap)
+        sb, rid = second[1], rid or b""   # b"": null
         try:
-            n = line(buf + off, cap - off, *args)
-            if n == _SPACE and off:
-                self._cut()
-                n = line(buf, cap, *args)
-                off = 0
+            n = native.access_line(buf, off, self.cap, sb, len(sb), start, rid, len(rid),
+                                   trace, len(trace), target, len(target), status, bin_,
+                                   bout, total, -1.0 if bdur is None else bdur,
+                                   -1.0 if cdur is None else cdur, tail, len(tail))
         except (OverflowError, TypeError):   # a count beyond int64: the twin's
             n = _FALLBACK
         if n > 0:
             self._off = off + n
-            self._lines_in_buf += 1
             self.queued += 1
+        elif n == _SPACE and off:   # the buffer is full: queue it, then again
+            self._cut()
+            self.log(t, total, bdur, cdur, rid, trace, ip, req, status, bin_, bout, api, op,
+                     product, sub, backend, upstream, attempts, reason, message, traces)
         else:
-            self.add((t, total, bdur, cdur, rid, trace, ip, req, status, bin_,
-                      bout, api, op, product, sub, backend, upstream, attempts, reason,
-                      message, traces))
+            self.add((t, total, bdur, cdur, rid, trace, ip, req, status, bin_, bout, api,
+                      op, product, sub, backend, upstream, attempts, reason, message,
+                      traces))
 
     def _cut(self) -> None:
         """The buffer's lines, as bytes, onto the queue."""
         self.pending.append([native.buffer_view(self._buf, self._off)[:],
-                             self._lines_in_buf])
-        self._off = self._lines_in_buf = 0
+                             self.queued - self._mark])
+        self._off, self._mark = 0, self.queued
 
     def _take(self) -> list:
         if self._off:
             self._cut()
         batch, self.pending = self.pending, []
-        self.queued = 0
+        self.queued = self._mark = 0
         return batch
 
     def open(self) -> None:

@@ -25,7 +25,7 @@
 
 static long call(char *out, size_t cap, const char *f[8], const size_t n[8],
                  const double d[3]) {
-    return apigw_al_line(out, cap, "2026-12-02T10:00:00", 19, 1, f[0], n[0], "ab", 2, f[1],
+    return apigw_al_line(out, 0, cap, "2026-12-02T10:00:00", 19, 1764669600.5, f[0], n[0], "ab", 2, f[1],
                          n[1], 200, 1, -3, d[0], d[1], d[2], f[2], n[2]);
 }
 

@@ -115,15 +115,20 @@ static void ms(W *w, double v) {
     put(w, frac, 3);
 }
 
-long apigw_al_line(char *out, size_t cap, const char *sec, size_t sec_n, int msec,
+long apigw_al_line(char *buf, size_t off, size_t cap, const char *sec, size_t sec_n,
+                   double start,
                    const char *rid, size_t rid_n, const char *trace, size_t trace_n,
                    const char *path, size_t path_n, int64_t status, int64_t bytes_in,
                    int64_t bytes_out, double total, double backend, double client,
                    const char *rest, size_t rest_n) {
-    if (!(total < 1e12) || !(backend < 1e12) || !(client < 1e12) || msec < 0 || msec > 999
-        || !utf8_ok(path, path_n))
+    if (!(total < 1e12) || !(backend < 1e12) || !(client < 1e12) || !(start >= 0)
+        || !(start < 9007199254740992.0) || !utf8_ok(path, path_n))
         return APIGW_AL_E_FALLBACK;
-    W w = {out, out + cap, 0};
+    if (off > cap)
+        return APIGW_AL_E_SPACE;
+    int msec = (int)((int64_t)(start * 1000) % 1000); /* as Python's int(start * 1000) % 1000 */
+    char *out = buf + off;
+    W w = {out, buf + cap, 0};
     char m3[3] = {(char)('0' + msec / 100), (char)('0' + msec / 10 % 10),
                   (char)('0' + msec % 10)};
     LIT(&w, "{\"time\":\"");

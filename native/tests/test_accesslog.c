@@ -18,7 +18,7 @@ static int contains(const char *hay, size_t n, const char *needle, size_t k) {
 
 static long line(char *out, size_t cap, const char *path, size_t path_n, double total,
                  double backend, const char *rid, size_t rid_n) {
-    return apigw_al_line(out, cap, S("2026-12-02T10:00:00"), 7, rid, rid_n, S("ab"), path,
+    return apigw_al_line(out, 0, cap, S("2026-12-02T10:00:00"), 1764669600.0071, rid, rid_n, S("ab"), path,
                          path_n, 200, 0, 12, total, backend, -1.0, S("\"api\":\"a\""));
 }
 

@@ -66,6 +66,7 @@ def _written(tmp_path, name: str, batch: list, use_c: bool, cap: int) -> bytes:
     for e in batch:
         log.log(*e)
     log.close()
+    assert log.written == len(batch)
     with open(path, "rb") as f:
         return f.read()
 
@@ -90,18 +91,20 @@ def test_c_line_is_used_and_falls_back(tmp_path):
     Python (which writes U+FFFD), and the buffer's bound is kept."""
     from apigw_core.runtime import accesslog
     buf = native.new_buffer(64)
-    args = (b"2026-12-02T10:00:00", 19, 5, b"", 0, b"ab", 2, b"/x", 2, 200, 0, 2, 0.0012,
-            -1.0, 0.0001, b'"api":"a"', 9)
-    assert native.access_line(buf, 64, *args) == native.AL_E_SPACE
+    args = (b"2026-12-02T10:00:00", 19, 1764669600.0059, b"", 0, b"ab", 2, b"/x", 2, 200, 0,
+            2, 0.0012, -1.0, 0.0001, b'"api":"a"', 9)
+    assert native.access_line(buf, 0, 64, *args) == native.AL_E_SPACE
     big = native.new_buffer(4096)
-    n = native.access_line(big, 4096, *args)
+    assert native.access_line(big, 4000, 4096, *args) == native.AL_E_SPACE
+    assert native.access_line(big, 5000, 4096, *args) == native.AL_E_SPACE
+    n = native.access_line(big, 0, 4096, *args)
     line = bytes(native.buffer_view(big, n))
     rec = json.loads(line)
     assert line.endswith(b"}\n") and rec["duration_ms"] == 1.2 and rec["api"] == "a"
     assert rec["backend_duration_ms"] is None and rec["request_id"] is None
     assert rec["time"] == "2026-12-02T10:00:00.005Z" and rec["path"] == "/x"
     bad = args[:7] + (b"/\xff", 2) + args[9:]
-    assert native.access_line(big, 4096, *bad) == native.AL_E_FALLBACK
+    assert native.access_line(big, 0, 4096, *bad) == native.AL_E_FALLBACK
     assert accesslog._FALLBACK == native.AL_E_FALLBACK
     log = AccessLog(str(tmp_path / "a.log"), 10)
     log.open()
@@ -111,3 +114,4 @@ def test_c_line_is_used_and_falls_back(tmp_path):
     assert log.pending and log.pending[-1][7] is req   # queued for the twin
     log.close()
     assert json.loads((tmp_path / "a.log").read_bytes())["path"] == "/\ufffd"
+    assert log.written == 1 and log.queued == 0

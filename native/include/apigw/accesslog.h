@@ -13,8 +13,12 @@
  * trace id and `rest` are copied.  A duration below zero is `null`; one of 10^12 s or
  * more returns APIGW_AL_E_FALLBACK (no int64 overflow here).
  *
- * Returns the bytes written (> 0), APIGW_AL_E_SPACE when `cap` is too small (nothing
- * useful written), or APIGW_AL_E_FALLBACK.  No allocation; never writes past out + cap.
+ * `sec` is the text of the second `start` (Unix time) is in; the milliseconds are
+ * start's (a start below zero or beyond 2^53 returns APIGW_AL_E_FALLBACK).
+ *
+ * Writes from buf + off; returns the bytes written (> 0), APIGW_AL_E_SPACE when the
+ * `cap - off` left are too few (nothing useful written), or APIGW_AL_E_FALLBACK.  No
+ * allocation; never writes past buf + cap.
  */
 #ifndef APIGW_ACCESSLOG_H
 #define APIGW_ACCESSLOG_H
@@ -29,8 +33,8 @@ extern "C" {
 #define APIGW_AL_E_SPACE (-1)
 #define APIGW_AL_E_FALLBACK (-2)
 
-long apigw_al_line(char *out, size_t cap,
-                   const char *sec, size_t sec_n, int ms,          /* 0..999 */
+long apigw_al_line(char *buf, size_t off, size_t cap,            /* writes at buf + off */
+                   const char *sec, size_t sec_n, double start,    /* its ms: start's */
                    const char *rid, size_t rid_n,                  /* latin-1, nullable */
                    const char *trace, size_t trace_n,
                    const char *path, size_t path_n,                /* UTF-8 */
