@@ -11,6 +11,7 @@ caller's grpc-timeout.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Optional
 
 import trio
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from .state import GatewayState
 
 __all__ = ["run_pipeline"]
+
+_first = itemgetter(0)   # a field's name
 
 
 def _request_view(stream: "HTTPStream", route: Any, host: Optional[bytes],
@@ -100,11 +103,12 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
         elif access is not None:
             product, subscription, key = access.product, access.subscription, access.key
     program = state.programs.get(api.name, op_name, getattr(product, "name", None))
-    client_rid = None   # the client's x-request-id (a loop: no call)
-    for n, v in req.headers:
-        if n == b"x-request-id":
-            client_rid = v
-            break
+    client_rid = None   # the client's x-request-id (rarely sent: a C scan first)
+    if b"x-request-id" in map(_first, req.headers):
+        for n, v in req.headers:
+            if n == b"x-request-id":
+                client_rid = v
+                break
     rid = client_rid if client_rid is not None and 0 < len(client_rid) <= 200 \
         else gw.request_ids()
     ctx = Context(_request_view(stream, route, host, params, protocol), rid.decode("latin-1"),
