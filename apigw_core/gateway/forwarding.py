@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from operator import itemgetter
 from typing import Any, Iterator, Optional
 
 __all__ = ["HOP_BY_HOP", "RequestIds", "forward_request_headers", "forward_response_headers",
@@ -32,6 +33,7 @@ __all__ = ["HOP_BY_HOP", "RequestIds", "forward_request_headers", "forward_respo
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"te", b"transfer-encoding",
                         b"upgrade", b"proxy-connection", b"expect"))
 VIA = b"1.1 apigw"
+_first = itemgetter(0)   # a field's name
 _MAX_REQUEST_ID = 200
 
 
@@ -56,11 +58,8 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
 
 
 def _named_by_connection(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
-    """The fields Connection names (a plain loop first: it is rarely there)."""
-    for n, _ in headers:
-        if n == b"connection":
-            return _connection_tokens(headers)
-    return set()
+    """The fields Connection names (a C scan first: it is rarely there)."""
+    return _connection_tokens(headers) if b"connection" in map(_first, headers) else set()
 
 
 # the request fields forward_request_headers treats itself (every other one is kept
