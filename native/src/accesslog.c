@@ -23,30 +23,18 @@ static void put(W *w, const char *s, size_t n) {
 
 static const char HEX[] = "0123456789abcdef";
 
-/* One byte below 0x80, escaped into w (the caller checked there are 6 bytes of room). */
-static char *esc_ascii(char *p, unsigned c) {
-    if (c >= 0x20 && c != '"' && c != '\\') {
-        *p++ = (char)c;
-        return p;
-    }
-    *p++ = '\\';
-    switch (c) {
-    case '"': *p++ = '"'; break;
-    case '\\': *p++ = '\\'; break;
-    case '\b': *p++ = 'b'; break;
-    case '\f': *p++ = 'f'; break;
-    case '\n': *p++ = 'n'; break;
-    case '\r': *p++ = 'r'; break;
-    case '\t': *p++ = 't'; break;
-    default:
-        *p++ = 'u'; *p++ = '0'; *p++ = '0';
-        *p++ = HEX[c >> 4]; *p++ = HEX[c & 15];
-    }
-    return p;
+/* The bytes byte c takes in a string: 1, 2 (short escape or latin-1 >= 0x80), 6 (\u00XX). */
+static size_t width(unsigned c, int latin1) {
+    if (c >= 0x80)
+        return latin1 ? 2 : 1;
+    if (c >= 0x20)
+        return c == '"' || c == '\\' ? 2 : 1;
+    return c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t' ? 2 : 6;
 }
 
 /* A quoted string; latin1: bytes >= 0x80 are code points (two UTF-8 bytes), else they are
- * kept (UTF-8 already checked).  Room is checked per byte for its worst case (6). */
+ * kept (UTF-8 already checked).  Each byte is written only if it and the closing quote
+ * fit, so a line is refused only when it does not fit. */
 static void str(W *w, const char *s, size_t n, int latin1) {
     const unsigned char *u = (const unsigned char *)s;
     char *p = w->p;
@@ -56,18 +44,34 @@ static void str(W *w, const char *s, size_t n, int latin1) {
     }
     *p++ = '"';
     for (size_t i = 0; i < n; i++) {
-        if ((size_t)(w->end - p) < 7) { /* this byte's worst case, and the closing quote */
+        unsigned c = u[i];
+        if ((size_t)(w->end - p) < width(c, latin1) + 1) {
             w->full = 1;
             return;
         }
-        unsigned c = u[i];
-        if (c < 0x80)
-            p = esc_ascii(p, c);
-        else if (latin1) {
-            *p++ = (char)(0xC0 | (c >> 6));
-            *p++ = (char)(0x80 | (c & 0x3F));
-        } else
+        if (c >= 0x80) {
+            if (latin1) {
+                *p++ = (char)(0xC0 | (c >> 6));
+                *p++ = (char)(0x80 | (c & 0x3F));
+            } else
+                *p++ = (char)c;
+        } else if (c >= 0x20 && c != '"' && c != '\\') {
             *p++ = (char)c;
+        } else {
+            *p++ = '\\';
+            switch (c) {
+            case '"': *p++ = '"'; break;
+            case '\\': *p++ = '\\'; break;
+            case '\b': *p++ = 'b'; break;
+            case '\f': *p++ = 'f'; break;
+            case '\n': *p++ = 'n'; break;
+            case '\r': *p++ = 'r'; break;
+            case '\t': *p++ = 't'; break;
+            default:
+                *p++ = 'u'; *p++ = '0'; *p++ = '0';
+                *p++ = HEX[c >> 4]; *p++ = HEX[c & 15];
+            }
+        }
     }
     *p++ = '"';
     w->p = p;

@@ -1,0 +1,89 @@
+/* test_accesslog.c - apigw_al_line: the exact line, escaping, nulls, rounding, the
+ * buffer's bound (every cap short of the line's length, on a guarded buffer) and the
+ * fallback for what the Python twin must do. */
+#include "check.h"
+
+#include <math.h>
+
+#include "apigw/accesslog.h"
+
+#define S(x) x, sizeof(x) - 1
+
+static int contains(const char *hay, size_t n, const char *needle, size_t k) {
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(hay + i, needle, k) == 0)
+            return 1;
+    return 0;
+}
+
+static long line(char *out, size_t cap, const char *path, size_t path_n, double total,
+                 double backend, const char *ua, size_t ua_n) {
+    return apigw_al_line(out, cap, S("2026-12-02T10:00:00"), 7, S("rid"), S("ab"),
+                         S("127.0.0.1"), S("GET"), S("h\xe9"), path, path_n,
+                         S("\"HTTP/1.1\""), 200, 0, 12, total, backend, -1.0,
+                         S("\"api\":\"a\""), NULL, 0, 2, S(""), S("t\xc3\xa9"), ua, ua_n);
+}
+
+static const char WANT[] =
+    "{\"time\":\"2026-12-02T10:00:00.007Z\",\"request_id\":\"rid\",\"trace_id\":\"ab\","
+    "\"client_ip\":\"127.0.0.1\",\"method\":\"GET\",\"host\":\"h\xc3\xa9\",\"path\":"
+    "\"/p\\\"\\\\\\n\\u0001\xc3\xa9\",\"protocol\":\"HTTP/1.1\",\"status\":200,"
+    "\"bytes_in\":0,\"bytes_out\":12,\"duration_ms\":1.200,\"backend_duration_ms\":0.001,"
+    "\"client_duration_ms\":null,\"api\":\"a\",\"subscription_id\":null,\"attempts\":2,"
+    "\"last_error_reason\":null,\"last_error_message\":\"t\xc3\xa9\",\"user_agent\":null}\n";
+
+static void test_exact(void) {
+    char out[1024];
+    case_begin("exact line");
+    long n = line(out, sizeof out, S("/p\"\\\n\x01\xc3\xa9"), 0.0012, 0.0000005, NULL, 0);
+    CHECK(n == (long)(sizeof WANT - 1));
+    CHECK(n > 0 && memcmp(out, WANT, (size_t)n) == 0);
+    case_end();
+}
+
+static void test_bound(void) {
+    size_t len = sizeof WANT - 1;
+    for (size_t cap = 0; cap < len; cap++) {
+        case_begin("cap %zu", cap);
+        guard_t g;
+        unsigned char *out = guard_place(&g, NULL, cap, 0);
+        CHECK(line((char *)out, cap, S("/p\"\\\n\x01\xc3\xa9"), 0.0012, 0.0000005, NULL, 0)
+              == APIGW_AL_E_SPACE);
+        guard_free(&g);
+        case_end();
+    }
+    case_begin("cap exact");
+    guard_t g;
+    unsigned char *out = guard_place(&g, NULL, len, 0);
+    CHECK(line((char *)out, len, S("/p\"\\\n\x01\xc3\xa9"), 0.0012, 0.0000005, NULL, 0)
+          == (long)len);
+    guard_free(&g);
+    case_end();
+}
+
+static void test_fallback(void) {
+    char out[1024];
+    case_begin("fallback");
+    CHECK(line(out, sizeof out, S("/\xff"), 0.001, -1.0, NULL, 0) == APIGW_AL_E_FALLBACK);
+    CHECK(line(out, sizeof out, S("/\xed\xa0\x80"), 0.001, -1.0, NULL, 0)
+          == APIGW_AL_E_FALLBACK);                                      /* a surrogate */
+    CHECK(line(out, sizeof out, S("/"), 1e12, -1.0, NULL, 0) == APIGW_AL_E_FALLBACK);
+    CHECK(line(out, sizeof out, S("/"), 0.001, NAN, NULL, 0) == APIGW_AL_E_FALLBACK);
+    case_end();
+    case_begin("latin-1 agent, worst-case escapes");
+    char ua[64];
+    for (size_t i = 0; i < sizeof ua; i++)
+        ua[i] = (char)(i % 2 ? 0x1f : 0xff);
+    char big[2048];
+    long n = line(big, sizeof big, S("/"), 0.001, -1.0, ua, sizeof ua);
+    CHECK(n > 0 && contains(big, (size_t)n, S("\"user_agent\":\"\xc3\xbf\\u001f\xc3\xbf")));
+    case_end();
+}
+
+int main(void) {
+    check_init();
+    test_exact();
+    test_bound();
+    test_fallback();
+    return check_summary("test_accesslog");
+}
