@@ -166,13 +166,9 @@ CDEF_ACCESSLOG = """
 #define APIGW_AL_E_FALLBACK ...
 long apigw_al_line(char *out, size_t cap, const char *sec, size_t sec_n, int ms,
                    const char *rid, size_t rid_n, const char *trace, size_t trace_n,
-                   const char *ip, size_t ip_n, const char *method, size_t method_n,
-                   const char *host, size_t host_n, const char *path, size_t path_n,
-                   const char *proto, size_t proto_n, int64_t status, int64_t bytes_in,
+                   const char *path, size_t path_n, int64_t status, int64_t bytes_in,
                    int64_t bytes_out, double total, double backend, double client,
-                   const char *group, size_t group_n, const char *sub, size_t sub_n,
-                   int64_t attempts, const char *reason, size_t reason_n,
-                   const char *message, size_t message_n, const char *ua, size_t ua_n);
+                   const char *rest, size_t rest_n);
 """
 
 ffibuilder = cffi.FFI()

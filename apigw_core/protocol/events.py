@@ -138,6 +138,8 @@ _D_SID = Data.__dict__["stream_id"].__set__
 _D_DATA = Data.__dict__["data"].__set__
 _E_SID = EndOfMessage.__dict__["stream_id"].__set__
 _E_TR = EndOfMessage.__dict__["trailers"].__set__
+_RS = [Response.__dict__[f].__set__ for f in
+       ("stream_id", "status_code", "headers", "http_version", "reason")]
 
 
 def _new_request(stream_id: int, method: bytes, target: bytes, headers: list,
@@ -168,3 +170,15 @@ def _new_eom(stream_id: int, trailers: Sequence[tuple[bytes, bytes]] = ()) -> En
     _E_SID(e, stream_id)
     _E_TR(e, trailers)
     return e
+
+
+def _new_response(stream_id: int, status_code: int, headers: list,
+                  http_version: bytes = b"1.1", reason: bytes = b"") -> Response:
+    r = _new(Response)
+    s0, s1, s2, s3, s4 = _RS
+    s0(r, stream_id)
+    s1(r, status_code)
+    s2(r, headers)
+    s3(r, http_version)
+    s4(r, reason)
+    return r

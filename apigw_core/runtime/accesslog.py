@@ -1,18 +1,20 @@
 """The JSON access log: one line per request, written off the request path.
 
-Strategy.  A request only appends a tuple of raw values (`Entry`, below: bytes as they
-came, the request event itself) to a list; a trio task wakes every quarter second, takes
-the list, and hands it to a worker thread that formats the lines and writes them with one
+Strategy.  When a request ends, `log` hands its values to native/src/accesslog.c
+(`apigw_al_line`), which writes the line into a 1 MiB buffer: one C call, no I/O, no
+Python string built.  A trio task wakes every quarter second, takes the buffer's bytes
+(and what else is queued) and hands them to a worker thread that writes them with one
 `write` per batch, so a slow disk never stalls the event loop and a line is on disk well
-within a second.  The lines are made by native/src/accesslog.c (`apigw_al_line`) into one
-1 MiB buffer; its pure-Python twin `format_entry` (one f-string, each string escaped by
-the json module's C escaper, the time's seconds part cached) makes them without the
-extension, and the lines C leaves to it (a trace policy's entries, a path that is not
-UTF-8), so both give the same bytes (tests/native/test_accesslog_twin.py).  Per line C
-costs 27k instructions against the twin's 36k (Python still unpacks the entry and hands
-over 34 arguments), the first cut of the writer thread's share.  While a write is under way new entries pile up in the list; the
-list is bounded (`buffer` entries): past it entries are dropped and counted
-(`apigw_access_log_dropped_total`), never waited for.  `path: "-"` is stdout.
+within a second.  The pure-Python twin `format_entry` (one f-string, each string escaped
+by the json module's C escaper, the time's seconds part cached) makes the lines without
+the extension, and the lines C leaves to it (a trace policy's entries, a path that is not
+UTF-8): those requests queue a tuple of raw values (`Entry`, below) that the writer thread
+formats, in its place among the C lines.  Both give the same bytes
+(tests/native/test_accesslog_twin.py).  Per line, C with its Python glue costs ~30k
+instructions on the event loop, the twin ~36k in the writer thread, whose GIL hand-offs
+then cost the event loop too.  The queue is bounded (`buffer` lines between two writes):
+past it lines are dropped and counted (`apigw_access_log_dropped_total`), never waited
+for.  `path: "-"` is stdout.
 
 No secret is written: of the headers only Host and User-Agent are read, and the path's
 subscription-key query values (`key_names`) are replaced by `REDACTED`.
@@ -44,45 +46,56 @@ _HTTP = {b"1.1": '"HTTP/1.1"', b"1.0": '"HTTP/1.0"', b"2": '"HTTP/2"'}
 #         product, subscription id | None, backend, upstream address | None, attempts,
 #         last-error reason, last-error message, trace-policy entries | None)
 Entry = tuple
-_STATIC = '"api":%s,"operation":%s,"product":%s,"backend":%s,"upstream_address":%s'
+# the fields that repeat from request to request (client, route, backend, outcome), each
+# line's tail: escaped once per distinct set (_REST), the twin's as str, C's as bytes
+_REST = ('"client_ip":%s,"method":%s,"host":%s,"protocol":%s,"api":%s,"operation":%s,'
+         '"product":%s,"backend":%s,"upstream_address":%s,"subscription_id":%s,'
+         '"attempts":%d,"last_error_reason":%s,"last_error_message":%s,"user_agent":%s')
 _MS = ["%03d" % i for i in range(1000)]   # a millisecond field's three digits
-_second = [-1, "", b""]   # the second formatted last: its number, as str, as bytes
-# escaped forms of the values that repeat (hosts, agents, addresses, API names): a dict
-# hit instead of an escaper call; bounded, so a client sending random hosts cannot grow it
+_second = [-1, ""]    # the twin's second formatted last: its number, its text
+# escaped values (hosts, agents, API names) and tails: a dict hit instead of escaping;
+# bounded (emptied when full), so a client sending random hosts cannot grow them
 _CACHE: dict = {None: "null", "": "null", b"": "null"}
 _CACHE_MAX = 4096
-_GROUPS: dict = {}
-# the C line's inputs that repeat, as UTF-8 bytes: config strings and client IPs (a dict
-# hit instead of an encode), the escaped protocol and group segments
-_BYTES: dict = {None: b"", "": b""}   # b"": written null
-_GROUPS_B: dict = {}
-_HTTP_B = {k: v.encode() for k, v in _HTTP.items()}
+_TAILS: dict = {}
+_TAILS_B: dict = {}
 _SPACE, _FALLBACK = native.AL_E_SPACE, native.AL_E_FALLBACK
 _CAP = 1 << 20        # the C lines' batch buffer (a line is at most a few hundred KiB)
 
 
 def _esc(v: Any) -> str:
     r = _q(v.decode("latin-1") if v.__class__ is bytes else v)
-    if v and len(_CACHE) < _CACHE_MAX:   # (an empty one is null, but `""` as a protocol)
+    if v:   # (an empty one is null, but `""` as a protocol)
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+            _CACHE.update({None: "null", "": "null", b"": "null"})
         _CACHE[v] = r
     return r
 
 
-def _utf8(v: Any) -> bytes:
-    """A str (or latin-1 bytes) field as the UTF-8 the C line takes; cached, bounded."""
-    if not v:
-        return b""
-    r = (v.decode("latin-1") if v.__class__ is bytes else v).encode("utf-8", "replace")
-    if len(_BYTES) < _CACHE_MAX:
-        _BYTES[v] = r
+def _tail(k: tuple) -> str:
+    """The repeating fields of key `k` (see `_key`) as the line's escaped tail."""
+    ip, method, host, ua, version, api, op, product, backend, upstream, sub, attempts, \
+        reason, message = k
+    c = _CACHE
+    r = _REST % (c.get(ip) or _esc(ip), c.get(method) or _esc(method),
+                 c.get(host) or _esc(host), _HTTP.get(version) or _esc(version),
+                 c.get(api) or _esc(api), c.get(op) or _esc(op),
+                 c.get(product) or _esc(product), c.get(backend) or _esc(backend),
+                 c.get(upstream) or _esc(upstream), c.get(sub) or _esc(sub), attempts,
+                 c.get(reason) or _esc(reason), c.get(message) or _esc(message),
+                 c.get(ua) or _esc(ua))
+    if len(_TAILS) >= _CACHE_MAX:
+        _TAILS.clear()
+    _TAILS[k] = r
     return r
 
 
-def _group_bytes(gk: tuple) -> bytes:
-    c = _CACHE
-    r = (_STATIC % tuple(c.get(v) or _esc(v) for v in gk)).encode("utf-8", "replace")
-    if len(_GROUPS_B) < _CACHE_MAX:
-        _GROUPS_B[gk] = r
+def _tail_b(k: tuple) -> bytes:
+    r = (_TAILS.get(k) or _tail(k)).encode("utf-8", "replace")
+    if len(_TAILS_B) >= _CACHE_MAX:
+        _TAILS_B.clear()
+    _TAILS_B[k] = r
     return r
 
 
@@ -108,12 +121,6 @@ def redact_query(target: bytes, names: tuple[bytes, ...]) -> bytes:
             parts[i] = name + b"=REDACTED"
             changed = True
     return path + b"?" + b"&".join(parts) if changed else target
-
-
-def _tick(sec: int) -> None:
-    _second[0] = sec
-    _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    _second[2] = _second[1].encode()
 
 
 def _where(req: Any, key_names: tuple[bytes, ...]) -> tuple:
@@ -144,30 +151,19 @@ def format_entry(e: Entry, key_names: tuple[bytes, ...]) -> str:
     start = t - total
     sec = int(start)
     if _second[0] != sec:
-        _tick(sec)
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
     host, ua, target = _where(req, key_names)
-    c = _CACHE
-    gk = (api, op, product, backend, upstream)
-    group = _GROUPS.get(gk)
-    if group is None:
-        group = _STATIC % tuple(c.get(v) or _esc(v) for v in gk)
-        if len(_GROUPS) < _CACHE_MAX:
-            _GROUPS[gk] = group
+    k = (ip, req.method, host, ua, req.http_version, api, op, product, backend, upstream,
+         sub, attempts, reason, message)
     # one f-string: its parts are joined once, no template is parsed per line
     return (f'{{"time":"{_second[1]}.{_MS[int(start * 1000) % 1000]}Z",'
             f'"request_id":{_q(rid.decode("latin-1")) if rid else "null"},'
-            f'"trace_id":"{trace.decode()}","client_ip":{c.get(ip) or _esc(ip)},'
-            f'"method":{c.get(req.method) or _esc(req.method)},'
-            f'"host":{c.get(host) or _esc(host)},'
+            f'"trace_id":"{trace.decode()}",'
             f'"path":{_q(target.decode("utf-8", "replace"))},'
-            f'"protocol":{_HTTP.get(req.http_version) or _esc(req.http_version)},'
             f'"status":{status},"bytes_in":{bin_},"bytes_out":{bout},'
             f'"duration_ms":{_ms(total)},'
-            f'"backend_duration_ms":{_ms(bdur)},"client_duration_ms":{_ms(cdur)},{group},'
-            f'"subscription_id":{c.get(sub) or _esc(sub)},"attempts":{attempts},'
-            f'"last_error_reason":{c.get(reason) or _esc(reason)},'
-            f'"last_error_message":{c.get(message) or _esc(message)},'
-            f'"user_agent":{c.get(ua) or _esc(ua)}'
+            f'"backend_duration_ms":{_ms(bdur)},"client_duration_ms":{_ms(cdur)},'
+            f'{_TAILS.get(k) or _tail(k)}'
             + ((',"traces":' + json.dumps(traces, ensure_ascii=False, separators=(",", ":")))
                if traces else "") + "}\n")
 
@@ -182,22 +178,100 @@ class AccessLog:
         self.limit = limit
         self.on_drop = on_drop
         self.key_names = key_names
-        self.pending: list[Entry] = []
+        # in order: [bytes, lines] (C lines, a buffer's worth) and entries for the twin
+        self.pending: list[Any] = []
+        self.queued = 0          # lines not yet handed to the writer thread
         self.dropped = 0
         self.written = 0
         self._fd: Optional[int] = None
-        self._buf: Any = None    # the C lines' buffer, made on first use
         self.use_c = native.access_line is not None   # tests compare both ways
         self.cap = _CAP
+        self._buf: Any = None    # the C lines' buffer, made on first use
+        self._off = 0
+        self._lines_in_buf = 0
+        self._second = [-1, b""]   # the C lines' second (the writer thread has _second)
+
+    def _full(self) -> bool:
+        if self.queued < self.limit:
+            return False
+        self.dropped += 1
+        if self.on_drop is not None:
+            self.on_drop(1)
+        return True
 
     def add(self, record: Entry) -> None:
-        """Queue one entry (the request path: no I/O, no formatting)."""
-        if len(self.pending) >= self.limit:
-            self.dropped += 1
-            if self.on_drop is not None:
-                self.on_drop(1)
+        """Queue one entry for the twin, formatted by the writer thread (the request
+        path: no I/O, no formatting)."""
+        if self._full():
             return
+        if self._off:
+            self._cut()      # the C lines before it stay before it
         self.pending.append(record)
+        self.queued += 1
+
+    def log(self, t: float, total: float, bdur: Optional[float], cdur: Optional[float],
+            rid: Optional[bytes], trace: bytes, ip: Optional[str], req: Any, status: int,
+            bin_: int, bout: int, api: str, op: str, product: str, sub: Optional[str],
+            backend: str, upstream: Optional[bytes], attempts: int, reason: str,
+            message: Optional[str], traces: Optional[list]) -> None:
+        """One request's line (an Entry's fields): made by C into the buffer now, one
+        C call and no I/O; what C leaves to the twin is queued as an entry."""
+        if not self.use_c or traces:
+            self.add((t, total, bdur, cdur, rid, trace, ip, req, status, bin_, bout, api,
+                      op, product, sub, backend, upstream, attempts, reason, message,
+                      traces))
+            return
+        if self._full():
+            return
+        start = t - total
+        sec = int(start)
+        second = self._second
+        if second[0] != sec:
+            second[0] = sec
+            second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode()
+        host, ua, target = _where(req, self.key_names)
+        k = (ip, req.method, host, ua, req.http_version, api, op, product, backend,
+             upstream, sub, attempts, reason, message)
+        tail = _TAILS_B.get(k) or _tail_b(k)
+        sb = second[1]
+        rid = rid or b""   # b"": null
+        args = (sb, len(sb), int(start * 1000) % 1000, rid, len(rid), trace, len(trace),
+                target, len(target), status, bin_, bout, total,
+                -1.0 if bdur is None else bdur, -1.0 if cdur is None else cdur,
+                tail, len(tail))
+        buf, off, cap = self._buf, self._off, self.cap
+        if buf is None:
+            buf = self._buf = native.new_buffer(cap)
+        line = native.access_line
+        try:
+            n = line(buf + off, cap - off, *args)
+            if n == _SPACE and off:
+                self._cut()
+                n = line(buf, cap, *args)
+                off = 0
+        except (OverflowError, TypeError):   # a count beyond int64: the twin's
+            n = _FALLBACK
+        if n > 0:
+            self._off = off + n
+            self._lines_in_buf += 1
+            self.queued += 1
+        else:
+            self.add((t, total, bdur, cdur, rid, trace, ip, req, status, bin_,
+                      bout, api, op, product, sub, backend, upstream, attempts, reason,
+                      message, traces))
+
+    def _cut(self) -> None:
+        """The buffer's lines, as bytes, onto the queue."""
+        self.pending.append([native.buffer_view(self._buf, self._off)[:],
+                             self._lines_in_buf])
+        self._off = self._lines_in_buf = 0
+
+    def _take(self) -> list:
+        if self._off:
+            self._cut()
+        batch, self.pending = self.pending, []
+        self.queued = 0
+        return batch
 
     def open(self) -> None:
         """Open the file now (a path that cannot be written fails the start)."""
@@ -206,14 +280,26 @@ class AccessLog:
         else:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
-    def _write(self, batch: list[Entry]) -> None:
-        if self.use_c:
-            self._write_c(batch)
-        else:
-            keys = self.key_names
-            self._out("".join([format_entry(e, keys) for e in batch])
-                      .encode("utf-8", "replace"))
-        self.written += len(batch)
+    def _write(self, batch: list) -> None:
+        """Write a batch (the writer thread): C lines as they are, entries formatted by
+        the twin, in order."""
+        keys, run = self.key_names, []
+        for item in batch:
+            if item.__class__ is list:
+                if run:
+                    self._lines(run, keys)
+                    run = []
+                self._out(item[0])
+                self.written += item[1]
+            else:
+                run.append(item)
+        if run:
+            self._lines(run, keys)
+
+    def _lines(self, entries: list, keys: tuple[bytes, ...]) -> None:
+        self._out("".join([format_entry(e, keys) for e in entries])
+                  .encode("utf-8", "replace"))
+        self.written += len(entries)
 
     def _out(self, data: Any) -> None:
         fd = self._fd
@@ -223,82 +309,22 @@ class AccessLog:
             n = os.write(fd, view)
             view = view[n:]
 
-    def _write_c(self, batch: list[Entry]) -> None:
-        """The lines by native/src/accesslog.c into one buffer, written when full; a line
-        it leaves to Python (a trace policy's entries, a path that is not UTF-8) is
-        format_entry's, in its place."""
-        buf = self._buf
-        if buf is None:
-            buf = self._buf = native.new_buffer(self.cap)
-        line, keys, b, gb, cap = (native.access_line, self.key_names, _BYTES, _GROUPS_B,
-                                  self.cap)
-        off = 0
-        for e in batch:
-            (t, total, bdur, cdur, rid, trace, ip, req, status, bin_, bout, api, op,
-             product, sub, backend, upstream, attempts, reason, message, traces) = e
-            n = _FALLBACK
-            if not traces:
-                start = t - total
-                sec = int(start)
-                if _second[0] != sec:
-                    _tick(sec)
-                host, ua, target = _where(req, keys)
-                gk = (api, op, product, backend, upstream)
-                group = gb.get(gk) or _group_bytes(gk)
-                ipb, subb, rb, mb = b.get(ip), b.get(sub), b.get(reason), b.get(message)
-                if ipb is None:
-                    ipb = _utf8(ip)
-                if subb is None:
-                    subb = _utf8(sub)
-                if rb is None:
-                    rb = _utf8(reason)
-                if mb is None:
-                    mb = _utf8(message)
-                proto = _HTTP_B.get(req.http_version) or _esc(req.http_version).encode()
-                sb, meth = _second[2], req.method
-                rid, host, ua = rid or b"", host or b"", ua or b""   # b"": null
-                args = (sb, len(sb), int(start * 1000) % 1000, rid, len(rid),
-                        trace, len(trace), ipb, len(ipb), meth, len(meth),
-                        host, len(host), target, len(target), proto,
-                        len(proto), status, bin_, bout, total,
-                        -1.0 if bdur is None else bdur, -1.0 if cdur is None else cdur,
-                        group, len(group), subb, len(subb), attempts, rb, len(rb), mb,
-                        len(mb), ua, len(ua))
-                try:
-                    n = line(buf + off, cap - off, *args)
-                    if n == _SPACE and off:
-                        self._out(native.buffer_view(buf, off))
-                        off = 0
-                        n = line(buf, cap, *args)
-                except (OverflowError, TypeError):   # a count beyond int64: Python's
-                    n = _FALLBACK
-            if n > 0:
-                off += n
-                continue
-            if off:
-                self._out(native.buffer_view(buf, off))
-                off = 0
-            self._out(format_entry(e, keys).encode("utf-8", "replace"))
-        if off:
-            self._out(native.buffer_view(buf, off))
-
     async def run(self) -> None:
         """Write what piles up, until cancelled (then what is left, synchronously)."""
         try:
             while True:
                 await trio.sleep(_INTERVAL)
-                if self.pending:
-                    batch, self.pending = self.pending, []
+                if self.pending or self._off:
+                    batch = self._take()
                     try:
                         await trio.to_thread.run_sync(self._write, batch)
                     except OSError as exc:
-                        log.error("access log %s: %s (%d lines lost)", self.path, exc,
-                                  len(batch))
+                        log.error("access log %s: %s (lines lost)", self.path, exc)
         finally:
             self.close()
 
     def close(self) -> None:
-        batch, self.pending = self.pending, []
+        batch = self._take()
         if self._fd is None:
             return
         try:

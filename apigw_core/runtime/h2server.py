@@ -52,9 +52,9 @@ from ..protocol import (
     InformationalResponse,
     ProtocolError,
     Request,
-    Response,
     StreamReset,
 )
+from ..protocol.events import _new_response  # a frozen event without __setattr__
 from ..protocol.http2 import H2Limits, RequestRejected, ServerConnection
 from .clock import with_date
 from .stream import BodyError, ClientGone, Handler, Replies, Tunnel
@@ -216,7 +216,7 @@ class H2Stream(Replies):
         tel = self.tel
         if tel is not None and tel.resp_headers is not None:   # request tracing's
             headers = headers + tel.resp_headers
-        self._drv.conn.send(Response(self.stream_id, status, with_date(headers)))
+        self._drv.conn.send(_new_response(self.stream_id, status, with_date(headers)))
         self.response_started = True
         self.status = status
         self.t_resp = _now()
@@ -285,7 +285,8 @@ class H2Driver:
         self.settings = settings
         self.scheme = scheme
         self.conn = conn if conn is not None else ServerConnection(
-            limits=h2_limits(settings), clock=trio.current_time)
+            # the run's clock itself: trio.current_time is the same, through two calls
+            limits=h2_limits(settings), clock=trio.lowlevel.current_clock().current_time)
         self._draining = draining
         self._initial = initial
         self._first_events = list(first_events)
@@ -489,7 +490,10 @@ class H2Driver:
                 # a body that is all here already (at most one stream window: we have
                 # not given credit back) may be kept whole and replayed by the proxy
                 st.body_complete = st.eom_received
-                if refusal is None and st.body_limit is not None and _content_length(
+                # (a request that ended with no DATA has no content-length over 0: the
+                # protocol resets such a stream, so the scan is skipped)
+                if refusal is None and st.body_limit is not None and not (
+                        st.eom_received and len(st._queue) == 1) and _content_length(
                         st.request.headers) > st.body_limit:
                     refusal = (413, "request body too large")  # before any forwarding
                 try:

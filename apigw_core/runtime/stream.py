@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Awaitable, Callable, Optional, Protocol, Sequence
 
 from ..gateway.replies import local_reply
-from ..protocol import Data, EndOfMessage, Event, Request
+from ..protocol import Event, Request
+from ..protocol.events import _new_data, _new_eom  # frozen events without __setattr__
 
 __all__ = ["HTTPStream", "Replies", "ClientGone", "BodyError", "Tunnel", "Handler",
            "send_local_reply"]
@@ -135,11 +136,11 @@ class Replies:
 
     def send_data(self, data: bytes) -> None:
         if data:
-            self._drv.conn.send(Data(self.stream_id, data))  # type: ignore[attr-defined]
+            self._drv.conn.send(_new_data(self.stream_id, data))  # type: ignore[attr-defined]
             self.bytes_out += len(data)  # type: ignore[attr-defined]
 
     def send_end(self, trailers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        self._drv.conn.send(EndOfMessage(self.stream_id, trailers))  # type: ignore
+        self._drv.conn.send(_new_eom(self.stream_id, trailers))  # type: ignore
         self.response_complete = True
 
     async def reply(self, status: int, headers: list[tuple[bytes, bytes]],

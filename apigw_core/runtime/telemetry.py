@@ -7,7 +7,8 @@ before it runs, the W3C trace context is read and rewritten for the backend
 proxy and the executor fill in what only they know (route, pipeline context, backend
 attempts and timings, the failure reason) with plain attribute writes; when the handler
 returns, `_finish` records it once: a dict update for the metrics (runtime/metrics.py),
-a dict appended for the access log (runtime/accesslog.py) if the filters take it, and a
+one line for the access log (runtime/accesslog.py: made in C, written by a thread) if
+the filters take it, and a
 short tuple in the ring of latest requests (the admin page).  Nothing here does I/O on
 the request path; the trio task `run` flushes both every so often.
 
@@ -318,7 +319,7 @@ class Telemetry:
                         rec.ws.backend.messages_received)
         if self.access is not None and (not self._statuses or _in(status, self._statuses)) \
                 and (self._sample >= 1.0 or random.random() < self._sample):
-            # the raw values only: accesslog.py formats the line off the request path
+            # the line is made in C now (no I/O); the writer thread writes it
             rid = rec.rid
             sub = msg = None
             if ctx is not None:
@@ -328,11 +329,11 @@ class Telemetry:
                     sub = ctx.subscription.id
                 if ctx.last_error is not None:
                     msg = ctx.last_error.message
-            self.access.add((now, total, b_dur, c_dur, rid, rec.trace.trace_id,
-                             stream.client[0] if stream.client else None, req, status,
-                             stream.bytes_in, stream.bytes_out, api, op, product, sub,
-                             backend, rec.upstream, rec.attempts, reason, msg or rec.message,
-                             rec.traces))
+            self.access.log(now, total, b_dur, c_dur, rid, rec.trace.trace_id,
+                            stream.client[0] if stream.client else None, req, status,
+                            stream.bytes_in, stream.bytes_out, api, op, product, sub,
+                            backend, rec.upstream, rec.attempts, reason, msg or rec.message,
+                            rec.traces)
         self.recent.append((now, req.method, req.target, status, total, api, backend,
                             reason))
         if rec.spans is not None:

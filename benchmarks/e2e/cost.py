@@ -123,7 +123,11 @@ def count(name: str, workdir: str, backend_port: int, args) -> Dict[str, float]:
         _load(name, url, args, args.warmup, headers)
         subprocess.run(["callgrind_control", "-i", "on", str(p.pid)], check=True,
                        capture_output=True)
-        parsed = _load(name, url, args, args.duration, headers)
+        if args.idle:   # the timers' own cost: flushes, writer wake-ups, exports
+            time.sleep(args.duration)
+            parsed = {"requests": 0, "errors": 0}
+        else:
+            parsed = _load(name, url, args, args.duration, headers)
         subprocess.run(["callgrind_control", "-i", "off", str(p.pid)], check=True,
                        capture_output=True)
         if parsed["errors"] > parsed["requests"] // 20:   # a few timeouts on a busy box
@@ -151,6 +155,9 @@ def count(name: str, workdir: str, backend_port: int, args) -> Dict[str, float]:
         raise RuntimeError(f"{name}: no complete callgrind output in {d}")
     ir = sum(per_thread)
     n = parsed["requests"]
+    if args.idle:
+        print(f"{name}: idle {ir / args.duration:,.0f} instructions/s", flush=True)
+        return {"requests": 0, "errors": 0, "instructions": ir, "per_request": 0.0}
     if args.threads:
         print(f"{name}: per thread " + ", ".join(f"{t / n:,.0f}" for t in per_thread)
               + " instructions/request", flush=True)
@@ -189,6 +196,8 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--h2-streams", type=int, default=10, help="h2load -m (10)")
     ap.add_argument("--profile", type=int, metavar="N", default=0,
                     help="cProfile instead of callgrind: print the top N functions")
+    ap.add_argument("--idle", action="store_true",
+                    help="count --duration seconds with no load: instructions/s of the timers")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory (callgrind files, for callgrind_annotate)")
     ap.add_argument("--threads", action="store_true",
@@ -213,15 +222,16 @@ def main(argv: Optional[list] = None) -> int:
             else:
                 results[n] = count(n, workdir, backend_port, args)
                 r = results[n]
-                print(f"{n}: {r['per_request']:,.0f} instructions/request "
-                      f"({r['requests']} requests, {r['errors']} errors)", flush=True)
+                if not args.idle:
+                    print(f"{n}: {r['per_request']:,.0f} instructions/request "
+                          f"({r['requests']} requests, {r['errors']} errors)", flush=True)
     finally:
         e2e.stop_all()
         if args.keep:
             print(f"# callgrind files kept in {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    for row, base in RATIOS:
+    for row, base in () if args.idle else RATIOS:
         if base in results and row in results:
             a, b = results[base]["per_request"], results[row]["per_request"]
             print(f"{row} / {base} instructions: {b / a:.3f}; as req per CPU-s "

@@ -2,8 +2,8 @@
 
 Same input layout as fuzz_accesslog.c (2 bytes buffer capacity, 8 field lengths, 3
 doubles, then the fields).  The fields become one entry (bytes where the wire gives
-bytes, UTF-8-decoded text with surrogates escaped where config gives str); the C writer
-(AccessLog._write_c with that capacity) and the twin (format_entry) write the same bytes,
+bytes, UTF-8-decoded text with surrogates escaped where config gives str); the C lines
+(AccessLog.log with that capacity) and the twin (format_entry) write the same bytes,
 and every line is JSON.
 
 Run (a corpus folder is optional; libFuzzer writes new inputs into the first one given):
@@ -35,7 +35,8 @@ def _written(batch: list, use_c: bool, cap: int) -> bytes:
     log = AccessLog(path, 100, key_names=(b"subscription-key",))
     log.use_c, log.cap = use_c, cap
     log.open()
-    log._write(batch)
+    for e in batch:
+        log.log(*e)
     log.close()
     with open(path, "rb") as f:
         return f.read()
@@ -58,7 +59,7 @@ def one_input(data: bytes) -> None:
     entry = (1.7e9, 0.001 if total is None else total, bdur, cdur, rid,
              b"0af7651916cd43dd8448eb211c80319c", text[0], req, 200, len(path), 2, "api",
              "", "", text[1], "backend", None, 1, "", text[2], None)
-    c = _written([entry, entry], True, cap)
+    c = _written([entry, entry], True, cap)   # (the second line's tail from the cache)
     assert c == _written([entry, entry], False, cap)
     for line in c.split(b"\n")[:-1]:
         json.loads(line)

@@ -117,16 +117,11 @@ static void ms(W *w, double v) {
 
 long apigw_al_line(char *out, size_t cap, const char *sec, size_t sec_n, int msec,
                    const char *rid, size_t rid_n, const char *trace, size_t trace_n,
-                   const char *ip, size_t ip_n, const char *method, size_t method_n,
-                   const char *host, size_t host_n, const char *path, size_t path_n,
-                   const char *proto, size_t proto_n, int64_t status, int64_t bytes_in,
+                   const char *path, size_t path_n, int64_t status, int64_t bytes_in,
                    int64_t bytes_out, double total, double backend, double client,
-                   const char *group, size_t group_n, const char *sub, size_t sub_n,
-                   int64_t attempts, const char *reason, size_t reason_n,
-                   const char *message, size_t message_n, const char *ua, size_t ua_n) {
+                   const char *rest, size_t rest_n) {
     if (!(total < 1e12) || !(backend < 1e12) || !(client < 1e12) || msec < 0 || msec > 999
-        || !utf8_ok(path, path_n) || !utf8_ok(ip, ip_n) || !utf8_ok(sub, sub_n) || !utf8_ok(reason, reason_n)
-        || !utf8_ok(message, message_n))
+        || !utf8_ok(path, path_n))
         return APIGW_AL_E_FALLBACK;
     W w = {out, out + cap, 0};
     char m3[3] = {(char)('0' + msec / 100), (char)('0' + msec / 10 % 10),
@@ -139,16 +134,8 @@ long apigw_al_line(char *out, size_t cap, const char *sec, size_t sec_n, int mse
     nullable(&w, rid, rid_n, 1);
     LIT(&w, ",\"trace_id\":\"");
     put(&w, trace, trace_n);
-    LIT(&w, "\",\"client_ip\":");
-    nullable(&w, ip, ip_n, 0);
-    LIT(&w, ",\"method\":");
-    nullable(&w, method, method_n, 1);
-    LIT(&w, ",\"host\":");
-    nullable(&w, host, host_n, 1);
-    LIT(&w, ",\"path\":");
+    LIT(&w, "\",\"path\":");
     str(&w, path, path_n, 0);
-    LIT(&w, ",\"protocol\":");
-    put(&w, proto, proto_n);
     LIT(&w, ",\"status\":");
     num(&w, status);
     LIT(&w, ",\"bytes_in\":");
@@ -162,17 +149,7 @@ long apigw_al_line(char *out, size_t cap, const char *sec, size_t sec_n, int mse
     LIT(&w, ",\"client_duration_ms\":");
     ms(&w, client);
     LIT(&w, ",");
-    put(&w, group, group_n);
-    LIT(&w, ",\"subscription_id\":");
-    nullable(&w, sub, sub_n, 0);
-    LIT(&w, ",\"attempts\":");
-    num(&w, attempts);
-    LIT(&w, ",\"last_error_reason\":");
-    nullable(&w, reason, reason_n, 0);
-    LIT(&w, ",\"last_error_message\":");
-    nullable(&w, message, message_n, 0);
-    LIT(&w, ",\"user_agent\":");
-    nullable(&w, ua, ua_n, 1);
+    put(&w, rest, rest_n);
     LIT(&w, "}\n");
     return w.full ? APIGW_AL_E_SPACE : (long)(w.p - out);
 }

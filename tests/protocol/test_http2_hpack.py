@@ -27,7 +27,8 @@ header = st.builds(
     st.sampled_from(VALUES) | st.binary(max_size=40),
     st.integers(0, 3))
 step = st.one_of(st.lists(header, max_size=8).map(lambda h: ("headers", h)),
-                 st.sampled_from([0, 64, 256, 1024, 4096]).map(lambda s: ("size", s)))
+                 st.sampled_from([0, 64, 256, 1024, 4096]).map(lambda s: ("size", s)),
+                 st.just(("again", None)))  # the last list again (the codecs' memos)
 
 
 def table_state(t):
@@ -38,10 +39,14 @@ def table_state(t):
 @given(st.lists(step, max_size=12), st.booleans())
 def test_encoder_matches_hpack(steps, huffman):
     ours, ref = FastEncoder(), Encoder()
+    prev: list = []
     for kind, arg in steps:
         if kind == "size":
             ours.header_table_size = ref.header_table_size = arg
             continue
+        if kind == "again":
+            arg = list(prev)
+        prev = arg
         assert ours.encode(arg, huffman) == ref.encode(arg, huffman)
         assert table_state(ours.header_table) == table_state(ref.header_table)
 
@@ -63,10 +68,14 @@ def test_decoder_matches_hpack_on_valid_blocks(steps, allowed, limit):
     for d in (ours, ref):
         d.max_allowed_table_size = allowed
         d.max_header_list_size = limit
+    prev: list = []
     for kind, arg in steps:
         if kind == "size":
             enc.header_table_size = arg
             continue
+        if kind == "again":
+            arg = prev
+        prev = arg
         block = enc.encode(arg)
         a, b = outcome(ours, block), outcome(ref, block)
         assert a == b
@@ -94,3 +103,19 @@ def test_eviction_keeps_the_index_maps_small():
     t = enc.header_table
     assert len(t._full) == len(t.dynamic_entries) < 200
     assert len(t._names) == 1
+
+
+def test_repeated_blocks_keep_their_field_classes():
+    # a never-indexed field equals its plain tuple: the encoder's memo must tell them apart
+    ours, ref = FastEncoder(), Encoder()
+    plain = [(b"cookie", b"a=1"), (b"x-a", b"b")]
+    secret = [NeverIndexedHeaderTuple(b"cookie", b"a=1"), (b"x-a", b"b")]
+    for headers in (plain, plain, secret, plain, secret):
+        assert ours.encode(headers) == ref.encode(headers)
+    dec = FastDecoder()  # a block that leaves the table as it was is decoded once
+    block = Encoder().encode([(b":method", b"GET"), NeverIndexedHeaderTuple(b"x", b"1")])
+    first, again = dec.decode(block, raw=True), dec.decode(block, raw=True)
+    assert dec._last is not None and first == again
+    assert isinstance(again[1], NeverIndexedHeaderTuple)
+    again.append((b"x", b"y"))  # a caller's list is its own
+    assert dec.decode(block, raw=True) == first

@@ -499,3 +499,29 @@ def test_outbound_buffered_counts_queued_body_and_built_frames():
     assert len(data) > 10 and s.outbound_buffered == 990
     rc.send(PingFrame(0, b"12345678"))  # the PING ACK waits in the built frames
     assert s.outbound_buffered == 990 + 17
+
+
+def test_repeated_heads_are_checked_as_the_first():
+    # parse_request / response_block remember their last head: a repeat gives the same
+    # answer, in a list of its own, and a broken head is refused every time
+    from hpack import NeverIndexedHeaderTuple
+
+    from apigw_core.protocol.http2._headers import Malformed, parse_request, response_block
+
+    head = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/a"),
+            (b":authority", b"h"), (b"accept", b"*/*")]
+    first, again = parse_request(head, False), parse_request(list(head), False)
+    assert first == again and first[2] is not again[2]
+    again[2].append((b"x", b"y"))
+    assert parse_request(head, False) == first
+    bad = head + [(b"connection", b"close")]
+    for _ in range(2):
+        with pytest.raises(Malformed):
+            parse_request(bad, False)
+    plain = [(b"x-token", b"a=1")]  # equal to its never-indexed twin, not the same
+    block, _ = response_block(200, plain)
+    assert not isinstance(block[1], NeverIndexedHeaderTuple)
+    secret, _ = response_block(200, [NeverIndexedHeaderTuple(b"x-token", b"a=1")])
+    assert isinstance(secret[1], NeverIndexedHeaderTuple)
+    again, _ = response_block(200, plain)
+    assert again == block and not isinstance(again[1], NeverIndexedHeaderTuple)

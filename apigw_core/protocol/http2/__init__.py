@@ -171,7 +171,9 @@ class ServerConnection(H2Base):
         else:
             st.rx_clen = clen
         req = _new_request(sid, method, target, headers, b"2", None, expect, protocol)
-        why = self._over_limits(ev, headers) if self._soft_limits else None
+        why = (self._over_limits(ev, headers) if self._soft_limits and (
+            len(headers) > self._field_cap
+            or getattr(ev, "header_size", 0) > self._section_cap) else None)
         out.append(req if not why else RequestRejected(sid, req, 431, why))
 
     # -- sending ---------------------------------------------------------------------------

@@ -451,7 +451,7 @@ class H2Base:
                             opening = False  # open streams in order, when there is room
                             break
                         end = len(out) > 1 and out[1] is _END
-                        eng.send_headers(sid, it, end_stream=end)
+                        eng.send_headers(sid, it, end)
                         if end:
                             del out[:2]
                             st.tx = 3
@@ -473,7 +473,7 @@ class H2Base:
                         n = len(it)
                         if n <= window:
                             end = len(out) > 1 and out[1] is _END
-                            eng.send_data(sid, it, end_stream=end)
+                            eng.send_data(sid, it, end)
                             if end:
                                 del out[:2]
                                 st.tx = 3

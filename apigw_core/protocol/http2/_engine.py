@@ -55,6 +55,7 @@ from h2.connection import (
     ConnectionInputs,
     ConnectionState,
     H2Connection,
+    H2ConnectionStateMachine,
     _decode_headers,
 )
 from h2.errors import ErrorCodes
@@ -110,6 +111,14 @@ _SEND_HEADERS = ConnectionInputs.SEND_HEADERS
 _SEND_DATA = ConnectionInputs.SEND_DATA
 _RECV_HEADERS = ConnectionInputs.RECV_HEADERS
 _REMOTE_OPEN = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
+_IWS = SettingCodes.INITIAL_WINDOW_SIZE
+_MCS = SettingCodes.MAX_CONCURRENT_STREAMS
+# An open connection stays as it is on HEADERS and DATA (h2's table: no side effect), so
+# the per-message state-machine call is skipped in these states (checked here, at import).
+_SERVER_OPEN, _CLIENT_OPEN = ConnectionState.SERVER_OPEN, ConnectionState.CLIENT_OPEN
+assert all(H2ConnectionStateMachine._transitions[(s, i)] == (None, s)
+           for s in (_SERVER_OPEN, _CLIENT_OPEN)
+           for i in (_SEND_HEADERS, _SEND_DATA, _RECV_HEADERS))
 
 
 class Engine(H2Connection):
@@ -188,9 +197,9 @@ class Engine(H2Connection):
             raise StreamIDTooLowError(stream_id, highest)
         if stream_id % 2 != int(allowed_ids):
             raise H2ProtocolError("Invalid stream ID for peer.")
-        s = FastStream(stream_id, config=self.config,
-                       inbound_window_size=self.local_settings.initial_window_size,
-                       outbound_window_size=self.remote_settings.initial_window_size)
+        s = FastStream(stream_id, config=self.config,  # (settings read without 2 calls)
+                       inbound_window_size=self.local_settings._settings[_IWS][0],
+                       outbound_window_size=self.remote_settings._settings[_IWS][0])
         s.state_machine.__class__ = FastStreamStateMachine
         s.max_outbound_frame_size = self.max_outbound_frame_size
         self.streams[stream_id] = s
@@ -217,7 +226,9 @@ class Engine(H2Connection):
             self.state_machine.process_input(_SEND_HEADERS)
             stream = self._begin_new_stream(stream_id, self._our_ids)
         else:
-            self.state_machine.process_input(_SEND_HEADERS)
+            sm = self.state_machine
+            if sm.state is not _SERVER_OPEN and sm.state is not _CLIENT_OPEN:
+                sm.process_input(_SEND_HEADERS)
         self._prepare_for_sending(stream.send_headers(headers, self.encoder, end_stream))
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool = False,
@@ -235,7 +246,9 @@ class Engine(H2Connection):
         if n > self.max_outbound_frame_size:
             raise FrameTooLargeError(f"Cannot send frame size {n}, max frame size is "
                                      f"{self.max_outbound_frame_size}")
-        self.state_machine.process_input(_SEND_DATA)
+        sm = self.state_machine
+        if sm.state is not _SERVER_OPEN and sm.state is not _CLIENT_OPEN:
+            sm.process_input(_SEND_DATA)
         self._prepare_for_sending(stream.send_data(data, end_stream))
         self.outbound_flow_control_window -= n
 
@@ -243,15 +256,18 @@ class Engine(H2Connection):
         sid = frame.stream_id
         stream = self.streams.get(sid)
         if stream is None:
-            max_open = self.local_settings.max_concurrent_streams
-            if self.open_inbound_streams + 1 > max_open:
+            max_open = self.local_settings._settings[_MCS][0]  # always set (__init__)
+            # h2's open_inbound_streams, as _open_streams counts them (no property calls)
+            if (0 if self._our_parity else len(self.streams)) + 1 > max_open:
                 raise TooManyStreamsError(f"Max inbound streams is {max_open}")
         headers = _decode_headers(self.decoder, frame.data)
         size = self.decoder.last_size
-        events = self.state_machine.process_input(_RECV_HEADERS)
+        sm = self.state_machine
+        events = ([] if sm.state is _SERVER_OPEN or sm.state is _CLIENT_OPEN
+                  else sm.process_input(_RECV_HEADERS))
         if stream is None:
             stream = self._begin_new_stream(sid, self._peer_ids)
-        flags = frame.flags
+        flags = frame.flags._flags  # hyperframe's Flags: its set, without __contains__
         frames, stream_events = stream.receive_headers(headers, "END_STREAM" in flags, None)
         if stream_events:
             stream_events[0].header_size = size  # the wrapper's soft limits read it
@@ -449,7 +465,8 @@ class Engine(H2Connection):
         if c is DataFrame:
             self._count_empty(not frame.data and "END_STREAM" not in frame.flags)
         elif c is HeadersFrame or c is PushPromiseFrame:
-            if "END_HEADERS" not in frame.flags:
+            flags = frame.flags._flags  # its set, without Flags.__contains__
+            if "END_HEADERS" not in flags:
                 if len(frame.data) > limits.max_header_list_size:
                     raise Calm("header block too large")
                 self._block = frame
@@ -457,7 +474,7 @@ class Engine(H2Connection):
                 self._block_len = len(frame.data)
                 self._count_empty(not frame.data)
                 return None
-            self._count_empty(not frame.data and "END_STREAM" not in frame.flags)
+            self._count_empty(not frame.data and "END_STREAM" not in flags)
         elif c is WindowUpdateFrame:
             self._window_updates += 1
             if self._window_updates > 5 + 2 * (
@@ -538,7 +555,7 @@ class Engine(H2Connection):
             if (self.config.client_side or sid % 2 == 0
                     or sid <= self.highest_inbound_stream_id):
                 return None  # h2 raises the right connection/stream error
-            refuse = (len(self.streams) >= self.local_settings.max_concurrent_streams
+            refuse = (len(self.streams) >= self.local_settings._settings[_MCS][0]
                       or (self.goaway_sent is not None and sid > self.goaway_sent))
             if not refuse:
                 return None

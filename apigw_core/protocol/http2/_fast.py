@@ -32,7 +32,6 @@ from h2.config import DummyLogger, H2Configuration
 from h2.connection import ConnectionInputs, ConnectionState, H2ConnectionStateMachine
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
-from h2.utilities import is_informational_response
 from hyperframe.flags import Flags
 from hyperframe.frame import DataFrame, HeadersFrame
 
@@ -179,6 +178,22 @@ _RECV_HEADERS = StreamInputs.RECV_HEADERS
 _RECV_INFORMATIONAL = StreamInputs.RECV_INFORMATIONAL_HEADERS
 _RECV_END_STREAM = StreamInputs.RECV_END_STREAM
 _SEND_DATA = StreamInputs.SEND_DATA
+# DATA on a stream we may send on changes nothing (h2's table: no function, same state):
+# the state-machine call is skipped there (checked here, at import)
+_OPEN, _HALF_CLOSED_REMOTE = StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE
+assert all(h2stream._transitions[(s, _SEND_DATA)] == (None, s)
+           for s in (_OPEN, _HALF_CLOSED_REMOTE))
+
+
+def _informational(headers: list) -> bool:
+    """h2.utilities.is_informational_response, without a method call per field."""
+    for h in headers:
+        n = h[0]
+        if n[:1] != b":":
+            return False
+        if n == b":status":
+            return h[1][:1] == b"1"
+    return False
 
 
 class FastStream(H2Stream):
@@ -228,7 +243,8 @@ class FastStream(H2Stream):
                   pad_length: object = None) -> list:
         # h2's, as bytes (we never pad); flow control is checked by the engine
         sm = self.state_machine
-        sm.process_input(_SEND_DATA)
+        if sm.state is not _OPEN and sm.state is not _HALF_CLOSED_REMOTE:
+            sm.process_input(_SEND_DATA)
         if data.__class__ is memoryview:
             data = data.tobytes()  # type: ignore[union-attr]
         if end_stream:
@@ -244,7 +260,7 @@ class FastStream(H2Stream):
 
     def receive_headers(self, headers: list, end_stream: bool,
                         header_encoding: object) -> tuple[list, list]:
-        if is_informational_response(headers):
+        if _informational(headers):
             if end_stream:
                 raise H2ProtocolError("Cannot set END_STREAM on informational responses")
             input_ = _RECV_INFORMATIONAL

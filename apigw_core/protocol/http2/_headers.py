@@ -146,12 +146,31 @@ def _fields(headers: Sequence[tuple[bytes, bytes]], i: int, out: list,
     return clen, expect
 
 
+# (key, result) of the last parse_request that passed: one tuple, replaced whole (so a
+# reader never pairs one call's key with another's result)
+_last_request: list = [None]
+
+
 def parse_request(headers: Sequence[tuple[bytes, bytes]], connect_protocol: bool
                   ) -> tuple[bytes, bytes, list, Optional[bytes], bool, int]:
     """(method, target, headers, protocol, expect_continue, content_length or -1).
 
     `target` is `:path`, or `:authority` for a plain CONNECT.  `headers` starts with
-    `host` (from `:authority`) when the request had one."""
+    `host` (from `:authority`) when the request had one.  A client repeating a request
+    sends the same block: the last one that passed is remembered (the checks are a pure
+    function of the fields, their classes and `connect_protocol`)."""
+    key = (connect_protocol, tuple(headers), tuple(map(type, headers)))
+    last = _last_request[0]
+    if last is not None and last[0] == key:
+        method, target, out, protocol, expect, clen = last[1]
+        return method, target, list(out), protocol, expect, clen
+    r = _parse_request(headers, connect_protocol)
+    _last_request[0] = (key, (r[0], r[1], list(r[2]), r[3], r[4], r[5]))
+    return r
+
+
+def _parse_request(headers: Sequence[tuple[bytes, bytes]], connect_protocol: bool
+                   ) -> tuple[bytes, bytes, list, Optional[bytes], bool, int]:
     method = scheme = path = authority = protocol = None
     i = 0
     n = len(headers)
@@ -288,14 +307,25 @@ def _out_fields(headers: Sequence[tuple[bytes, bytes]], out: list, *, request: b
     return host, clen
 
 
+_last_response: list = [None]  # (key, (block, clen)) of the last response_block
+
+
 def response_block(status: int, headers: Sequence[tuple[bytes, bytes]]
                    ) -> tuple[list, int]:
-    """Our response head as a field block; also its content-length (or -1)."""
+    """Our response head as a field block (callers must not change it); also its
+    content-length (or -1).  A gateway answers with the same head again and again (until
+    `date` changes), so the last one is remembered: the checks are a pure function of
+    (status, fields, field classes)."""
+    key = (status, tuple(headers), tuple(map(type, headers)))
+    last = _last_response[0]
+    if last is not None and last[0] == key:
+        return last[1]
     code = _STATUS_BYTES.get(status)
     if code is None:
         raise UsageError(f"invalid status {status}")
     out: list = [(b":status", code)]
     _, clen = _out_fields(headers, out, request=False)
+    _last_response[0] = (key, (out, clen))
     return out, clen
 
 

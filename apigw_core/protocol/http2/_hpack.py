@@ -14,12 +14,18 @@ hypothesis test in tests/protocol/test_http2_hpack.py holds them to it), but:
   it (entries enter at index 62 and only ever move up by one per insertion; evictions take
   the oldest), instead of hpack's walk over every dynamic entry for every field;
 - neither logs per field (hpack calls `logging.debug` several times per field, which
-  costs more than the table lookups once they are O(1)).
+  costs more than the table lookups once they are O(1));
+- the encoder remembers its last block that inserted nothing into the dynamic table:
+  the same header list (same fields, same tuple classes: never-indexed stays so) against
+  the same table (its `generation`, bumped by every insertion and resize) gives the same
+  bytes, so a gateway's repeated response heads are encoded once (until `date` changes).
 Measured here (CPython 3.11, 6-field request block, warm table): decode 8.2 -> 1.9 us,
 encode 5.7 -> 2.3 us.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 from hpack import Decoder, Encoder, HeaderTuple
 from hpack.exceptions import HPACKDecodingError, InvalidTableIndex, OversizedHeaderListError
@@ -34,6 +40,22 @@ _NSTATIC = len(_STATIC)
 _INDEXED = [bytes([0x80 | i]) for i in range(127)]
 
 
+class _CountedTable(HeaderTable):
+    """hpack's HeaderTable that counts its changes (`generation`): a block that changed
+    nothing decodes the same way again while the count stays."""
+
+    generation = 0
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.generation += 1
+        super().add(name, value)
+
+    @HeaderTable.maxsize.setter  # type: ignore[attr-defined]
+    def maxsize(self, newmax: int) -> None:
+        HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
+        self.generation += 1
+
+
 class _IndexedTable(HeaderTable):
     """hpack's HeaderTable with an O(1) `search` (see the module docstring)."""
 
@@ -42,8 +64,10 @@ class _IndexedTable(HeaderTable):
         self._serial = 0                            # insertions so far
         self._full: dict[tuple[bytes, bytes], int] = {}  # newest serial per field
         self._names: dict[bytes, int] = {}          # newest serial per name
+        self.generation = 0                          # bumped on any change of the entries
 
     def add(self, name: bytes, value: bytes) -> None:
+        self.generation += 1
         size = 32 + len(name) + len(value)
         if size > self._maxsize:
             self.dynamic_entries.clear()
@@ -77,6 +101,7 @@ class _IndexedTable(HeaderTable):
     @HeaderTable.maxsize.setter  # type: ignore[attr-defined]
     def maxsize(self, newmax: int) -> None:
         HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
+        self.generation += 1
         if not self.dynamic_entries:
             self._full.clear()
             self._names.clear()
@@ -109,11 +134,21 @@ class FastEncoder(Encoder):
     def __init__(self) -> None:
         super().__init__()
         self.header_table = _IndexedTable()
+        # (table generation, key, bytes) of the last block that inserted nothing
+        self._last: Optional[tuple[int, tuple, bytes]] = None
 
     def encode(self, headers, huffman: bool = True) -> bytes:  # type: ignore[no-untyped-def]
         if isinstance(headers, dict):
             return super().encode(headers, huffman)
         table = self.header_table
+        key = None
+        if huffman and not table.resized and headers.__class__ is list:
+            # the classes too: a NeverIndexedHeaderTuple equals its plain tuple
+            key = (tuple(headers), tuple(map(type, headers)))
+            last = self._last
+            if last is not None and last[0] == table.generation and last[1] == key:
+                return last[2]
+        gen = table.generation
         block = []
         if table.resized:
             block.append(self._encode_table_size_change())
@@ -148,19 +183,37 @@ class FastEncoder(Encoder):
                     match[0], value, INDEX_NEVER if sensitive else INDEX_INCREMENTAL, huffman))
                 if not sensitive:
                     table.add(name, value)
-        return b"".join(block)
+        out = b"".join(block)
+        if key is not None and table.generation == gen:
+            self._last = (gen, key, out)
+        return out
 
 
 class FastDecoder(Decoder):
     last_size = 0  # RFC 9113 §6.5.2 size of the last block decoded (raw)
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.header_table = _CountedTable()
+        # (block, table generation, limits, size, fields) of the last block that changed
+        # nothing in the table: a client repeating a request sends the same bytes
+        self._last: Optional[tuple] = None
 
     def decode(self, data: bytes, raw: bool = False):  # type: ignore[no-untyped-def]
         if not raw:
             return super().decode(data, raw)
         if data.__class__ is not bytes:
             data = bytes(data)
-        dyn = self.header_table.dynamic_entries
+        table = self.header_table
         limit = self.max_header_list_size
+        limits = (limit, self.max_allowed_table_size)
+        last = self._last
+        if (last is not None and last[0] == data and last[1] == table.generation
+                and last[2] == limits):
+            self.last_size = last[3]
+            return list(last[4])
+        gen = table.generation
+        dyn = table.dynamic_entries
         headers: list = []
         size = 0
         pos = 0
@@ -200,4 +253,6 @@ class FastDecoder(Decoder):
                     f"A header list larger than {limit} has been received")
         self._assert_valid_table_size()
         self.last_size = size
+        if table.generation == gen:
+            self._last = (data, gen, limits, size, tuple(headers))
         return headers
