@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from operator import itemgetter
 from typing import Any, Iterator, Optional
 
 __all__ = ["HOP_BY_HOP", "RequestIds", "forward_request_headers", "forward_response_headers",
@@ -32,6 +33,7 @@ __all__ = ["HOP_BY_HOP", "RequestIds", "forward_request_headers", "forward_respo
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"te", b"transfer-encoding",
                         b"upgrade", b"proxy-connection", b"expect"))
 VIA = b"1.1 apigw"
+_first = itemgetter(0)   # a field's name
 _MAX_REQUEST_ID = 200
 
 
@@ -55,6 +57,18 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
     return tokens
 
 
+def _named_by_connection(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
+    """The fields Connection names (a C scan first: it is rarely there)."""
+    return _connection_tokens(headers) if b"connection" in map(_first, headers) else set()
+
+
+# the request fields forward_request_headers treats itself (every other one is kept
+# unless hop-by-hop)
+_REQUEST_OWN = frozenset((b"host", b"x-forwarded-for", b"forwarded", b"via", b"x-request-id",
+                          b"x-forwarded-proto", b"x-forwarded-host",
+                          b"x-forwarded-client-cert", b"transfer-encoding", b"te"))
+
+
 def _is_hop(name: bytes, named: set[bytes]) -> bool:
     return name in HOP_BY_HOP or name.startswith(b"proxy-") or name in named
 
@@ -76,8 +90,7 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
     `tls` (the connection's client-certificate facts: `keep_xfcc`, `xfcc`) says whether the
     client's x-forwarded-client-cert goes on and which element of ours is appended; without
     it the client's is dropped (Envoy's SANITIZE)."""
-    named = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) \
-        else set()
+    named = _named_by_connection(headers)
     named -= {b"content-length", b"host"}  # the parser refused these; belt and braces
     out: list[tuple[bytes, bytes]] = []
     host = b""
@@ -89,7 +102,10 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
     chunked = False
     te_trailers = False
     for name, value in headers:
-        if name == b"host":
+        if name not in _REQUEST_OWN:   # the usual field: one set lookup, _is_hop inline
+            if not (name in HOP_BY_HOP or name.startswith(b"proxy-") or name in named):
+                out.append((name, value))
+        elif name == b"host":
             host = value
         elif name == b"x-forwarded-for":
             xff = value if not xff else xff + b", " + value
@@ -111,8 +127,6 @@ def forward_request_headers(headers: list[tuple[bytes, bytes]], *, client_ip: st
             # hop-by-hop, but `trailers` is what gRPC needs the backend to see (as Envoy)
             if b"trailers" in value.lower():
                 te_trailers = True
-        elif not _is_hop(name, named):
-            out.append((name, value))
     if not rid:
         rid = new_id()
     if authority is not None:
@@ -145,16 +159,15 @@ def forward_response_headers(headers: list[tuple[bytes, bytes]], version: bytes 
                              ) -> list[tuple[bytes, bytes]]:
     """The backend's response headers as the client gets them (`version`: the one the
     response was received with, for Via)."""
-    named = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) \
-        else set()
+    named = _named_by_connection(headers)
     named.discard(b"content-length")
     out = []
     via = b""
     for name, value in headers:
         if name == b"via":
             via = value if not via else via + b", " + value
-        elif not _is_hop(name, named):
-            out.append((name, value))
+        elif not (name in HOP_BY_HOP or name.startswith(b"proxy-") or name in named):
+            out.append((name, value))   # (_is_hop inline)
     me = VIA if version == b"1.1" else version + b" apigw"
     out.append((b"via", via + b", " + me if via else me))
     return out

@@ -11,6 +11,7 @@ caller's grpc-timeout.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Optional
 
 import trio
@@ -30,18 +31,19 @@ if TYPE_CHECKING:
 
 __all__ = ["run_pipeline"]
 
+_first = itemgetter(0)   # a field's name
+
 
 def _request_view(stream: "HTTPStream", route: Any, host: Optional[bytes],
-                  params: Any, protocol: str) -> RequestView:
+                  params: Any, protocol: str, query: bytes, scheme: str) -> RequestView:
     req = stream.request
-    query = route.path.partition(b"?")[2]
     api_path = route.api.path
     full = (api_path.encode() + route.rest) if route.rest or api_path else b"/"
     # positional (method, scheme, host, path, query, headers, ip, params, body, tls,
     # protocol): a dataclass __init__ called with keywords costs twice as much
     tls = stream.tls
     return RequestView(
-        req.method.decode("ascii"), stream.scheme.decode("ascii"),
+        req.method.decode("ascii"), scheme,
         host.decode("latin-1") if host else "",
         full.decode("utf-8", "surrogateescape") or "/",
         query.decode("utf-8", "surrogateescape") if query else "", Headers(list(req.headers)),
@@ -73,6 +75,7 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
     req = stream.request
     api = route.api
     query = route.path.partition(b"?")[2]
+    scheme = stream.scheme.decode("ascii")
     error: Optional[PolicyError] = None
     op_match = state.operations.match(api, req.method, route.rest, query)
     preflight = req.method == b"OPTIONS" and _is_preflight(req)
@@ -92,7 +95,7 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
             access: Any = None
         else:
             access = state.subscriptions.resolve_request(
-                api, req.headers, query, scheme=stream.scheme.decode("ascii"),
+                api, req.headers, query, scheme=scheme,
                 host=host or b"")
         if access is not None and not isinstance(access, Access):
             error = PolicyError(access.status, access.reason, access.message,
@@ -100,14 +103,16 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
         elif access is not None:
             product, subscription, key = access.product, access.subscription, access.key
     program = state.programs.get(api.name, op_name, getattr(product, "name", None))
-    client_rid = None   # the client's x-request-id (a loop: no call)
-    for n, v in req.headers:
-        if n == b"x-request-id":
-            client_rid = v
-            break
+    client_rid = None   # the client's x-request-id (rarely sent: a C scan first)
+    if b"x-request-id" in map(_first, req.headers):
+        for n, v in req.headers:
+            if n == b"x-request-id":
+                client_rid = v
+                break
     rid = client_rid if client_rid is not None and 0 < len(client_rid) <= 200 \
         else gw.request_ids()
-    ctx = Context(_request_view(stream, route, host, params, protocol), rid.decode("latin-1"),
+    ctx = Context(_request_view(stream, route, host, params, protocol, query, scheme),
+                  rid.decode("latin-1"),
                   api, operation, product, subscription, key)
     if rid is not client_rid:   # the id policies see is the one forwarded
         if client_rid is None:  # (nothing to replace: the copy just gets it)

@@ -187,7 +187,14 @@ class _Call:
     async def _client_body(self, limit: Optional[int]) -> list:
         """Every body event of the client's request (taken once, kept for a retry)."""
         if self.body_events is None:
-            events: list = []
+            # the whole body at hand (a GET, a small upload): taken at once, as on the
+            # direct path (proxy.py), no coroutine per event
+            # (a limit keeps the loop: a 413 leaves the rest unread, as before)
+            events = self.stream.take_body() if limit is None else None
+            if events is not None:
+                self.body_events = events
+                return events
+            events = []
             size = 0
             while True:
                 try:
@@ -283,8 +290,12 @@ class _Call:
                 headers = _with_length(headers, len(ctx.request.body))
             if trailers:
                 headers = _without(headers, _BODY_FRAMING) + [(b"transfer-encoding", b"chunked")]
-        elif stream.body_complete:
-            body = await self._client_body(None)
+        elif stream.body_complete:   # _client_body(None), its usual case inline
+            body = self.body_events
+            if body is None:
+                body = self.body_events = stream.take_body()
+                if body is None:
+                    body = await self._client_body(None)
         else:
             body = None     # streamed by the pump
         upreq = Request(1, method, upath, headers)

@@ -31,6 +31,7 @@ neither side asked to close.
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from typing import Optional
 
 from ... import native as _native
@@ -70,6 +71,7 @@ _BAD = 502
 
 # receive states
 _IDLE, _HEAD, _BODY, _DONE, _SWITCHED, _CLOSED, _ERROR = range(7)
+_first = itemgetter(0)   # a field's name
 
 
 def _bad(msg: str) -> ProtocolError:
@@ -146,7 +148,17 @@ class ClientConnection:
         host = False
         upgrade = False
         tokens: set[bytes] = set()
-        for name, value in ev.headers:
+        # One C scan of the names first: with none of the fields below but host (the
+        # usual request), the loop would only find host.  A name holding "\n" (refused
+        # by write_fields) takes the loop, so errors come in the same order.
+        headers = ev.headers
+        names = b"\n%s\n" % b"\n".join(map(_first, headers)).lower()
+        if (b"\ncontent-length\n" not in names and b"\ntransfer-encoding\n" not in names
+                and b"\nupgrade\n" not in names and b"\nconnection\n" not in names
+                and names.count(b"\n") == len(headers) + 1):
+            host = b"\nhost\n" in names
+            headers = ()
+        for name, value in headers:
             low = name.lower()
             if low == b"content-length":
                 if clen is not None or not value.isdigit():

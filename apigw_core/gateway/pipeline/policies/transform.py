@@ -35,6 +35,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from http import HTTPStatus
+from operator import itemgetter
 from typing import Any, Optional
 from urllib.parse import quote, unquote_plus
 
@@ -42,6 +43,8 @@ from ..contract import Context, Headers, Policy, PolicyError, Site
 from ..registry import register
 from ._spec import (DEFAULT_BODY_LIMIT, Spec, header_name, header_value, identity_encoded,
                     is_token, response_view, set_body, with_bodies, with_body)
+
+_first = itemgetter(0)   # a field's name
 
 __all__ = ["SEPARATE_FIELDS", "FRAMING_FIELDS", "HeaderEdit", "SetHeader",
            "SetQueryParameter", "RewriteUri", "SetMethod", "SetStatus", "SetBody",
@@ -179,11 +182,15 @@ class SetHeader(Policy):
 
     def _set_request(self, ctx: Context) -> None:
         headers, key = ctx.request.headers, self._key
-        headers.items = [h for h in headers.items if h[0] != key] + self._fields
+        items = headers.items   # (the field is rarely there already: a C scan first)
+        headers.items = ([h for h in items if h[0] != key] if key in map(_first, items)
+                         else items) + self._fields
 
     def _set_response(self, ctx: Context) -> None:
         headers, key = (ctx.response or response_view(ctx)).headers, self._key
-        headers.items = [h for h in headers.items if h[0] != key] + self._fields
+        items = headers.items
+        headers.items = ([h for h in items if h[0] != key] if key in map(_first, items)
+                         else items) + self._fields
 
     def _work(self, ctx: Context) -> None:
         view = ctx.request if self._request else response_view(ctx)
