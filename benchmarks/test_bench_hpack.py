@@ -14,7 +14,7 @@ import timeit
 import pytest
 from hpack import Decoder, Encoder
 
-from apigw_core.protocol._h2hpack import FastDecoder, FastEncoder
+from apigw_core.protocol.http2._hpack import FastDecoder, FastEncoder
 
 REQ = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"example.com"),
        (b":path", b"/orders/7"), (b"user-agent", b"bench/1"), (b"accept", b"*/*")]
