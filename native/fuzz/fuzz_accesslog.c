@@ -14,14 +14,7 @@
 #include <string.h>
 
 #include "apigw/accesslog.h"
-
-#define REQUIRE(cond)                                                                  \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                   \
-        }                                                                              \
-    } while (0)
+#include "require.h"
 
 static long call(char *out, size_t cap, const char *f[8], const size_t n[8],
                  const double d[3]) {

@@ -18,14 +18,7 @@
 #include <string.h>
 
 #include "apigw/buckets.h"
-
-#define REQUIRE(cond)                                                                  \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                   \
-        }                                                                              \
-    } while (0)
+#include "require.h"
 
 static const char *const KEYS[] = {"a", "b", "key-c", "0123456789abcdef-d"};
 static const int64_t CALLS[] = {1, 2, 3, 10, 1000, 1LL << 31};

@@ -12,14 +12,7 @@
 #include <string.h>
 
 #include "apigw/http1.h"
-
-#define REQUIRE(cond)                                                                  \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                   \
-        }                                                                              \
-    } while (0)
+#include "require.h"
 
 static const apigw_h1_limits LIMITS[] = {
     {16, 64, 4},          /* small: the limits themselves get exercised */

@@ -12,14 +12,7 @@
 #include <string.h>
 
 #include "apigw/http1_response.h"
-
-#define REQUIRE(cond)                                                                  \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                   \
-        }                                                                              \
-    } while (0)
+#include "require.h"
 
 static const uint32_t LIMITS[][2] = {{48, 3}, {65536, 100}};
 

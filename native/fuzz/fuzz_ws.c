@@ -15,14 +15,7 @@
 #include <string.h>
 
 #include "apigw/ws.h"
-
-#define REQUIRE(cond)                                                                  \
-    do {                                                                               \
-        if (!(cond)) {                                                                 \
-            fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                   \
-        }                                                                              \
-    } while (0)
+#include "require.h"
 
 /* 1 when p[0, n) is UTF-8 (RFC 3629), by decoding code point values. */
 static int reference_valid(const unsigned char *p, size_t n) {
