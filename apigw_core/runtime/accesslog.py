@@ -55,7 +55,8 @@ _MS = ["%03d" % i for i in range(1000)]   # a millisecond field's three digits
 _second = [-1, ""]    # the twin's second formatted last: its number, its text
 # escaped values (hosts, agents, API names) and tails: a dict hit instead of escaping;
 # bounded (emptied when full), so a client sending random hosts cannot grow them
-_CACHE: dict = {None: "null", "": "null", b"": "null"}
+_NULLS = {None: "null", "": "null", b"": "null"}
+_CACHE: dict = dict(_NULLS)
 _CACHE_MAX = 4096
 _TAILS: dict = {}
 _TAILS_B: dict = {}
@@ -64,17 +65,19 @@ _CAP = 1 << 20        # the C lines' batch buffer (a line is at most a few hundr
 
 
 def _esc(v: Any) -> str:
+    global _CACHE
     r = _q(v.decode("latin-1") if v.__class__ is bytes else v)
     if v:   # (an empty one is null, but `""` as a protocol)
         if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.clear()
-            _CACHE.update({None: "null", "": "null", b"": "null"})
+            # a new dict, not clear(): the other thread never sees one without the nulls
+            _CACHE = dict(_NULLS)
         _CACHE[v] = r
     return r
 
 
 def _tail(k: tuple) -> str:
-    """The repeating fields of key `k` (see `_key`) as the line's escaped tail."""
+    """The repeating fields of `k` (the tuple that log() and format_entry build) as the
+    line's escaped tail."""
     ip, method, host, ua, version, api, op, product, backend, upstream, sub, attempts, \
         reason, message = k
     c = _CACHE

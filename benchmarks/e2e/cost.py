@@ -17,6 +17,11 @@ cProfile instead (no valgrind) and prints its top functions by own time.
     python benchmarks/e2e/cost.py --only gw1pol --profile 25
     python benchmarks/e2e/cost.py --only gw1notel,gw1tel,gw1otel --threads   # issue 13
 
+`--idle` counts the timers alone (no load, instructions per second); `--net` runs each
+config both ways and subtracts the timers' share at valgrind's request rate, which a
+native rate (thousands of requests a second) makes negligible: the per-request figure
+for the telemetry rows, whose flushes and exports are per interval.
+
 The telemetry rows are run.py's: gw1otel exports to run.py's OTLP receiver, run in this
 process (not counted).  `--threads` splits the count by thread (the access-log writer;
 with an exporter thread, its share).  On a loaded VM valgrind serves a few requests a
@@ -198,6 +203,8 @@ def main(argv: Optional[list] = None) -> int:
                     help="cProfile instead of callgrind: print the top N functions")
     ap.add_argument("--idle", action="store_true",
                     help="count --duration seconds with no load: instructions/s of the timers")
+    ap.add_argument("--net", action="store_true",
+                    help="also count each config idle and subtract its timers' share")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory (callgrind files, for callgrind_annotate)")
     ap.add_argument("--threads", action="store_true",
@@ -222,6 +229,14 @@ def main(argv: Optional[list] = None) -> int:
             else:
                 results[n] = count(n, workdir, backend_port, args)
                 r = results[n]
+                if args.net and not args.idle:   # minus the timers at valgrind's rate
+                    idle = count(n, workdir, backend_port,
+                                 argparse.Namespace(**{**vars(args), "idle": True}))
+                    rate = r["requests"] / args.duration
+                    r["raw"] = r["per_request"]
+                    r["per_request"] -= idle["instructions"] / args.duration / rate
+                    print(f"{n}: {r['raw']:,.0f} raw, {r['per_request']:,.0f} net of the "
+                          f"timers ({rate:,.0f} requests/s under valgrind)", flush=True)
                 if not args.idle:
                     print(f"{n}: {r['per_request']:,.0f} instructions/request "
                           f"({r['requests']} requests, {r['errors']} errors)", flush=True)

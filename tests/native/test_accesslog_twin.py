@@ -115,3 +115,29 @@ def test_c_line_is_used_and_falls_back(tmp_path):
     log.close()
     assert json.loads((tmp_path / "a.log").read_bytes())["path"] == "/\ufffd"
     assert log.written == 1 and log.queued == 0
+
+
+def test_escape_caches_stay_bounded(tmp_path):
+    """A client sending a new host each time cannot grow the caches, and a cache renewed
+    when full still writes null for what is missing."""
+    from apigw_core.runtime import accesslog
+    log = AccessLog(str(tmp_path / "b.log"), 10 ** 5)
+    log.open()
+    n = accesslog._CACHE_MAX + 500
+    for i in range(n):
+        req = Request(1, b"GET", b"/", [(b"host", b"h%d" % i)])
+        log.log(1.7e9, 0.001, None, None, None, b"ab", "::1", req, 200, 0, 0, "a", "", "",
+                None, "b", None, 1, "", None, None)
+        if i % 2:   # the twin's path too
+            accesslog.format_entry((1.7e9, 0.001, None, None, None, b"ab", "::1", req, 200,
+                                    0, 0, "a", "", "", None, "b", None, 1, "", None, None),
+                                   KEYS)
+    log.close()
+    assert len(accesslog._CACHE) <= accesslog._CACHE_MAX
+    assert len(accesslog._TAILS) <= accesslog._CACHE_MAX
+    assert len(accesslog._TAILS_B) <= accesslog._CACHE_MAX
+    lines = (tmp_path / "b.log").read_bytes().split(b"\n")[:-1]
+    assert len(lines) == n
+    last = json.loads(lines[-1])
+    assert last["host"] == "h%d" % (n - 1) and last["user_agent"] is None
+    assert last["subscription_id"] is None and last["operation"] is None
