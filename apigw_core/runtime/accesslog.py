@@ -12,7 +12,7 @@ UTF-8): those requests queue a tuple of raw values (`Entry`, below) that the wri
 formats, in its place among the C lines.  Both give the same bytes
 (tests/native/test_accesslog_twin.py).  Per line, C with its Python glue costs ~18k
 instructions on the event loop (the fields that repeat are escaped once per distinct set
-and handed over as one tail), the twin ~34k in the writer thread, whose GIL hand-offs
+and handed over as one tail), the twin ~29k in the writer thread, whose GIL hand-offs
 then cost the event loop too.  The queue is bounded (`buffer` lines between two writes):
 past it lines are dropped and counted (`apigw_access_log_dropped_total`), never waited
 for.  `path: "-"` is stdout.
@@ -195,18 +195,16 @@ class AccessLog:
         self._mark = 0           # `queued` when the buffer was last cut
         self._second = [-1, b""]   # the C lines' second (the writer thread has _second)
 
-    def _full(self) -> bool:
-        if self.queued < self.limit:
-            return False
+    def _drop(self) -> None:
         self.dropped += 1
         if self.on_drop is not None:
             self.on_drop(1)
-        return True
 
     def add(self, record: Entry) -> None:
         """Queue one entry for the twin, formatted by the writer thread (the request
         path: no I/O, no formatting)."""
-        if self._full():
+        if self.queued >= self.limit:
+            self._drop()
             return
         if self._off:
             self._cut()      # the C lines before it stay before it
@@ -227,7 +225,7 @@ class AccessLog:
                       traces))
             return
         if self.queued >= self.limit:
-            self._full()
+            self._drop()
             return
         start = t - total
         sec = int(start)

@@ -100,6 +100,13 @@ static void num(W *w, int64_t v) {
     put(w, p, (size_t)(e - p));
 }
 
+/* "." and v's last three decimal digits (a millisecond or microsecond part). */
+static void frac3(W *w, int64_t v) {
+    char d[4] = {'.', (char)('0' + v / 100 % 10), (char)('0' + v / 10 % 10),
+                 (char)('0' + v % 10)};
+    put(w, d, 4);
+}
+
 /* Seconds as milliseconds with three decimals, rounded as the twin rounds
  * (int(v * 1e6 + 0.5) microseconds). */
 static void ms(W *w, double v) {
@@ -108,11 +115,8 @@ static void ms(W *w, double v) {
         return;
     }
     int64_t us = (int64_t)(v * 1e6 + 0.5);
-    char frac[4] = {(char)('0' + us / 100 % 10), (char)('0' + us / 10 % 10),
-                    (char)('0' + us % 10), 0};
     num(w, us / 1000);
-    LIT(w, ".");
-    put(w, frac, 3);
+    frac3(w, us);
 }
 
 long apigw_al_line(char *buf, size_t off, size_t cap, const char *sec, size_t sec_n,
@@ -126,15 +130,11 @@ long apigw_al_line(char *buf, size_t off, size_t cap, const char *sec, size_t se
         return APIGW_AL_E_FALLBACK;
     if (off > cap)
         return APIGW_AL_E_SPACE;
-    int msec = (int)((int64_t)(start * 1000) % 1000); /* as Python's int(start * 1000) % 1000 */
     char *out = buf + off;
     W w = {out, buf + cap, 0};
-    char m3[3] = {(char)('0' + msec / 100), (char)('0' + msec / 10 % 10),
-                  (char)('0' + msec % 10)};
     LIT(&w, "{\"time\":\"");
     put(&w, sec, sec_n);
-    LIT(&w, ".");
-    put(&w, m3, 3);
+    frac3(&w, (int64_t)(start * 1000)); /* as Python's int(start * 1000) % 1000 */
     LIT(&w, "Z\",\"request_id\":");
     nullable(&w, rid, rid_n, 1);
     LIT(&w, ",\"trace_id\":\"");
