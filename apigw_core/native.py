@@ -249,6 +249,14 @@ AL_E_SPACE, AL_E_FALLBACK = -1, -2
 access_line: Optional[Any] = _lib.apigw_al_line if enabled else None
 
 
+# -- OTLP spans (native/src/otlp.c, twin runtime/otlp.span_entry) ------------------------
+# otlp_span(out, off, cap, trace_hex, 32, span_hex, 16, parent_hex or b"", 16 or 0, name,
+# len, kind, start, end, off_s, attrs, len, tail, len) -> bytes written, OTLP_E_SPACE or
+# OTLP_E_INPUT (see native/include/apigw/otlp.h); None without the extension.
+OTLP_E_SPACE, OTLP_E_INPUT = -1, -2
+otlp_span: Optional[Any] = _lib.apigw_otlp_span if enabled else None
+
+
 def new_buffer(n: int) -> Any:
     return _ffi.new("char[]", n)
 

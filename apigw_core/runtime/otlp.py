@@ -8,17 +8,24 @@ constant field prefixes, the ids, the times and attribute blocks it caches, and 
 export is those spans joined under one ResourceSpans / ScopeSpans.  Field numbers
 are opentelemetry-proto's (trace/v1/trace.proto, common/v1/common.proto); the tests decode
 what we send with opentelemetry-proto's own classes.
+
+`span_entry` is the pure-Python twin of native/src/otlp.c's `apigw_otlp_span` (through
+`native.otlp_span`): one span from its hex ids, name field, kind, times and the encoded
+attribute and tail blocks, the same bytes as the exporter's own joining.
 """
 
 from __future__ import annotations
 
 import struct
+from binascii import unhexlify
 from typing import Any, Optional
 
 __all__ = ["span", "request", "resource", "field", "attributes", "event", "status_error",
-           "span_field"]
+           "span_field", "span_entry"]
 
 _pack_q = struct.Struct("<Q").pack
+_times = struct.Struct("<BQBQ").pack     # start (field 7), end (field 8): fixed64
+_U64 = 1 << 64
 SERVER, CLIENT = 2, 3          # Span.SpanKind
 STATUS_ERROR = 2               # Status.StatusCode
 
@@ -97,6 +104,41 @@ def span_field(body: bytes) -> bytes:
     if head is None:
         head = _SPAN_HEAD[n] = b"\x12" + _varint(n)   # bounded by the largest span
     return head + body
+
+
+def _ns(t: float, off_ns: float) -> int:
+    v = t * 1e9 + off_ns
+    if not 0 <= v < _U64:      # NaN fails too
+        raise ValueError(f"time out of range: {t!r}")
+    return int(v)
+
+
+def _id(hex_id: bytes, n: int) -> bytes:
+    if len(hex_id) != n:
+        raise ValueError(f"an id of {n} hex digits expected: {hex_id!r}")
+    return unhexlify(hex_id)    # binascii.Error (a ValueError) when not hex
+
+
+def span_entry(trace_hex: bytes, span_hex: bytes, parent_hex: Optional[bytes], name: bytes,
+               kind: int, start: float, end: float, off: float, attrs: bytes,
+               tail: bytes) -> bytes:
+    """One span as a ScopeSpans.spans field: the twin of `native.otlp_span`.
+
+    Ids in hex (32, 16, 16 digits; `parent_hex` None or empty: no parent); `name` the
+    Span.name field already encoded (`field(5, ...)`); `kind` Span.kind (< 128); times in
+    seconds plus `off`, the offset to Unix time (nanoseconds: int(t * 1e9 + off * 1e9));
+    `attrs` (Span.attributes fields) and `tail` (events, status) are copied.  ValueError
+    for a bad id or kind, or a time whose nanoseconds are not a uint64.
+    """
+    if not 0 <= kind < 128:
+        raise ValueError(f"span kind out of range: {kind!r}")
+    off_ns = off * 1e9
+    parts = [b"\x0a\x10", _id(trace_hex, 32), b"\x12\x08", _id(span_hex, 16)]
+    if parent_hex:
+        parts += (b"\x22\x08", _id(parent_hex, 16))
+    parts += (name, bytes((0x30, kind)),
+              _times(0x39, _ns(start, off_ns), 0x41, _ns(end, off_ns)), attrs, tail)
+    return span_field(b"".join(parts))
 
 
 def span(trace_id: bytes, span_id: bytes, parent_id: Optional[bytes], name: str, kind: int,
