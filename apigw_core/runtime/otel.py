@@ -11,10 +11,13 @@ times) to a bounded deque: no encoding, no lock, no thread wake-up on the reques
 A full queue drops the request's spans and counts them (`apigw_otel_spans_dropped`).
 
 `run`, a task of the gateway's trio loop, exports: every half second, or as soon as
-half the queue is waiting, it encodes the queued requests' spans (runtime/otlp.py by hand,
-the attribute blocks that repeat from a bounded cache, a checkpoint every few hundred
-requests so requests keep being served) into one ExportTraceServiceRequest and POSTs it
-over a kept-alive connection (runtime/otlp_http.py).  No exporter thread: the export's
+half the queue is waiting, it writes the queued requests' spans into one reusable buffer
+(native/src/otlp.c through `native.otlp_span`, or its twin `otlp.span_into`; the
+attribute blocks that repeat come from a bounded cache; a checkpoint every few hundred
+requests so requests keep being served), wraps them in one ExportTraceServiceRequest and
+POSTs it over a kept-alive connection (runtime/otlp_http.py).  A full buffer ends the
+batch (the rest is the next one); one request larger than the whole buffer grows it; a
+request whose times are not sendable counts as failed.  No exporter thread: the export's
 CPU stays in the gateway's process, without GIL hand-overs.  An export that fails (a dead
 collector) counts its spans (`apigw_otel_spans_failed`), is logged once per outage, and
 backs the exporter off (0.5 s doubling to 8 s; what queues meanwhile is dropped when the
@@ -28,15 +31,16 @@ parent, with `http.request.resend_count`.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import random
-import struct
-from binascii import unhexlify
 from typing import Any, Optional
 
 import trio
 
+from .. import native
 from ..gateway.config._telemetry import OtelConfig
+from ..native import OTLP_E_SPACE
 from . import otlp
 from .otlp_http import ExportError, OtlpHttp
 
@@ -50,9 +54,22 @@ _BATCH = 2048           # requests per export, at most
 _SLICE = 256            # requests encoded between two checkpoints
 _BACKOFF = (0.5, 8.0)   # a failed export waits this long, doubling up to the second
 _CACHE_MAX = 4096
-_times = struct.Struct("<BQBQ").pack     # start (field 7), end (field 8): fixed64
+_BUF = 1 << 20          # bytes of the export buffer (a batch of _BATCH requests ~ 0.7 MiB)
+_BUF_MAX = 64 << 20     # it grows to this for one request's spans, at most
 _EVENT_KEYS = ("apim.policy", "apim.reason", "apim.message", "apim.scope", "apim.section",
                "apim.path")
+
+
+# one span into a buffer: C (native/src/otlp.c) or its twin, the same bytes and results
+if native.otlp_span is not None:
+    _put, _new_buffer, _view = native.otlp_span, native.new_buffer, native.buffer_view
+else:
+    _put, _new_buffer = otlp.span_into, bytearray
+
+    def _view(buf: bytearray, n: int) -> memoryview:
+        return memoryview(buf)[:n]
+
+_status = functools.lru_cache(maxsize=256)(otlp.status_error)   # a few reasons repeat
 
 
 def _flags_sampled(flags: bytes) -> bool:
@@ -103,6 +120,8 @@ class Otel:
         self._server_attrs: dict = {}
         self._client_attrs: dict = {}
         self._names: dict = {}
+        self._buf_cap = _BUF
+        self._buf = _new_buffer(_BUF)     # every export's spans are written here
 
     def sampled(self, trace: Any) -> bool:
         """The sampler's decision for a request's trace context."""
@@ -153,7 +172,7 @@ class Otel:
             while True:
                 if delay:
                     await trio.sleep(delay)
-                else:
+                elif len(self._q) < self._wake_at:     # else a full buffer left a batch
                     with trio.move_on_after(_DELAY):
                         await self._wake.wait()
                 if self._wake.is_set():
@@ -178,17 +197,34 @@ class Otel:
     async def _export(self) -> bool:
         """One batch: encode, POST, count.  False when the collector did not take it."""
         q = self._q
-        spans: list = []
         encode = self._encode
+        buf, cap = self._buf, self._buf_cap
+        pos = spans = 0
         for i in range(min(len(q), _BATCH)):
             if i and not i % _SLICE:
                 await trio.lowlevel.checkpoint()
-            encode(q.popleft(), spans)
-        body = otlp.request(self._res, spans)
+            item = q.popleft()
+            end = encode(item, buf, pos, cap)
+            while end == OTLP_E_SPACE and not pos and cap < _BUF_MAX:
+                cap *= 2        # one request larger than the whole buffer: grow it
+                buf = self._buf = _new_buffer(cap)
+                self._buf_cap = cap
+                end = encode(item, buf, pos, cap)
+            if end == OTLP_E_SPACE and pos:     # the buffer is full: the rest waits
+                q.appendleft(item)
+                break
+            if end < 0:     # a time out of range, or larger than _BUF_MAX: not sendable
+                self.failed += 1 + len(item[16])
+                continue
+            pos = end
+            spans += 1 + len(item[16])
+        if not spans:
+            return True
+        body = otlp.request(self._res, [_view(buf, pos)])
         try:
             await self.client.post(body)
         except BaseException as exc:
-            self.failed += len(spans)    # cancelled mid-export (shutdown) too
+            self.failed += spans     # cancelled mid-export (shutdown) too
             if not isinstance(exc, ExportError):
                 raise
 
@@ -197,7 +233,7 @@ class Otel:
                             "apigw_otel_spans_failed", self.cfg.endpoint, exc)
                 self._down = True
             return False
-        self.exported += len(spans)
+        self.exported += spans
         if self._down:
             log.warning("OTLP export to %s works again", self.cfg.endpoint)
             self._down = False
@@ -205,14 +241,15 @@ class Otel:
 
     # -- encoding (the exporter's side) ------------------------------------------------------
 
-    def _encode(self, item: tuple, out: list) -> None:
-        """Append the encoded SERVER and CLIENT spans of one queued request to `out`."""
+    def _encode(self, item: tuple, buf: Any, pos: int, cap: int) -> int:
+        """Write the SERVER and CLIENT spans of one queued request at buf[pos:cap].
+
+        The end of what was written, or OTLP_E_SPACE / OTLP_E_INPUT (what follows `pos`
+        is then garbage: the caller writes the next request at `pos` again).
+        """
         (trace_id, span_id, parent_id, method, target, host, sch, client, version, status,
          api, op, product, reason, rpath, e, attempts, t_head, start, end, off) = item
-        off_ns = off * 1e9                # perf_counter time -> Unix nanoseconds
-        end_ns = int(end * 1e9 + off_ns)
-        trace_f = b"\x0a\x10" + unhexlify(trace_id)
-        server_id = unhexlify(span_id)
+        put = _put
         q = target.find(b"?")
         path = target if q < 0 else target[:q]
         err = status >= 500 or status == 0
@@ -226,22 +263,24 @@ class Otel:
         if name is None:
             name = _cached(self._names, (method, rpath), lambda: otlp.field(
                 5, (method if rpath is None else b"%s %s" % (method, rpath.encode() or b"/"))))
-        parts = [trace_f, b"\x12\x08", server_id]
-        if parent_id is not None:
-            parts += (b"\x22\x08", unhexlify(parent_id))
-        parts += (name, b"\x30\x02", _times(0x39, int(start * 1e9 + off_ns), 0x41, end_ns),
-                  attrs)
+        tail = b""
         if e is not None:
-            parts.append(otlp.event(end_ns, "policy.error", dict(zip(_EVENT_KEYS, e))))
+            tail = otlp.event(int(end * 1e9 + off * 1e9), "policy.error",
+                              dict(zip(_EVENT_KEYS, e)))
         if err:
-            parts.append(otlp.status_error(reason or str(status)))
-        out.append(otlp.span_field(b"".join(parts)))
+            tail += otlp.status_error(reason or str(status))
+        parent = parent_id or b""
+        n = put(buf, pos, cap, trace_id, len(trace_id), span_id, len(span_id), parent,
+                len(parent), name, len(name), 2, start, end, off, attrs, len(attrs), tail,
+                len(tail))
+        if n < 0:
+            return n
+        pos += n
         last = len(attempts) - 1
         cname = self._names.get((method, 0))
         if cname is None:
             cname = _cached(self._names, (method, 0), lambda: otlp.field(5, method))
-        parent_f = b"\x22\x08" + server_id
-        for i, (span_id, t0, backend, authority, url) in enumerate(attempts):
+        for i, (cspan, t0, backend, authority, url) in enumerate(attempts):
             t1 = attempts[i + 1][1] if i < last else (t_head or end)
             failed = i < last or bool(reason) or not t_head
             cet = ("retried" if i < last else (reason or "unfinished")) if failed else None
@@ -249,12 +288,14 @@ class Otel:
             ca = self._client_attrs.get(ckey)
             if ca is None:
                 ca = _cached(self._client_attrs, ckey, lambda: _client_attrs(*ckey))
-            parts = [trace_f, b"\x12\x08", unhexlify(span_id), parent_f, cname, b"\x30\x03",
-                     _times(0x39, int(t0 * 1e9 + off_ns), 0x41,
-                            int(max(t1, t0) * 1e9 + off_ns)), ca]
-            if cet is not None:
-                parts.append(otlp.status_error(cet))
-            out.append(otlp.span_field(b"".join(parts)))
+            tail = b"" if cet is None else _status(cet)
+            n = put(buf, pos, cap, trace_id, len(trace_id), cspan, len(cspan), span_id,
+                    len(span_id), cname, len(cname), 3, t0, t1 if t1 > t0 else t0, off, ca,
+                    len(ca), tail, len(tail))
+            if n < 0:
+                return n
+            pos += n
+        return pos
 
 
 def _server_attrs(method: bytes, path: bytes, sch: Any, version: bytes, query: bool,

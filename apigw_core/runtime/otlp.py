@@ -11,7 +11,7 @@ what we send with opentelemetry-proto's own classes.
 
 `span_entry` is the pure-Python twin of native/src/otlp.c's `apigw_otlp_span` (through
 `native.otlp_span`): one span from its hex ids, name field, kind, times and the encoded
-attribute and tail blocks, the same bytes as the exporter's own joining.
+attribute and tail blocks, and `span_into` the twin with its signature, writing into a bytearray.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from binascii import unhexlify
 from typing import Any, Optional
 
 __all__ = ["span", "request", "resource", "field", "attributes", "event", "status_error",
-           "span_field", "span_entry"]
+           "span_field", "span_entry", "span_into"]
 
 _pack_q = struct.Struct("<Q").pack
 _times = struct.Struct("<BQBQ").pack     # start (field 7), end (field 8): fixed64
@@ -139,6 +139,28 @@ def span_entry(trace_hex: bytes, span_hex: bytes, parent_hex: Optional[bytes], n
     parts += (name, bytes((0x30, kind)),
               _times(0x39, _ns(start, off_ns), 0x41, _ns(end, off_ns)), attrs, tail)
     return span_field(b"".join(parts))
+
+
+E_SPACE, E_INPUT = -1, -2       # native.OTLP_E_SPACE, native.OTLP_E_INPUT
+
+
+def span_into(buf: bytearray, off: int, cap: int, trace_hex: bytes, trace_n: int,
+              span_hex: bytes, span_n: int, parent_hex: bytes, parent_n: int, name: bytes,
+              name_n: int, kind: int, start: float, end: float, off_s: float, attrs: bytes,
+              attrs_n: int, tail: bytes, tail_n: int) -> int:
+    """`native.otlp_span`'s twin, its signature and results: `span_entry` written at
+    buf[off:], the bytes written, E_SPACE (nothing written) or E_INPUT."""
+    try:
+        b = span_entry(trace_hex[:trace_n], span_hex[:span_n], parent_hex[:parent_n],
+                       name[:name_n], kind, start, end, off_s, attrs[:attrs_n],
+                       tail[:tail_n])
+    except ValueError:
+        return E_INPUT
+    n = len(b)
+    if off + n > cap:
+        return E_SPACE
+    buf[off:off + n] = b
+    return n
 
 
 def span(trace_id: bytes, span_id: bytes, parent_id: Optional[bytes], name: str, kind: int,

@@ -1,7 +1,7 @@
 """OTLP spans: the C encoder (native/src/otlp.c, native.otlp_span) and the pure-Python
-twin (runtime/otlp.span_entry) write the same bytes; the twin writes what the exporter's
-own `Otel._encode` joins for a request's SERVER and CLIENT spans; what they write decodes
-with opentelemetry-proto's ScopeSpans to the ids, times and kind given.
+twin (runtime/otlp.span_entry, span_into) write the same bytes; with either, the
+exporter's `Otel._encode` writes a request's SERVER and CLIENT spans as span_entry builds
+them; what they write decodes with opentelemetry-proto's ScopeSpans to the ids, times and kind given.
 
 Inputs: random hex ids (both cases), names, attribute and tail blocks (random bytes for
 the C == twin check, real encoded fields for the decode check), kinds, times with the
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from apigw_core import native
 from apigw_core.runtime import otlp
+from otel_writers import WRITERS, writer
 
 EXAMPLES = int(os.environ.get("APIGW_TWIN_EXAMPLES", "1000"))
 needs_c = pytest.mark.skipif(not native.enabled, reason="C extension not built")
@@ -160,14 +161,42 @@ def test_edges():
 
 # -- the twin against the exporter's own encoding ------------------------------------------
 
-def test_span_entry_equals_otel_encode():
-    """A queued request (the tuple `Otel.record` appends) encoded by `Otel._encode` gives
+@needs_c
+@settings(max_examples=EXAMPLES // 2, deadline=None)
+@given(args=spans, off=st.integers(0, 40), short=st.integers(0, 3))
+def test_span_into_equals_c(args, off, short):
+    """span_into (bytearray) returns what native.otlp_span returns and writes the same."""
+    trace, span, parent, name, kind, start, end, o, attrs, tail = args
+    parent = parent or b""
+    cap = off + len(otlp.span_entry(*args)) - short
+    flat = (trace, len(trace), span, len(span), parent, len(parent), name, len(name), kind,
+            start, end, o, attrs, len(attrs), tail, len(tail))
+    cbuf, pbuf = native.new_buffer(cap + 1), bytearray(cap + 1)
+    n = native.otlp_span(cbuf, off, cap, *flat)
+    assert otlp.span_into(pbuf, off, cap, *flat) == n
+    assert len(pbuf) == cap + 1
+    if n > 0:
+        assert bytes(pbuf[off:off + n]) == bytes(native.buffer_view(cbuf, off + n))[off:]
+    else:
+        assert n == native.OTLP_E_SPACE and not any(pbuf)
+
+
+@pytest.mark.parametrize("which", WRITERS)
+def test_otel_encode_writes_span_entries(which, monkeypatch):
+    """A queued request (the tuple `Otel.record` appends) written by `Otel._encode` is
     the SERVER span and CLIENT spans that span_entry builds from the same values."""
-    pytest.importorskip("opentelemetry.proto.trace.v1.trace_pb2")
     from apigw_core.gateway.config._telemetry import OtelConfig
     from apigw_core.runtime import otel as otel_mod
 
+    writer(which, monkeypatch)
     o = otel_mod.Otel(OtelConfig(endpoint="http://127.0.0.1:9/v1/traces"))
+
+    def encode(item: tuple, at: int = 7) -> bytes:
+        buf = otel_mod._new_buffer(1 << 16)
+        end = o._encode(item, buf, at, 1 << 16)
+        assert end > at
+        return bytes(otel_mod._view(buf, end))[at:]
+
     trace, server, parent = (b"0af7651916cd43dd8448eb211c80319c", b"B7AD6B7169203331",
                              b"00f067aa0ba902b7")
     c1, c2 = b"1111111111111111", b"2222222222222222"
@@ -178,9 +207,6 @@ def test_span_entry_equals_otel_encode():
     item = (trace, server, parent, b"GET", b"/api/x?k=v", b"gw.example:443", b"https",
             "10.0.0.1", b"1.1", 502, "api", "op", "prod", "backend_error", "/api", e,
             attempts, t_head, start, end, off)
-    out: list = []
-    o._encode(item, out)
-    assert len(out) == 3
     off_ns = off * 1e9
     end_ns = int(end * 1e9 + off_ns)
     s_attrs = otel_mod._server_attrs(b"GET", b"/api/x", b"https", b"1.1", True,
@@ -188,30 +214,32 @@ def test_span_entry_equals_otel_encode():
                                      "backend_error")
     s_tail = (otlp.event(end_ns, "policy.error", dict(zip(otel_mod._EVENT_KEYS, e)))
               + otlp.status_error("backend_error"))
-    assert out[0] == otlp.span_entry(trace, server, parent, otlp.field(5, b"GET /api"),
-                                     otlp.SERVER, start, end, off, s_attrs, s_tail)
     cname = otlp.field(5, b"GET")
     a1 = otel_mod._client_attrs(b"GET", "pool-a", "http://b.example:8080/x",
                                 b"b.example:8080", 0, None, "retried")
-    assert out[1] == otlp.span_entry(trace, c1, server, cname, otlp.CLIENT, 1000.01, 1000.2,
-                                     off, a1, otlp.status_error("retried"))
     a2 = otel_mod._client_attrs(b"GET", "pool-a", "http://[::1]:8081/x", b"[::1]:8081", 1,
                                 None, "backend_error")
-    assert out[2] == otlp.span_entry(trace, c2, server, cname, otlp.CLIENT, 1000.2, t_head,
-                                     off, a2, otlp.status_error("backend_error"))
-    if native.enabled:
-        assert c_span((trace, c2, server, cname, otlp.CLIENT, 1000.2, t_head, off, a2,
-                       otlp.status_error("backend_error"))) == out[2]
+    assert encode(item) == b"".join([
+        otlp.span_entry(trace, server, parent, otlp.field(5, b"GET /api"), otlp.SERVER,
+                        start, end, off, s_attrs, s_tail),
+        otlp.span_entry(trace, c1, server, cname, otlp.CLIENT, 1000.01, 1000.2, off, a1,
+                        otlp.status_error("retried")),
+        otlp.span_entry(trace, c2, server, cname, otlp.CLIENT, 1000.2, t_head, off, a2,
+                        otlp.status_error("backend_error"))])
 
     # a plain request: no parent, no error, one attempt that answered
     item = (trace, server, None, b"POST", b"/", b"", "http", None, b"2", 200, "", "", "",
             "", None, None, ((c1, 1000.01, "p", b"h", "http://h/"),), t_head, start, end, off)
-    out = []
-    o._encode(item, out)
     s_attrs = otel_mod._server_attrs(b"POST", b"/", "http", b"2", False, b"", None, 200, "",
                                      "", "", None)
-    assert out[0] == otlp.span_entry(trace, server, None, otlp.field(5, b"POST"),
-                                     otlp.SERVER, start, end, off, s_attrs, b"")
     a = otel_mod._client_attrs(b"POST", "p", "http://h/", b"h", 0, 200, None)
-    assert out[1] == otlp.span_entry(trace, c1, server, otlp.field(5, b"POST"), otlp.CLIENT,
-                                     1000.01, t_head, off, a, b"")
+    assert encode(item, at=0) == otlp.span_entry(
+        trace, server, None, otlp.field(5, b"POST"), otlp.SERVER, start, end, off, s_attrs,
+        b"") + otlp.span_entry(trace, c1, server, otlp.field(5, b"POST"), otlp.CLIENT,
+                               1000.01, t_head, off, a, b"")
+
+    # too little room, or a time that is no uint64 of nanoseconds: nothing to send
+    buf = otel_mod._new_buffer(64)
+    assert o._encode(item, buf, 0, 64) == native.OTLP_E_SPACE
+    bad = item[:18] + (math.nan,) + item[19:]
+    assert o._encode(bad, otel_mod._new_buffer(4096), 0, 4096) == native.OTLP_E_INPUT
