@@ -5,23 +5,25 @@ more than the whole proxy hop): runtime/telemetry.py already has what a span nee
 W3C ids (gateway/tracecontext.py), the start and end times, each backend attempt.  So the
 sampling decision is made here once per request (`sampled`, the SDK's sampler rules
 re-stated over the ids we hold), each sampled attempt gets its own span id, which is the
-parent in the `traceparent` sent to the backend (`client_span`), and when the request is
-over `record` appends one tuple of references (the Record, the request, status, names,
-times) to a bounded deque: no encoding, no lock, no thread wake-up on the request path.
-A full queue drops the request's spans and counts them (`apigw_otel_spans_dropped`).
+parent in the `traceparent` sent to the backend (`Record.attempt`), and when the request
+is over `record` writes its SERVER and CLIENT spans, protobuf-encoded, after the ones
+already waiting in one export buffer (native/src/otlp.c through `native.otlp_span`, or
+its twin `otlp.span_into`; the attribute blocks that repeat come from bounded caches):
+no I/O, no lock, no thread on the request path.  Encoding there, while the request's
+values are still in the CPU's caches, costs less than queueing them for later: a queue
+of 1,000 requests' tuples, encoded in a burst, cost about twice its instruction count on
+the 2-core VM.  `queue` requests wait at most (and 64 MiB of spans); beyond, a request's
+spans are dropped and counted (`apigw_otel_spans_dropped`), and so are (as failed) those
+whose times are not sendable.
 
-`run`, a task of the gateway's trio loop, exports: every half second, or as soon as
-half the queue is waiting, it writes the queued requests' spans into one reusable buffer
-(native/src/otlp.c through `native.otlp_span`, or its twin `otlp.span_into`; the
-attribute blocks that repeat come from a bounded cache; a checkpoint every few hundred
-requests so requests keep being served), wraps them in one ExportTraceServiceRequest and
-POSTs it over a kept-alive connection (runtime/otlp_http.py).  A full buffer ends the
-batch (the rest is the next one); one request larger than the whole buffer grows it; a
-request whose times are not sendable counts as failed.  No exporter thread: the export's
-CPU stays in the gateway's process, without GIL hand-overs.  An export that fails (a dead
-collector) counts its spans (`apigw_otel_spans_failed`), is logged once per outage, and
-backs the exporter off (0.5 s doubling to 8 s; what queues meanwhile is dropped when the
-queue fills), never retried on the request path.
+`run`, a task of the gateway's trio loop, exports: every half second, or as soon as half
+the queue is waiting, it wraps the buffer's spans in one ExportTraceServiceRequest (one
+copy), empties the buffer and POSTs the copy over a kept-alive connection
+(runtime/otlp_http.py).  No exporter thread: the export's CPU stays in the gateway's
+process, without GIL hand-overs.  An export that fails (a dead collector) counts its
+spans (`apigw_otel_spans_failed`), is logged once per outage, and backs the exporter off
+(0.5 s doubling to 8 s; what waits meanwhile is dropped when the queue fills), never
+retried on the request path.
 
 The SDK is not imported (the config refuses the section when the extra `apigw_core[otel]`
 is missing).  Retries are siblings: every attempt's CLIENT span has the SERVER span as
@@ -30,7 +32,6 @@ parent, with `http.request.resend_count`.
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
 import random
@@ -51,11 +52,10 @@ _bits = random.getrandbits
 _MASK64 = (1 << 64) - 1
 _DELAY = 0.5            # seconds between exports (sooner when half the queue waits)
 _BATCH = 2048           # requests per export, at most
-_SLICE = 256            # requests encoded between two checkpoints
 _BACKOFF = (0.5, 8.0)   # a failed export waits this long, doubling up to the second
 _CACHE_MAX = 4096
 _BUF = 1 << 20          # bytes of the export buffer (a batch of _BATCH requests ~ 0.7 MiB)
-_BUF_MAX = 64 << 20     # it grows to this for one request's spans, at most
+_BUF_MAX = 64 << 20     # it grows to this, at most (a collector that is down)
 _EVENT_KEYS = ("apim.policy", "apim.reason", "apim.message", "apim.scope", "apim.section",
                "apim.path")
 
@@ -111,8 +111,10 @@ class Otel:
         root = cfg.sampler.removeprefix("parentbased_")
         self._bound = {"always_on": 1 << 64, "always_off": 0}.get(
             root, round(cfg.ratio * (1 << 64)))
-        self._q: collections.deque = collections.deque()
         self._cap = max(1, cfg.queue)
+        self._n = 0           # requests whose spans wait in the buffer
+        self._nspans = 0      # ... and their spans
+        self._pos = 0         # the end of what they take in it
         self._wake_at = max(1, min(_BATCH, self._cap // 2))
         self._wake = trio.Event()
         self.client = OtlpHttp(cfg.endpoint)
@@ -121,7 +123,7 @@ class Otel:
         self._client_attrs: dict = {}
         self._names: dict = {}
         self._buf_cap = _BUF
-        self._buf = _new_buffer(_BUF)     # every export's spans are written here
+        self._buf = _new_buffer(_BUF)     # the spans of the next export, encoded
 
     def sampled(self, trace: Any) -> bool:
         """The sampler's decision for a request's trace context."""
@@ -136,13 +138,10 @@ class Otel:
 
     def record(self, stream: Any, rec: Any, status: int, api: str, op: str, product: str,
                reason: str, end: float, now: float) -> None:
-        """Queue the finished request's spans for the exporter (no encoding, no I/O)."""
-        q = self._q
-        if len(q) >= self._cap:
+        """Write the finished request's spans into the export buffer (no I/O)."""
+        if self._n >= self._cap:
             self.dropped += 1 + len(rec.spans)
             return
-        # plain values only (bytes, str, numbers): the queued tuples hold no Record, no
-        # request, no pipeline context alive, so the cyclic GC has nothing to walk there
         tc = rec.trace
         req = stream.request
         host = b""
@@ -154,30 +153,54 @@ class Otel:
         e = None if pctx is None else pctx.last_error
         client = stream.client
         route = rec.route
-        q.append((tc.trace_id, tc.span_id, tc.parent_id, req.method, req.target, host,
+        self.add((tc.trace_id, tc.span_id, tc.parent_id, req.method, req.target, host,
                   stream.scheme, client[0] if client else None, req.http_version, status,
                   api, op, product, reason, None if route is None else route.api.path,
                   None if e is None else (e.source, e.reason, e.message, e.scope, e.section,
                                           e.path),
-                  tuple(rec.spans), rec.t_head, rec.start, end, now - end))
-        if len(q) == self._wake_at:
+                  rec.spans, rec.t_head, rec.start, end, now - end))
+
+    def add(self, item: tuple) -> None:
+        """Encode one request's spans (`record`'s tuple) after the ones already waiting."""
+        spans = 1 + len(item[16])
+        pos = self._pos
+        end = self._encode(item, self._buf, pos, self._buf_cap)
+        while end == OTLP_E_SPACE and self._buf_cap < _BUF_MAX:
+            self._grow(self._buf_cap * 2)
+            end = self._encode(item, self._buf, pos, self._buf_cap)
+        if end < 0:     # larger than _BUF_MAX with the rest, or a time out of range
+            if end == OTLP_E_SPACE:
+                self.dropped += spans
+            else:
+                self.failed += spans
+            return
+        self._pos = end
+        self._nspans += spans
+        self._n += 1
+        if self._n == self._wake_at:
             self._wake.set()
+
+    def _grow(self, cap: int) -> None:
+        buf = _new_buffer(cap)
+        if self._pos:
+            buf[0:self._pos] = bytes(_view(self._buf, self._pos))
+        self._buf, self._buf_cap = buf, cap
 
     # -- the exporter task -----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Export what is queued until cancelled; then a last, bounded export."""
+        """Export what is waiting until cancelled; then a last, bounded export."""
         delay = 0.0     # the back-off after a failed export
         try:
             while True:
                 if delay:
                     await trio.sleep(delay)
-                elif len(self._q) < self._wake_at:     # else a full buffer left a batch
+                else:
                     with trio.move_on_after(_DELAY):
                         await self._wake.wait()
                 if self._wake.is_set():
                     self._wake = trio.Event()
-                if not self._q:
+                if not self._n:
                     continue
                 if await self._export():
                     delay = 0.0
@@ -185,42 +208,19 @@ class Otel:
                     delay = min(delay * 2, _BACKOFF[1]) if delay else _BACKOFF[0]
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
-                while self._q and await self._export():
-                    pass
-            self.failed += self._queued_spans()   # what the last export could not send
-            self._q.clear()
+                if self._n:
+                    await self._export()
+            self.failed += self._nspans     # what the last export could not send
+            self._n = self._nspans = self._pos = 0
             await self.client.close()
 
-    def _queued_spans(self) -> int:
-        return sum(1 + len(it[16]) for it in self._q)
-
     async def _export(self) -> bool:
-        """One batch: encode, POST, count.  False when the collector did not take it."""
-        q = self._q
-        encode = self._encode
-        buf, cap = self._buf, self._buf_cap
-        pos = spans = 0
-        for i in range(min(len(q), _BATCH)):
-            if i and not i % _SLICE:
-                await trio.lowlevel.checkpoint()
-            item = q.popleft()
-            end = encode(item, buf, pos, cap)
-            while end == OTLP_E_SPACE and not pos and cap < _BUF_MAX:
-                cap *= 2        # one request larger than the whole buffer: grow it
-                buf = self._buf = _new_buffer(cap)
-                self._buf_cap = cap
-                end = encode(item, buf, pos, cap)
-            if end == OTLP_E_SPACE and pos:     # the buffer is full: the rest waits
-                q.appendleft(item)
-                break
-            if end < 0:     # a time out of range, or larger than _BUF_MAX: not sendable
-                self.failed += 1 + len(item[16])
-                continue
-            pos = end
-            spans += 1 + len(item[16])
-        if not spans:
-            return True
-        body = otlp.request(self._res, [_view(buf, pos)])
+        """POST what waits in the buffer.  False when the collector did not take it."""
+        spans = self._nspans
+        body = otlp.request(self._res, [_view(self._buf, self._pos)])
+        self._n = self._nspans = self._pos = 0      # the requests after this write anew
+        if self._buf_cap > _BUF:
+            self._buf, self._buf_cap = _new_buffer(_BUF), _BUF
         try:
             await self.client.post(body)
         except BaseException as exc:
