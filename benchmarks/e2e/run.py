@@ -29,7 +29,7 @@ always on), gw1tel has the metrics and a JSON access log of every request to a f
 report gives gw1tel / gw1notel round by round.  (gw1 itself runs the defaults: metrics on,
 no access log.)  gw1otel adds OpenTelemetry at ratio 1.0 (every request a SERVER and a
 CLIENT span) exported over OTLP/HTTP to a receiver in this process (its CPU is not the
-gateway's; the gateway's exporter thread is); gw1otel / gw1notel is reported too.  The
+gateway's; the gateway's exporter task is); gw1otel / gw1notel is reported too.  The
 gw1jwtrs /
 gw1jwtes rows are gw1 with one validate-jwt (issue 11): an RS256 / ES256 key made for the
 run, the same token on every request (the key and the verified token cached, exp checked
