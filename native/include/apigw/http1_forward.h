@@ -35,9 +35,9 @@
  *
  * out[0], out[1]: the x-request-id value's offset and length in buf; out[2]: the kept
  * Content-Length (-1: none); out[3]: APIGW_H1F_CHUNKED | APIGW_H1F_NEW_ID (id_next used).
- * Returns the bytes written (> 0), APIGW_H1F_E_SPACE (nothing written) or
- * APIGW_H1F_E_FALLBACK.  No allocation; reads only the given ranges; never writes past
- * buf + cap.
+ * Returns the bytes written (> 0), APIGW_H1F_E_SPACE or APIGW_H1F_E_FALLBACK; after
+ * either error buf[0, cap) holds a partial head, not to be used (found by fuzz_forward).
+ * No allocation; reads only the given ranges; never writes past buf + cap.
  */
 #ifndef APIGW_HTTP1_FORWARD_H
 #define APIGW_HTTP1_FORWARD_H
