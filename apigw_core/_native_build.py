@@ -3,7 +3,7 @@
 setup.py names it in ``cffi_modules``; it can also be run by hand from anywhere
 (``python apigw_core/_native_build.py``) to build the extension in place for a quick try.
 The declarations below mirror native/include/apigw/*.h (http1, http1_response, buckets,
-ws, accesslog, otlp), which stay the contract: constants are declared as
+ws, accesslog, otlp, http1_forward), which stay the contract: constants are declared as
 ``#define NAME ...`` so their values are read from the header at compile time, and the
 structs are spelled out so that cffi checks their layout against it.
 """
@@ -182,6 +182,22 @@ long apigw_otlp_span(char *buf, size_t off, size_t cap, const char *trace_hex, s
                      size_t attrs_n, const char *tail, size_t tail_n);
 """
 
+# native/include/apigw/http1_forward.h
+CDEF_FORWARD = """
+#define APIGW_H1F_E_SPACE ...
+#define APIGW_H1F_E_FALLBACK ...
+#define APIGW_H1F_CHUNKED ...
+#define APIGW_H1F_NEW_ID ...
+long apigw_h1_forward(char *buf, size_t cap, const char *method, size_t method_n,
+                      const char *target, size_t target_n, const char *fields,
+                      size_t fields_n, size_t num_fields, const char *client_ip,
+                      size_t client_ip_n, const char *scheme, size_t scheme_n,
+                      const char *backend, size_t backend_n, const char *authority,
+                      size_t authority_n, const char *version, size_t version_n,
+                      const char *id_prefix, size_t id_prefix_n, uint64_t id_next,
+                      int keep_xfcc, const char *xfcc, size_t xfcc_n, int64_t out[4]);
+"""
+
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.cdef(CDEF_RESPONSE)
@@ -189,16 +205,17 @@ ffibuilder.cdef(CDEF_BUCKETS)
 ffibuilder.cdef(CDEF_WS)
 ffibuilder.cdef(CDEF_ACCESSLOG)
 ffibuilder.cdef(CDEF_OTLP)
+ffibuilder.cdef(CDEF_FORWARD)
 ffibuilder.set_source(
     "apigw_core._native",
     '#include "apigw/http1.h"\n#include "apigw/http1_response.h"\n'
     '#include "apigw/buckets.h"\n#include "apigw/ws.h"\n#include "apigw/accesslog.h"\n'
-    '#include "apigw/otlp.h"',
+    '#include "apigw/otlp.h"\n#include "apigw/http1_forward.h"',
     sources=[_path("native/src/http1.c"), _path("native/src/http1_response.c"),
              _path("native/src/buckets.c"),
              _path("native/src/buckets_ops.c"),
              _path("native/src/ws.c"), _path("native/src/accesslog.c"),
-             _path("native/src/otlp.c")],
+             _path("native/src/otlp.c"), _path("native/src/http1_forward.c")],
     include_dirs=[_path("native/include")],
     # -ffp-contract=off: no fused multiply-add, so the C arithmetic on doubles rounds
     # where Python's does (otlp.c's nanoseconds, accesslog.c's milliseconds)

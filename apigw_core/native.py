@@ -264,3 +264,36 @@ def new_buffer(n: int) -> Any:
 def buffer_view(buf: Any, n: int) -> Any:
     """The first n bytes of a new_buffer, as a buffer (no copy)."""
     return _ffi.buffer(buf, n)
+
+
+# -- backend request heads (native/src/http1_forward.c, twin _purepy/http1_forward.py) ---
+# h1_forward(buf, cap, method, n, target, n, fields, n, num_fields, client_ip, n, scheme,
+# n, backend, n, authority or NULL, n, version, n, id_prefix, n, id_next, keep_xfcc,
+# xfcc or NULL, n, out) -> bytes written, H1F_E_SPACE or H1F_E_FALLBACK (see
+# native/include/apigw/http1_forward.h); None without the extension: gateway/forwarding.py
+# then takes its general path.  forward_buffers(): this thread's (buf, cap, out).
+from ._purepy import http1_forward as _py_forward  # noqa: E402
+
+py_forward_head = _py_forward.forward_head
+H1F_E_SPACE, H1F_E_FALLBACK = _py_forward.E_SPACE, _py_forward.E_FALLBACK
+H1F_CHUNKED, H1F_NEW_ID = _py_forward.CHUNKED, _py_forward.NEW_ID
+H1F_CAP = 1 << 17   # the parser's max_head (64 KiB) and room for the gateway's fields
+h1_forward: Optional[Any] = _lib.apigw_h1_forward if enabled else None
+NULL: Any = _ffi.NULL if enabled else None   # h1_forward's "none" for authority, xfcc
+_forward_tls = threading.local()
+
+
+def forward_buffers() -> tuple:
+    """This thread's output buffer, its size and the four outputs (cffi releases the GIL
+    during the call: threads must not share them)."""
+    try:
+        return _forward_tls.bufs
+    except AttributeError:
+        t = _forward_tls.bufs = (_ffi.new("char[]", H1F_CAP), H1F_CAP,
+                                 _ffi.new("int64_t[4]"))
+        return t
+
+
+def unpack(buf: Any, n: int) -> bytes:
+    """The first n bytes of a C buffer, as bytes."""
+    return _ffi.unpack(buf, n)

@@ -22,13 +22,14 @@ APIM users expect:
 
 from __future__ import annotations
 
-import itertools
 import os
 from operator import itemgetter
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
-__all__ = ["HOP_BY_HOP", "RequestIds", "forward_request_headers", "forward_response_headers",
-           "VIA"]
+from .. import native
+
+__all__ = ["HOP_BY_HOP", "RequestIds", "forward_request_headers", "forward_request_head",
+           "forward_response_headers", "VIA"]
 
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"te", b"transfer-encoding",
                         b"upgrade", b"proxy-connection", b"expect"))
@@ -42,11 +43,13 @@ class RequestIds:
     ~2.5 us a request; this ~0.3 us), 32 hex digits like a UUID without dashes."""
 
     def __init__(self, prefix: Optional[bytes] = None) -> None:
-        self._prefix = prefix if prefix is not None else os.urandom(8).hex().encode()
-        self._count: Iterator[int] = itertools.count(1)
+        self.prefix = prefix if prefix is not None else os.urandom(8).hex().encode()
+        self.next = 1   # the counter of the next id (forward_request_head reads it too)
 
     def __call__(self) -> bytes:
-        return b"%s%016x" % (self._prefix, next(self._count))
+        n = self.next
+        self.next = n + 1
+        return b"%s%016x" % (self.prefix, n)
 
 
 def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
@@ -171,3 +174,51 @@ def forward_response_headers(headers: list[tuple[bytes, bytes]], version: bytes 
     me = VIA if version == b"1.1" else version + b" apigw"
     out.append((b"via", via + b", " + me if via else me))
     return out
+
+
+_c_forward = native.h1_forward
+_buffers = native.forward_buffers
+_unpack = native.unpack
+_join = b"\0".join
+_NEW_ID = native.H1F_NEW_ID
+_CHUNKED = native.H1F_CHUNKED
+_NULL = native.NULL
+
+
+def forward_request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+                         client_ip: str, scheme: bytes, backend_authority: bytes,
+                         new_id: RequestIds, authority: Optional[bytes], version: bytes,
+                         tls: Any) -> Optional[tuple[bytes, bytes, int, bool]]:
+    """The whole HTTP/1.1 request head for the backend, made in C (native/src/
+    http1_forward.c): the bytes `forward_request_headers` then
+    `ClientConnection._send_request` would write for `Request(1, method, target, ...)`,
+    with the request id, the Content-Length to send (-1: none) and whether the body goes
+    chunked.  None when the extension is not there or the C function leaves this head to
+    that general path (a name not a lower-case token, a bad value, no room, ...)."""
+    if _c_forward is None:
+        return None
+    buf, cap, out = _buffers()
+    block = _join(map(_join, headers))
+    ip = client_ip.encode()
+    if tls is None:
+        keep, xfcc, xn = 0, _NULL, 0
+    else:
+        keep, xfcc = tls.keep_xfcc, tls.xfcc
+        xn = 0 if xfcc is None else len(xfcc)
+        if xfcc is None:
+            xfcc = _NULL
+    nid = new_id.next
+    prefix = new_id.prefix
+    n = _c_forward(buf, cap, method, len(method), target, len(target), block, len(block),
+                   len(headers), ip, len(ip), scheme, len(scheme), backend_authority,
+                   len(backend_authority), _NULL if authority is None else authority,
+                   0 if authority is None else len(authority), version, len(version),
+                   prefix, len(prefix), nid, keep, xfcc, xn, out)
+    if n < 0:
+        return None
+    head = _unpack(buf, n)
+    flags = out[3]
+    if flags & _NEW_ID:
+        new_id.next = nid + 1
+    at = out[0]
+    return head, head[at:at + out[1]], out[2], bool(flags & _CHUNKED)

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Optional
 
 import trio
 
-from ..gateway.forwarding import forward_request_headers, forward_response_headers
+from ..gateway.forwarding import (forward_request_head, forward_request_headers,
+                                  forward_response_headers)
 from ..gateway.paths import PathError
 from ..protocol import grpc
 from ..protocol import (
@@ -45,8 +46,9 @@ from ..protocol import (
 )
 from .stream import BodyError, ClientGone, HTTPStream, send_local_reply
 from .transport import TransportClosed, TransportTimeout
+from ..protocol.http1 import ForwardedHead
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
-                       UpstreamError, log_failure)
+                       UpstreamError, UpstreamPool, log_failure)
 from .telemetry import GrpcCounts
 from .wsproxy import proxy_websocket
 
@@ -146,17 +148,34 @@ def proxy_handler(gw: "Gateway"):
         if pool is None:
             pool = state.pools[route.backend.name]
         target = req.target
-        headers, rid = forward_request_headers(
-            req.headers, client_ip=stream.client[0], scheme=stream.scheme,
-            backend_authority=pool.authority, new_id=new_id,
-            authority=None if target[:1] == b"/" else _authority_of(target),
-            version=req.http_version, tls=stream.tls)
-        if rec is not None:
-            rec.rid = rid
-        if ws_request:
-            await proxy_websocket(stream, route, pool, headers, rid, gw.config.server)
-            return
-        upreq = Request(1, req.method, route.path, headers)
+        authority = None if target[:1] == b"/" else _authority_of(target)
+        # The whole head in C where its bytes are the general path's (forwarding.py:
+        # forward_request_head): an HTTP/1.x request to an HTTP/1.1 pool whose head
+        # nothing rewrites after forwarding (no WebSocket, gRPC-Web, grpc-timeout or
+        # sampled trace's traceparent per attempt).
+        fast = None
+        if (pool.__class__ is UpstreamPool and not ws_request and web is None
+                and (call is None or call.timeout is None) and req.http_version != b"2"
+                and (rec is None or rec.spans is None)):
+            fast = forward_request_head(req.method, route.path, req.headers,
+                                        stream.client[0], stream.scheme, pool.authority,
+                                        new_id, authority, req.http_version, stream.tls)
+        if fast is not None:
+            head, rid, clen, chunked = fast
+            if rec is not None:
+                rec.rid = rid
+            upreq = ForwardedHead(1, req.method, head, clen, chunked)
+        else:
+            headers, rid = forward_request_headers(
+                req.headers, client_ip=stream.client[0], scheme=stream.scheme,
+                backend_authority=pool.authority, new_id=new_id, authority=authority,
+                version=req.http_version, tls=stream.tls)
+            if rec is not None:
+                rec.rid = rid
+            if ws_request:
+                await proxy_websocket(stream, route, pool, headers, rid, gw.config.server)
+                return
+            upreq = Request(1, req.method, route.path, headers)
         if web is not None:
             upreq = web.request_head(upreq)
         body: list = []

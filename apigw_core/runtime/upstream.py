@@ -29,7 +29,7 @@ import trio
 
 from ..gateway.config import BackendConfig
 from ..protocol import Data, EndOfMessage, Request
-from ..protocol.http1 import ClientConnection
+from ..protocol.http1 import ClientConnection, ForwardedHead
 from .transport import SocketTransport, StreamTransport, Transport, Watchdog
 
 __all__ = ["UpstreamPool", "Upstream", "UpstreamError", "UpstreamConnectError",
@@ -125,22 +125,26 @@ class H1Exchange:
     """One request/response on a pooled HTTP/1.1 connection, in the shape the proxy
     drives every upstream exchange (HTTP/2 streams have the same verbs)."""
 
-    __slots__ = ("pool", "up", "conn", "transport", "reused", "answered", "_headers")
+    __slots__ = ("pool", "up", "conn", "transport", "reused", "answered", "_request")
 
-    def __init__(self, pool: "UpstreamPool", up: Upstream, request: Request) -> None:
+    def __init__(self, pool: "UpstreamPool", up: Upstream,
+                 request: "Request | ForwardedHead") -> None:
         self.pool = pool
         self.up = up
         self.conn = up.conn
         self.transport = up.transport
         self.reused = up.reused
         self.answered = False  # a byte of the response arrived: never retried after that
-        self._headers = request.headers   # for `chunked`, looked at only with trailers
+        self._request = request   # for `chunked`, looked at only with trailers
         up.conn.send(request)
 
     @property
     def chunked(self) -> bool:
         """The request goes chunked (the only HTTP/1.1 framing that carries trailers)."""
-        for name, _ in self._headers:
+        r = self._request
+        if r.__class__ is ForwardedHead:
+            return r.chunked  # type: ignore[union-attr]
+        for name, _ in r.headers:  # type: ignore[union-attr]
             if name == b"transfer-encoding":
                 return True
         return False
@@ -197,7 +201,7 @@ class UpstreamPool:
     def idle_connections(self) -> int:
         return len(self._idle)
 
-    async def open(self, request: Request) -> H1Exchange:
+    async def open(self, request: "Request | ForwardedHead") -> H1Exchange:
         """An exchange for `request` (its head queued, not yet written)."""
         up = self._reuse() if self._idle else None   # the usual case: no await at all
         return H1Exchange(self, up if up is not None else await self.acquire(), request)

@@ -67,7 +67,7 @@ from ._body import (
     NoBodyWriter,
     write_fields,
 )
-from ._client import ClientConnection
+from ._client import ClientConnection, ForwardedHead
 from ..events import (
     ConnectionClosed,
     Data,
@@ -80,7 +80,7 @@ from ..events import (
     _new_request,
 )
 
-__all__ = ["ServerConnection", "ClientConnection", "reason_phrase"]
+__all__ = ["ServerConnection", "ClientConnection", "ForwardedHead", "reason_phrase"]
 
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 

@@ -58,7 +58,7 @@ from ..events import (
     _new_eom,
 )
 
-__all__ = ["ClientConnection"]
+__all__ = ["ClientConnection", "ForwardedHead"]
 
 _TARGET_RE = re.compile(rb"[\x21-\x7e\x80-\xff]+")
 _rh = _native.response_codes
@@ -86,6 +86,26 @@ def _head_error(code: int) -> ProtocolError:
     if code == _E_TOO_MANY:
         return ProtocolError(msg, status_hint=_BAD)
     return _bad(msg)
+
+
+class ForwardedHead:
+    """A request head already written whole (gateway/forwarding.py's forward_request_head:
+    native/src/http1_forward.c): `head` is the bytes `send(Request(...))` would queue for
+    the same request, `content_length` its Content-Length (-1: none), `chunked` whether
+    the body goes chunked.  Such a head never asks to close or upgrade (its Connection and
+    Upgrade fields are gone) and always has a Host.  `headers` is None: Python never had
+    the list."""
+
+    __slots__ = ("stream_id", "method", "head", "content_length", "chunked")
+    headers = None
+
+    def __init__(self, stream_id: int, method: bytes, head: bytes, content_length: int,
+                 chunked: bool) -> None:
+        self.stream_id = stream_id
+        self.method = method
+        self.head = head
+        self.content_length = content_length
+        self.chunked = chunked
 
 
 class ClientConnection:
@@ -130,6 +150,8 @@ class ClientConnection:
                 self._req_done = True
         elif t is Request:
             self._send_request(event)  # type: ignore[arg-type]
+        elif t is ForwardedHead:
+            self._send_head(event)  # type: ignore[arg-type]
         else:
             raise UsageError(f"a client cannot send {t.__name__}")
 
@@ -191,6 +213,26 @@ class ClientConnection:
         if chunked:
             self._writer = ChunkedWriter()
         elif clen:
+            self._writer = ContentLengthWriter(clen)
+        else:
+            self._writer = NoBodyWriter(drop=False)
+        self._req_done = False
+
+    def _send_head(self, ev: ForwardedHead) -> None:
+        """_send_request's state for a head written elsewhere (HTTP/1.1, no close)."""
+        if self._stream_id and not self.is_reusable:
+            raise UsageError("connection cannot carry another request")
+        self._out.append(ev.head)
+        self._stream_id = ev.stream_id
+        self._method = ev.method
+        self._req_keep = True
+        self._req_upgrade = False
+        self._resp_keep = True
+        self._rstate = _HEAD
+        clen = ev.content_length
+        if ev.chunked:
+            self._writer = ChunkedWriter()
+        elif clen > 0:
             self._writer = ContentLengthWriter(clen)
         else:
             self._writer = NoBodyWriter(drop=False)
