@@ -40,8 +40,7 @@ _MAX_REQUEST_ID = 200
 
 class RequestIds:
     """Cheap unique request ids: a random per-process prefix and a counter (uuid4 costs
-    ~2.5 us a request; this ~0.3 us), 32 hex digits like a UUID without dashes.  `next`
-    is a plain attribute because forward_request_head hands it to C and moves it."""
+    ~2.5 us a request; this ~0.3 us), 32 hex digits like a UUID without dashes."""
 
     def __init__(self, prefix: Optional[bytes] = None) -> None:
         self.prefix = prefix if prefix is not None else os.urandom(8).hex().encode()
