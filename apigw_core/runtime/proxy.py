@@ -61,6 +61,7 @@ log = logging.getLogger("apigw_core.runtime")
 
 _REFUSED_STREAM = 7
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+_H1_OPEN = UpstreamPool.open   # a pool with this open sends a ForwardedHead as it is
 # last-error reasons of the direct path's failures (the executor's PolicyError reasons)
 _REASON_FOR = {502: "BackendConnectionFailure", 503: "BackendConnectionFailure",
                504: "Timeout"}
@@ -150,11 +151,12 @@ def proxy_handler(gw: "Gateway"):
         target = req.target
         authority = None if target[:1] == b"/" else _authority_of(target)
         # The whole head in C where its bytes are the general path's (forwarding.py:
-        # forward_request_head): an HTTP/1.x request to an HTTP/1.1 pool whose head
+        # forward_request_head): an HTTP/1.x request to an HTTP/1.1 pool (UpstreamPool's
+        # open: the in-memory bench's subclass only connects differently) whose head
         # nothing rewrites after forwarding (no WebSocket, gRPC-Web, grpc-timeout or
         # sampled trace's traceparent per attempt).
         fast = None
-        if (pool.__class__ is UpstreamPool and not ws_request and web is None
+        if (pool.__class__.open is _H1_OPEN and not ws_request and web is None
                 and (call is None or call.timeout is None) and req.http_version != b"2"
                 and (rec is None or rec.spans is None)):
             fast = forward_request_head(req.method, route.path, req.headers,
