@@ -7,7 +7,14 @@ yields commands; this module is the only place that carries them out, over the r
 - `ReadRequestBody`: the client's body, buffered up to the limit (413 past it);
 - `ForwardRequest`: the request as the policies left it (method, path, query, headers,
   body) to the selected backend; it returns when the response *head* is in, so outbound
-  policies see status and headers while the body still waits in the backend connection;
+  policies see status and headers while the body still waits in the backend connection.
+  Its head is written whole in C (gateway.forwarding.forward_request_head, sent as a
+  `ForwardedHead`, as on the direct path) when those bytes are the general path's: an
+  HTTP/1.x client, a plain HTTP/1.1 pool (UpstreamPool's `open`), no body a policy set,
+  no gRPC-Web, no sampled trace (whose traceparent changes per attempt), and a
+  `forward: false` subscription key only when its field is one the forwarding rules pass
+  on as it is (`forwarding.passed_through`: removed from their input instead of their
+  output); else `forward_request_headers`, `without_key` and a `Request`;
 - `ReadResponseBody`: that body, buffered up to the limit (502 past it);
 - `SendRequest`: a whole exchange with another service (send-request).
 

@@ -15,6 +15,11 @@ the request id.  Once the response head went to the client nothing can be said a
 the client connection is aborted instead, and the backend connection is never reused.
 gRPC and gRPC-Web callers get these as trailers-only gRPC statuses (gateway.replies).
 
+The backend's request head is written whole in C (gateway.forwarding.forward_request_head,
+sent as a `ForwardedHead`) when nothing rewrites it after forwarding: an HTTP/1.x client,
+a pool whose `open` is UpstreamPool's, no WebSocket, gRPC-Web, grpc-timeout or sampled
+trace; executor.py's forward-request does the same for the policy pipeline.
+
 A request is retried once, on a fresh connection, only when that is safe: the failed
 connection was a reused keep-alive one (the backend may have closed it just as we wrote),
 nothing of the response arrived, the method is idempotent and there is no body (so the
