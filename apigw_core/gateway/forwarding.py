@@ -29,7 +29,7 @@ from typing import Any, Optional
 from .. import native
 
 __all__ = ["HOP_BY_HOP", "RequestIds", "forward_request_headers", "forward_request_head",
-           "forward_response_headers", "VIA"]
+           "forward_response_headers", "passed_through", "VIA"]
 
 HOP_BY_HOP = frozenset((b"connection", b"keep-alive", b"te", b"transfer-encoding",
                         b"upgrade", b"proxy-connection", b"expect"))
@@ -40,7 +40,9 @@ _MAX_REQUEST_ID = 200
 
 class RequestIds:
     """Cheap unique request ids: a random per-process prefix and a counter (uuid4 costs
-    ~2.5 us a request; this ~0.3 us), 32 hex digits like a UUID without dashes."""
+    ~2.5 us a request; this ~0.3 us), 32 hex digits like a UUID without dashes.  `next`
+    is a plain attribute (not a property or an itertools.count) because
+    forward_request_head hands it to C and moves it on when C used it."""
 
     def __init__(self, prefix: Optional[bytes] = None) -> None:
         self.prefix = prefix if prefix is not None else os.urandom(8).hex().encode()
@@ -70,6 +72,14 @@ def _named_by_connection(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
 _REQUEST_OWN = frozenset((b"host", b"x-forwarded-for", b"forwarded", b"via", b"x-request-id",
                           b"x-forwarded-proto", b"x-forwarded-host",
                           b"x-forwarded-client-cert", b"transfer-encoding", b"te"))
+
+
+def passed_through(name: bytes) -> bool:
+    """True when forward_request_headers copies a `name` field as it is (or drops it, when
+    Connection names it) and no other field depends on it: then removing such fields from
+    its input removes them from its output and changes nothing else (a field it treats
+    itself, a hop-by-hop one or Connection would change what it writes for the others)."""
+    return not (name in _REQUEST_OWN or name in HOP_BY_HOP or name.startswith(b"proxy-"))
 
 
 def _is_hop(name: bytes, named: set[bytes]) -> bool:

@@ -7,7 +7,14 @@ yields commands; this module is the only place that carries them out, over the r
 - `ReadRequestBody`: the client's body, buffered up to the limit (413 past it);
 - `ForwardRequest`: the request as the policies left it (method, path, query, headers,
   body) to the selected backend; it returns when the response *head* is in, so outbound
-  policies see status and headers while the body still waits in the backend connection;
+  policies see status and headers while the body still waits in the backend connection.
+  Its head is written whole in C (gateway.forwarding.forward_request_head, sent as a
+  `ForwardedHead`, as on the direct path) when those bytes are the general path's: an
+  HTTP/1.x client, a plain HTTP/1.1 pool (UpstreamPool's `open`), no body a policy set,
+  no gRPC-Web, no sampled trace (whose traceparent changes per attempt), and a
+  `forward: false` subscription key only when its field is one the forwarding rules pass
+  on as it is (`forwarding.passed_through`: removed from their input instead of their
+  output); else `forward_request_headers`, `without_key` and a `Request`;
 - `ReadResponseBody`: that body, buffered up to the limit (502 past it);
 - `SendRequest`: a whole exchange with another service (send-request).
 
@@ -35,7 +42,8 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ..gateway.forwarding import forward_request_headers, forward_response_headers
+from ..gateway.forwarding import (forward_request_head, forward_request_headers,
+                                  forward_response_headers, passed_through)
 from ..gateway.pipeline import (
     Context, ForwardRequest, Headers, PolicyError, ReadRequestBody, ReadResponseBody,
     ResponseView, SendRequest, run,
@@ -46,6 +54,7 @@ from ..protocol import (
     ConnectionClosed, Data, EndOfMessage, InformationalResponse, ProtocolError, Request,
     Response, StreamReset,
 )
+from ..protocol.http1 import ForwardedHead
 from .stream import BodyError, ClientGone, send_local_reply
 # proxy.py imports this module lazily (via admission.py, inside proxy_handler), so importing it here at the
 # top makes no cycle, and the request path does no import work
@@ -61,7 +70,7 @@ from .service import send_request
 from .transport import TransportClosed, TransportTimeout
 from .wsproxy import proxy_websocket
 from .upstream import (BAD_RESPONSE, CLOSED, CONNECT_FAILED, STREAM_RESET, TIMED_OUT,
-                       UpstreamError, log_failure)
+                       UpstreamError, UpstreamPool, log_failure)
 
 if TYPE_CHECKING:
     from .stream import HTTPStream
@@ -76,6 +85,7 @@ _REFUSED_STREAM = 7
 _BODY_FRAMING = (b"content-length", b"transfer-encoding")
 _GRPC_OWN = frozenset((b"content-type", b"content-length", b"transfer-encoding",
                        b"grpc-status", b"grpc-message", b"x-request-id"))
+_H1_OPEN = UpstreamPool.open   # a pool with this open sends a ForwardedHead as it is
 _REASON_FOR = {502: "BackendConnectionFailure", 503: "BackendConnectionFailure",
                504: "Timeout"}
 
@@ -266,23 +276,47 @@ class _Call:
             BUDGETS.start(name)
         req = stream.request
         target = req.target
-        headers, _ = forward_request_headers(
-            ctx.request.headers.items, client_ip=stream.client[0], scheme=stream.scheme,
-            backend_authority=pool.authority, new_id=self.gw.request_ids,
-            authority=None if target[:1] == b"/" else _authority_of(target),
-            version=req.http_version, tls=stream.tls)
+        authority = None if target[:1] == b"/" else _authority_of(target)
         upath = self._target(base_path)
         key_cfg = getattr(ctx.api, "subscription_key", None)
-        if key_cfg is not None and not getattr(key_cfg, "forward", True):   # (the default)
-            headers, upath = without_key(ctx.api, headers, upath)
+        strip = key_cfg is not None and not getattr(key_cfg, "forward", True)  # (not the default)
         method = ctx.request.method.encode("ascii")
         if self.websocket:
+            headers, upath = self._headers(pool, upath, authority, strip)
             await self._tunnel(pool, headers, upath)
             return None
         if cmd.buffer_request_body and ctx.request.body is None:
             await self._read_request_body(self.program.body_limit)
+        web = self.web
+        rec = stream.tel
+        # The whole head in C where its bytes are the general path's (forwarding.py:
+        # forward_request_head, as on the direct path in proxy.py): an HTTP/1.x request
+        # to a plain HTTP/1.1 pool (its open is UpstreamPool's: a BalancedPool rewrites
+        # Host and path per member, an HTTP/2 pool takes a Request)
+        # whose head nothing rewrites after forwarding: no body a policy set (its
+        # Content-Length, trailers' chunking), no gRPC-Web, no HTTP/2 client's framing,
+        # no sampled trace's traceparent per attempt.  (admission.py forwarded a gRPC
+        # caller's grpc-timeout in the headers already.)
+        upreq: Any = None
+        if (ctx.request.body is None and pool.__class__.open is _H1_OPEN and web is None
+                and req.http_version != b"2" and (rec is None or rec.spans is None)):
+            items = ctx.request.headers.items
+            fpath: Optional[bytes] = upath
+            if strip:   # the key goes before the C call: the same bytes when its field
+                # is one forward_request_headers only passes on (else the general path)
+                if passed_through(key_cfg.header.lower().encode("ascii")):
+                    items, fpath = without_key(ctx.api, items, upath)
+                else:
+                    fpath = None
+            fast = None if fpath is None else forward_request_head(
+                method, fpath, items, stream.client[0], stream.scheme, pool.authority,
+                self.gw.request_ids, authority, req.http_version, stream.tls)
+            if fast is not None:   # (its request id is ctx's x-request-id, as below)
+                upreq = ForwardedHead(1, method, fast[0], fast[2], fast[3])
+        if upreq is None:
+            headers, upath = self._headers(pool, upath, authority, strip)
         body: Optional[list]
-        if ctx.request.body is not None:
+        if ctx.request.body is not None:   # (never with a head from C)
             trailers = self.body_events[-1].trailers if self.body_events else ()
             body = [Data(1, ctx.request.body), EndOfMessage(1, trailers)] \
                 if ctx.request.body else [EndOfMessage(1, trailers)]
@@ -298,8 +332,8 @@ class _Call:
                     body = await self._client_body(None)
         else:
             body = None     # streamed by the pump
-        upreq = Request(1, method, upath, headers)
-        web = self.web
+        if upreq is None:
+            upreq = Request(1, method, upath, headers)
         if web is not None:
             upreq = web.request_head(upreq)
             if body is not None:
@@ -324,8 +358,24 @@ class _Call:
                                   f.public, source="forward-request") from None
         return None
 
-    async def _exchange(self, pool: Any, upreq: Request, body: Optional[list],
+    def _headers(self, pool: Any, upath: bytes, authority: Optional[bytes], strip: bool,
+                 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The general path's backend headers and target (the request id is ctx's
+        x-request-id, which admission.py set; a new one only if a policy removed it)."""
+        ctx, stream = self.ctx, self.stream
+        headers, _ = forward_request_headers(
+            ctx.request.headers.items, client_ip=stream.client[0], scheme=stream.scheme,
+            backend_authority=pool.authority, new_id=self.gw.request_ids,
+            authority=authority, version=stream.request.http_version, tls=stream.tls)
+        if strip:   # subscription-key forward: false
+            headers, upath = without_key(ctx.api, headers, upath)
+        return headers, upath
+
+    async def _exchange(self, pool: Any, upreq: "Request | ForwardedHead",
+                        body: Optional[list],
                         timeout: float, may_retry: bool) -> None:
+        # (a ForwardedHead's headers are None: attempt then has no traceparent to set,
+        # and _forward makes one only when no trace is sampled)
         rec = self.stream.tel
         up = None
         if rec is not None:

@@ -15,6 +15,11 @@ the request id.  Once the response head went to the client nothing can be said a
 the client connection is aborted instead, and the backend connection is never reused.
 gRPC and gRPC-Web callers get these as trailers-only gRPC statuses (gateway.replies).
 
+The backend's request head is written whole in C (gateway.forwarding.forward_request_head,
+sent as a `ForwardedHead`) when nothing rewrites it after forwarding: an HTTP/1.x client,
+a pool whose `open` is UpstreamPool's, no WebSocket, gRPC-Web, grpc-timeout or sampled
+trace; executor.py's forward-request does the same for the policy pipeline.
+
 A request is retried once, on a fresh connection, only when that is safe: the failed
 connection was a reused keep-alive one (the backend may have closed it just as we wrote),
 nothing of the response arrived, the method is idempotent and there is no body (so the
@@ -61,6 +66,7 @@ log = logging.getLogger("apigw_core.runtime")
 
 _REFUSED_STREAM = 7
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"))
+_H1_OPEN = UpstreamPool.open   # a pool with this open sends a ForwardedHead as it is
 # last-error reasons of the direct path's failures (the executor's PolicyError reasons)
 _REASON_FOR = {502: "BackendConnectionFailure", 503: "BackendConnectionFailure",
                504: "Timeout"}
@@ -150,11 +156,12 @@ def proxy_handler(gw: "Gateway"):
         target = req.target
         authority = None if target[:1] == b"/" else _authority_of(target)
         # The whole head in C where its bytes are the general path's (forwarding.py:
-        # forward_request_head): an HTTP/1.x request to an HTTP/1.1 pool whose head
+        # forward_request_head): an HTTP/1.x request to an HTTP/1.1 pool (UpstreamPool's
+        # open: the in-memory bench's subclass only connects differently) whose head
         # nothing rewrites after forwarding (no WebSocket, gRPC-Web, grpc-timeout or
         # sampled trace's traceparent per attempt).
         fast = None
-        if (pool.__class__ is UpstreamPool and not ws_request and web is None
+        if (pool.__class__.open is _H1_OPEN and not ws_request and web is None
                 and (call is None or call.timeout is None) and req.http_version != b"2"
                 and (rec is None or rec.spans is None)):
             fast = forward_request_head(req.method, route.path, req.headers,

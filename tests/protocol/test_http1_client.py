@@ -296,3 +296,52 @@ def test_round_trip_expect_continue():
     client.send(Data(1, b"abc"))
     client.send(EndOfMessage(1))
     assert [type(e) for e in pump(client, server)] == [Data, EndOfMessage]
+
+
+# -- a head written elsewhere (ForwardedHead: gateway/forwarding.py's C head) --------------
+
+@pytest.mark.parametrize("fields, clen, chunked", [
+    ([], -1, False),                                        # no Content-Length: -1
+    ([(b"content-length", b"0")], 0, False),
+    ([(b"content-length", b"5")], 5, False),
+    ([(b"transfer-encoding", b"chunked")], -1, True),
+])
+def test_a_forwarded_head_leaves_the_state_a_request_leaves(fields, clen, chunked):
+    """send(ForwardedHead) and send(Request) share one helper (_begin); the ForwardedHead's
+    -1 ("no Content-Length") must not become a Content-Length body."""
+    from apigw_core.protocol.http1 import ForwardedHead
+    req = Request(1, b"POST", b"/p", [(b"host", b"b")] + fields)
+    general = ClientConnection()
+    general.send(req)
+    head = general.data_to_send()
+    fwd = ClientConnection()
+    fwd.send(ForwardedHead(1, b"POST", head, clen, chunked))
+    assert fwd.data_to_send() == head
+    for a in ("_stream_id", "_method", "_req_keep", "_req_upgrade", "_resp_keep", "_rstate",
+              "_req_done"):
+        assert getattr(fwd, a) == getattr(general, a), a
+    for c in (general, fwd):
+        if clen <= 0 and not chunked:   # no framing: a body byte is misuse
+            with pytest.raises(UsageError):
+                c.send(Data(1, b"x"))
+        else:
+            c.send(Data(1, b"hello"))
+        c.send(EndOfMessage(1))
+    assert fwd.data_to_send() == general.data_to_send()
+    assert fwd._req_done and general._req_done
+
+
+def test_request_keep_alive_and_upgrade_state_goes_through_the_shared_helper():
+    c = ClientConnection()
+    c.send(Request(1, b"GET", b"/", [(b"host", b"b"), (b"connection", b"close")]))
+    assert not c._req_keep and not c._req_upgrade
+    c = ClientConnection()
+    c.send(Request(1, b"GET", b"/", [(b"host", b"b"), (b"connection", b"upgrade"),
+                                     (b"upgrade", b"websocket")]))
+    assert c._req_keep and c._req_upgrade
+    c = ClientConnection()
+    c.send(Request(1, b"GET", b"/", [(b"host", b"b")], http_version=b"1.0"))
+    assert not c._req_keep
+    c = ClientConnection()
+    c.send(Request(1, b"GET", b"/", [(b"connection", b"keep-alive")], http_version=b"1.0"))
+    assert c._req_keep

@@ -203,34 +203,31 @@ class ClientConnection:
         out = [b"%b %b HTTP/%b\r\n" % (ev.method, ev.target, ev.http_version)]
         write_fields(ev.headers, out)
         out.append(b"\r\n")
-        self._out.append(b"".join(out))
-        self._stream_id = ev.stream_id
-        self._method = ev.method
-        self._req_keep = (b"close" not in tokens) if v11 else (b"keep-alive" in tokens)
-        self._req_upgrade = upgrade and b"upgrade" in tokens
-        self._resp_keep = True
-        self._rstate = _HEAD
-        if chunked:
-            self._writer = ChunkedWriter()
-        elif clen:
-            self._writer = ContentLengthWriter(clen)
-        else:
-            self._writer = NoBodyWriter(drop=False)
-        self._req_done = False
+        self._begin(b"".join(out), ev.stream_id, ev.method,
+                    (b"close" not in tokens) if v11 else (b"keep-alive" in tokens),
+                    upgrade and b"upgrade" in tokens, chunked, clen or 0)
 
     def _send_head(self, ev: ForwardedHead) -> None:
         """_send_request's state for a head written elsewhere (HTTP/1.1, no close)."""
         if self._stream_id and not self.is_reusable:
             raise UsageError("connection cannot carry another request")
-        self._out.append(ev.head)
-        self._stream_id = ev.stream_id
-        self._method = ev.method
-        self._req_keep = True
-        self._req_upgrade = False
+        # content_length is -1 without a Content-Length: _begin's clen > 0 covers both
+        self._begin(ev.head, ev.stream_id, ev.method, True, False, ev.chunked,
+                    ev.content_length)
+
+    def _begin(self, head: bytes, stream_id: int, method: bytes, keep: bool, upgrade: bool,
+               chunked: bool, clen: int) -> None:
+        """Queue a request head and set the state both send paths share.  `clen` is the
+        Content-Length to write the body to; 0 or less (a ForwardedHead's -1: none) means
+        no body unless `chunked`."""
+        self._out.append(head)
+        self._stream_id = stream_id
+        self._method = method
+        self._req_keep = keep
+        self._req_upgrade = upgrade
         self._resp_keep = True
         self._rstate = _HEAD
-        clen = ev.content_length
-        if ev.chunked:
+        if chunked:
             self._writer = ChunkedWriter()
         elif clen > 0:
             self._writer = ContentLengthWriter(clen)
