@@ -148,10 +148,13 @@ def test_retry_budget_caps_concurrent_retries(gw, backend):
     with concurrent.futures.ThreadPoolExecutor(n) as pool:
         futures = [pool.submit(httpx.get, f"{gw.url}/budget/barrier/{n}/b1", timeout=60)
                    for _ in range(n)]
-        # 6 are refused a retry and answered at once; 2 retries wait at the backend
-        wait_until(lambda: sum(f.done() for f in futures) >= n - 2,
-                   message="the requests over the budget answered")
+        # 6 are refused a retry and answered at once; 2 retries wait at the backend (a
+        # retry may reach it after the 6 answers: wait for both, then hold it to 2)
+        wait_until(lambda: sum(f.done() for f in futures) >= n - 2
+                   and backend.count("b1") >= n + 2,
+                   message="the requests over the budget answered, 2 retries arrived")
         assert backend.count("b1") == n + 2
+        assert sum(f.done() for f in futures) == n - 2   # the 2 retried still wait
         backend.release.set()
         statuses = [f.result().status_code for f in futures]
     assert statuses == [500] * n
