@@ -3,7 +3,7 @@
 setup.py names it in ``cffi_modules``; it can also be run by hand from anywhere
 (``python apigw_core/_native_build.py``) to build the extension in place for a quick try.
 The declarations below mirror native/include/apigw/*.h (http1, http1_response, buckets,
-ws, accesslog, otlp, http1_forward), which stay the contract: constants are declared as
+ws, accesslog, otlp, http1_forward, histogram), which stay the contract: constants are declared as
 ``#define NAME ...`` so their values are read from the header at compile time, and the
 structs are spelled out so that cffi checks their layout against it.
 """
@@ -198,6 +198,13 @@ long apigw_h1_forward(char *buf, size_t cap, const char *method, size_t method_n
                       int keep_xfcc, const char *xfcc, size_t xfcc_n, int64_t out[4]);
 """
 
+# native/include/apigw/histogram.h
+CDEF_HISTOGRAM = """
+#define APIGW_HIST_E_SIZE ...
+int apigw_hist_observe(double *acc, size_t n, const double *bounds, size_t nb,
+                       double total, double backend, double client);
+"""
+
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.cdef(CDEF_RESPONSE)
@@ -206,16 +213,18 @@ ffibuilder.cdef(CDEF_WS)
 ffibuilder.cdef(CDEF_ACCESSLOG)
 ffibuilder.cdef(CDEF_OTLP)
 ffibuilder.cdef(CDEF_FORWARD)
+ffibuilder.cdef(CDEF_HISTOGRAM)
 ffibuilder.set_source(
     "apigw_core._native",
     '#include "apigw/http1.h"\n#include "apigw/http1_response.h"\n'
     '#include "apigw/buckets.h"\n#include "apigw/ws.h"\n#include "apigw/accesslog.h"\n'
-    '#include "apigw/otlp.h"\n#include "apigw/http1_forward.h"',
+    '#include "apigw/otlp.h"\n#include "apigw/http1_forward.h"\n#include "apigw/histogram.h"',
     sources=[_path("native/src/http1.c"), _path("native/src/http1_response.c"),
              _path("native/src/buckets.c"),
              _path("native/src/buckets_ops.c"),
              _path("native/src/ws.c"), _path("native/src/accesslog.c"),
-             _path("native/src/otlp.c"), _path("native/src/http1_forward.c")],
+             _path("native/src/otlp.c"), _path("native/src/http1_forward.c"),
+             _path("native/src/histogram.c")],
     include_dirs=[_path("native/include")],
     # -ffp-contract=off: no fused multiply-add, so the C arithmetic on doubles rounds
     # where Python's does (otlp.c's nanoseconds, accesslog.c's milliseconds)

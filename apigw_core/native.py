@@ -257,6 +257,24 @@ OTLP_E_SPACE, OTLP_E_INPUT = -1, -2
 otlp_span: Optional[Any] = _lib.apigw_otlp_span if enabled else None
 
 
+# -- metrics accumulators (native/src/histogram.c, twin _purepy/histogram.py) ------------
+# hist_observe(acc, n, bounds, nb, total, backend, client) -> 0 or HIST_E_SIZE (see
+# native/include/apigw/histogram.h); new_doubles(n): a zeroed C double[n] it adds into
+# (a list of floats without the extension, for the twin).
+from ._purepy import histogram as _py_histogram  # noqa: E402
+
+py_hist_observe = _py_histogram.observe
+HIST_E_SIZE = _py_histogram.E_SIZE
+hist_observe: Any = _lib.apigw_hist_observe if enabled else py_hist_observe
+
+
+def new_doubles(n: int, values: Any = None) -> Any:
+    """n doubles, zeroed (or `values`): C memory with the extension, else a list."""
+    if not enabled:
+        return [0.0] * n if values is None else [float(v) for v in values]
+    return _ffi.new("double[]", n) if values is None else _ffi.new("double[]", values)
+
+
 def new_buffer(n: int) -> Any:
     return _ffi.new("char[]", n)
 

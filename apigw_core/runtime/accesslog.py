@@ -244,10 +244,15 @@ class AccessLog:
         try:
             n = native.access_line(buf, off, self.cap, sb, len(sb), start, rid, len(rid),
                                    trace, len(trace), target, len(target), status, bin_,
-                                   bout, total, -1.0 if bdur is None else bdur,
-                                   -1.0 if cdur is None else cdur, tail, len(tail))
+                                   bout, total, bdur, cdur, tail, len(tail))
         except (OverflowError, TypeError):   # a count beyond int64: the twin's
             n = _FALLBACK
+            if bdur is None or cdur is None:   # None is null, as a negative is
+                self.log(t, total, -1.0 if bdur is None else bdur,
+                         -1.0 if cdur is None else cdur, rid, trace, ip, req, status, bin_,
+                         bout, api, op, product, sub, backend, upstream, attempts, reason,
+                         message, traces)
+                return
         if n > 0:
             self._off = off + n
             self.queued += 1

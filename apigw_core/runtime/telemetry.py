@@ -301,8 +301,9 @@ class Telemetry:
         req = stream.request
         total = end - rec.start
         t_head = rec.t_head
-        b_dur = (t_head - rec.t_backend) if rec.t_backend and t_head else None
-        c_dur = (end - stream.t_resp) if stream.t_resp else None
+        # -1.0: that part did not happen (as both the metrics and the log's C take it)
+        b_dur = (t_head - rec.t_backend) if rec.t_backend and t_head else -1.0
+        c_dur = (end - stream.t_resp) if stream.t_resp else -1.0
         m = self.metrics
         if m is not None:
             m.record((api, op, product, backend, req.method, status, reason), total, b_dur,
