@@ -194,6 +194,7 @@ class AccessLog:
         self._off = 0
         self._mark = 0           # `queued` when the buffer was last cut
         self._second = [-1, b""]   # the C lines' second (the writer thread has _second)
+        self._last: tuple = ((), b"")   # (tail key, tail) of the last C line
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -236,7 +237,12 @@ class AccessLog:
         host, ua, target = _where(req, self.key_names)
         k = (ip, req.method, host, ua, req.http_version, api, op, product, backend,
              upstream, sub, attempts, reason, message)
-        tail = _TAILS_B.get(k) or _tail_b(k)
+        last = self._last   # the line before's tail: usually this one's (no tuple hash)
+        if k == last[0]:
+            tail = last[1]
+        else:
+            tail = _TAILS_B.get(k) or _tail_b(k)
+            self._last = (k, tail)
         buf, off = self._buf, self._off
         if buf is None:
             buf = self._buf = native.new_buffer(self.cap)

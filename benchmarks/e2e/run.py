@@ -190,8 +190,9 @@ def parse_h2load(text: str, log_path: Optional[str] = None) -> dict:
 # --------------------------------------------------------------------------- /proc CPU
 
 
-def _proc_stat(pid: int) -> Optional[Tuple[int, int]]:
-    """(utime + stime ticks, starttime) of one process, or None if it is gone."""
+def _proc_stat(pid: int, sys_only: bool = False) -> Optional[Tuple[int, int]]:
+    """(utime + stime ticks, or stime alone, starttime) of one process, or None if it
+    is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
@@ -200,7 +201,7 @@ def _proc_stat(pid: int) -> Optional[Tuple[int, int]]:
     # The command name is in parentheses and may contain spaces: split after the last ')'.
     fields = data[data.rindex(b")") + 2:].split()
     # fields[0] is field 3 (state); utime is field 14, stime 15, starttime 22.
-    return int(fields[11]) + int(fields[12]), int(fields[19])
+    return int(fields[12]) + (0 if sys_only else int(fields[11])), int(fields[19])
 
 
 def _children(pid: int) -> List[int]:
@@ -227,11 +228,12 @@ def process_tree(root: int) -> List[int]:
     return seen
 
 
-def sample_cpu(root: int) -> Dict[Tuple[int, int], int]:
-    """{(pid, starttime): utime+stime ticks} for every live process in root's tree."""
+def sample_cpu(root: int, sys_only: bool = False) -> Dict[Tuple[int, int], int]:
+    """{(pid, starttime): utime+stime ticks (or stime)} for every live process in root's
+    tree."""
     snap = {}
     for pid in process_tree(root):
-        st = _proc_stat(pid)
+        st = _proc_stat(pid, sys_only)
         if st is not None:
             snap[(pid, st[1])] = st[0]
     return snap
@@ -755,6 +757,7 @@ class Result:
     non_2xx_3xx: Optional[int] = None
     socket_errors: dict = field(default_factory=dict)
     proxy_cpu_s: Optional[float] = None
+    proxy_sys_s: Optional[float] = None
     req_per_cpu_s: Optional[float] = None
     proxy_processes: int = 0
     proxy_processes_exited: int = 0
@@ -823,10 +826,10 @@ def bench(res: Result, port: int, cpu_root: int, args, threads: int, h2: bool = 
     res.wrk_threads, res.connections = threads, conns
     if args.warmup > 0:
         load(args.warmup)
-    before = sample_cpu(cpu_root)
+    before, sys_before = sample_cpu(cpu_root), sample_cpu(cpu_root, True)
     m_before = machine_cpu_ticks()
     out, wrk_cpu = load(args.duration, log_path)
-    after = sample_cpu(cpu_root)
+    after, sys_after = sample_cpu(cpu_root), sample_cpu(cpu_root, True)
     m_after = machine_cpu_ticks()
     res.wrk_output = out
     parsed = parse_h2load(out, log_path) if h2 else parse_wrk(out)
@@ -845,6 +848,7 @@ def bench(res: Result, port: int, cpu_root: int, args, threads: int, h2: bool = 
     res.non_2xx_3xx = parsed["non_2xx_3xx"]
     res.socket_errors = parsed["socket_errors"]
     res.proxy_cpu_s = cpu_delta_s(before, after)
+    res.proxy_sys_s = cpu_delta_s(sys_before, sys_after)   # the kernel's part of it
     res.proxy_processes = len(set(before) | set(after))
     res.proxy_processes_exited = len(set(before) - set(after))
     res.req_per_cpu_s = res.requests / res.proxy_cpu_s if res.proxy_cpu_s > 0 else None
@@ -942,8 +946,12 @@ def spread_lines(results: List[Result]) -> List[str]:
             by_target.setdefault(r.target, []).append(r)
     for t, rs in by_target.items():
         v = sorted(r.req_per_cpu_s for r in rs)
+        sys_share = sorted(r.proxy_sys_s / r.proxy_cpu_s for r in rs
+                           if r.proxy_sys_s is not None and r.proxy_cpu_s)
         out.append(f"{TARGET_LABELS[t]}: req per CPU-s over {len(v)} rounds: min {v[0]:,.0f}, "
-                   f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}")
+                   f"median {v[len(v) // 2]:,.0f}, max {v[-1]:,.0f}"
+                   + (f"; kernel share of its CPU, median {sys_share[len(sys_share) // 2]:.0%}"
+                      if sys_share else ""))
     for num, den in (("gw1", "floor"), ("gw1pol", "gw1"), ("gw1rl", "gw1"), ("gw1rlredis", "gw1rl"),
                      ("gw1pool", "gw1"), ("gw1tel", "gw1notel"), ("gw1otel", "gw1notel"), ("gw1tok", "gw1"), ("gw1jwtrs", "gw1"), ("gw1jwtes", "gw1"),
                      ("gw1jwtrs", "gw1tok"), ("gw1jwtes", "gw1tok")):
