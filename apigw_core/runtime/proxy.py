@@ -158,12 +158,11 @@ def proxy_handler(gw: "Gateway"):
         # The whole head in C where its bytes are the general path's (forwarding.py:
         # forward_request_head): an HTTP/1.x request to an HTTP/1.1 pool (UpstreamPool's
         # open: the in-memory bench's subclass only connects differently) whose head
-        # nothing rewrites after forwarding (no WebSocket, gRPC-Web, grpc-timeout or
-        # sampled trace's traceparent per attempt).
+        # nothing rewrites after forwarding (no WebSocket, gRPC-Web or grpc-timeout; a
+        # sampled trace's traceparent per attempt is rewritten in the bytes: Record.attempt).
         fast = None
         if (pool.__class__.open is _H1_OPEN and not ws_request and web is None
-                and (call is None or call.timeout is None) and req.http_version != b"2"
-                and (rec is None or rec.spans is None)):
+                and (call is None or call.timeout is None) and req.http_version != b"2"):
             fast = forward_request_head(req.method, route.path, req.headers,
                                         stream.client[0], stream.scheme, pool.authority,
                                         new_id, authority, req.http_version, stream.tls)
@@ -306,7 +305,7 @@ async def _exchange(stream: HTTPStream, pool, upreq: Request, body: list,
     rec = stream.tel
     up = None
     if rec is not None:
-        rec.attempt(pool, upreq.headers)
+        rec.attempt(pool, upreq.headers, upreq)
         if rec.grpc is not None and rec.attempts == 1:   # a retry sends the same again
             up = rec.grpc.up
     try:

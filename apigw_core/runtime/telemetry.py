@@ -65,7 +65,7 @@ class Record:
 
     __slots__ = ("start", "trace", "route", "ctx", "rid", "backend", "upstream",
                  "attempts", "t_backend", "t_head", "reason", "message", "traces", "ws",
-                 "grpc", "spans", "debug", "debug_attempts", "resp_headers")
+                 "grpc", "spans", "debug", "debug_attempts", "resp_headers", "tp_head")
 
     def __init__(self, start: float, trace: TraceContext) -> None:
         self.start = start
@@ -87,10 +87,13 @@ class Record:
         self.debug: Any = None               # request tracing: debugtrace.Trace
         self.debug_attempts: Optional[list] = None
         self.resp_headers: Optional[list] = None   # added to the response head (tracing)
+        self.tp_head: Optional[bytes] = None   # the traceparent a ForwardedHead carries
 
-    def attempt(self, pool: Any, headers: Optional[list] = None) -> None:
+    def attempt(self, pool: Any, headers: Optional[list] = None, head: Any = None) -> None:
         """A backend attempt starts on `pool`; `headers`: the ones it sends (a sampled
-        trace's `traceparent` there gets the attempt's CLIENT span as parent)."""
+        trace's `traceparent` there gets the attempt's CLIENT span as parent), or, when
+        they were written in C (`headers` None), `head`: the ForwardedHead, whose
+        traceparent (the request's, as forwarded) is rewritten in its bytes."""
         self.attempts += 1
         t = _now()
         if not self.t_backend:
@@ -104,10 +107,16 @@ class Record:
             elif da[-1][3] is None:
                 da[-1][3] = t      # the attempt before ends where this one starts
             da.append([t, pool.backend.name, pool.authority, None])
-        if self.spans is not None and headers is not None:
+        if self.spans is not None and (headers is not None or head is not None):
             sid = new_span_id()
             tc = self.trace
-            set_traceparent(headers, b"00-%s-%s-%s" % (tc.trace_id, sid, tc.flags))
+            tp = b"00-%s-%s-%s" % (tc.trace_id, sid, tc.flags)
+            if headers is not None:
+                set_traceparent(headers, tp)
+            else:   # the field as C copied it from the request (a retry: as set last time)
+                was = b"\r\ntraceparent: " + (self.tp_head or tc.traceparent()) + b"\r\n"
+                head.head = head.head.replace(was, b"\r\ntraceparent: " + tp + b"\r\n", 1)
+                self.tp_head = tp
             self.spans.append((sid, t, pool.backend.name, pool.authority, pool.backend.url))
 
 

@@ -167,6 +167,9 @@ def test_retry_gives_sibling_client_spans(gateway, receiver):
         assert attrs(client[0])["error.type"] == "retried"
         assert client[0].status.code == 2          # STATUS_CODE_ERROR
         assert attrs(client[1])["http.response.status_code"] == 200
+        # the answered attempt's head named its own CLIENT span (the head the retry sent
+        # had its traceparent rewritten, also when the head was written in C)
+        assert backend_parents(be)[-1] == client[1].span_id.hex().encode()
 
 
 def test_policy_error_is_a_span_event(gateway, receiver):
