@@ -53,8 +53,9 @@ REQUEST_LABELS = ("api", "operation", "product", "backend", "method", "status_co
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
            10.0, 30.0, 60.0, float("inf"))
 _NB = len(BUCKETS)
-# one request label set's accumulator, a flat list: [count, sum total, sum backend, sum
-# client, total buckets (_NB), backend buckets, client buckets]
+# one request label set's accumulator, a flat array (C doubles; a list without the
+# extension): [count, sum total, sum backend, sum client, total buckets (_NB), backend
+# buckets, client buckets] (native/include/apigw/histogram.h)
 _B0, _B1, _B2 = 4, 4 + _NB, 4 + 2 * _NB
 _SIZE = 4 + 3 * _NB
 _BOUNDS = native.new_doubles(_NB, BUCKETS)   # as hist_observe reads them
