@@ -17,8 +17,10 @@ gRPC and gRPC-Web callers get these as trailers-only gRPC statuses (gateway.repl
 
 The backend's request head is written whole in C (gateway.forwarding.forward_request_head,
 sent as a `ForwardedHead`) when nothing rewrites it after forwarding: an HTTP/1.x client,
-a pool whose `open` is UpstreamPool's, no WebSocket, gRPC-Web, grpc-timeout or sampled
-trace; executor.py's forward-request does the same for the policy pipeline.
+a pool whose `open` is UpstreamPool's, no WebSocket, gRPC-Web or grpc-timeout (a sampled
+trace's traceparent is rewritten in those bytes per attempt, telemetry.Record.attempt);
+executor.py's forward-request does the same for the policy pipeline (not yet for sampled
+traces).
 
 A request is retried once, on a fresh connection, only when that is safe: the failed
 connection was a reused keep-alive one (the backend may have closed it just as we wrote),
