@@ -169,6 +169,16 @@ long apigw_al_line(char *buf, size_t off, size_t cap, const char *sec, size_t se
                    size_t trace_n, const char *path, size_t path_n, int64_t status, int64_t bytes_in,
                    int64_t bytes_out, double total, double backend, double client,
                    const char *rest, size_t rest_n);
+typedef struct {
+    char *buf;
+    size_t off, cap;
+    int64_t sec;
+    char sec_text[20];
+} apigw_al_batch;
+long apigw_al_put(apigw_al_batch *b, double start, const char *rid, size_t rid_n,
+                  const char *trace, const char *path, size_t path_n, int64_t status,
+                  int64_t bytes_in, int64_t bytes_out, double total, double backend,
+                  double client, const char *rest);
 """
 
 # native/include/apigw/otlp.h

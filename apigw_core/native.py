@@ -245,8 +245,19 @@ else:
 # access_line(out, cap, ...) -> bytes written, AL_E_SPACE or AL_E_FALLBACK (see
 # native/include/apigw/accesslog.h); new_buffer(n): a C buffer it writes into.  None
 # without the extension: runtime/accesslog.py then formats every line in Python.
+# access_put(batch, start, rid, n, trace, path, n, status, bytes in, out, total,
+# backend, client, tail): the same line at batch.buf + batch.off, fewer arguments to
+# convert (the request path's); new_al_batch(cap): (an apigw_al_batch, its buffer).
 AL_E_SPACE, AL_E_FALLBACK = -1, -2
 access_line: Optional[Any] = _lib.apigw_al_line if enabled else None
+access_put: Optional[Any] = _lib.apigw_al_put if enabled else None
+
+
+def new_al_batch(cap: int) -> tuple[Any, Any]:
+    """An empty apigw_al_batch and its buffer of `cap` bytes (keep both: the batch only
+    points at the buffer)."""
+    buf = _ffi.new("char[]", cap)
+    return _ffi.new("apigw_al_batch *", {"buf": buf, "off": 0, "cap": cap, "sec": -1}), buf
 
 
 # -- OTLP spans (native/src/otlp.c, twin runtime/otlp.span_entry) ------------------------

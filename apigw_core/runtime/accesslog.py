@@ -62,6 +62,7 @@ _CACHE_MAX = 4096
 _TAILS: dict = {}
 _TAILS_B: dict = {}
 _SPACE, _FALLBACK = native.AL_E_SPACE, native.AL_E_FALLBACK
+_put = native.access_put
 _CAP = 1 << 20        # the C lines' batch buffer (a line is at most a few hundred KiB)
 
 
@@ -190,10 +191,11 @@ class AccessLog:
         self._fd: Optional[int] = None
         self.use_c = native.access_line is not None   # tests compare both ways
         self.cap = _CAP
-        self._buf: Any = None    # the C lines' buffer, made on first use
-        self._off = 0
+        # the C lines' apigw_al_batch (its offset, the second's text) and its buffer,
+        # made on first use
+        self._batch: Any = None
+        self._buf: Any = None
         self._mark = 0           # `queued` when the buffer was last cut
-        self._second = [-1, b""]   # the C lines' second (the writer thread has _second)
         self._last: tuple = ((), b"")   # (tail key, tail) of the last C line
 
     def _drop(self) -> None:
@@ -207,7 +209,7 @@ class AccessLog:
         if self.queued >= self.limit:
             self._drop()
             return
-        if self._off:
+        if self._batch is not None and self._batch.off:
             self._cut()      # the C lines before it stay before it
         self.pending.append(record)
         self.queued += 1
@@ -228,12 +230,6 @@ class AccessLog:
         if self.queued >= self.limit:
             self._drop()
             return
-        start = t - total
-        sec = int(start)
-        second = self._second
-        if second[0] != sec:
-            second[0] = sec
-            second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode()
         host, ua, target = _where(req, self.key_names)
         k = (ip, req.method, host, ua, req.http_version, api, op, product, backend,
              upstream, sub, attempts, reason, message)
@@ -243,14 +239,14 @@ class AccessLog:
         else:
             tail = _TAILS_B.get(k) or _tail_b(k)
             self._last = (k, tail)
-        buf, off = self._buf, self._off
-        if buf is None:
-            buf = self._buf = native.new_buffer(self.cap)
-        sb, rid = second[1], rid or b""   # b"": null
+        b = self._batch
+        if b is None:
+            self._batch, self._buf = native.new_al_batch(self.cap)
+            b = self._batch
+        rid = rid or b""   # b"": null
         try:
-            n = native.access_line(buf, off, self.cap, sb, len(sb), start, rid, len(rid),
-                                   trace, len(trace), target, len(target), status, bin_,
-                                   bout, total, bdur, cdur, tail, len(tail))
+            n = _put(b, t - total, rid, len(rid), trace, target, len(target), status, bin_,
+                     bout, total, bdur, cdur, tail)
         except (OverflowError, TypeError):   # a count beyond int64: the twin's
             n = _FALLBACK
             if bdur is None or cdur is None:   # None is null, as a negative is
@@ -260,9 +256,8 @@ class AccessLog:
                          message, traces)
                 return
         if n > 0:
-            self._off = off + n
             self.queued += 1
-        elif n == _SPACE and off:   # the buffer is full: queue it, then again
+        elif n == _SPACE and b.off:   # the buffer is full: queue it, then again
             self._cut()
             self.log(t, total, bdur, cdur, rid, trace, ip, req, status, bin_, bout, api, op,
                      product, sub, backend, upstream, attempts, reason, message, traces)
@@ -273,12 +268,13 @@ class AccessLog:
 
     def _cut(self) -> None:
         """The buffer's lines, as bytes, onto the queue."""
-        self.pending.append([native.buffer_view(self._buf, self._off)[:],
+        b = self._batch
+        self.pending.append([native.buffer_view(self._buf, b.off)[:],
                              self.queued - self._mark])
-        self._off, self._mark = 0, self.queued
+        b.off, self._mark = 0, self.queued
 
     def _take(self) -> list:
-        if self._off:
+        if self._batch is not None and self._batch.off:
             self._cut()
         batch, self.pending = self.pending, []
         self.queued = self._mark = 0
@@ -325,7 +321,7 @@ class AccessLog:
         try:
             while True:
                 await trio.sleep(_INTERVAL)
-                if self.pending or self._off:
+                if self.pending or (self._batch is not None and self._batch.off):
                     batch = self._take()
                     try:
                         await trio.to_thread.run_sync(self._write, batch)

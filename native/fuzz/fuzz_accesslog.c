@@ -6,8 +6,12 @@
  *   - the result is > 0 (and <= cap), APIGW_AL_E_SPACE or APIGW_AL_E_FALLBACK;
  *   - nothing is written past cap (ASan: the output is an exact-size heap block);
  *   - a line ends in "}\n", has no raw byte below 0x20 but that newline and the tail's
- *     own (copied as given), and given the room its length needs it is written.
+ *     own (copied as given), and given the room its length needs it is written;
+ *   - apigw_al_put with the first duration's magnitude as the start: a valid result, the
+ *     offset advanced by exactly it (unchanged otherwise), and the line apigw_al_line
+ *     writes given the second's text the batch then holds.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,5 +62,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(big);
     }
     free(out);
+
+    /* apigw_al_put: the tail NUL-terminated (its NULs dropped), start = |d[0]| */
+    char *rest = malloc(n[2] + 1), *a = malloc(cap ? cap : 1), *b2 = malloc(cap ? cap : 1);
+    REQUIRE(rest != NULL && a != NULL && b2 != NULL);
+    size_t k = 0;
+    for (size_t i = 0; i < n[2]; i++)
+        if (f[2][i])
+            rest[k++] = f[2][i];
+    rest[k] = '\0';
+    double start = fabs(d[0]);
+    apigw_al_batch b = {a, cap / 3, cap, -1, {0}};
+    long p_r = apigw_al_put(&b, start, f[0], n[0], "ab", f[1], n[1], 200, 1, -3, d[0], d[1],
+                            d[2], rest);
+    REQUIRE(p_r == APIGW_AL_E_SPACE || p_r == APIGW_AL_E_FALLBACK || p_r > 0);
+    if (p_r > 0) {
+        REQUIRE(b.off == cap / 3 + (size_t)p_r && b.off <= cap);
+        long l_r = apigw_al_line(b2, cap / 3, cap, b.sec_text, 19, start, f[0], n[0], "ab", 2,
+                                 f[1], n[1], 200, 1, -3, d[0], d[1], d[2], rest, k);
+        REQUIRE(l_r == p_r && memcmp(a + cap / 3, b2 + cap / 3, (size_t)p_r) == 0);
+    } else
+        REQUIRE(b.off == cap / 3);
+    free(rest);
+    free(a);
+    free(b2);
     return 0;
 }

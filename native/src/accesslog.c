@@ -158,3 +158,57 @@ long apigw_al_line(char *buf, size_t off, size_t cap, const char *sec, size_t se
     LIT(&w, "}\n");
     return w.full ? APIGW_AL_E_SPACE : (long)(w.p - out);
 }
+
+/* The civil date of day `days` since 1970-01-01 (proleptic Gregorian; H. Hinnant's
+ * days-to-civil, valid for every non-negative day here). */
+static void civil(int64_t days, int64_t *y, unsigned *m, unsigned *d) {
+    int64_t z = days + 719468, era = z / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static void two(char *p, unsigned v) {
+    p[0] = (char)('0' + v / 10 % 10);
+    p[1] = (char)('0' + v % 10);
+}
+
+long apigw_al_put(apigw_al_batch *b, double start, const char *rid, size_t rid_n,
+                  const char *trace, const char *path, size_t path_n, int64_t status,
+                  int64_t bytes_in, int64_t bytes_out, double total, double backend,
+                  double client, const char *rest) {
+    /* 253402300800: 10000-01-01T00:00:00Z, where %Y would need a fifth digit */
+    if (!(start >= 0) || !(start < 253402300800.0))
+        return APIGW_AL_E_FALLBACK;
+    int64_t sec = (int64_t)start;
+    if (sec != b->sec) {
+        int64_t y;
+        unsigned mo, d, s = (unsigned)(sec % 86400);
+        civil(sec / 86400, &y, &mo, &d);
+        char *t = b->sec_text;
+        two(t, (unsigned)(y / 100));
+        two(t + 2, (unsigned)(y % 100));
+        t[4] = '-';
+        two(t + 5, mo);
+        t[7] = '-';
+        two(t + 8, d);
+        t[10] = 'T';
+        two(t + 11, s / 3600);
+        t[13] = ':';
+        two(t + 14, s / 60 % 60);
+        t[16] = ':';
+        two(t + 17, s % 60);
+        t[19] = '\0';
+        b->sec = sec;
+    }
+    long n = apigw_al_line(b->buf, b->off, b->cap, b->sec_text, 19, start, rid, rid_n,
+                           trace, strlen(trace), path, path_n, status, bytes_in, bytes_out,
+                           total, backend, client, rest, strlen(rest));
+    if (n > 0)
+        b->off += (size_t)n;
+    return n;
+}

@@ -78,10 +78,43 @@ static void test_fallback(void) {
     case_end();
 }
 
+/* The second's text apigw_al_put makes (days-to-civil) and the offset it keeps. */
+static void test_put(void) {
+    static const struct { double start; const char *text; } T[] = {
+        {0.0, "1970-01-01T00:00:00.000Z"},
+        {951868799.5, "2000-02-29T23:59:59.500Z"},
+        {4107542400.25, "2100-03-01T00:00:00.250Z"},
+        {253402300799.0, "9999-12-31T23:59:59.000Z"},
+    };
+    char out[4096];
+    apigw_al_batch b = {out, 0, sizeof out, -1, {0}};
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++) {
+        case_begin("put %s", T[i].text);
+        size_t off = b.off;
+        long n = apigw_al_put(&b, T[i].start, NULL, 0, "ab", S("/"), 200, 0, 0, 0.001, -1.0,
+                              -1.0, "\"api\":\"a\"");
+        CHECK(n > 0 && b.off == off + (size_t)n);
+        CHECK(n > 0 && memcmp(out + off + 9, T[i].text, strlen(T[i].text)) == 0);
+        case_end();
+    }
+    case_begin("put: year 10000, negative, no room");
+    size_t off = b.off;
+    CHECK(apigw_al_put(&b, 253402300800.0, NULL, 0, "ab", S("/"), 200, 0, 0, 0.001, -1.0,
+                       -1.0, "") == APIGW_AL_E_FALLBACK);
+    CHECK(apigw_al_put(&b, -0.5, NULL, 0, "ab", S("/"), 200, 0, 0, 0.001, -1.0, -1.0, "")
+          == APIGW_AL_E_FALLBACK);
+    b.cap = b.off + 10;
+    CHECK(apigw_al_put(&b, 1.0, NULL, 0, "ab", S("/"), 200, 0, 0, 0.001, -1.0, -1.0, "")
+          == APIGW_AL_E_SPACE);
+    CHECK(b.off == off);
+    case_end();
+}
+
 int main(void) {
     check_init();
     test_exact();
     test_bound();
     test_fallback();
+    test_put();
     return check_summary("test_accesslog");
 }

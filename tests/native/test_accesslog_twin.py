@@ -159,3 +159,39 @@ def test_lines_past_the_buffer_are_dropped_and_counted(tmp_path, use_c):
     log.close()
     assert log.dropped == 3 and drops == [1, 1, 1] and log.written == 2
     assert len((tmp_path / "d.log").read_bytes().split(b"\n")) == 3
+
+
+@settings(max_examples=EXAMPLES)
+@given(starts=st.lists(st.one_of(st.floats(0, 253402300799.999),
+                                 st.sampled_from([0.0, 951782400.0, 951868799.5, 4107542400.0,
+                                                  253402300799.0, 1764669600.0059])),
+                       min_size=1, max_size=4))
+def test_put_makes_the_seconds_text_of_time_gmtime(starts):
+    """apigw_al_put's own UTC second (days-to-civil, kept between lines) is the text
+    time.strftime makes of time.gmtime, over the whole four-digit-year range, and each
+    line lands at the batch's offset."""
+    import time as _time
+    batch, buf = native.new_al_batch(4096)
+    off = 0
+    for start in starts:
+        n = native.access_put(batch, start, b"", 0, b"ab", b"/", 1, 200, 0, 0, 0.001, -1.0,
+                              -1.0, b'"api":"a"')
+        assert n > 0 and batch.off == off + n
+        line = bytes(native.buffer_view(buf, batch.off))[off:]
+        off += n
+        sec = int(start)
+        want = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(sec))
+        assert json.loads(line)["time"] == f"{want}.{int(start * 1000) % 1000:03d}Z"
+
+
+def test_put_leaves_the_twin_what_it_must():
+    """A start from year 10000 on (a fifth %Y digit), a negative one and a full buffer
+    write nothing and leave the offset where it was."""
+    batch, buf = native.new_al_batch(400)
+    args = (b"", 0, b"ab", b"/", 1, 200, 0, 0, 0.001, -1.0, -1.0, b'"api":"a"')
+    assert native.access_put(batch, 253402300800.0, *args) == native.AL_E_FALLBACK
+    assert native.access_put(batch, -1.0, *args) == native.AL_E_FALLBACK
+    assert batch.off == 0
+    n = native.access_put(batch, 1.7e9, *args)
+    assert 200 < n < 400 and batch.off == n
+    assert native.access_put(batch, 1.7e9, *args) == native.AL_E_SPACE and batch.off == n

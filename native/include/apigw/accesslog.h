@@ -33,6 +33,16 @@ extern "C" {
 #define APIGW_AL_E_SPACE (-1)
 #define APIGW_AL_E_FALLBACK (-2)
 
+/* A batch buffer and what apigw_al_put keeps between lines: where the next line goes and
+ * the text of the second the last line started in (sec < 0: none yet).  The caller owns
+ * buf (cap bytes), reads off to take the lines and sets it back to 0. */
+typedef struct {
+    char *buf;
+    size_t off, cap;
+    int64_t sec;
+    char sec_text[20];   /* "YYYY-MM-DDTHH:MM:SS" */
+} apigw_al_batch;
+
 long apigw_al_line(char *buf, size_t off, size_t cap,            /* writes at buf + off */
                    const char *sec, size_t sec_n, double start,    /* its ms: start's */
                    const char *rid, size_t rid_n,                  /* latin-1, nullable */
@@ -41,6 +51,17 @@ long apigw_al_line(char *buf, size_t off, size_t cap,            /* writes at bu
                    int64_t status, int64_t bytes_in, int64_t bytes_out,
                    double total, double backend, double client,    /* seconds */
                    const char *rest, size_t rest_n);               /* escaped already */
+
+/* apigw_al_line for the gateway's request path, with fewer arguments to convert: the line
+ * goes at b->buf + b->off (b->off advances by the bytes written, the result), the second's
+ * text is made here (UTC, as time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)); a start
+ * in the year 10000 or later is APIGW_AL_E_FALLBACK) and kept in b for the next line;
+ * trace and rest are NUL-terminated (a Python bytes object is): the trace id and the
+ * escaped tail hold no NUL.  SPACE and FALLBACK leave b->off as it was. */
+long apigw_al_put(apigw_al_batch *b, double start, const char *rid, size_t rid_n,
+                  const char *trace, const char *path, size_t path_n, int64_t status,
+                  int64_t bytes_in, int64_t bytes_out, double total, double backend,
+                  double client, const char *rest);
 
 #ifdef __cplusplus
 }
