@@ -190,6 +190,10 @@ long apigw_otlp_span(char *buf, size_t off, size_t cap, const char *trace_hex, s
                      size_t parent_n, const char *name, size_t name_n, unsigned kind,
                      double start, double end, double off_s, const char *attrs,
                      size_t attrs_n, const char *tail, size_t tail_n);
+long apigw_otlp_pair(char *buf, size_t off, size_t cap, const char *parts, size_t parts_n,
+                     const char *trace, const char *span, const char *parent,
+                     const char *cspan, double start, double end, double t0, double t1,
+                     double off_s);
 """
 
 # native/include/apigw/http1_forward.h

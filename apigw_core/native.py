@@ -266,6 +266,9 @@ def new_al_batch(cap: int) -> tuple[Any, Any]:
 # OTLP_E_INPUT (see native/include/apigw/otlp.h); None without the extension.
 OTLP_E_SPACE, OTLP_E_INPUT = -1, -2
 otlp_span: Optional[Any] = _lib.apigw_otlp_span if enabled else None
+# otlp_pair(out, off, cap, parts, len, trace_hex, span_hex, parent_hex or b"", cspan_hex,
+# start, end, t0, t1, off_s): a SERVER span and its one CLIENT span (twin otlp.pair_into)
+otlp_pair: Optional[Any] = _lib.apigw_otlp_pair if enabled else None
 
 
 # -- metrics accumulators (native/src/histogram.c, twin _purepy/histogram.py) ------------

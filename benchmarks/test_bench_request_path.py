@@ -274,10 +274,11 @@ def main() -> None:
     if "--count" in sys.argv:
         n = int(sys.argv[sys.argv.index("--count") + 1])
         if "--scale-timers" in sys.argv:
-            from apigw_core.runtime import accesslog, telemetry
+            from apigw_core.runtime import accesslog, otel, telemetry
             f = float(sys.argv[sys.argv.index("--scale-timers") + 1])
             accesslog._INTERVAL *= f
             telemetry._FLUSH *= f
+            otel._DELAY *= f     # (exports then go by count, as at a native rate)
         only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else "gw1,gw1pol"
         for name in only.split(","):
             gw = _gateway(name)

@@ -63,8 +63,9 @@ _EVENT_KEYS = ("apim.policy", "apim.reason", "apim.message", "apim.scope", "apim
 # one span into a buffer: C (native/src/otlp.c) or its twin, the same bytes and results
 if native.otlp_span is not None:
     _put, _new_buffer, _view = native.otlp_span, native.new_buffer, native.buffer_view
+    _pair = native.otlp_pair
 else:
-    _put, _new_buffer = otlp.span_into, bytearray
+    _put, _pair, _new_buffer = otlp.span_into, otlp.pair_into, bytearray
 
     def _view(buf: bytearray, n: int) -> memoryview:
         return memoryview(buf)[:n]
@@ -122,6 +123,7 @@ class Otel:
         self._server_attrs: dict = {}
         self._client_attrs: dict = {}
         self._names: dict = {}
+        self._pairs: dict = {}     # `parts` of the usual request's two spans
         self._buf_cap = _BUF
         self._buf = _new_buffer(_BUF)     # the spans of the next export, encoded
 
@@ -256,13 +258,21 @@ class Otel:
         etype = (reason or str(status or "unfinished")) if err or reason else None
         key = (method, path, sch, version, q >= 0, host, client, status, api, op, product,
                etype)
-        attrs = self._server_attrs.get(key)
-        if attrs is None:
-            attrs = _cached(self._server_attrs, key, lambda: _server_attrs(*key))
-        name = self._names.get((method, rpath))
-        if name is None:
-            name = _cached(self._names, (method, rpath), lambda: otlp.field(
-                5, (method if rpath is None else b"%s %s" % (method, rpath.encode() or b"/"))))
+        if len(attempts) == 1 and etype is None and e is None and t_head:
+            # the usual request: one attempt that answered, no error; both spans in one
+            # call, their repeating fields as one cached `parts`
+            cspan, t0, backend, authority, url = attempts[0]
+            pk = (key, rpath, backend, url, authority)
+            parts = self._pairs.get(pk)
+            if parts is None:
+                parts = _cached(self._pairs, pk, lambda: otlp.pair_parts(
+                    self._name(method, rpath), self._attrs(key), b"", self._name(method, 0),
+                    self._cattrs((method, backend, url, authority, 0, status, None)), b""))
+            n = _pair(buf, pos, cap, parts, len(parts), trace_id, span_id, parent_id or b"",
+                      cspan, start, end, t0, t_head if t_head > t0 else t0, off)
+            return n if n < 0 else pos + n
+        attrs = self._attrs(key)
+        name = self._name(method, rpath)
         tail = b""
         if e is not None:
             tail = otlp.event(int(end * 1e9 + off * 1e9), "policy.error",
@@ -277,17 +287,13 @@ class Otel:
             return n
         pos += n
         last = len(attempts) - 1
-        cname = self._names.get((method, 0))
-        if cname is None:
-            cname = _cached(self._names, (method, 0), lambda: otlp.field(5, method))
+        cname = self._name(method, 0)
         for i, (cspan, t0, backend, authority, url) in enumerate(attempts):
             t1 = attempts[i + 1][1] if i < last else (t_head or end)
             failed = i < last or bool(reason) or not t_head
             cet = ("retried" if i < last else (reason or "unfinished")) if failed else None
-            ckey = (method, backend, url, authority, i, None if failed else status, cet)
-            ca = self._client_attrs.get(ckey)
-            if ca is None:
-                ca = _cached(self._client_attrs, ckey, lambda: _client_attrs(*ckey))
+            ca = self._cattrs((method, backend, url, authority, i, None if failed else status,
+                               cet))
             tail = b"" if cet is None else _status(cet)
             n = put(buf, pos, cap, trace_id, tn, cspan, len(cspan), span_id, sn, cname,
                     len(cname), 3, t0, t1 if t1 > t0 else t0, off, ca, len(ca), tail,
@@ -296,6 +302,26 @@ class Otel:
                 return n
             pos += n
         return pos
+
+    def _attrs(self, key: tuple) -> bytes:
+        a = self._server_attrs.get(key)
+        return a if a is not None else _cached(self._server_attrs, key,
+                                               lambda: _server_attrs(*key))
+
+    def _cattrs(self, ckey: tuple) -> bytes:
+        a = self._client_attrs.get(ckey)
+        return a if a is not None else _cached(self._client_attrs, ckey,
+                                               lambda: _client_attrs(*ckey))
+
+    def _name(self, method: bytes, rpath: Any) -> bytes:
+        """The SERVER span's name field (`rpath`: the API's path or None), or with rpath
+        0 the CLIENT spans' (the method)."""
+        n = self._names.get((method, rpath))
+        if n is None:
+            n = _cached(self._names, (method, rpath), lambda: otlp.field(
+                5, method if rpath is None or rpath == 0
+                else b"%s %s" % (method, rpath.encode() or b"/")))
+        return n
 
 
 def _server_attrs(method: bytes, path: bytes, sch: Any, version: bytes, query: bool,

@@ -163,6 +163,52 @@ def span_into(buf: bytearray, off: int, cap: int, trace_hex: bytes, trace_n: int
     return n
 
 
+def pair_parts(name: bytes, attrs: bytes, tail: bytes, cname: bytes, cattrs: bytes,
+               ctail: bytes) -> bytes:
+    """`pair_into`'s parts: the six fields, each as a 4-byte little-endian length and its
+    bytes."""
+    return b"".join(len(f).to_bytes(4, "little") + f
+                    for f in (name, attrs, tail, cname, cattrs, ctail))
+
+
+def _split_parts(parts: bytes) -> Optional[list]:
+    out, i = [], 0
+    for _ in range(6):
+        if len(parts) - i < 4:
+            return None
+        n = int.from_bytes(parts[i:i + 4], "little")
+        i += 4
+        if n > len(parts) - i:
+            return None
+        out.append(parts[i:i + n])
+        i += n
+    return out if i == len(parts) else None
+
+
+def pair_into(buf: bytearray, off: int, cap: int, parts: bytes, parts_n: int, trace: bytes,
+              span_hex: bytes, parent: bytes, cspan: bytes, start: float, end: float,
+              t0: float, t1: float, off_s: float) -> int:
+    """`native.otlp_pair`'s twin: a SERVER span and its one CLIENT span at buf[off:] as two
+    span_into calls (ids as C sees them: up to a NUL), the bytes of both, E_SPACE or
+    E_INPUT."""
+    f = _split_parts(parts[:parts_n])
+    if f is None:
+        return E_INPUT
+    trace, span_hex, parent, cspan = (x.split(b"\0", 1)[0]
+                                      for x in (trace, span_hex, parent, cspan))
+    tn, sn, pn, cn = len(trace), len(span_hex), len(parent), len(cspan)
+    client = (trace, tn, cspan, cn, span_hex, sn, f[3], len(f[3]), CLIENT, t0, t1, off_s,
+              f[4], len(f[4]), f[5], len(f[5]))
+    if span_into(buf, 0, 0, *client) == E_INPUT:
+        return E_INPUT
+    s = span_into(buf, off, cap, trace, tn, span_hex, sn, parent, pn, f[0], len(f[0]), SERVER,
+                  start, end, off_s, f[1], len(f[1]), f[2], len(f[2]))
+    if s < 0:
+        return s
+    c = span_into(buf, off + s, cap, *client)
+    return c if c < 0 else s + c
+
+
 def span(trace_id: bytes, span_id: bytes, parent_id: Optional[bytes], name: str, kind: int,
          start_ns: int, end_ns: int, attrs: dict, events: tuple = (),
          error: Optional[str] = None) -> bytes:

@@ -10,7 +10,12 @@
  *     whose bytes before off are checked, and a refused span writes nothing at all;
  *   - a span is tag 0x12, a varint length, and that many bytes: the result's size, with
  *     the ids, name, kind, attrs and tail where they belong;
- *   - E_INPUT does not depend on the capacity; E_SPACE means the span needs more room.
+ *   - E_INPUT does not depend on the capacity; E_SPACE means the span needs more room;
+ *   - apigw_otlp_pair, its parts made of the same fields (name, attrs, tail for both
+ *     spans) and its ids NUL-terminated copies (the CLIENT span's: the span id reversed):
+ *     the bytes of the two apigw_otlp_span calls it stands for, or the first error they
+ *     give (the CLIENT span's input first); the parts one byte short, or the input's own
+ *     bytes as parts, are E_INPUT or a valid result, never a read past them.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -90,6 +95,56 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         free(big);
     }
     free(out);
+
+    /* apigw_otlp_pair on the same fields */
+    char ids[4][40], *parts = malloc(6 * (4 + 256) + 1), *pp = parts;
+    REQUIRE(parts != NULL);
+    for (int i = 0; i < 3; i++) {
+        size_t k = n[i] < 39 ? n[i] : 39;
+        memcpy(ids[i], f[i], k);
+        ids[i][k] = '\0';
+    }
+    size_t sl = strlen(ids[1]);
+    for (size_t i = 0; i < sl; i++)
+        ids[3][i] = ids[1][sl - 1 - i];
+    ids[3][sl] = '\0';
+    for (int rep = 0; rep < 2; rep++)
+        for (int i = 3; i < 6; i++) {
+            uint32_t len = (uint32_t)n[i];
+            memcpy(pp, &len, 4);   /* (little-endian hosts: x86-64, arm64) */
+            memcpy(pp + 4, f[i], n[i]);
+            pp += 4 + n[i];
+        }
+    size_t parts_n = (size_t)(pp - parts);
+    size_t big_n = 2 * (64 + 4096);
+    char *pa = malloc(cap ? cap : 1), *two = malloc(big_n);
+    REQUIRE(pa != NULL && two != NULL);
+    long pr = apigw_otlp_pair(pa, off, cap, parts, parts_n, ids[0], ids[1], ids[2], ids[3],
+                              d[0], d[1], d[0], d[1], d[2]);
+    long cr = apigw_otlp_span(two, 0, 0, ids[0], strlen(ids[0]), ids[3], strlen(ids[3]),
+                              ids[1], sl, f[3], n[3], 3, d[0], d[1], d[2], f[4], n[4], f[5],
+                              n[5]);
+    long s1 = apigw_otlp_span(two, 0, big_n, ids[0], strlen(ids[0]), ids[1], sl, ids[2],
+                              strlen(ids[2]), f[3], n[3], 2, d[0], d[1], d[2], f[4], n[4], f[5],
+                              n[5]);
+    long s2 = s1 < 0 ? s1 : apigw_otlp_span(two, (size_t)s1, big_n, ids[0], strlen(ids[0]),
+                                            ids[3], strlen(ids[3]), ids[1], sl, f[3], n[3], 3,
+                                            d[0], d[1], d[2], f[4], n[4], f[5], n[5]);
+    if (cr == APIGW_OTLP_E_INPUT || s1 == APIGW_OTLP_E_INPUT || s2 == APIGW_OTLP_E_INPUT)
+        REQUIRE(pr == APIGW_OTLP_E_INPUT);
+    else if (off > cap || (size_t)(s1 + s2) > cap - off)
+        REQUIRE(pr == APIGW_OTLP_E_SPACE);
+    else
+        REQUIRE(pr == s1 + s2 && memcmp(pa + off, two, (size_t)pr) == 0);
+    REQUIRE(apigw_otlp_pair(pa, off, cap, parts, parts_n - 1, ids[0], ids[1], ids[2], ids[3],
+                            d[0], d[1], d[0], d[1], d[2]) == APIGW_OTLP_E_INPUT);
+    long raw = apigw_otlp_pair(pa, off, cap, (const char *)data + 35, size - 35, ids[0],
+                               ids[1], ids[2], ids[3], d[0], d[1], d[0], d[1], d[2]);
+    REQUIRE(raw == APIGW_OTLP_E_SPACE || raw == APIGW_OTLP_E_INPUT
+            || (raw > 0 && off <= cap && (size_t)raw <= cap - off));
+    free(parts);
+    free(pa);
+    free(two);
     free(copy);
     return 0;
 }

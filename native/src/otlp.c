@@ -120,3 +120,46 @@ long apigw_otlp_span(char *buf, size_t off, size_t cap, const char *trace_hex, s
     p = copy(p, tail, tail_n);
     return (long)(p - out);
 }
+
+/* The next of `parts`' fields: a 4-byte little-endian length and its bytes. */
+static int part(const char **p, const char *end, const char **s, size_t *n) {
+    if ((size_t)(end - *p) < 4)
+        return 0;
+    const unsigned char *u = (const unsigned char *)*p;
+    size_t len = (size_t)u[0] | (size_t)u[1] << 8 | (size_t)u[2] << 16 | (size_t)u[3] << 24;
+    *p += 4;
+    if (len > (size_t)(end - *p))
+        return 0;
+    *s = *p;
+    *n = len;
+    *p += len;
+    return 1;
+}
+
+long apigw_otlp_pair(char *buf, size_t off, size_t cap, const char *parts, size_t parts_n,
+                     const char *trace, const char *span, const char *parent,
+                     const char *cspan, double start, double end, double t0, double t1,
+                     double off_s) {
+    const char *f[6], *p = parts, *e = parts + parts_n;
+    size_t n[6];
+    for (int i = 0; i < 6; i++)
+        if (!part(&p, e, &f[i], &n[i]))
+            return APIGW_OTLP_E_INPUT;
+    if (p != e)
+        return APIGW_OTLP_E_INPUT;
+    size_t tn = strlen(trace), sn = strlen(span), pn = strlen(parent), cn = strlen(cspan);
+    /* the CLIENT span's input first, with no room (input is checked before space) */
+    long c = apigw_otlp_span(buf, 0, 0, trace, tn, cspan, cn, span, sn, f[3], n[3], 3, t0, t1,
+                             off_s, f[4], n[4], f[5], n[5]);
+    if (c == APIGW_OTLP_E_INPUT)
+        return c;
+    long s = apigw_otlp_span(buf, off, cap, trace, tn, span, sn, parent, pn, f[0], n[0], 2,
+                             start, end, off_s, f[1], n[1], f[2], n[2]);
+    if (s < 0)
+        return s;
+    c = apigw_otlp_span(buf, off + (size_t)s, cap, trace, tn, cspan, cn, span, sn, f[3], n[3],
+                        3, t0, t1, off_s, f[4], n[4], f[5], n[5]);
+    if (c < 0)
+        return c;
+    return c > LONG_MAX - s ? APIGW_OTLP_E_SPACE : s + c;
+}

@@ -1,7 +1,8 @@
 /* test_otlp.c - apigw_otlp_span: the exact bytes of a known span (with and without a
  * parent, uppercase hex), the nanoseconds as Python computes them, the buffer's bound
  * (every cap short of the span's size, on a guarded buffer, and nothing written when
- * refused) and the bad input it refuses. */
+ * refused) and the bad input it refuses; apigw_otlp_pair: the two spans it stands for,
+ * its bound, and parts that do not split into six. */
 #include "check.h"
 
 #include <math.h>
@@ -164,10 +165,64 @@ static void test_input(void) {
     case_end();
 }
 
+/* parts: name, attrs, tail for the SERVER span and then the CLIENT span, each with its
+ * 4-byte little-endian length */
+static size_t parts(char *p) {
+    const char *f[6] = {NAME, ATTRS, TAIL, NAME, ATTRS, ""};
+    size_t n[6] = {sizeof NAME - 1, sizeof ATTRS - 1, sizeof TAIL - 1, sizeof NAME - 1,
+                   sizeof ATTRS - 1, 0}, k = 0;
+    for (int i = 0; i < 6; i++) {
+        p[k] = (char)n[i];
+        p[k + 1] = p[k + 2] = p[k + 3] = 0;
+        memcpy(p + k + 4, f[i], n[i]);
+        k += 4 + n[i];
+    }
+    return k;
+}
+
+static void test_pair(void) {
+    char pt[128], want[512], out[512];
+    size_t pn = parts(pt);
+    case_begin("pair: the SERVER span and its CLIENT span");
+    long a = apigw_otlp_span(want, 0, sizeof want, S(TRACE), S("b7ad6b7169203331"), NULL, 0,
+                             S(NAME), 2, 1.5, 2.25, 1764669600.0, S(ATTRS), S(TAIL));
+    long b = apigw_otlp_span(want, (size_t)a, sizeof want, S(TRACE), S("00f067aa0ba902b7"),
+                             S("b7ad6b7169203331"), S(NAME), 3, 1.6, 2.0, 1764669600.0,
+                             S(ATTRS), NULL, 0);
+    long n = apigw_otlp_pair(out, 0, sizeof out, pt, pn, TRACE, "b7ad6b7169203331", "",
+                             "00f067aa0ba902b7", 1.5, 2.25, 1.6, 2.0, 1764669600.0);
+    CHECK(a > 0 && b > 0 && n == a + b && memcmp(out, want, (size_t)n) == 0);
+    case_end();
+    for (size_t cap = 0; n > 0 && cap < (size_t)n; cap += 7) {
+        case_begin("pair cap %zu", cap);
+        guard_t g;
+        unsigned char *o = guard_place(&g, NULL, cap, 0);
+        CHECK(apigw_otlp_pair((char *)o, 0, cap, pt, pn, TRACE, "b7ad6b7169203331", "",
+                              "00f067aa0ba902b7", 1.5, 2.25, 1.6, 2.0, 1764669600.0)
+              == APIGW_OTLP_E_SPACE);
+        guard_free(&g);
+        case_end();
+    }
+    case_begin("pair: bad parts, a bad CLIENT id with no room");
+    CHECK(apigw_otlp_pair(out, 0, sizeof out, pt, pn - 1, TRACE, "b7ad6b7169203331", "",
+                          "00f067aa0ba902b7", 1.5, 2.25, 1.6, 2.0, 0) == APIGW_OTLP_E_INPUT);
+    pt[pn] = 'x';
+    CHECK(apigw_otlp_pair(out, 0, sizeof out, pt, pn + 1, TRACE, "b7ad6b7169203331", "",
+                          "00f067aa0ba902b7", 1.5, 2.25, 1.6, 2.0, 0) == APIGW_OTLP_E_INPUT);
+    CHECK(apigw_otlp_pair(out, 0, sizeof out, pt, 3, TRACE, "b7ad6b7169203331", "",
+                          "00f067aa0ba902b7", 1.5, 2.25, 1.6, 2.0, 0) == APIGW_OTLP_E_INPUT);
+    CHECK(apigw_otlp_pair(out, 0, 0, pt, pn, TRACE, "b7ad6b7169203331", "", "00f067aa0ba902bz",
+                          1.5, 2.25, 1.6, 2.0, 0) == APIGW_OTLP_E_INPUT);
+    CHECK(apigw_otlp_pair(out, 0, 0, pt, pn, TRACE, "b7ad6b7169203331", "", "00f067aa0ba902b7",
+                          1.5, 2.25, 1.6, 2.0, 0) == APIGW_OTLP_E_SPACE);
+    case_end();
+}
+
 int main(void) {
     check_init();
     test_exact();
     test_bound();
     test_input();
+    test_pair();
     return check_summary("test_otlp");
 }

@@ -243,3 +243,70 @@ def test_otel_encode_writes_span_entries(which, monkeypatch):
     assert o._encode(item, buf, 0, 64) == native.OTLP_E_SPACE
     bad = item[:18] + (math.nan,) + item[19:]
     assert o._encode(bad, otel_mod._new_buffer(4096), 0, 4096) == native.OTLP_E_INPUT
+
+
+# -- the usual request's two spans in one call (native.otlp_pair, otlp.pair_into) ----------
+
+def _pair_c(args: tuple, cap: int, off: int = 0) -> "int | bytes":
+    buf = native.new_buffer(max(cap, off, 1))
+    n = native.otlp_pair(buf, off, cap, args[0], len(args[0]), *args[1:])
+    return n if n < 0 else bytes(native.buffer_view(buf, off + n))[off:]
+
+
+def _pair_py(args: tuple, cap: int, off: int = 0) -> "int | bytes":
+    buf = bytearray(max(cap, off, 1))
+    n = otlp.pair_into(buf, off, cap, args[0], len(args[0]), *args[1:])
+    return n if n < 0 else bytes(buf[off:off + n])
+
+
+six = st.tuples(names, st.binary(max_size=100), st.binary(max_size=30), names,
+                st.binary(max_size=100), st.binary(max_size=30))
+pairs = st.tuples(six, hexes(32), hexes(16), st.one_of(st.just(b""), hexes(16)), hexes(16),
+                  times, times, times, times, offs)
+
+
+@settings(max_examples=max(EXAMPLES // 2, 50), deadline=None)
+@given(args=pairs, off=st.integers(0, 40), short=st.integers(0, 3))
+def test_pair_is_the_two_span_entries(args, off, short):
+    """pair_into (and C) writes the SERVER span_entry and the CLIENT one whose parent it
+    is, back to back; one byte short of both is E_SPACE."""
+    f, trace, span, parent, cspan, start, end, t0, t1, o = args
+    want = (otlp.span_entry(trace, span, parent or None, f[0], otlp.SERVER, start, end, o,
+                            f[1], f[2])
+            + otlp.span_entry(trace, cspan, span, f[3], otlp.CLIENT, t0, t1, o, f[4], f[5]))
+    flat = (otlp.pair_parts(*f), trace, span, parent, cspan, start, end, t0, t1, o)
+    impls = [_pair_py] + ([_pair_c] if native.enabled else [])
+    for impl in impls:
+        assert impl(flat, off + len(want), off) == want
+        assert impl(flat, off + len(want) - 1 - short, off) == otlp.E_SPACE
+
+
+@settings(max_examples=max(EXAMPLES // 2, 50), deadline=None)
+@given(args=pairs, parts=st.one_of(st.binary(max_size=60), six.map(
+           lambda f: otlp.pair_parts(*f)).flatmap(
+           lambda p: st.sampled_from([p[:-1], p + b"\0", p[:3]]))),
+       which=st.integers(0, 4), junk=st.sampled_from([b"g", b"\xff", b"", b"0"]),
+       cap=st.integers(0, 600))
+def test_pair_c_equals_the_twin_on_bad_input(args, parts, which, junk, cap):
+    """Random or cut `parts`, an id made bad or of the wrong length, any cap: C and the
+    twin give the same result and bytes."""
+    flat = list((parts,) + args[1:])
+    if which:
+        flat[which] = flat[which][:-1] + junk
+    flat = tuple(flat)
+    got = _pair_py(flat, cap)
+    if native.enabled:
+        assert _pair_c(flat, cap) == got
+    if which and junk in (b"g", b"\xff", b"") and (which != 3 or flat[3]):
+        assert got == otlp.E_INPUT
+
+
+def test_pair_checks_the_client_span_before_space():
+    """A bad CLIENT span id is E_INPUT even with no room at all (input before space)."""
+    f = (otlp.field(5, b"GET"), b"", b"", otlp.field(5, b"GET"), b"", b"")
+    flat = (otlp.pair_parts(*f), b"0" * 32, b"1" * 16, b"", b"2" * 15 + b"x", 1.0, 2.0, 1.1,
+            1.9, 0.0)
+    assert _pair_py(flat, 0) == otlp.E_INPUT
+    if native.enabled:
+        assert _pair_c(flat, 0) == otlp.E_INPUT
+        assert _pair_c(flat[:4] + (b"2" * 16,) + flat[5:], 0) == otlp.E_SPACE

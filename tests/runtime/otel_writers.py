@@ -16,9 +16,11 @@ def writer(which: str, monkeypatch) -> None:
     from apigw_core.runtime import otel as otel_mod
     if which == "twin":
         monkeypatch.setattr(otel_mod, "_put", otlp.span_into)
+        monkeypatch.setattr(otel_mod, "_pair", otlp.pair_into)
         monkeypatch.setattr(otel_mod, "_new_buffer", bytearray)
         monkeypatch.setattr(otel_mod, "_view", lambda b, n: memoryview(b)[:n])
     else:
         monkeypatch.setattr(otel_mod, "_put", native.otlp_span)
+        monkeypatch.setattr(otel_mod, "_pair", native.otlp_pair)
         monkeypatch.setattr(otel_mod, "_new_buffer", native.new_buffer)
         monkeypatch.setattr(otel_mod, "_view", native.buffer_view)

@@ -44,6 +44,20 @@ long apigw_otlp_span(char *buf, size_t off, size_t cap,                /* writes
                      const char *attrs, size_t attrs_n,        /* encoded fields, copied as is */
                      const char *tail, size_t tail_n);         /* encoded fields (events, status), copied as is */
 
+/* apigw_otlp_pair writes a request's SERVER span (kind 2, from start to end, parent
+ * `parent`) and its one CLIENT span (kind 3, id `cspan`, from t0 to t1, its parent the
+ * SERVER span) back to back: the two apigw_otlp_span calls the twin `otlp.pair_into` makes,
+ * with fewer arguments to convert.  `parts` holds the six fields that repeat from request
+ * to request, each a 4-byte little-endian length and its bytes: the SERVER span's name,
+ * attrs and tail, then the CLIENT span's (otlp.pair_parts builds it); parts that do not
+ * split into exactly six are APIGW_OTLP_E_INPUT.  The ids are NUL-terminated hex (a
+ * Python bytes object is; parent "" for none).  Both spans' input is checked before
+ * space; then the result is the bytes of both (> 0) or APIGW_OTLP_E_SPACE. */
+long apigw_otlp_pair(char *buf, size_t off, size_t cap, const char *parts, size_t parts_n,
+                     const char *trace, const char *span, const char *parent,
+                     const char *cspan, double start, double end, double t0, double t1,
+                     double off_s);
+
 #ifdef __cplusplus
 }
 #endif
