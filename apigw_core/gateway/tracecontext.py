@@ -59,11 +59,12 @@ class TraceContext:
 
 
 def forward_trace(headers: list[tuple[bytes, bytes]], span_id: bytes,
-                  new_trace_id: bytes) -> TraceContext:
+                  new_trace_id: bytes, new_flags: bytes = b"00") -> TraceContext:
     """Read the client's trace context from `headers` and rewrite them in place for the
     next hop: `traceparent` with the gateway's `span_id` as parent (the client's trace
-    id kept when it was valid, else `new_trace_id` and flags 00), `tracestate` kept only
-    with a valid parent.  Duplicate `traceparent` fields are invalid (§3.2.1): replaced."""
+    id kept when it was valid, else `new_trace_id` and `new_flags`: 00, or 01 when the
+    caller's sampler records the trace it starts), `tracestate` kept only with a valid
+    parent.  Duplicate `traceparent` fields are invalid (§3.2.1): replaced."""
     tp_at = -1
     dup = False
     states: list[int] = []
@@ -82,7 +83,7 @@ def forward_trace(headers: list[tuple[bytes, bytes]], span_id: bytes,
         ctx = TraceContext(trace, parent, span_id, flags)
         headers[tp_at] = (b"traceparent", ctx.traceparent())
         return ctx
-    ctx = TraceContext(new_trace_id, None, span_id, b"00")
+    ctx = TraceContext(new_trace_id, None, span_id, new_flags)
     if tp_at >= 0 or states:
         headers[:] = [h for h in headers if h[0] != b"traceparent" and h[0] != b"tracestate"]
     headers.append((b"traceparent", ctx.traceparent()))

@@ -127,6 +127,11 @@ class Otel:
         self._buf_cap = _BUF
         self._buf = _new_buffer(_BUF)     # the spans of the next export, encoded
 
+    def sampled_root(self, low64: int) -> bool:
+        """The sampler's decision for a trace the gateway starts, from the low 64 bits of
+        its trace id (what `sampled` reads of it, here as the int it was drawn as)."""
+        return low64 < self._bound
+
     def sampled(self, trace: Any) -> bool:
         """The sampler's decision for a request's trace context."""
         if self._parent_based and trace.parent_id is not None:

@@ -56,6 +56,7 @@ trace_log = logging.getLogger("apigw_core.trace")
 
 _now = time.perf_counter
 _bits = random.getrandbits
+_MASK64 = (1 << 64) - 1
 _FLUSH = 0.5           # seconds between two metric flushes
 _RECENT = 50           # latest requests kept for the admin page
 
@@ -261,12 +262,19 @@ class Telemetry:
     def wrap(self, handler: Any) -> Any:
         finish = self._finish
         otel = self.otel
+        root_sampled = otel.sampled_root if otel is not None else None
         debug = self.debug
 
         async def handle(stream: Any) -> None:
-            ids = b"%048x" % _bits(192)   # span id and trace id from one draw
-            rec = Record(_now(), forward_trace(stream.request.headers, ids[:16], ids[16:]))
-            if otel is not None and otel.sampled(rec.trace):
+            r = _bits(192)
+            ids = b"%048x" % r   # span id and trace id from one draw
+            # a trace the gateway starts is sampled (or not) before its traceparent is
+            # written: the trace id's low 64 bits are r's
+            root = root_sampled(r & _MASK64) if otel is not None else False
+            rec = Record(_now(), forward_trace(stream.request.headers, ids[:16], ids[16:],
+                                               b"01" if root else b"00"))
+            if otel is not None and (root if rec.trace.parent_id is None
+                                     else otel.sampled(rec.trace)):
                 rec.spans = []
                 if rec.trace.flags != b"01":   # the backend sees a sampled trace
                     rec.trace.flags = b"%02x" % (int(rec.trace.flags, 16) | 1)

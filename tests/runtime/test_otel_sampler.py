@@ -49,3 +49,31 @@ def test_parent_based_and_fixed():
     assert otel("parentbased_always_off").sampled(ctx(5, parent=True, flags=b"01"))
     for o in (pb, on, off):
         o.shutdown()
+
+
+@pytest.mark.parametrize("sampler,ratio", [("traceidratio", 0.3), ("parentbased_traceidratio",
+                                                                    0.5),
+                                           ("always_on", 1.0), ("always_off", 1.0)])
+def test_root_decision_from_the_draw_is_the_trace_ids(sampler, ratio):
+    """telemetry.wrap decides a new trace from the int its ids were drawn as
+    (`sampled_root(r & MASK64)`); that is `sampled` of the trace id made of that draw."""
+    from apigw_core.gateway.tracecontext import forward_trace
+    o = otel(sampler, ratio)
+    rng = random.Random(11)
+    agree = []
+    for _ in range(2000):
+        r = rng.getrandbits(192)
+        ids = b"%048x" % r
+        headers: list = []
+        root = o.sampled_root(r & ((1 << 64) - 1))
+        tc = forward_trace(headers, ids[:16], ids[16:], b"01" if root else b"00")
+        assert root == o.sampled(tc)
+        assert headers == [(b"traceparent", b"00-%s-%s-%s" % (ids[16:], ids[:16],
+                                                                  b"01" if root else b"00"))]
+        agree.append(root)
+    if sampler == "always_on":
+        assert all(agree)
+    elif sampler == "always_off":
+        assert not any(agree)
+    else:
+        assert 0.2 * 2000 < sum(agree) < 0.6 * 2000
