@@ -23,11 +23,12 @@ the always-on part.
     python benchmarks/test_bench_request_path.py --count N    # serve N requests of each
         # (under `valgrind --tool=callgrind`, two counts' difference / N = instructions)
     python benchmarks/test_bench_request_path.py --count N --scale-timers 50
-        # the same with the telemetry timers (metric flush, access-log writes) 50x
-        # slower and the heap frozen first: valgrind runs ~50x slower than native, so at
-        # their own periods the timers would fire ~50x as often per request as they do at
-        # full speed; and a full collection of the start-up heap falling between the two
-        # counts would be counted as requests' work
+        # the same with the telemetry timers (metric flush, access-log writes, the OTel
+        # export delay) 50x slower and the heap frozen first: valgrind runs ~50x slower
+        # than native, so at their own periods the timers would fire ~50x as often per
+        # request as they do at full speed (OTel exports go by count at native rates);
+        # and a full collection of the start-up heap falling between the two counts
+        # would be counted as requests' work
 """
 
 from __future__ import annotations

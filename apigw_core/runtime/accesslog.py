@@ -1,8 +1,9 @@
 """The JSON access log: one line per request, written off the request path.
 
 Strategy.  When a request ends, `log` hands its values to native/src/accesslog.c
-(`apigw_al_line`), which writes the line into a 1 MiB buffer: one C call, no I/O, no
-Python string built.  A trio task wakes every quarter second, takes the buffer's bytes
+(`apigw_al_put`, 14 arguments: the batch's offset and the second's UTC text are kept in
+C), which writes the line into a 1 MiB buffer: one C call, no I/O, no Python string
+built.  A trio task wakes every quarter second, takes the buffer's bytes
 (and what else is queued) and hands them to a worker thread that writes them with one
 `write` per batch, so a slow disk never stalls the event loop and a line is on disk well
 within a second.  The pure-Python twin `format_entry` (one f-string, each string escaped
@@ -10,7 +11,7 @@ by the json module's C escaper, the time's seconds part cached) makes the lines 
 the extension, and the lines C leaves to it (a trace policy's entries, a path that is not
 UTF-8): those requests queue a tuple of raw values (`Entry`, below) that the writer thread
 formats, in its place among the C lines.  Both give the same bytes
-(tests/native/test_accesslog_twin.py).  Per line, C with its Python glue costs ~18k
+(tests/native/test_accesslog_twin.py).  Per line, C with its Python glue costs ~14k
 instructions on the event loop (the fields that repeat are escaped once per distinct set
 and handed over as one tail), the twin ~29k in the writer thread, whose GIL hand-offs
 then cost the event loop too.  The queue is bounded (`buffer` lines between two writes):

@@ -4,12 +4,15 @@ Strategy.  The request path does not run the SDK's tracer (its context machinery
 more than the whole proxy hop): runtime/telemetry.py already has what a span needs, the
 W3C ids (gateway/tracecontext.py), the start and end times, each backend attempt.  So the
 sampling decision is made here once per request (`sampled`, the SDK's sampler rules
-re-stated over the ids we hold), each sampled attempt gets its own span id, which is the
-parent in the `traceparent` sent to the backend (`Record.attempt`), and when the request
-is over `record` writes its SERVER and CLIENT spans, protobuf-encoded, after the ones
-already waiting in one export buffer (native/src/otlp.c through `native.otlp_span`, or
-its twin `otlp.span_into`; the attribute blocks that repeat come from bounded caches):
-no I/O, no lock, no thread on the request path.  Encoding there holds no request's
+re-stated over the ids we hold; for a trace the gateway starts, `sampled_root` on the
+draw its ids came from, before its traceparent is written), each sampled attempt gets
+its own span id, which is the parent in the `traceparent` sent to the backend
+(`Record.attempt`), and when the request is over `record` writes its SERVER and CLIENT
+spans, protobuf-encoded, after the ones already waiting in one export buffer
+(native/src/otlp.c through `native.otlp_span`, or its twin `otlp.span_into`; the
+attribute blocks that repeat come from bounded caches; the usual request, one attempt
+that answered and no error, takes one `native.otlp_pair` call for both spans, its
+repeating fields one cached `parts`): no I/O, no lock, no thread on the request path.  Encoding there holds no request's
 values alive after it (a queue of tuples for the exporter to encode later did) and costs
 the same: 541k against 545k instructions per request in memory (callgrind).  `queue`
 requests wait at most (and 64 MiB of spans); beyond, a request's spans are dropped and

@@ -46,7 +46,7 @@ from .commands import command_handler
 from .startup import StartupError
 from .debugtrace import DebugTracing
 from .metrics import Metrics
-from .otel import new_span_id, set_traceparent
+from .otel import set_traceparent
 from .stream import ClientGone
 
 __all__ = ["Telemetry", "Record", "redact_query"]
@@ -88,7 +88,7 @@ class Record:
         self.debug: Any = None               # request tracing: debugtrace.Trace
         self.debug_attempts: Optional[list] = None
         self.resp_headers: Optional[list] = None   # added to the response head (tracing)
-        self.tp_head: Optional[bytes] = None   # the traceparent a ForwardedHead carries
+        self.tp_head: Optional[bytes] = None   # the parent id a ForwardedHead's carries
 
     def attempt(self, pool: Any, headers: Optional[list] = None, head: Any = None) -> None:
         """A backend attempt starts on `pool`; `headers`: the ones it sends (a sampled
@@ -109,15 +109,18 @@ class Record:
                 da[-1][3] = t      # the attempt before ends where this one starts
             da.append([t, pool.backend.name, pool.authority, None])
         if self.spans is not None and (headers is not None or head is not None):
-            sid = new_span_id()
+            sid = b"%016x" % (_bits(64) or 1)   # (otel.new_span_id, without its call)
             tc = self.trace
-            tp = b"00-%s-%s-%s" % (tc.trace_id, sid, tc.flags)
             if headers is not None:
-                set_traceparent(headers, tp)
-            else:   # the field as C copied it from the request (a retry: as set last time)
-                was = b"\r\ntraceparent: " + (self.tp_head or tc.traceparent()) + b"\r\n"
-                head.head = head.head.replace(was, b"\r\ntraceparent: " + tp + b"\r\n", 1)
-                self.tp_head = tp
+                set_traceparent(headers, b"00-%s-%s-%s" % (tc.trace_id, sid, tc.flags))
+            else:
+                # the parent id in the field as C copied it from the request (the SERVER
+                # span's; a retry: the one set last time), found as "-<id>-": the ids are
+                # random draws of this request, which nothing before them in the head
+                # can carry
+                was = self.tp_head or tc.span_id
+                head.head = head.head.replace(b"-%s-" % was, b"-%s-" % sid, 1)
+                self.tp_head = sid
             self.spans.append((sid, t, pool.backend.name, pool.authority, pool.backend.url))
 
 

@@ -4,7 +4,10 @@ Same input layout as fuzz_otlp.c (2 bytes buffer capacity, 1 byte offset, 1 byte
 1 byte flags: bit 0 maps the ids' bytes onto hex digits, 6 field lengths, 3 doubles, then
 the fields).  The C encoder (native.otlp_span) and the twin (otlp.span_entry) agree: the
 same bytes, E_INPUT exactly when the twin raises ValueError, E_SPACE exactly when the
-twin's span does not fit in cap - off.
+twin's span does not fit in cap - off.  Then the pair: native.otlp_pair and its twin
+otlp.pair_into, given parts made of the name, attrs and tail (for both spans; the
+CLIENT span's id the span id reversed), and given the input's own bytes as parts, return
+the same and write the same bytes.
 
 Run (a corpus folder is optional; libFuzzer writes new inputs into the first one given):
     python native/fuzz/atheris_otlp.py -max_total_time=60 /tmp/corpus native/fuzz/corpus_otlp
@@ -52,6 +55,15 @@ def one_input(data: bytes) -> None:
         assert r == native.OTLP_E_SPACE, r
     else:
         assert r == len(want) and bytes(native.buffer_view(buf, off + r))[off:] == want
+    cspan = span[::-1]
+    for parts in (otlp.pair_parts(name, attrs, tail, name, attrs, tail), data[35:]):
+        args = (parts, len(parts), trace, span, parent, cspan, start, end, start, end, uoff)
+        cbuf, pbuf = native.new_buffer(max(cap, 1)), bytearray(max(cap, 1))
+        rc = native.otlp_pair(cbuf, off, cap, *args)
+        rp = otlp.pair_into(pbuf, off, cap, *args)
+        assert rc == rp, (rc, rp)
+        if rc > 0:
+            assert bytes(native.buffer_view(cbuf, off + rc))[off:] == bytes(pbuf[off:off + rc])
 
 
 if __name__ == "__main__":
