@@ -12,9 +12,10 @@ spans, protobuf-encoded, after the ones already waiting in one export buffer
 (native/src/otlp.c through `native.otlp_span`, or its twin `otlp.span_into`; the
 attribute blocks that repeat come from bounded caches; the usual request, one attempt
 that answered and no error, takes one `native.otlp_pair` call for both spans, its
-repeating fields one cached `parts`): no I/O, no lock, no thread on the request path.  Encoding there holds no request's
-values alive after it (a queue of tuples for the exporter to encode later did) and costs
-the same: 541k against 545k instructions per request in memory (callgrind).  `queue`
+repeating fields one cached `parts`): no I/O, no lock, no thread on the request path.
+Encoding there holds no request's values alive after it (a queue of tuples for the
+exporter to encode later did) and costs the same: 541k against 545k instructions per
+request in memory (callgrind, when it was introduced).  `queue`
 requests wait at most (and 64 MiB of spans); beyond, a request's spans are dropped and
 counted (`apigw_otel_spans_dropped`), and so are (as failed) those whose times are not
 sendable.

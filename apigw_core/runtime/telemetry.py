@@ -88,7 +88,7 @@ class Record:
         self.debug: Any = None               # request tracing: debugtrace.Trace
         self.debug_attempts: Optional[list] = None
         self.resp_headers: Optional[list] = None   # added to the response head (tracing)
-        self.tp_head: Optional[bytes] = None   # the parent id a ForwardedHead's carries
+        self.tp_head: Optional[bytes] = None   # the parent id in a ForwardedHead's traceparent
 
     def attempt(self, pool: Any, headers: Optional[list] = None, head: Any = None) -> None:
         """A backend attempt starts on `pool`; `headers`: the ones it sends (a sampled

@@ -77,7 +77,8 @@ def main(argv: List[str] | None = None) -> int:
     ap.add_argument("a", choices=ROWS, help="the reference row (the ratio's denominator)")
     ap.add_argument("b", choices=ROWS, help="the row compared with it")
     ap.add_argument("--pairs", type=int, default=20, help="A/B pairs measured (20)")
-    ap.add_argument("--duration", type=int, default=2, help="seconds per window (2; wrk takes whole seconds)")
+    ap.add_argument("--duration", type=int, default=2,
+                    help="seconds per window (2; wrk takes whole seconds)")
     ap.add_argument("--warmup", type=float, default=2, help="warm-up seconds, each, once (2)")
     ap.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     ap.add_argument("--ready-timeout", type=float, default=20)
