@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 from typing import Any, Optional
 
 import trio
@@ -52,7 +51,6 @@ from .otlp_http import ExportError, OtlpHttp
 __all__ = ["Otel"]
 
 log = logging.getLogger("apigw_core.runtime")
-_bits = random.getrandbits
 _MASK64 = (1 << 64) - 1
 _DELAY = 0.5            # seconds between exports (sooner when half the queue waits)
 _BATCH = 2048           # requests per export, at most
@@ -378,6 +376,3 @@ def _client_attrs(method: bytes, backend: str, url: str, authority: bytes, i: in
         a["error.type"] = etype
     return otlp.attributes(9, a)
 
-
-def new_span_id() -> bytes:
-    return b"%016x" % (_bits(64) or 1)

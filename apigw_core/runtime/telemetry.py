@@ -46,7 +46,7 @@ from .commands import command_handler
 from .startup import StartupError
 from .debugtrace import DebugTracing
 from .metrics import Metrics
-from .otel import set_traceparent
+from .otel import _MASK64, set_traceparent
 from .stream import ClientGone
 
 __all__ = ["Telemetry", "Record", "redact_query"]
@@ -56,7 +56,6 @@ trace_log = logging.getLogger("apigw_core.trace")
 
 _now = time.perf_counter
 _bits = random.getrandbits
-_MASK64 = (1 << 64) - 1
 _FLUSH = 0.5           # seconds between two metric flushes
 _RECENT = 50           # latest requests kept for the admin page
 
@@ -109,7 +108,7 @@ class Record:
                 da[-1][3] = t      # the attempt before ends where this one starts
             da.append([t, pool.backend.name, pool.authority, None])
         if self.spans is not None and (headers is not None or head is not None):
-            sid = b"%016x" % (_bits(64) or 1)   # (otel.new_span_id, without its call)
+            sid = b"%016x" % (_bits(64) or 1)   # the attempt's CLIENT span id (never 0)
             tc = self.trace
             if headers is not None:
                 set_traceparent(headers, b"00-%s-%s-%s" % (tc.trace_id, sid, tc.flags))
