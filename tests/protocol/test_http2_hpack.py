@@ -11,12 +11,15 @@ from hpack import Decoder, Encoder, HeaderTuple, NeverIndexedHeaderTuple
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apigw_core.protocol.http2._hpack import FastDecoder, FastEncoder
+from hpack.huffman import HuffmanEncoder
+from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+
+from apigw_core.protocol.http2._hpack import FastDecoder, FastEncoder, huffman_encode
 
 DIFF = settings(max_examples=int(os.environ.get("H2FUZZ", 500)))
 
 NAMES = [b":method", b":path", b":authority", b"accept", b"cookie", b"x-a", b"x-b",
-         b"authorization", b"content-type", b"x-long-name-" * 3]
+         b"authorization", b"content-type", b"x-long-name-" * 3, b"n" * 200]
 VALUES = [b"GET", b"/", b"/x", b"", b"a", b"text/html", b"v" * 100, b"v" * 1500,
           b"\xff\x00bin"]
 
@@ -49,6 +52,13 @@ def test_encoder_matches_hpack(steps, huffman):
         prev = arg
         assert ours.encode(arg, huffman) == ref.encode(arg, huffman)
         assert table_state(ours.header_table) == table_state(ref.header_table)
+
+
+@DIFF
+@given(st.binary(max_size=300) | st.sampled_from([b"", bytes(range(256)), b"\xff" * 9]))
+def test_huffman_matches_hpack(data):
+    # every octet's code (the 256 of Appendix B) and the EOS padding, against hpack's
+    assert huffman_encode(data) == HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode(data)
 
 
 def outcome(dec, block):

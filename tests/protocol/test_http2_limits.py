@@ -143,3 +143,27 @@ def test_without_soft_limits_nothing_is_rejected():
     rc = ready(H2Limits())
     evs = rc.send(rc.headers(1, REQ + fields(150)))
     assert isinstance(evs[0], Request) and len(evs[0].headers) == 151
+
+
+@pytest.mark.parametrize("steps", [
+    [],                                   # never set: h2's 2**32 + 1
+    [("local", 7)],                       # set by us, not yet acknowledged
+    [("local", 7), ("ack", None)],
+    [("local", 7), ("ack", None), ("local", 3)],
+    [("remote", 0)],                      # a peer's SETTINGS (applied at once)
+    [("remote", 250), ("remote", 1)],
+])
+def test_max_streams_reads_what_h2s_property_reads(steps):
+    from h2.settings import SettingCodes, Settings
+    from apigw_core.protocol.http2._engine import max_streams
+    for client in (True, False):
+        s = Settings(client=client)
+        for kind, value in steps:
+            if kind == "local":
+                s.max_concurrent_streams = value
+            elif kind == "ack":
+                s.acknowledge()
+            else:
+                s.update({SettingCodes.MAX_CONCURRENT_STREAMS: value})
+                s.acknowledge()
+            assert max_streams(s) == s.max_concurrent_streams

@@ -50,7 +50,7 @@ from h2 import events as h2e
 
 from .._errors import ProtocolError, UsageError
 from ._conn import H2Base, _St
-from ._engine import H2Limits
+from ._engine import H2Limits, max_streams
 from ._headers import Malformed, parse_request, parse_response, request_block, response_block
 from ..alpn import h2c_settings
 from ..events import (
@@ -257,13 +257,13 @@ class ClientConnection(H2Base):
     @property
     def max_streams(self) -> int:
         """The server's SETTINGS_MAX_CONCURRENT_STREAMS as known now."""
-        return self._engine.remote_settings.max_concurrent_streams
+        return max_streams(self._engine.remote_settings)
 
     @property
     def can_open(self) -> bool:
         eng = self._engine
         return (not self._dead and eng.goaway_received is None and eng.goaway_sent is None
-                and self._open < eng.remote_settings.max_concurrent_streams
+                and self._open < max_streams(eng.remote_settings)
                 and self._next < 2**31)
 
     def _known_stream(self, stream_id: int) -> bool:

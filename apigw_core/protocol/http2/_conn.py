@@ -38,7 +38,7 @@ from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.exceptions import StreamClosedError, StreamIDTooLowError, TooManyStreamsError
 
 from .._errors import ProtocolError, UsageError
-from ._engine import Calm, Engine, H2Limits
+from ._engine import Calm, Engine, H2Limits, max_streams
 from ._headers import Malformed, parse_trailers, trailer_block
 from ..events import ConnectionClosed, Data, EndOfMessage, Event, StreamReset, _new_data, _new_eom
 
@@ -447,7 +447,7 @@ class H2Base:
                     if c is list:
                         if self._client and st.tx <= 2 and sid not in eng.streams and (
                                 not opening or len(eng.streams)
-                                >= eng.remote_settings.max_concurrent_streams):
+                                >= max_streams(eng.remote_settings)):
                             opening = False  # open streams in order, when there is room
                             break
                         end = len(out) > 1 and out[1] is _END

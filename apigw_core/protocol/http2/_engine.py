@@ -113,6 +113,14 @@ _RECV_HEADERS = ConnectionInputs.RECV_HEADERS
 _REMOTE_OPEN = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
 _IWS = SettingCodes.INITIAL_WINDOW_SIZE
 _MCS = SettingCodes.MAX_CONCURRENT_STREAMS
+
+
+def max_streams(settings: Settings) -> int:
+    """settings.max_concurrent_streams (2**32 + 1 while unset, as h2's) without its
+    MutableMapping.get, a few Python frames per call: read on every stream opened."""
+    values = settings._settings.get(_MCS)
+    value = values[0] if values else None
+    return 2**32 + 1 if value is None else value
 # An open connection stays as it is on HEADERS and DATA (h2's table: no side effect), so
 # the per-message state-machine call is skipped in these states (checked here, at import).
 _SERVER_OPEN, _CLIENT_OPEN = ConnectionState.SERVER_OPEN, ConnectionState.CLIENT_OPEN
@@ -220,7 +228,7 @@ class Engine(H2Connection):
             raise NotImplementedError("sending PRIORITY information (RFC 9113 §5.3.2)")
         stream = self.streams.get(stream_id)
         if stream is None:
-            max_open = self.remote_settings.max_concurrent_streams
+            max_open = max_streams(self.remote_settings)
             if self.open_outbound_streams + 1 > max_open:
                 raise TooManyStreamsError(f"Max outbound streams is {max_open}")
             self.state_machine.process_input(_SEND_HEADERS)

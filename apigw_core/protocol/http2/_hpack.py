@@ -18,7 +18,12 @@ hypothesis test in tests/protocol/test_http2_hpack.py holds them to it), but:
 - the encoder remembers its last block that inserted nothing into the dynamic table:
   the same header list (same fields, same tuple classes: never-indexed stays so) against
   the same table (its `generation`, bumped by every insertion and resize) gives the same
-  bytes, so a gateway's repeated response heads are encoded once (until `date` changes).
+  bytes, so a gateway's repeated response heads are encoded once (until `date` changes);
+- the encoder's Huffman coding (RFC 7541 §5.2) writes each octet's code as a string of
+  bits and parses the whole with one `int(bits, 2)`, instead of hpack's shifts and masks
+  per octet (4.6 -> 1.4 us for a 36-byte request id, which is new in every block), and
+  literals' prefixes and lengths that fit their first byte are written without hpack's
+  `encode_integer` (a `logging.debug` call each).
 Measured here (CPython 3.11, 6-field request block, warm table): decode 8.2 -> 1.9 us,
 encode 5.7 -> 2.3 us.
 """
@@ -29,7 +34,8 @@ from typing import Optional
 
 from hpack import Decoder, Encoder, HeaderTuple
 from hpack.exceptions import HPACKDecodingError, InvalidTableIndex, OversizedHeaderListError
-from hpack.hpack import INDEX_INCREMENTAL, INDEX_NEVER, _to_bytes
+from hpack.hpack import INDEX_INCREMENTAL, INDEX_NEVER, _to_bytes, encode_integer
+from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hpack.table import HeaderTable
 
 __all__ = ["FastEncoder", "FastDecoder"]
@@ -38,6 +44,36 @@ _STATIC = HeaderTable.STATIC_TABLE
 _STATIC_MAP = HeaderTable.STATIC_TABLE_MAPPING
 _NSTATIC = len(_STATIC)
 _INDEXED = [bytes([0x80 | i]) for i in range(127)]
+# each octet's Huffman code as a string of '0' / '1' (RFC 7541 Appendix B; EOS left out)
+_CODE_BITS = [format(code, "0%db" % n)
+              for code, n in zip(REQUEST_CODES[:256], REQUEST_CODES_LENGTH[:256])]
+
+
+def huffman_encode(data: bytes) -> bytes:
+    """`data` Huffman coded, padded with the EOS prefix (1 bits): hpack's
+    HuffmanEncoder.encode's bytes.  (int() of a base-2 string is linear and has no
+    digit limit.)"""
+    if not data:
+        return b""
+    bits = "".join([_CODE_BITS[c] for c in data])
+    pad = -len(bits) % 8
+    return int(bits + "1" * pad, 2).to_bytes((len(bits) + pad) >> 3, "big")
+
+
+def _length(n: int, huffman: bool) -> bytes:
+    """A string literal's length (7-bit prefix), its H bit set for a Huffman string."""
+    if n < 127:
+        return bytes((n | 0x80 if huffman else n,))
+    out = encode_integer(n, 7)
+    if huffman:
+        out[0] |= 0x80
+    return bytes(out)
+
+
+class _Huffman:
+    """hpack's huffman_coder interface over huffman_encode."""
+
+    encode = staticmethod(huffman_encode)
 
 
 class _CountedTable(HeaderTable):
@@ -134,8 +170,29 @@ class FastEncoder(Encoder):
     def __init__(self) -> None:
         super().__init__()
         self.header_table = _IndexedTable()
+        self.huffman_coder = _Huffman()
         # (table generation, key, bytes) of the last block that inserted nothing
         self._last: Optional[tuple[int, tuple, bytes]] = None
+
+    def _encode_literal(self, name: bytes, value: bytes, indexbit: bytes,
+                        huffman: bool = False) -> bytes:
+        if huffman:
+            name, value = huffman_encode(name), huffman_encode(value)
+        return b"".join((indexbit, _length(len(name), huffman), name,
+                         _length(len(value), huffman), value))
+
+    def _encode_indexed_literal(self, index: int, value: bytes, indexbit: bytes,
+                                huffman: bool = False) -> bytes:
+        bits = 6 if indexbit == INDEX_INCREMENTAL else 4
+        if index < (1 << bits) - 1:
+            prefix = bytes((index | indexbit[0],))
+        else:
+            p = encode_integer(index, bits)
+            p[0] |= indexbit[0]
+            prefix = bytes(p)
+        if huffman:
+            value = huffman_encode(value)
+        return b"".join((prefix, _length(len(value), huffman), value))
 
     def encode(self, headers, huffman: bool = True) -> bytes:  # type: ignore[no-untyped-def]
         if isinstance(headers, dict):
