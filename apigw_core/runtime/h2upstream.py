@@ -80,10 +80,10 @@ class H2Exchange:
         up.kick()
         conn = up.conn
         sid = self.sid
-        if not conn.queued(sid) or conn.available(sid) > 0:
+        if not conn.stalled(sid):   # (a unary call's whole request fits: no wait)
             return
         with trio.move_on_after(timeout):
-            while conn.queued(sid) and conn.available(sid) <= 0 and not self.ended:
+            while conn.stalled(sid) and not self.ended:
                 if up.dead:
                     raise TransportClosed("backend connection lost")
                 await up.window_lot.park()

@@ -10,6 +10,13 @@ with -c connections x -m streams.  Each row counts the CPU of the proxy under te
 (from /proc, the process tree), like run.py; nginx's row is the native ceiling.  h2load
 counts an HTTP 200 as a success; the script also checks one call's `grpc-status: 0`
 through each proxy with curl before measuring.
+
+    python benchmarks/e2e/grpc_run.py --cost 2000
+
+counts instead the gateway's user-space instructions per call under callgrind
+(`--instr-atstart=no`, counted over a fixed number of calls after a warm-up), the
+measure that a busy machine does not move: run it from each tree compared (the gateway
+imports the tree the script is in).
 """
 
 from __future__ import annotations
@@ -122,11 +129,51 @@ def measure(name: str, port: int, root_pid: int, body_file: str, args) -> dict:
     return r
 
 
+def cost(conf: str, port: int, env: dict, body_file: str, workdir: str, args) -> int:
+    """Instructions per call of the gateway under callgrind (see the module docstring)."""
+    from cost import _totals   # (the same callgrind file reading as cost.py's)
+    out = os.path.join(workdir, "callgrind.out")
+    gw = e2e.start(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                    f"--callgrind-out-file={out}", sys.executable, "-m", "apigw_core",
+                    "serve", conf], env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, 300)
+        url = f"http://127.0.0.1:{port}/bench.Echo/Unary"
+        base = ["h2load", "-c", str(args.connections), "-m", str(args.streams), "-d",
+                body_file, "-H", "content-type: application/grpc", "-H", "te: trailers"]
+        subprocess.run(base + ["-n", "300", url], capture_output=True, timeout=600)
+        subprocess.run(["callgrind_control", "-i", "on", str(gw.pid)], check=True,
+                       capture_output=True)
+        r = e2e.parse_h2load(subprocess.run(base + ["-n", str(args.cost), url],
+                                            capture_output=True, text=True,
+                                            timeout=args.cost + 600).stdout)
+        subprocess.run(["callgrind_control", "-i", "off", str(gw.pid)], check=True,
+                       capture_output=True)
+        status = check_call(port, body_file)
+    finally:
+        e2e.stop(gw, grace=300)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            ir = _totals(out)
+            break
+        except (RuntimeError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    print(f"apigw 1 worker: {ir / r['requests']:,.0f} instructions per call "
+          f"({r['requests']} calls, {r['errors']} errors, grpc-status {status})")
+    return 0 if r["errors"] == 0 and status == "0" else 1
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--connections", type=int, default=10)
     ap.add_argument("--streams", type=int, default=10)
+    ap.add_argument("--cost", type=int, metavar="N", default=0,
+                    help="count the gateway's instructions per call over N calls instead")
     args = ap.parse_args(argv)
     e2e.ensure_tools(("nginx", "h2load"))
     rows = []
@@ -143,14 +190,16 @@ def main(argv=None) -> int:
         try:
             procs.append(e2e.start([sys.executable, script, str(bport)]))
             time.sleep(1.0)
-            ngx = start_nginx(d, NGINX_GRPC.format(backend_port=bport, port=nport), nport)
-            procs.append(ngx)
-            rows.append(measure("nginx grpc_pass", nport, ngx.pid, body_file, args))
+            env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
+                os.path.dirname(os.path.abspath(__file__)))))
             conf = os.path.join(d, "gw.yaml")
             with open(conf, "w") as f:
                 f.write(GATEWAY.format(port=gport, backend_port=bport))
-            env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
-                os.path.dirname(os.path.abspath(__file__)))))
+            if args.cost:
+                return cost(conf, gport, env, body_file, d, args)
+            ngx = start_nginx(d, NGINX_GRPC.format(backend_port=bport, port=nport), nport)
+            procs.append(ngx)
+            rows.append(measure("nginx grpc_pass", nport, ngx.pid, body_file, args))
             gw = e2e.start([sys.executable, "-m", "apigw_core", "serve", conf], env=env)
             procs.append(gw)
             wait_listening(gport, 120)  # a loaded machine may take tens of seconds

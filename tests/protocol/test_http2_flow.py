@@ -210,3 +210,30 @@ def test_queued_counts_what_waits_for_the_peer_window():
     assert client.queued(1) == 100_000 - server.limits.initial_stream_window
     assert client.available(1) == 0
     assert client.queued(99) == 0
+
+
+def test_stalled_only_when_the_windows_hold_queued_bytes_back():
+    """`stalled()` is what an upload's flush waits on: a whole request queued at once that
+    the windows take (a unary gRPC call) does not wait for the writer; one bigger than the
+    stream window does, until the peer's WINDOW_UPDATE makes room."""
+    client, server = ClientConnection(scheme=b"http"), ServerConnection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    window = server.limits.initial_stream_window
+    client.send(Request(1, b"POST", b"/", [(b"host", b"h")]))
+    assert not client.stalled(1)                    # a head, no body bytes
+    client.send(Data(1, b"x" * 69))
+    client.send(EndOfMessage(1))
+    assert client.queued(1) == 69 and client.available(1) == 0 and not client.stalled(1)
+    client.send(Request(3, b"POST", b"/", [(b"host", b"h")]))
+    client.send(Data(3, b"y" * (window + 1)))
+    assert client.stalled(3)                        # open body, no room left
+    client.send(EndOfMessage(3))
+    assert client.stalled(3)                        # ended, one byte more than the window
+    server.receive_data(client.data_to_send())      # all of stream 1, a window of 3
+    assert not client.stalled(1) and client.queued(3) == 1
+    assert client.stalled(3)                        # no credit back yet
+    server.acknowledge_received(3, window)
+    client.receive_data(server.data_to_send())
+    assert not client.stalled(3)
+    assert not client.stalled(99)

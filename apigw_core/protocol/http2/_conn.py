@@ -368,6 +368,23 @@ class H2Base:
         return max(0, min(window - st.queued,
                           eng.outbound_flow_control_window - self._queued_total))
 
+    def stalled(self, stream_id: int) -> bool:
+        """Whether body bytes of `stream_id` are queued that the peer's windows keep the
+        next data_to_send() from framing: for an open body, no room is left
+        (`available()` is 0); for an ended one (a whole request or answer queued at once),
+        what is queued is more than its windows take now."""
+        st = self._streams.get(stream_id)
+        if st is None or not st.queued or st.done or self._dead:
+            return False
+        if st.tx == 1:
+            return self.available(stream_id) <= 0
+        eng = self._engine
+        s = eng.streams.get(stream_id)
+        window = (s.outbound_flow_control_window if s is not None
+                  else eng.remote_settings.initial_window_size)
+        return (st.queued > window
+                or self._queued_total > eng.outbound_flow_control_window)
+
     def queued(self, stream_id: int) -> int:
         """Body bytes of `stream_id` queued by send() and not framed yet (they wait for the
         peer's windows); `available()` cannot tell once the message has ended."""
