@@ -129,17 +129,36 @@ class Record:
 
 class _Count:
     """Counts the gRPC messages of one direction (the length prefixes only: nothing is
-    copied); a stream that breaks the framing stops being counted, never fails."""
+    copied); a stream that breaks the framing stops being counted, never fails.
 
-    __slots__ = ("dec", "obs")
+    Chunks that hold whole messages (a unary call's, nearly always) are walked here,
+    prefix by prefix; the first chunk that cuts a message or has a flag other than 0/1
+    hands the stream from there to a grpc.MessageDecoder, made only then (its state at a
+    message boundary is a new decoder's)."""
+
+    __slots__ = ("whole", "dec", "obs")
 
     def __init__(self) -> None:
-        self.obs = grpc.MessageObserver()
-        self.dec: Any = grpc.MessageDecoder(max_message_size=(1 << 32) - 1,
-                                            encoding=b"any", observer=self.obs,
-                                            collect=False)
+        self.whole = 0         # messages counted here, before any decoder
+        self.dec: Any = None
+        self.obs: Any = None
+
+    @property
+    def count(self) -> int:
+        return self.whole + (self.obs.count if self.obs is not None else 0)
 
     def __call__(self, data: bytes) -> None:
+        if self.obs is None:
+            end, pos, n = len(data), 0, 0
+            while end - pos >= 5 and data[pos] <= 1:
+                pos += 5 + int.from_bytes(data[pos + 1:pos + 5], "big")
+                n += 1
+            if pos == end:
+                self.whole += n
+                return
+            self.obs = grpc.MessageObserver()
+            self.dec = grpc.MessageDecoder(max_message_size=(1 << 32) - 1, encoding=b"any",
+                                           observer=self.obs, collect=False)
         if self.dec is not None:
             try:
                 self.dec.feed(data)
@@ -329,9 +348,9 @@ class Telemetry:
                      c_dur)
             if rec.grpc is not None:
                 m.count("apigw_grpc_messages", (api, "client_to_backend"),
-                        rec.grpc.up.obs.count)
+                        rec.grpc.up.count)
                 m.count("apigw_grpc_messages", (api, "backend_to_client"),
-                        rec.grpc.down.obs.count)
+                        rec.grpc.down.count)
             if rec.ws is not None:
                 m.count("apigw_websocket_messages", (api, "client_to_backend"),
                         rec.ws.client.messages_received)
