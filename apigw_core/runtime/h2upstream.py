@@ -53,7 +53,7 @@ class H2Exchange:
     """One request/response as a stream on an HTTP/2 backend connection."""
 
     __slots__ = ("up", "sid", "queue", "lot", "reused", "answered", "ended", "_unacked",
-                 "finished")
+                 "finished", "deadline", "timed_out")
 
     def __init__(self, up: "H2UpConn", sid: int, reused: bool) -> None:
         self.up = up
@@ -65,6 +65,8 @@ class H2Exchange:
         self.ended = False      # the response ended (EndOfMessage or reset)
         self.finished = False   # released
         self._unacked = 0       # bytes handed to the proxy, credit not yet given back
+        self.deadline = 0.0     # of the receive() waiting, for the pool's watchdog
+        self.timed_out = False
 
     def send_data(self, data: bytes) -> None:
         self.up.conn.send(Data(self.sid, data))
@@ -101,11 +103,26 @@ class H2Exchange:
         if not q:
             if self.lot is None:
                 self.lot = trio.lowlevel.ParkingLot()
-            with trio.move_on_after(timeout):
-                while not q:
-                    if up.dead:
-                        raise TransportClosed("backend connection lost")
-                    await self.lot.park()
+            wd = up.pool.watchdog
+            if wd is None:
+                with trio.move_on_after(timeout):
+                    while not q:
+                        if up.dead:
+                            raise TransportClosed("backend connection lost")
+                        await self.lot.park()
+            else:   # the watchdog's sweep ends the wait (expire), as for a socket's
+                # receive: no CancelScope per response waited for
+                self.deadline = trio.current_time() + timeout
+                self.timed_out = False
+                watched = wd.watched
+                watched.add(self)
+                try:
+                    while not q and not self.timed_out:
+                        if up.dead:
+                            raise TransportClosed("backend connection lost")
+                        await self.lot.park()
+                finally:
+                    watched.discard(self)
             if not q:
                 raise TransportTimeout("backend did not answer in time")
         events = list(q)
@@ -115,6 +132,12 @@ class H2Exchange:
                 self._unacked += len(ev.data)
         self.answered = True
         return events
+
+    def expire(self) -> None:
+        """The watchdog's call when receive()'s deadline passed: its wait ends."""
+        self.timed_out = True
+        if self.lot is not None:
+            self.lot.unpark_all()
 
     def release(self, ok: bool) -> None:
         if self.finished:

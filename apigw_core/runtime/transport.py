@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Optional
+from typing import Any, Optional
 
 import trio
 
@@ -76,12 +76,14 @@ _LINGER_0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {on, 0 s}
 
 
 class Watchdog:
-    """Closes the transports whose deadline passed; `run` is its sweep task."""
+    """Closes the transports whose deadline passed; `run` is its sweep task.  `watched`
+    holds anything with a `deadline` and an `expire()`: transports, and the HTTP/2
+    backend exchanges waiting for an answer (h2upstream.H2Exchange)."""
 
     TICK = 0.1  # timeout precision; timeouts are seconds, and a sweep costs a set scan
 
     def __init__(self) -> None:
-        self.watched: set["SocketTransport"] = set()
+        self.watched: set[Any] = set()
 
     async def run(self) -> None:
         watched = self.watched
