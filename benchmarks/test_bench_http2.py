@@ -177,3 +177,31 @@ if __name__ == "__main__":
         print(f"{name:18} {t1:8.3f} s ({t1 / o1:4.2f}x)     {t100:8.3f} s ({t100 / o100:4.2f}x)")
     for name, (t1, t100) in res.items():
         print(f"{name:18} {t1 / N * 1e6:7.1f} us/stream {t100 / N * 1e6:12.1f} us/stream")
+
+
+def _grpc_blocks(n: int) -> list:
+    """A gateway's gRPC backend request heads: 10 fields, a new request id and
+    traceparent in each (what the dynamic table cannot hold)."""
+    import os
+    import uuid
+    return [[(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/bench.Echo/Unary"),
+             (b":authority", b"127.0.0.1:9000"), (b"content-type", b"application/grpc"),
+             (b"te", b"trailers"), (b"x-forwarded-for", b"127.0.0.1"),
+             (b"x-forwarded-proto", b"http"), (b"x-request-id", str(uuid.uuid4()).encode()),
+             (b"traceparent", b"00-" + os.urandom(16).hex().encode() + b"-"
+              + os.urandom(8).hex().encode() + b"-01")] for _ in range(n)]
+
+
+@pytest.mark.parametrize("encoder", ["hpack", "ours"])
+def test_bench_hpack_grpc_request_block(benchmark, encoder):
+    """FastEncoder against hpack's Encoder on blocks with two new values each (Huffman
+    coding dominates): `pytest benchmarks/test_bench_http2.py -k hpack --benchmark-only`."""
+    from hpack import Encoder
+    from apigw_core.protocol.http2._hpack import FastEncoder
+    blocks = _grpc_blocks(2000)
+    enc = FastEncoder() if encoder == "ours" else Encoder()
+
+    def run() -> None:
+        for b in blocks:
+            enc.encode(b)
+    benchmark(run)

@@ -361,12 +361,15 @@ class H2Base:
         st = self._streams.get(stream_id)
         if st is None or st.done or st.tx != 1 or self._dead:
             return 0
+        return max(0, min(self._stream_window(stream_id) - st.queued,
+                          self._engine.outbound_flow_control_window - self._queued_total))
+
+    def _stream_window(self, stream_id: int) -> int:
+        """The peer's window for `stream_id` (its initial one before the stream is framed)."""
         eng = self._engine
         s = eng.streams.get(stream_id)
-        window = (s.outbound_flow_control_window if s is not None
-                  else eng.remote_settings.initial_window_size)
-        return max(0, min(window - st.queued,
-                          eng.outbound_flow_control_window - self._queued_total))
+        return (s.outbound_flow_control_window if s is not None
+                else eng.remote_settings.initial_window_size)
 
     def stalled(self, stream_id: int) -> bool:
         """Whether body bytes of `stream_id` are queued that the peer's windows keep the
@@ -378,12 +381,8 @@ class H2Base:
             return False
         if st.tx == 1:
             return self.available(stream_id) <= 0
-        eng = self._engine
-        s = eng.streams.get(stream_id)
-        window = (s.outbound_flow_control_window if s is not None
-                  else eng.remote_settings.initial_window_size)
-        return (st.queued > window
-                or self._queued_total > eng.outbound_flow_control_window)
+        return (st.queued > self._stream_window(stream_id)
+                or self._queued_total > self._engine.outbound_flow_control_window)
 
     def queued(self, stream_id: int) -> int:
         """Body bytes of `stream_id` queued by send() and not framed yet (they wait for the

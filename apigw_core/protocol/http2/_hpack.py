@@ -70,12 +70,6 @@ def _length(n: int, huffman: bool) -> bytes:
     return bytes(out)
 
 
-class _Huffman:
-    """hpack's huffman_coder interface over huffman_encode."""
-
-    encode = staticmethod(huffman_encode)
-
-
 class _CountedTable(HeaderTable):
     """hpack's HeaderTable that counts its changes (`generation`): a block that changed
     nothing decodes the same way again while the count stays."""
@@ -170,7 +164,6 @@ class FastEncoder(Encoder):
     def __init__(self) -> None:
         super().__init__()
         self.header_table = _IndexedTable()
-        self.huffman_coder = _Huffman()
         # (table generation, key, bytes) of the last block that inserted nothing
         self._last: Optional[tuple[int, tuple, bytes]] = None
 
