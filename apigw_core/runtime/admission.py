@@ -22,6 +22,7 @@ from ..gateway.subscriptions import Access
 from ..protocol import Request, grpc
 from .debugtrace import traced_program
 from .executor import _Call
+from .lean import run_lean
 from .proxy import _deadline_exceeded
 from .stream import BodyError, ClientGone
 
@@ -129,8 +130,15 @@ async def run_pipeline(gw: Any, state: "GatewayState", stream: "HTTPStream", rou
         if rec.debug is not None:   # a traced request: each step records what it did
             rec.debug.secure(state.config, ctx)
             program = traced_program(program, rec.debug)
+    if (protocol == "http" and grpc_timeout is None and stream.body_complete
+            and req.http_version != b"2"
+            and (rec is None or rec.spans is None and rec.debug is None)):
+        # the usual case (an HTTP/1.x call, no WebSocket, gRPC or deadline, no sampled
+        # span, the body in): one coroutine, a _Call only when it needs one
+        await run_lean(gw, state, stream, route, ctx, program, rid, error)
+        return
     call = _Call(gw, state, stream, route, ctx, program, web, rid)
-    if grpc_timeout is None and stream.body_complete:   # the usual case: no task, no scope
+    if grpc_timeout is None and stream.body_complete:   # no task, no scope
         await call.run(error)
         return
 

@@ -81,6 +81,22 @@ _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE
 _H1_OPEN = UpstreamPool.open   # a pool with this open sends a ForwardedHead as it is
 
 
+def target_of(ctx: Context, route: Any, original: tuple[str, str], base_path: str) -> bytes:
+    """The upstream target: the backend's base path + the path after the API prefix, as
+    the policies left it (the router's own when nothing changed since `original`, the
+    request's (path, query) before the program ran)."""
+    req = ctx.request
+    if (req.path, req.query) == original and base_path == route.backend.base_path:
+        return route.path
+    prefix = ctx.api.path
+    rest = req.path[len(prefix):] if req.path.startswith(prefix) else req.path
+    path = (base_path + rest) or "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    target = path + ("?" + req.query if req.query else "")
+    return target.encode("utf-8", "surrogateescape")
+
+
 class _Call(Responding):
     """One request's run through its program (see the module docstring); the response
     half (the backend's answer taken in, the result written) is respond.py's."""
@@ -115,17 +131,24 @@ class _Call(Responding):
     # -- driving the generator -------------------------------------------------------------
 
     async def run(self, error: Optional[PolicyError]) -> None:
-        gen = run(self.program, self.ctx, error)
+        await self.drive(run(self.program, self.ctx, error))
+
+    async def drive(self, gen: Any, cmd: Any = None, exc: Optional[BaseException] = None,
+                    result: Any = None) -> None:
+        """Carry out `gen`'s commands, write its Result and clean up.  It may start part
+        way (runtime/lean.py hands over here): with `cmd`, a command it yielded and that
+        is still to run; with `exc`, a PolicyError to throw into it; with `result`, what
+        it returned."""
         value: Any = None
-        exc: Optional[BaseException] = None
         try:
-            while True:
-                try:
-                    cmd = gen.throw(exc) if exc is not None else gen.send(value)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                value = exc = None
+            while result is None:
+                if cmd is None:
+                    try:
+                        cmd = gen.throw(exc) if exc is not None else gen.send(value)
+                    except StopIteration as stop:
+                        result = stop.value
+                        break
+                    value = exc = None
                 try:
                     if cmd.__class__ is ForwardRequest:   # the usual one: no dispatch call
                         value = await self._forward(cmd)
@@ -133,6 +156,7 @@ class _Call(Responding):
                         value = await self._execute(cmd)
                 except PolicyError as e:
                     exc = e
+                cmd = None
             if result.exception is not None:
                 log.error("policy failed for request %s", self.rid.decode("latin-1"),
                           exc_info=result.exception)
@@ -203,18 +227,7 @@ class _Call(Responding):
     # -- forwarding ------------------------------------------------------------------------
 
     def _target(self, base_path: str) -> bytes:
-        """The upstream target: the backend's base path + the path after the API prefix,
-        as the policies left it (the router's own when nothing changed)."""
-        req = self.ctx.request
-        if (req.path, req.query) == self.original and base_path == self.route.backend.base_path:
-            return self.route.path
-        prefix = self.ctx.api.path
-        rest = req.path[len(prefix):] if req.path.startswith(prefix) else req.path
-        path = (base_path + rest) or "/"
-        if not path.startswith("/"):
-            path = "/" + path
-        target = path + ("?" + req.query if req.query else "")
-        return target.encode("utf-8", "surrogateescape")
+        return target_of(self.ctx, self.route, self.original, base_path)
 
     def _pool_of(self, cmd: ForwardRequest) -> tuple[Any, str]:
         ctx, state = self.ctx, self.state

@@ -58,6 +58,17 @@ class _Failed(Exception):
         self.status, self.public, self.detail, self.retry = status, public, detail, retry
 
 
+def receive_failed(e: Exception, ex: Any, timeout: float, replayable: bool) -> _Failed:
+    """A backend exchange's failed `receive` as a `_Failed`; `replayable`: the request may
+    go again if nothing of the answer had arrived before this receive."""
+    if isinstance(e, TransportTimeout):
+        return _Failed(504, TIMED_OUT, f"no answer within {timeout}s")
+    if isinstance(e, TransportClosed):
+        return _Failed(502, CLOSED, f"connection lost: {e}", replayable)
+    return _Failed(502, BAD_RESPONSE, e.message,   # type: ignore[attr-defined]
+                   replayable and not ex.answered)
+
+
 def _without(headers: list[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> list:
     return [h for h in headers if h[0] not in names]
 
@@ -75,14 +86,8 @@ class Responding:
         answered = ex.answered
         try:
             events = await ex.receive(timeout)
-        except TransportTimeout:
-            raise _Failed(504, TIMED_OUT, f"no answer within {timeout}s") from None
-        except TransportClosed as e:
-            raise _Failed(502, CLOSED, f"connection lost: {e}",
-                          may_retry and not answered) from None
-        except ProtocolError as e:
-            raise _Failed(502, BAD_RESPONSE, e.message,
-                          may_retry and not answered and not ex.answered) from None
+        except (TransportTimeout, TransportClosed, ProtocolError) as e:
+            raise receive_failed(e, ex, timeout, may_retry and not answered) from None
         rec = self.stream.tel
         if rec is not None and rec.grpc is not None:   # counted before gRPC-Web's framing
             down = rec.grpc.down

@@ -1,4 +1,5 @@
-"""The policy pipeline's backend request heads made in C (runtime/executor.py `_forward`:
+"""The policy pipeline's backend request heads made in C (runtime/executor.py `_forward`
+and runtime/lean.py, its usual case:
 gateway/forwarding.py `forward_request_head`, sent as a ForwardedHead) are byte for byte
 the general path's (`forward_request_headers`, `without_key`, `Request`, then
 `ClientConnection`'s own writer).
@@ -34,7 +35,7 @@ from apigw_core import native
 from apigw_core.gateway import forwarding
 from apigw_core.gateway.config import parse_config
 from apigw_core.gateway.forwarding import RequestIds
-from apigw_core.runtime import executor
+from apigw_core.runtime import executor, lean
 from apigw_core.runtime.gateway import Gateway
 from apigw_core.runtime.h1server import H1Driver
 
@@ -251,17 +252,19 @@ def _inproc(requests: list, drop_second: bool = False) -> tuple[list, list, list
             n.cancel_scope.cancel()
 
     real = executor.forward_request_head
+    assert lean.forward_request_head is real
 
     def spy(*args):
         got = real(*args)
         fast.append(got is not None)
         return got
 
-    executor.forward_request_head = spy
+    # both callers: the executor's forward and its usual case in one coroutine (lean.py)
+    executor.forward_request_head = lean.forward_request_head = spy
     try:
         run(main)
     finally:
-        executor.forward_request_head = real
+        executor.forward_request_head = lean.forward_request_head = real
     return seen, responses, fast
 
 
