@@ -4,9 +4,11 @@ Strategy.  `run_pipeline` is what proxy.py calls for every API that is not plain
 matches the operation (OperationNotFound unless a CORS preflight), resolves the
 subscription key (APIM's 401s), picks the program for api / operation / product, builds
 the `Context` the policies see (the request id forwarded is the one they see), and hands
-them to the executor's `_Call` (executor.py), in the connection's own task when the body
-is in and no deadline applies, else in a nursery beside the upload pump, under the
-caller's grpc-timeout.
+them to the executor: its usual case (an HTTP/1.x request, the body in, no WebSocket,
+gRPC, deadline, debug trace or sampled span) to lean.py's `run_lean` in the connection's
+own task, else to the executor's `_Call` (executor.py), in the connection's own task
+when the body is in and no deadline applies, else in a nursery beside the upload pump,
+under the caller's grpc-timeout.
 """
 
 from __future__ import annotations

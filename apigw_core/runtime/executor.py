@@ -133,22 +133,20 @@ class _Call(Responding):
     async def run(self, error: Optional[PolicyError]) -> None:
         await self.drive(run(self.program, self.ctx, error))
 
-    async def drive(self, gen: Any, cmd: Any = None, exc: Optional[BaseException] = None,
-                    result: Any = None) -> None:
-        """Carry out `gen`'s commands, write its Result and clean up.  It may start part
-        way (runtime/lean.py hands over here): with `cmd`, a command it yielded and that
-        is still to run; with `exc`, a PolicyError to throw into it; with `result`, what
-        it returned."""
+    async def drive(self, gen: Any, result: Any = None) -> None:
+        """Carry out `gen`'s commands, write its Result and clean up; with `result`, only
+        the last two (what runtime/lean.py hands over: a generator for the rest of the
+        request, or the Result it came to)."""
         value: Any = None
+        exc: Optional[BaseException] = None
         try:
             while result is None:
-                if cmd is None:
-                    try:
-                        cmd = gen.throw(exc) if exc is not None else gen.send(value)
-                    except StopIteration as stop:
-                        result = stop.value
-                        break
-                    value = exc = None
+                try:
+                    cmd = gen.throw(exc) if exc is not None else gen.send(value)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                value = exc = None
                 try:
                     if cmd.__class__ is ForwardRequest:   # the usual one: no dispatch call
                         value = await self._forward(cmd)
@@ -156,7 +154,6 @@ class _Call(Responding):
                         value = await self._execute(cmd)
                 except PolicyError as e:
                     exc = e
-                cmd = None
             if result.exception is not None:
                 log.error("policy failed for request %s", self.rid.decode("latin-1"),
                           exc_info=result.exception)

@@ -38,7 +38,7 @@ def test_url_parsing():
 
 def test_commands_and_replies(redis):
     async def main():
-        c = RedisClient(redis.url)
+        c = RedisClient(redis.url, timeout=5)
         assert await c.execute("SET", "k", b"v\r\n1") == b"OK"
         assert await c.execute("GET", "k") == b"v\r\n1"
         assert await c.execute("INCRBY", "n", 5) == 5
@@ -53,7 +53,7 @@ def test_commands_and_replies(redis):
 
 def test_pipeline_is_one_round_trip_with_replies_in_order(redis):
     async def main():
-        c = RedisClient(redis.url, pool=2)
+        c = RedisClient(redis.url, pool=2, timeout=5)
         cmds = [("INCR", "p")] * 200 + [("GET", "p"), ("HGET", "p", "x")]
         replies = await c.pipeline(cmds)
         assert replies[:200] == list(range(1, 201)) and replies[200] == b"200"
@@ -94,7 +94,7 @@ def test_pool_shares_connections_and_is_capped(redis):
 
 def test_script_evalsha_with_noscript_fallback(redis):
     async def main():
-        c = RedisClient(redis.url)
+        c = RedisClient(redis.url, timeout=5)
         s = Script("return {KEYS[1], tonumber(ARGV[1]) + 1}")
         assert await c.run_script(s, ["a"], [41]) == [b"a", 42]     # EVALSHA, NOSCRIPT, EVAL
         assert await c.execute("SCRIPT", "EXISTS", s.sha) == [1]
@@ -190,13 +190,13 @@ def test_refused_connection_fails_at_once():
 
 def test_select_and_auth_on_connect(redis):
     async def main():
-        admin = RedisClient(redis.url)
+        admin = RedisClient(redis.url, timeout=5)
         await admin.execute("CONFIG", "SET", "requirepass", "pw")
         await admin.execute("AUTH", "pw")
-        bad = RedisClient(f"redis://:nope@127.0.0.1:{redis.port}/0", threshold=100)
+        bad = RedisClient(f"redis://:nope@127.0.0.1:{redis.port}/0", threshold=100, timeout=5)
         with pytest.raises(RedisUnavailable, match="refused the connection"):
             await bad.execute("PING")
-        c = RedisClient(f"redis://:pw@127.0.0.1:{redis.port}/3")
+        c = RedisClient(f"redis://:pw@127.0.0.1:{redis.port}/3", timeout=5)
         await c.execute("SET", "in3", 1)
         assert await admin.execute("EXISTS", "in3") == 0
         assert await admin.pipeline([("SELECT", 3), ("EXISTS", "in3")]) == [b"OK", 1]
@@ -212,7 +212,7 @@ def test_sentinel_resolves_the_master(redis, tmp_path):
                             master="mymaster", timeout=2)
             assert await c.execute("SET", "via-sentinel", 1) == b"OK"
             assert c._target == ("127.0.0.1", redis.port)
-            direct = RedisClient(redis.url)
+            direct = RedisClient(redis.url, timeout=5)
             assert await direct.execute("GET", "via-sentinel") == b"1"
             other = RedisClient("redis://ignored:1/0", sentinels=[("127.0.0.1", s.port)],
                                 master="nosuch", timeout=2)

@@ -37,7 +37,7 @@ def run(fn, *args):
 
 def test_bucket_starts_full_and_refused_takes_take_nothing(redis):
     async def main():
-        s = RedisStore(RedisClient(redis.url))
+        s = RedisStore(RedisClient(redis.url, timeout=5))
         await s.client.execute("FLUSHDB")
         got = [await s.take("k1", 3, 60, 1) for _ in range(3)]
         assert [(d.allowed, d.remaining) for d in got] == [(True, 2), (True, 1), (True, 0)]
@@ -70,7 +70,7 @@ def test_bucket_refills_continuously(redis):
 
 def test_quota_window_aligned_on_start(redis):
     async def main():
-        s = RedisStore(RedisClient(redis.url))
+        s = RedisStore(RedisClient(redis.url, timeout=5))
         start = time.time() - 5           # a 3600 s window that began 5 s ago
         d = await s.count("q", 2, 3600, start, 1)
         assert d.allowed and d.remaining == 1 and 3590 < d.retry_after <= 3595.5
@@ -89,7 +89,7 @@ def test_quota_window_aligned_on_start(redis):
 
 def test_large_limits_keep_integers_exact(redis):
     async def main():
-        s = RedisStore(RedisClient(redis.url))
+        s = RedisStore(RedisClient(redis.url, timeout=5))
         calls = 2**31 - 1                          # calls * period in us > 2**52: ms units
         d = await s.take("big", calls, 300, calls)   # a new bucket is exactly full
         assert d.allowed and d.remaining == 0
@@ -121,7 +121,7 @@ def test_unavailable_within_the_deadline(redis):
 
 def test_an_error_reply_is_a_store_failure(redis, caplog):
     async def main():
-        s = RedisStore(RedisClient(redis.url))
+        s = RedisStore(RedisClient(redis.url, timeout=5))
         await s.client.execute("SET", b"apigw:b:wrongtype", "x")   # not a hash
         for _ in range(3):
             with pytest.raises(StoreUnavailable, match="WRONGTYPE"):
@@ -137,7 +137,7 @@ def test_a_cluster_node_is_refused_with_a_reason(tmp_path, caplog):
                                  str(tmp_path / "nodes.conf")))
     try:
         async def main():
-            s = RedisStore(RedisClient(node.url))
+            s = RedisStore(RedisClient(node.url, timeout=5))
             for key in ("a", "b", "c"):   # no slot served: CLUSTERDOWN (else MOVED)
                 with pytest.raises(StoreUnavailable, match="Redis Cluster is not supported"):
                     await s.take(key, 1, 1, 1)

@@ -32,14 +32,16 @@ from .contract import (
     Answer, Command, Context, Headers, LastError, PolicyError, ReadRequestBody, ResponseView,
 )
 
-__all__ = ["Result", "run", "run_steps", "error_response", "INTERNAL_ERROR_REASON"]
+__all__ = ["Result", "run", "run_steps", "inbound", "from_backend", "outbound",
+           "forward_failed",
+           "error_response", "INTERNAL_ERROR_REASON"]
 
 INTERNAL_ERROR_REASON = "InternalError"
 _MARK = "_pipeline_step"      # the innermost step an exception passed through
 _SUBPATH = "_pipeline_subpath"  # set by a policy to point inside itself (`when[2]`)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Result:
     """What to send.  `kind`:
 
@@ -56,6 +58,11 @@ class Result:
     answer: Optional[Answer] = None
     error: Optional[LastError] = None
     exception: Optional[BaseException] = None
+
+
+# the usual results, made once (a Result is never changed)
+_FORWARDED = Result("response", forwarded=True)
+_NOT_FORWARDED = Result("response", forwarded=False)
 
 
 def error_response(status: int, message: str,
@@ -157,23 +164,55 @@ def run(program: Any, ctx: Context, error: Optional[PolicyError] = None
         ) -> Generator[Command, Any, Result]:
     """The whole pipeline for one request.  With `error` (a refusal made before the
     pipeline, e.g. no subscription key), only on-error runs, for that error."""
-    forwarded = False
-    section = "inbound"
-    before = None
+    if error is not None:
+        return (yield from _on_error(program, ctx, error, "inbound", False))
+    rest = inbound(program, ctx)
+    if rest is not None:
+        return (yield from rest)
+    return (yield from from_backend(program, ctx))
+
+
+# The three pieces of `run` that are plain calls when no policy needs a generator: a
+# runtime that carries out a lone forward-request itself (runtime/lean.py) calls
+# `inbound`, forwards `program.lone_forward`, then calls `outbound` (or `forward_failed`),
+# and drives a generator only when one of them returns one (or `from_backend`'s, when it
+# leaves the forward to the general executor).
+
+def inbound(program: Any, ctx: Context) -> Optional[Generator[Command, Any, Result]]:
+    """The inbound section: None when every step went on (the backend section is next),
+    else the generator of the rest of the request (an answer, an error and on-error, or a
+    step that yields commands, then the rest of `run`)."""
+    ctx.section = "inbound"
     try:
-        if error is not None:
-            raise error
-        ctx.section = "inbound"
         r = run_steps(program.inbound, ctx)
+    except Exception as e:
+        return _on_error(program, ctx, e, "inbound", False)
+    if r is None:
+        return None
+    return _inbound_rest(program, ctx, r)
+
+
+def _inbound_rest(program: Any, ctx: Context, r: Any) -> Generator[Command, Any, Result]:
+    try:
+        if not isinstance(r, Answer):
+            r = yield from r
+    except Exception as e:   # (on-error runs outside the except block, as in run)
+        exc = e
+    else:
         if r is not None:
-            if not isinstance(r, Answer):
-                r = yield from r
-            if r is not None:
-                return Result("answer", answer=r)
-        section = ctx.section = "backend"
+            return Result("answer", answer=r)
+        return (yield from from_backend(program, ctx))
+    return (yield from _on_error(program, ctx, exc, "inbound", False))
+
+
+def from_backend(program: Any, ctx: Context) -> Generator[Command, Any, Result]:
+    """The rest of the request from the backend section on (where forward-request yields
+    ForwardRequest and the runtime fills ctx.response), then outbound."""
+    ctx.section = "backend"
+    before = ctx.response      # an inbound set-status may have started one already
+    try:
         if program.reads_request_body and ctx.request.body is None:
             yield ReadRequestBody(program.body_limit)
-        before = ctx.response      # an inbound set-status may have started one already
         steps = program.backend
         bare = getattr(steps[0], "bare", None) if len(steps) == 1 else None
         if bare is not None:       # a lone forward-request: its command, no generators
@@ -190,22 +229,55 @@ def run(program: Any, ctx: Context, error: Optional[PolicyError] = None
                 r = yield from r
             if r is not None:
                 return Result("answer", answer=r, forwarded=ctx.response is not before)
-        forwarded = ctx.response is not before
-        if ctx.response is None:
-            ctx.response = ResponseView(status=200, reason="OK", headers=Headers(), body=b"")
-        section = ctx.section = "outbound"
+    except Exception as e:   # (after the backend answered: fail-on-error-status-code)
+        exc = e
+    else:
+        out = outbound(program, ctx, ctx.response is not before)
+        if out.__class__ is Result:
+            return out
+        return (yield from out)
+    return (yield from _on_error(program, ctx, exc, "backend", ctx.response is not before))
+
+
+def forward_failed(program: Any, ctx: Context, exc: Exception, before: Any
+                   ) -> Generator[Command, Any, Result]:
+    """The rest of the request when `program.lone_forward`, carried out by the runtime,
+    failed with `exc` (a PolicyError): on-error, as `run` would have gone on.  `before`:
+    ctx.response before the forward."""
+    _mark(exc, program.backend[0])
+    return _on_error(program, ctx, exc, "backend", ctx.response is not before)
+
+
+def outbound(program: Any, ctx: Context, forwarded: bool
+             ) -> "Result | Generator[Command, Any, Result]":
+    """The outbound section, after the backend section (`forwarded`: ctx.response is the
+    backend's): the Result when it ran through without a generator, else the generator
+    of the rest of the request."""
+    if ctx.response is None:
+        ctx.response = ResponseView(status=200, reason="OK", headers=Headers(), body=b"")
+    ctx.section = "outbound"
+    try:
         r = run_steps(program.outbound, ctx)
-        if r is not None:
-            if not isinstance(r, Answer):
-                r = yield from r
-            if r is not None:
-                return Result("answer", answer=r, forwarded=forwarded)
-        return Result("response", forwarded=forwarded)
+    except Exception as e:
+        return _on_error(program, ctx, e, "outbound", forwarded)
+    if r is None:
+        return _FORWARDED if forwarded else _NOT_FORWARDED
+    if isinstance(r, Answer):
+        return Result("answer", answer=r, forwarded=forwarded)
+    return _outbound_rest(program, ctx, r, forwarded)
+
+
+def _outbound_rest(program: Any, ctx: Context, r: Any, forwarded: bool
+                   ) -> Generator[Command, Any, Result]:
+    try:
+        r = yield from r
     except Exception as e:
         exc = e
-    if section == "backend":   # failed after the backend answered (fail-on-error-status-code)
-        forwarded = ctx.response is not before
-    return (yield from _on_error(program, ctx, exc, section, forwarded))
+    else:
+        if r is not None:
+            return Result("answer", answer=r, forwarded=forwarded)
+        return _FORWARDED if forwarded else _NOT_FORWARDED
+    return (yield from _on_error(program, ctx, exc, "outbound", forwarded))
 
 
 def _on_error(program: Any, ctx: Context, exc: Exception, section: str, forwarded: bool

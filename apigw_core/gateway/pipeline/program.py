@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from . import policies as _builtins  # noqa: F401  (registers the built-in policies)
@@ -99,6 +99,16 @@ class Program:
     reads_request_body: bool = False     # some policy reads the request body
     reads_response_body: bool = False    # some outbound / on-error policy reads the response's
     body_limit: int = DEFAULT_BODY_LIMIT
+    # the backend section's one command when it is a lone plain forward-request and no
+    # policy reads the request body: then engine.inbound, this command and
+    # engine.outbound are the whole of engine.run (runtime/lean.py); made from the
+    # fields above, also by dataclasses.replace
+    lone_forward: Any = field(init=False, default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        steps = self.backend
+        if len(steps) == 1 and not self.reads_request_body:
+            object.__setattr__(self, "lone_forward", getattr(steps[0], "bare", None))
 
 
 # --- compiling entries --------------------------------------------------------------------

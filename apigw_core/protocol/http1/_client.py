@@ -56,6 +56,7 @@ from ..events import (
     Response,
     _new_data,
     _new_eom,
+    _new_response,
 )
 
 __all__ = ["ClientConnection", "ForwardedHead"]
@@ -333,7 +334,8 @@ class ClientConnection:
         if self._max_body is not None and clen > self._max_body and not no_body:
             raise _bad("content-length larger than max_body_size")
         self._resp_keep = (not flags & _F_CLOSE) if minor else bool(flags & _F_KEEP_ALIVE)
-        events.append(Response(sid, status, headers, b"1.1" if minor else b"1.0", reason))
+        # (the frozen dataclass's __init__ sets each field through object.__setattr__)
+        events.append(_new_response(sid, status, headers, b"1.1" if minor else b"1.0", reason))
         if self._method == b"CONNECT" and status < 300:
             self._switch()
             return pos
