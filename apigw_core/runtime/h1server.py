@@ -46,7 +46,6 @@ from ..protocol import (
     InformationalResponse,
     ProtocolError,
     Request,
-    Response,
 )
 from ..protocol.alpn import h2c_settings
 from ..protocol.events import _new_response

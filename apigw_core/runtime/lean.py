@@ -3,19 +3,23 @@ the answer streamed back with its head as the policies left it.
 
 Strategy.  admission.run_pipeline runs a request here instead of through `_Call.run`
 when nothing about the request itself needs the general executor: an HTTP/1.x caller, no
-WebSocket, gRPC or deadline, the whole body in, no debug trace and no sampled span.  It
-drives the same engine generator (gateway.pipeline.engine.run: every decision stays
-there) and carries out the one command it knows, a `ForwardRequest` with no buffering,
-the way executor._Call._forward does: the head written in C, one attempt, and a second
-on a fresh connection when a reused one failed before answering; the response head in
-ctx.response for outbound; and, when the program ends with "send the response" and the
-backend's whole body came with its head, head and body written in one flush.
+WebSocket, gRPC or deadline, the whole body in, no debug trace and no sampled span.  The
+program's decisions stay in the engine (gateway.pipeline.engine): when its backend
+section is a lone plain forward-request (`Program.lone_forward`), this calls
+`engine.inbound`, carries out that command the way executor._Call._forward does (the
+head written in C, one attempt, and a second on a fresh connection when a reused one
+failed before answering), puts the response head in ctx.response and calls
+`engine.outbound`; when that says "send the response" and the backend's whole body came
+with its head, head and body go out in one flush.  No generator, no `_Call`.
 
-Anything else, at any point (another command, a forward the C head cannot write, a failed
-forward, an answer or an error, a body still to come), goes to a `_Call` built from what
-is done so far (the body taken, the exchange open, the budget counted), whose `drive`
-carries on exactly where this stopped.  What this saves is the `_Call` object and its
-three coroutine levels per request: the work is the same.
+Anything else, at any point (a refusal, an answer, a policy that yields commands, a
+forward the C head cannot write, a failed forward, a 1xx, a body still to come), goes to
+a `_Call` built from what is done so far (the body taken, the exchange open, the budget
+counted) with the generator the engine gives for the rest of the request
+(`engine.run`, `from_backend`, `forward_failed`, or what `inbound` / `outbound`
+returned), and `_Call.drive` carries on from there.  What this saves is the `_Call`
+object, the engine's generator and three coroutine levels per request: the work is the
+same.
 """
 
 from __future__ import annotations

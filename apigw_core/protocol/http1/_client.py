@@ -53,7 +53,6 @@ from ..events import (
     Event,
     InformationalResponse,
     Request,
-    Response,
     _new_data,
     _new_eom,
     _new_response,
